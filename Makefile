@@ -1,0 +1,117 @@
+# consul-sidecar: one Makefile, read top to bottom.
+# Variables, then all, check, demo, bench, fuzz, install, clean.
+
+VERSION    ?= 0.1.0
+PREFIX     ?= /usr/local
+CC         ?= cc
+PKGS       := libcurl libcjson libmicrohttpd
+DEB_PKGS   := build-essential pkg-config libcurl4-openssl-dev libcjson-dev \
+              libmicrohttpd-dev check haproxy nginx-light docker-compose curl \
+              iproute2 procps
+
+CSTD       := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wno-unused-parameter
+OPT        ?= -O2 -g
+ifeq ($(SANITIZE),1)
+  OPT      := -O1 -g -fno-omit-frame-pointer
+  SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  BUILD    := build/san
+else
+  SAN      :=
+  BUILD    := build/rel
+endif
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS  = $(shell pkg-config --libs check 2>/dev/null)
+CFLAGS     += $(CSTD) $(WARN) $(OPT) $(SAN) -I. -DSIDECAR_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+LDFLAGS    += $(SAN)
+LDLIBS     += $(PKG_LIBS) -lm
+
+BIN        := $(BUILD)/bin
+OBJ        := $(BUILD)/obj
+
+# The daemon's layers (lib <- consul health proxy <- sidecar). main.c is kept
+# out of the core archive so unit tests link everything else.
+CORE_SRC   := $(wildcard lib/*.c consul/*.c health/*.c proxy/*.c) \
+              $(filter-out sidecar/main.c,$(wildcard sidecar/*.c))
+CORE_OBJ   := $(CORE_SRC:%.c=$(OBJ)/%.o)
+CORE_LIB   := $(BUILD)/libsidecar.a
+
+# Test doubles: each directory under tests/doubles is one program.
+DOUBLES    := consul kong
+DOUBLE_BIN := $(DOUBLES:%=$(BIN)/%-double)
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
+
+.PHONY: all check unit integration lint demo demo-up demo-down bench fuzz \
+        install clean deps compose-check
+.DEFAULT_GOAL := all
+
+all: bin/consul-sidecar $(DOUBLE_BIN:$(BIN)/%=bin/%)
+
+# bin/ always holds the most recent build (plain or sanitized), so scripts
+# and users have one place to look.
+bin/%: $(BIN)/%
+	@mkdir -p bin
+	cp -f $< $@
+
+$(BIN)/consul-sidecar: $(OBJ)/sidecar/main.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CORE_LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+define double_rule
+$(1)_SRC := $$(wildcard tests/doubles/$(1)/*.c)
+$(1)_OBJ := $$($(1)_SRC:%.c=$$(OBJ)/%.o)
+$$(BIN)/$(1)-double: $$($(1)_OBJ) $$(CORE_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$($(1)_OBJ) $$(CORE_LIB) $$(LDLIBS)
+endef
+$(foreach d,$(DOUBLES),$(eval $(call double_rule,$(d))))
+
+$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- set-up ---------------------------------------------------------------
+deps:
+	@sh tools/deps.sh $(DEB_PKGS)
+
+# ---- tests ----------------------------------------------------------------
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+unit: $(UNIT_BIN)
+	@sh tests/run-unit.sh $(UNIT_BIN)
+
+integration: all
+	@sh tests/integration/run.sh
+
+lint:
+	@sh tools/lint.sh
+
+compose-check:
+	docker-compose -f compose/docker-compose.yml config -q
+
+# ---- the rest -------------------------------------------------------------
+install: bin/consul-sidecar
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 bin/consul-sidecar $(DESTDIR)$(PREFIX)/bin/consul-sidecar
+	install -m 0644 docs/consul-sidecar.1 $(DESTDIR)$(PREFIX)/share/man/man1/consul-sidecar.1
+
+clean:
+	rm -rf build bin
