@@ -1,0 +1,106 @@
+# Shared helpers for integration scenarios. Source it from a t_*.sh script.
+#
+# Every scenario gets its own directory $T (kept and printed only on failure),
+# starts processes with start_bg (their PIDs are recorded and killed at exit),
+# lets programs pick their own ports (--port 0 + a port file) and waits on
+# conditions with wait_for instead of sleeping.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$ROOT/bin
+NAME=$(basename "$0" .sh)
+T=$(mktemp -d "${TMPDIR:-/tmp}/cs-$NAME.XXXXXX")
+PIDS=""
+FAILED=0
+CHECKS=0
+
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    for p in $PIDS; do
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -9 "$p" 2>/dev/null
+    done
+    if [ "$FAILED" -ne 0 ]; then
+        echo "--- $NAME failed; logs kept in $T" >&2
+        for f in "$T"/*.log; do
+            [ -f "$f" ] || continue
+            echo "--- $f (last 40 lines)" >&2
+            tail -n 40 "$f" >&2
+        done
+    else
+        rm -rf "$T"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# start_bg NAME CMD...: runs CMD in the background, output to $T/NAME.log;
+# sets LAST_PID.
+start_bg() {
+    _n=$1; shift
+    "$@" >"$T/$_n.log" 2>&1 &
+    LAST_PID=$!
+    PIDS="$PIDS $LAST_PID"
+    echo "$LAST_PID" >"$T/$_n.pid"
+}
+
+# stop_pid PID [SIGNAL]: signals PID and waits for it to exit.
+stop_pid() {
+    kill -"${2:-TERM}" "$1" 2>/dev/null
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    wait "$1" 2>/dev/null
+}
+
+# wait_for TIMEOUT_S DESCRIPTION CMD...: polls CMD until it succeeds.
+wait_for() {
+    _to=$1; _d=$2; shift 2
+    _end=$(( $(date +%s%N) / 1000000 + _to * 1000 ))
+    while :; do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        if [ $(( $(date +%s%N) / 1000000 )) -ge $_end ]; then
+            fail "timed out after ${_to}s waiting for: $_d"
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# port_of FILE [KEY]: a port from a port file. The file holds either a bare
+# port, or "key port" lines.
+port_of() {
+    if [ $# -ge 2 ]; then awk -v k="$2" '$1 == k { print $2 }' "$1"; else head -n1 "$1" | awk '{print $NF}'; fi
+}
+wait_port_file() { wait_for "${2:-10}" "port file $1" test -s "$1"; }
+
+# http METHOD URL [BODY]: sets STATUS and BODY (body also in $T/last_body).
+http() {
+    _m=$1; _u=$2; shift 2
+    if [ $# -ge 1 ]; then
+        STATUS=$(curl -s -o "$T/last_body" -w '%{http_code}' -X "$_m" \
+            -H 'Content-Type: application/json' --data-binary "$1" "$_u")
+    else
+        STATUS=$(curl -s -o "$T/last_body" -w '%{http_code}' -X "$_m" "$_u")
+    fi
+    BODY=$(cat "$T/last_body" 2>/dev/null)
+}
+
+ok()   { CHECKS=$((CHECKS + 1)); }
+fail() { FAILED=1; echo "FAIL [$NAME]: $*" >&2; }
+expect_eq() { # DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok; else fail "$1: expected '$2', got '$3'"; fi
+}
+expect_contains() { # DESCRIPTION NEEDLE HAYSTACK
+    case "$3" in *"$2"*) ok ;; *) fail "$1: '$2' not found in '$(printf '%.300s' "$3")'" ;; esac
+}
+expect_not_contains() {
+    case "$3" in *"$2"*) fail "$1: '$2' unexpectedly found" ;; *) ok ;; esac
+}
+# Counts lines of FILE matching a fixed string.
+count_lines() { grep -cF -- "$2" "$1" 2>/dev/null || true; }
+
+# Ends the scenario: prints one result line and exits with its status.
+finish() {
+    if [ "$FAILED" -eq 0 ]; then echo "ok   $NAME ($CHECKS checks)"; exit 0; fi
+    echo "FAIL $NAME"; exit 1
+}
