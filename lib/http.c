@@ -1,0 +1,276 @@
+/* Async HTTP over curl multi; see http.h. */
+#include "lib/http.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct http_call {
+    struct loop *loop;
+    CURL *easy;
+    struct curl_slist *headers;
+    struct curl_slist *connect_to;
+    char *body;
+    http_done_fn fn;
+    void *arg;
+    struct http_response resp;
+    size_t max_body;
+    int cancelled;
+};
+
+static int inflight;
+
+int http_inflight(void)
+{
+    return inflight;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct http_call *c = userp;
+    size_t n = size * nmemb;
+    if (buf_append(&c->resp.body, data, n) < 0)
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct http_call *c = userp;
+    size_t n = size * nmemb;
+    /* A new status line starts a new header block (redirects, 100-continue):
+     * keep only the final response's headers. */
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+        buf_reset(&c->resp.headers);
+    if (buf_append(&c->resp.headers, data, n) < 0)
+        return 0;
+    return n;
+}
+
+static void call_free(struct http_call *c)
+{
+    if (c->easy)
+        curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->headers);
+    curl_slist_free_all(c->connect_to);
+    free(c->body);
+    buf_free(&c->resp.body);
+    buf_free(&c->resp.headers);
+    free(c);
+    inflight--;
+}
+
+static enum http_error classify(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return HTTP_OK;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return HTTP_ERR_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return HTTP_ERR_TIMEOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return HTTP_ERR_TLS;
+    default:
+        return HTTP_ERR_OTHER;
+    }
+}
+
+static void on_done(void *easy, int result)
+{
+    struct http_call *c = NULL;
+    curl_easy_getinfo((CURL *)easy, CURLINFO_PRIVATE, (char **)&c);
+    if (c == NULL)
+        return;
+    CURLcode rc = (CURLcode)result;
+    double t = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME, &t);
+    c->resp.elapsed_ms = (long)(t * 1000);
+    if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow) {
+        c->resp.err = HTTP_ERR_TOO_LARGE;
+        snprintf(c->resp.error, sizeof c->resp.error,
+                 "response body larger than %zu bytes, refused", c->max_body);
+    } else if (rc != CURLE_OK) {
+        c->resp.err = classify(rc);
+        if (c->resp.error[0] == '\0')
+            snprintf(c->resp.error, sizeof c->resp.error, "%s", curl_easy_strerror(rc));
+    } else {
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->resp.status);
+        c->resp.error[0] = '\0';
+    }
+    if (c->resp.err != HTTP_OK)
+        c->resp.status = 0;
+    if (!c->cancelled)
+        c->fn(&c->resp, c->arg);
+    call_free(c);
+}
+
+struct http_call *http_start(struct loop *l, const struct http_request *req,
+                             http_done_fn fn, void *arg, char *err, size_t errlen)
+{
+    struct http_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    inflight++;
+    c->loop = l;
+    c->fn = fn;
+    c->arg = arg;
+    c->max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
+    buf_init(&c->resp.body, c->max_body);
+    buf_init(&c->resp.headers, 64 * 1024);
+    loop_set_curl_done(l, on_done);
+
+    CURL *e = c->easy = curl_easy_init();
+    if (e == NULL) {
+        snprintf(err, errlen, "curl_easy_init failed");
+        goto fail;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->resp.error);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
+    if (req->timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    if (req->unix_socket)
+        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
+    if (req->user_agent)
+        curl_easy_setopt(e, CURLOPT_USERAGENT, req->user_agent);
+    if (req->connect_only)
+        curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+    if (req->connect_to) {
+        c->connect_to = curl_slist_append(NULL, req->connect_to);
+        if (c->connect_to == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
+    }
+
+    const char *method = req->method ? req->method : "GET";
+    if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    if (req->body || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0 ||
+        strcmp(method, "PATCH") == 0) {
+        size_t n = req->body ? req->body_len : 0;
+        c->body = malloc(n + 1);
+        if (c->body == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        if (n)
+            memcpy(c->body, req->body, n);
+        c->body[n] = '\0';
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    }
+    /* curl adds "Expect: 100-continue" to large bodies; Consul and Kong do
+     * not need the extra round trip. */
+    c->headers = curl_slist_append(NULL, "Expect:");
+    for (const char *const *h = req->headers; h && *h; h++) {
+        struct curl_slist *n = curl_slist_append(c->headers, *h);
+        if (n == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        c->headers = n;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+
+    const struct http_tls *tls = req->tls;
+    if (tls) {
+        if (tls->cacert)
+            curl_easy_setopt(e, CURLOPT_CAINFO, tls->cacert);
+        if (tls->capath)
+            curl_easy_setopt(e, CURLOPT_CAPATH, tls->capath);
+        if (tls->client_cert)
+            curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert);
+        if (tls->client_key)
+            curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key);
+        if (tls->insecure) {
+            curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+            curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+    }
+    if (curl_multi_add_handle(loop_curl_multi(l), e) != CURLM_OK) {
+        snprintf(err, errlen, "curl_multi_add_handle failed");
+        goto fail;
+    }
+    return c;
+fail:
+    call_free(c);
+    return NULL;
+}
+
+void http_cancel(struct http_call *c)
+{
+    if (c == NULL)
+        return;
+    curl_multi_remove_handle(loop_curl_multi(c->loop), c->easy);
+    call_free(c);
+}
+
+const char *http_header(const struct http_response *r, const char *name,
+                        char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    const char *p = r->headers.data;
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            const char *end = p + len;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (end > v && (end[-1] == '\r' || end[-1] == ' '))
+                end--;
+            size_t vl = (size_t)(end - v);
+            if (vl >= outlen)
+                vl = outlen - 1;
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return out;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+char *http_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}

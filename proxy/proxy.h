@@ -1,0 +1,85 @@
+/*
+ * The one small interface every proxy driver implements (Kong Admin API,
+ * HAProxy Runtime API, nginx render + reload). sidecar/ decides *what*
+ * should change; a driver only knows *how* to read a proxy's upstream and
+ * apply a list of operations to it. Drivers never call consul/.
+ *
+ * All I/O is asynchronous on the shared loop. Contract: if a call returns -1
+ * its callback never fires (err is filled); otherwise the callback fires
+ * exactly once. Drivers do not log: they report text in errors.
+ */
+#ifndef PROXY_PROXY_H
+#define PROXY_PROXY_H
+
+#include <stddef.h>
+
+#include "lib/loop.h"
+
+/* One backend address of an upstream. host is an IP literal (v4, or v6
+ * without brackets) or a host name; weight is Kong-style 0..65535 (drivers
+ * scale it: HAProxy 0..256, nginx weight>=1 or "down" for 0). */
+struct proxy_target {
+    char *host;
+    int port;
+    int weight;
+};
+
+struct proxy_target_set {
+    struct proxy_target *items;
+    size_t n;
+};
+
+enum proxy_op_kind { PROXY_OP_ADD, PROXY_OP_REMOVE, PROXY_OP_SET_WEIGHT };
+
+struct proxy_op {
+    enum proxy_op_kind kind;
+    struct proxy_target target;  /* weight used by ADD and SET_WEIGHT */
+};
+
+/* Result of one operation, in the order given. */
+struct proxy_op_result {
+    int ok;                      /* 1 applied (or already so), 0 failed */
+    char error[256];
+};
+
+struct proxy;
+
+/* actual == NULL on failure (err says why). The set is valid only during
+ * the callback. */
+typedef void (*proxy_read_fn)(const struct proxy_target_set *actual,
+                              const char *err, void *arg);
+/* ok is 1 when every op applied; results has one entry per op. err is a
+ * summary of the first failure. */
+typedef void (*proxy_apply_fn)(int ok, const struct proxy_op_result *results,
+                               size_t n, const char *err, void *arg);
+
+struct proxy_ops {
+    const char *name;            /* "kong", "haproxy", "nginx" */
+    /* Reads the targets the sidecar owns in this upstream (hand-made entries
+     * are never reported, so never touched). An upstream that does not exist
+     * yet reads as empty. */
+    int (*read)(struct proxy *p, const char *upstream, proxy_read_fn fn,
+                void *arg, char *err, size_t errlen);
+    /* Applies ops (adds first, then weights, then removals). desired is the
+     * complete wanted set, for drivers that render whole files (nginx). */
+    int (*apply)(struct proxy *p, const char *upstream, const struct proxy_op *ops,
+                 size_t n_ops, const struct proxy_target_set *desired,
+                 proxy_apply_fn fn, void *arg, char *err, size_t errlen);
+    /* Cancels everything in flight (callbacks will not fire) and frees. */
+    void (*free)(struct proxy *p);
+};
+
+/* Every driver's handle starts with this. */
+struct proxy {
+    const struct proxy_ops *ops;
+    struct loop *loop;
+};
+
+/* Helpers shared by drivers and the reconciler. */
+void proxy_target_set_free(struct proxy_target_set *s);
+/* Deep copy; returns 0 or -1. */
+int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_target_set *src);
+/* "10.0.0.1:80" or "[fd00::1]:80" into out. */
+const char *proxy_target_key(const struct proxy_target *t, char *out, size_t len);
+
+#endif
