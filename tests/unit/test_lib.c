@@ -1,0 +1,423 @@
+/* Unit tests for lib/: durations, buffers, jitter/backoff, the event loop
+ * and async HTTP (against an in-process libmicrohttpd server). */
+#include <check.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/dur.h"
+#include "lib/http.h"
+#include "lib/log.h"
+#include "lib/loop.h"
+#include "lib/rand.h"
+
+/* ---- durations ----------------------------------------------------------- */
+
+static const struct {
+    const char *in;
+    int ok;
+    int64_t ms;
+} dur_cases[] = {
+    {"0", 1, 0},        {"10s", 1, 10000},     {"500ms", 1, 500},
+    {"1m30s", 1, 90000}, {"1.5h", 1, 5400000}, {"-2s", 1, -2000},
+    {"300us", 1, 1},    {"2h45m", 1, 9900000}, {"1000000ns", 1, 1},
+    {"10", 0, 0},       {"", 0, 0},            {"s", 0, 0},
+    {"1x", 0, 0},       {"1.s", 1, 1000},      {".5s", 1, 500},
+    {"5 s", 0, 0},      {"+", 0, 0},           {"1e3s", 0, 0},
+};
+
+START_TEST(test_dur_parses_go_durations)
+{
+    int64_t ms = 777;
+    int rc = dur_parse_ms(dur_cases[_i].in, &ms);
+    ck_assert_msg(rc == (dur_cases[_i].ok ? 0 : -1), "input %s", dur_cases[_i].in);
+    if (dur_cases[_i].ok)
+        ck_assert_int_eq(ms, dur_cases[_i].ms);
+    else
+        ck_assert_int_eq(ms, 777); /* untouched on failure */
+}
+END_TEST
+
+START_TEST(test_dur_formats_like_go)
+{
+    char b[32];
+    ck_assert_str_eq(dur_format_ms(0, b, sizeof b), "0s");
+    ck_assert_str_eq(dur_format_ms(500, b, sizeof b), "500ms");
+    ck_assert_str_eq(dur_format_ms(90000, b, sizeof b), "1m30s");
+    ck_assert_str_eq(dur_format_ms(1500, b, sizeof b), "1.5s");
+    ck_assert_str_eq(dur_format_ms(3600000, b, sizeof b), "1h0m0s");
+    ck_assert_str_eq(dur_format_ms(-10000, b, sizeof b), "-10s");
+    int64_t back;
+    ck_assert_int_eq(dur_parse_ms(dur_format_ms(5432100, b, sizeof b), &back), 0);
+    ck_assert_int_eq(back, 5432100);
+}
+END_TEST
+
+/* ---- buffers ------------------------------------------------------------- */
+
+START_TEST(test_buf_refuses_to_grow_past_its_cap)
+{
+    struct buf b;
+    buf_init(&b, 10);
+    ck_assert_int_eq(buf_puts(&b, "12345"), 0);
+    ck_assert_int_eq(buf_puts(&b, "678901"), -1);
+    ck_assert(b.overflow);
+    ck_assert_str_eq(b.data, "12345"); /* left as it was */
+    ck_assert_int_eq(buf_printf(&b, "%d", 12345), 0);
+    ck_assert_str_eq(b.data, "1234512345");
+    char *s = buf_steal(&b);
+    ck_assert_str_eq(s, "1234512345");
+    ck_assert_ptr_null(b.data);
+    free(s);
+    buf_free(&b);
+}
+END_TEST
+
+/* ---- rand ---------------------------------------------------------------- */
+
+START_TEST(test_backoff_is_capped_jittered_and_resets)
+{
+    struct backoff b;
+    rand_seed_with(42);
+    backoff_init(&b, 100, 2000);
+    uint64_t seen_max = 0, prev_ceil = 100;
+    for (int i = 0; i < 20; i++) {
+        uint64_t d = backoff_next(&b);
+        ck_assert_uint_ge(d, 50);
+        ck_assert_uint_le(d, 2000);
+        if (d > seen_max)
+            seen_max = d;
+        (void)prev_ceil;
+    }
+    ck_assert_uint_gt(seen_max, 1000); /* it does grow */
+    backoff_reset(&b);
+    ck_assert_uint_le(backoff_next(&b), 100);
+    /* Jitter differs between draws: a fleet does not act in lock-step. */
+    int differ = 0;
+    uint64_t first = rand_jitter_up(10000, 1.0 / 16);
+    for (int i = 0; i < 10; i++) {
+        uint64_t j = rand_jitter_up(10000, 1.0 / 16);
+        ck_assert_uint_ge(j, 10000);
+        ck_assert_uint_lt(j, 10625);
+        differ |= j != first;
+    }
+    ck_assert(differ);
+}
+END_TEST
+
+/* ---- loop ---------------------------------------------------------------- */
+
+static int order[8], norder;
+
+static void record(void *arg)
+{
+    order[norder++] = (int)(intptr_t)arg;
+}
+
+START_TEST(test_loop_fires_timers_in_due_order)
+{
+    struct loop *l = loop_new();
+    struct loop_timer *a = loop_timer_new(l, record, (void *)1);
+    struct loop_timer *b = loop_timer_new(l, record, (void *)2);
+    struct loop_timer *c = loop_timer_new(l, record, (void *)3);
+    norder = 0;
+    uint64_t t0 = loop_clock_ms();
+    loop_timer_start(a, 30);
+    loop_timer_start(b, 10);
+    loop_timer_start(c, 20);
+    loop_timer_stop(c);
+    ck_assert(!loop_timer_active(c));
+    while (norder < 2 && loop_clock_ms() - t0 < 2000)
+        loop_run_once(l, 100);
+    ck_assert_int_eq(norder, 2);
+    ck_assert_int_eq(order[0], 2);
+    ck_assert_int_eq(order[1], 1);
+    ck_assert_uint_ge(loop_clock_ms() - t0, 30);
+    loop_timer_free(a);
+    loop_timer_free(b);
+    loop_timer_free(c);
+    loop_free(l);
+}
+END_TEST
+
+static int fd_hits, hup_seen;
+
+static void on_pipe(int fd, short revents, void *arg)
+{
+    struct loop *l = arg;
+    char c;
+    if (revents & POLLIN) {
+        if (read(fd, &c, 1) == 1)
+            fd_hits++;
+        else
+            hup_seen = 1;
+    }
+    if (revents & POLLHUP) {
+        hup_seen = 1;
+        loop_fd_unwatch(l, fd);
+    }
+}
+
+START_TEST(test_loop_reports_readable_fds_and_hangups)
+{
+    struct loop *l = loop_new();
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    fd_hits = hup_seen = 0;
+    loop_fd_watch(l, p[0], POLLIN, on_pipe, l);
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    loop_run_once(l, 1000);
+    ck_assert_int_eq(fd_hits, 1);
+    close(p[1]);
+    /* A closed writer must be reported (POLLHUP), not spin silently. */
+    uint64_t wake0 = loop_wakeups(l);
+    for (int i = 0; i < 5 && !hup_seen; i++)
+        loop_run_once(l, 1000);
+    ck_assert(hup_seen);
+    ck_assert_uint_le(loop_wakeups(l) - wake0, 5);
+    close(p[0]);
+    loop_free(l);
+}
+END_TEST
+
+static int got_signal;
+
+static void on_usr1(int signo, void *arg)
+{
+    got_signal = signo;
+    loop_stop(arg);
+}
+
+START_TEST(test_loop_delivers_signals_through_the_self_pipe)
+{
+    struct loop *l = loop_new();
+    got_signal = 0;
+    ck_assert_int_eq(loop_signal_watch(l, SIGUSR1, on_usr1, l), 0);
+    raise(SIGUSR1);
+    loop_run(l);
+    ck_assert_int_eq(got_signal, SIGUSR1);
+    signal(SIGUSR1, SIG_DFL);
+    loop_free(l);
+}
+END_TEST
+
+START_TEST(test_loop_idle_does_not_wake_up)
+{
+    struct loop *l = loop_new();
+    uint64_t w0 = loop_wakeups(l);
+    loop_run_once(l, 200); /* nothing registered: one wake-up at the limit */
+    ck_assert_uint_eq(loop_wakeups(l) - w0, 1);
+    loop_free(l);
+}
+END_TEST
+
+/* ---- http ---------------------------------------------------------------- */
+
+static char last_token[128], last_url[256];
+
+static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
+                             const char *method, const char *version,
+                             const char *upload, size_t *upload_size, void **state)
+{
+    (void)cls; (void)method; (void)version; (void)upload; (void)state;
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    const char *tok = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Test-Token");
+    snprintf(last_token, sizeof last_token, "%s", tok ? tok : "");
+    snprintf(last_url, sizeof last_url, "%s", url);
+    static char big[4096];
+    memset(big, 'a', sizeof big);
+    struct MHD_Response *r;
+    if (strcmp(url, "/big") == 0)
+        r = MHD_create_response_from_buffer(sizeof big, big, MHD_RESPMEM_PERSISTENT);
+    else
+        r = MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "X-Consul-Index", "42");
+    enum MHD_Result ret = MHD_queue_response(c, strcmp(url, "/missing") ? 200 : 404, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static struct {
+    long status;
+    enum http_error err;
+    char index[32];
+    char body[64];
+    int calls;
+} res;
+
+static void on_http(struct http_response *r, void *arg)
+{
+    res.calls++;
+    res.status = r->status;
+    res.err = r->err;
+    if (!http_header(r, "x-consul-index", res.index, sizeof res.index))
+        res.index[0] = '\0';
+    snprintf(res.body, sizeof res.body, "%s", r->body.data ? r->body.data : "");
+    loop_stop(arg);
+}
+
+static struct MHD_Daemon *start_server(int *port)
+{
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, serve, NULL,
+        MHD_OPTION_END);
+    ck_assert_ptr_nonnull(d);
+    *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return d;
+}
+
+START_TEST(test_http_gets_status_body_and_headers)
+{
+    int port;
+    struct MHD_Daemon *d = start_server(&port);
+    struct loop *l = loop_new();
+    char url[128], err[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/x", port);
+    const char *hdrs[] = {"X-Test-Token: s3cret", NULL};
+    struct http_request rq = {.url = url, .headers = hdrs, .timeout_ms = 5000};
+    memset(&res, 0, sizeof res);
+    ck_assert_ptr_nonnull(http_start(l, &rq, on_http, l, err, sizeof err));
+    loop_run(l);
+    ck_assert_int_eq(res.calls, 1);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.index, "42");
+    ck_assert_str_eq(res.body, "ok");
+    ck_assert_str_eq(last_token, "s3cret");
+    ck_assert_str_eq(last_url, "/v1/x");
+    ck_assert_int_eq(http_inflight(), 0);
+    loop_free(l);
+    MHD_stop_daemon(d);
+}
+END_TEST
+
+START_TEST(test_http_refuses_bodies_over_the_cap)
+{
+    int port;
+    struct MHD_Daemon *d = start_server(&port);
+    struct loop *l = loop_new();
+    char url[128], err[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/big", port);
+    struct http_request rq = {.url = url, .max_body = 1000};
+    memset(&res, 0, sizeof res);
+    ck_assert_ptr_nonnull(http_start(l, &rq, on_http, l, err, sizeof err));
+    loop_run(l);
+    ck_assert_int_eq(res.err, HTTP_ERR_TOO_LARGE);
+    ck_assert_int_eq(res.status, 0);
+    loop_free(l);
+    MHD_stop_daemon(d);
+}
+END_TEST
+
+START_TEST(test_http_reports_connection_refused)
+{
+    struct loop *l = loop_new();
+    char err[128];
+    /* A port we bound and closed: nothing listens there. */
+    int port;
+    struct MHD_Daemon *d = start_server(&port);
+    MHD_stop_daemon(d);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    struct http_request rq = {.url = url};
+    memset(&res, 0, sizeof res);
+    ck_assert_ptr_nonnull(http_start(l, &rq, on_http, l, err, sizeof err));
+    loop_run(l);
+    ck_assert_int_eq(res.err, HTTP_ERR_CONNECT);
+    loop_free(l);
+}
+END_TEST
+
+static void never(struct http_response *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    ck_abort_msg("cancelled call must not call back");
+}
+
+START_TEST(test_http_cancel_never_calls_back)
+{
+    int port;
+    struct MHD_Daemon *d = start_server(&port);
+    struct loop *l = loop_new();
+    char url[128], err[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    struct http_request rq = {.url = url};
+    struct http_call *c = http_start(l, &rq, never, NULL, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    loop_run_once(l, 10);
+    http_cancel(c);
+    ck_assert_int_eq(http_inflight(), 0);
+    loop_run_once(l, 50);
+    loop_free(l);
+    MHD_stop_daemon(d);
+}
+END_TEST
+
+START_TEST(test_http_escape_encodes_reserved_characters)
+{
+    char *e = http_escape("a b/c?d=e&f%");
+    ck_assert_str_eq(e, "a%20b%2Fc%3Fd%3De%26f%25");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_log_escapes_control_characters)
+{
+    char *mem = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&mem, &len);
+    log_set_stream(f);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    log_debug("hidden");
+    log_info("evil\nfake line \"q\"");
+    log_setup(LOG_INFO, LOG_FORMAT_JSON);
+    log_warn("x\"y");
+    fclose(f);
+    log_set_stream(NULL);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    ck_assert_ptr_null(strstr(mem, "hidden"));
+    ck_assert_ptr_nonnull(strstr(mem, "[INFO] sidecar: evil\\nfake line \"q\"\n"));
+    ck_assert_ptr_nonnull(strstr(mem, "{\"@level\":\"warn\",\"@message\":\"x\\\"y\",\"@module\":\"sidecar\""));
+    /* Two lines exactly: the newline in the message did not forge a third. */
+    int lines = 0;
+    for (char *p = mem; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 2);
+    free(mem);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("lib");
+    TCase *t = tcase_create("core");
+    tcase_add_loop_test(t, test_dur_parses_go_durations, 0,
+                        (int)(sizeof dur_cases / sizeof dur_cases[0]));
+    tcase_add_test(t, test_dur_formats_like_go);
+    tcase_add_test(t, test_buf_refuses_to_grow_past_its_cap);
+    tcase_add_test(t, test_backoff_is_capped_jittered_and_resets);
+    tcase_add_test(t, test_loop_fires_timers_in_due_order);
+    tcase_add_test(t, test_loop_reports_readable_fds_and_hangups);
+    tcase_add_test(t, test_loop_delivers_signals_through_the_self_pipe);
+    tcase_add_test(t, test_loop_idle_does_not_wake_up);
+    tcase_add_test(t, test_http_gets_status_body_and_headers);
+    tcase_add_test(t, test_http_refuses_bodies_over_the_cap);
+    tcase_add_test(t, test_http_reports_connection_refused);
+    tcase_add_test(t, test_http_cancel_never_calls_back);
+    tcase_add_test(t, test_http_escape_encodes_reserved_characters);
+    tcase_add_test(t, test_log_escapes_control_characters);
+    tcase_set_timeout(t, 20);
+    suite_add_tcase(s, t);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
