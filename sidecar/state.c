@@ -1,0 +1,259 @@
+/* Atomic state file of last known good upstreams; see state.h. */
+#include "sidecar/state.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+
+#define STATE_FILE "upstreams.json"
+#define STATE_MAX_BYTES (64u * 1024 * 1024)
+
+void state_free(struct state *st)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        free(st->items[i].name);
+        free(st->items[i].proxy);
+        proxy_target_set_free(&st->items[i].targets);
+    }
+    free(st->items);
+    st->items = NULL;
+    st->n = 0;
+}
+
+const struct state_upstream *state_get(const struct state *st, const char *name)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (strcmp(st->items[i].name, name) == 0)
+            return &st->items[i];
+    return NULL;
+}
+
+int state_set(struct state *st, const char *name, const char *proxy, uint64_t index,
+              const struct proxy_target_set *targets)
+{
+    struct proxy_target_set copy;
+    char *pcopy = strdup(proxy ? proxy : "");
+    if (pcopy == NULL || proxy_target_set_copy(&copy, targets) < 0) {
+        free(pcopy);
+        return -1;
+    }
+    for (size_t i = 0; i < st->n; i++) {
+        if (strcmp(st->items[i].name, name) == 0) {
+            proxy_target_set_free(&st->items[i].targets);
+            free(st->items[i].proxy);
+            st->items[i].targets = copy;
+            st->items[i].proxy = pcopy;
+            st->items[i].index = index;
+            return 0;
+        }
+    }
+    struct state_upstream *n = realloc(st->items, (st->n + 1) * sizeof *n);
+    char *ncopy = strdup(name);
+    if (n == NULL || ncopy == NULL) {
+        if (n)
+            st->items = n;
+        free(ncopy);
+        free(pcopy);
+        proxy_target_set_free(&copy);
+        return -1;
+    }
+    st->items = n;
+    st->items[st->n++] = (struct state_upstream){ncopy, pcopy, index, copy};
+    return 0;
+}
+
+int state_parse(const char *text, struct state *st, char *err, size_t errlen)
+{
+    struct state out = {0};
+    cJSON *root = cJSON_Parse(text);
+    if (root == NULL) {
+        snprintf(err, errlen, "not valid JSON");
+        return -1;
+    }
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+    const cJSON *ups = cJSON_GetObjectItemCaseSensitive(root, "upstreams");
+    if (!cJSON_IsNumber(ver) || ver->valuedouble != 1) {
+        snprintf(err, errlen, "version: expected 1");
+        goto fail;
+    }
+    if (!cJSON_IsObject(ups)) {
+        snprintf(err, errlen, "upstreams: expected an object");
+        goto fail;
+    }
+    const cJSON *u;
+    cJSON_ArrayForEach(u, ups) {
+        const cJSON *proxy = cJSON_GetObjectItemCaseSensitive(u, "proxy");
+        const cJSON *index = cJSON_GetObjectItemCaseSensitive(u, "index");
+        const cJSON *targets = cJSON_GetObjectItemCaseSensitive(u, "targets");
+        if (!cJSON_IsObject(u) || !cJSON_IsString(proxy) || !cJSON_IsNumber(index) ||
+            index->valuedouble < 0 || !cJSON_IsArray(targets)) {
+            snprintf(err, errlen, "upstreams.%.64s: expected proxy, index and targets",
+                     u->string);
+            goto fail;
+        }
+        struct proxy_target_set set = {0};
+        int n = cJSON_GetArraySize(targets);
+        set.items = n ? calloc((size_t)n, sizeof *set.items) : NULL;
+        if (n && set.items == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        const cJSON *t;
+        cJSON_ArrayForEach(t, targets) {
+            const cJSON *host = cJSON_GetObjectItemCaseSensitive(t, "host");
+            const cJSON *port = cJSON_GetObjectItemCaseSensitive(t, "port");
+            const cJSON *weight = cJSON_GetObjectItemCaseSensitive(t, "weight");
+            if (!cJSON_IsString(host) || host->valuestring[0] == '\0' ||
+                strlen(host->valuestring) > 255 || !cJSON_IsNumber(port) ||
+                port->valueint < 1 || port->valueint > 65535 || !cJSON_IsNumber(weight) ||
+                weight->valueint < 0 || weight->valueint > 65535) {
+                snprintf(err, errlen, "upstreams.%.64s.targets[%zu]: bad target", u->string,
+                         set.n);
+                proxy_target_set_free(&set);
+                goto fail;
+            }
+            set.items[set.n].host = strdup(host->valuestring);
+            set.items[set.n].port = port->valueint;
+            set.items[set.n].weight = weight->valueint;
+            if (set.items[set.n].host == NULL) {
+                proxy_target_set_free(&set);
+                snprintf(err, errlen, "out of memory");
+                goto fail;
+            }
+            set.n++;
+        }
+        int rc = state_set(&out, u->string, proxy->valuestring, (uint64_t)index->valuedouble, &set);
+        proxy_target_set_free(&set);
+        if (rc < 0) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    cJSON_Delete(root);
+    state_free(st);
+    *st = out;
+    return 0;
+fail:
+    cJSON_Delete(root);
+    state_free(&out);
+    return -1;
+}
+
+int state_load(const char *dir, struct state *st, char *err, size_t errlen)
+{
+    char path[4096], why[256];
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct buf b;
+    buf_init(&b, STATE_MAX_BYTES);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_append(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "%s: larger than %u bytes", path, STATE_MAX_BYTES);
+            fclose(f);
+            buf_free(&b);
+            return -1;
+        }
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        snprintf(err, errlen, "%s: read error", path);
+        buf_free(&b);
+        return -1;
+    }
+    int rc = state_parse(b.data ? b.data : "", st, why, sizeof why);
+    if (rc < 0)
+        snprintf(err, errlen, "%s: corrupt state file: %s", path, why);
+    buf_free(&b);
+    return rc;
+}
+
+static char *state_render(const struct state *st)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *ups = cJSON_AddObjectToObject(root, "upstreams");
+    cJSON_AddNumberToObject(root, "version", 1);
+    for (size_t i = 0; i < st->n; i++) {
+        const struct state_upstream *u = &st->items[i];
+        cJSON *o = cJSON_AddObjectToObject(ups, u->name);
+        cJSON_AddStringToObject(o, "proxy", u->proxy);
+        cJSON_AddNumberToObject(o, "index", (double)u->index);
+        cJSON *arr = cJSON_AddArrayToObject(o, "targets");
+        for (size_t j = 0; j < u->targets.n; j++) {
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddStringToObject(t, "host", u->targets.items[j].host);
+            cJSON_AddNumberToObject(t, "port", u->targets.items[j].port);
+            cJSON_AddNumberToObject(t, "weight", u->targets.items[j].weight);
+            cJSON_AddItemToArray(arr, t);
+        }
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+int state_save(const char *dir, const struct state *st, char *err, size_t errlen)
+{
+    char path[4096], tmp[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, STATE_FILE);
+    char *text = state_render(st);
+    if (text == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot create temporary file: %s", dir, strerror(errno));
+        free(text);
+        return -1;
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        off += (size_t)w;
+    }
+    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0 || fchmod(fd, 0600) < 0)
+        goto fail;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0)
+        goto fail;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(text);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    free(text);
+    return -1;
+}

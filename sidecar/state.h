@@ -1,0 +1,47 @@
+/*
+ * The state file: the last known good target set of every upstream,
+ * persisted atomically in state_dir so that a restarted sidecar can restore
+ * a proxy that lost its state before Consul answers.
+ *
+ *   <state_dir>/upstreams.json
+ *   {"version":1,"upstreams":{"orders":{"proxy":"haproxy","index":42,
+ *     "targets":[{"host":"10.0.0.1","port":8080,"weight":1}]}}}
+ *
+ * A corrupt or unreadable file is reported and ignored (never half-loaded);
+ * a failed write leaves the previous file intact.
+ */
+#ifndef SIDECAR_STATE_H
+#define SIDECAR_STATE_H
+
+#include <stdint.h>
+
+#include "proxy/proxy.h"
+
+struct state_upstream {
+    char *name;
+    char *proxy;
+    uint64_t index;
+    struct proxy_target_set targets;
+};
+
+struct state {
+    struct state_upstream *items;
+    size_t n;
+};
+
+/* Loads dir/upstreams.json. A missing file is an empty state (returns 0);
+ * anything unreadable or malformed returns -1 with err naming the file and
+ * the reason, and *st stays empty. */
+int state_load(const char *dir, struct state *st, char *err, size_t errlen);
+/* Writes atomically (temp file, fsync, rename, directory fsync). */
+int state_save(const char *dir, const struct state *st, char *err, size_t errlen);
+/* Sets (replacing) one upstream's entry; copies everything. */
+int state_set(struct state *st, const char *name, const char *proxy, uint64_t index,
+              const struct proxy_target_set *targets);
+const struct state_upstream *state_get(const struct state *st, const char *name);
+void state_free(struct state *st);
+
+/* Parses the file's text (fuzzing and tests). */
+int state_parse(const char *text, struct state *st, char *err, size_t errlen);
+
+#endif
