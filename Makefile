@@ -41,6 +41,10 @@ CORE_LIB   := $(BUILD)/libsidecar.a
 DOUBLES    := consul kong
 DOUBLE_BIN := $(DOUBLES:%=$(BIN)/%-double)
 
+# Small programs the integration tests and the demo use (backends).
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BIN)/%)
+
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
@@ -48,7 +52,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
         install clean deps compose-check
 .DEFAULT_GOAL := all
 
-all: bin/consul-sidecar $(DOUBLE_BIN:$(BIN)/%=bin/%)
+all: bin/consul-sidecar $(DOUBLE_BIN:$(BIN)/%=bin/%) $(TOOL_BIN:$(BIN)/%=bin/%)
 
 # bin/ always holds the most recent build (plain or sanitized), so scripts
 # and users have one place to look.
@@ -73,6 +77,10 @@ $$(BIN)/$(1)-double: $$($(1)_OBJ) $$(CORE_LIB)
 	$$(CC) $$(LDFLAGS) -o $$@ $$($(1)_OBJ) $$(CORE_LIB) $$(LDLIBS)
 endef
 $(foreach d,$(DOUBLES),$(eval $(call double_rule,$(d))))
+
+$(TOOL_BIN): $(BIN)/%: $(OBJ)/tests/tools/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)

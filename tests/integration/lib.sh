@@ -44,11 +44,19 @@ start_bg() {
     echo "$LAST_PID" >"$T/$_n.pid"
 }
 
-# stop_pid PID [SIGNAL]: signals PID and waits for it to exit.
+# stop_pid PID [SIGNAL] [TIMEOUT_S]: signals PID, waits for it to exit and
+# returns its exit status (fails the scenario if it does not exit in time).
 stop_pid() {
     kill -"${2:-TERM}" "$1" 2>/dev/null
-    i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    _end=$(( $(date +%s) + ${3:-15} ))
+    while kill -0 "$1" 2>/dev/null; do
+        if [ "$(date +%s)" -ge $_end ]; then
+            fail "process $1 did not exit within ${3:-15}s of SIG${2:-TERM}"
+            kill -9 "$1" 2>/dev/null
+            break
+        fi
+        sleep 0.05
+    done
     wait "$1" 2>/dev/null
 }
 
@@ -104,3 +112,37 @@ finish() {
     if [ "$FAILED" -eq 0 ]; then echo "ok   $NAME ($CHECKS checks)"; exit 0; fi
     echo "FAIL $NAME"; exit 1
 }
+
+# ---- project-specific helpers ------------------------------------------------
+
+# start_consul [ARGS...]: starts the Consul double (agent node-1 unless ARGS
+# name agents); sets CONSUL_PORT (first agent), CONTROL and CONSUL.
+start_consul() {
+    if [ $# -eq 0 ]; then set -- --agent node-1; fi
+    start_bg consul "$BIN/consul-double" --port-file "$T/consul.ports" "$@"
+    CONSUL_PID=$LAST_PID
+    wait_for 10 "consul double port file" grep -q '^control ' "$T/consul.ports" || return 1
+    CONTROL="http://127.0.0.1:$(port_of "$T/consul.ports" control)"
+    CONSUL_PORT=$(awk '$1 != "control" { print $2; exit }' "$T/consul.ports")
+    CONSUL="http://127.0.0.1:$CONSUL_PORT"
+}
+# agent_url NAME: base URL of one simulated agent.
+agent_url() { echo "http://127.0.0.1:$(port_of "$T/consul.ports" "$1")"; }
+
+# start_sidecar NAME CONFIG [ARGS...]: runs the daemon with its status
+# endpoint on a free port; sets SIDECAR_PID and STATUS (base URL).
+start_sidecar() {
+    _sn=$1; _cfg=$2; shift 2
+    start_bg "$_sn" "$BIN/consul-sidecar" -config "$_cfg" -listen 127.0.0.1:0 \
+        -state-dir "$T/state-$_sn" "$@"
+    SIDECAR_PID=$LAST_PID
+    mkdir -p "$T/state-$_sn"
+    wait_for 10 "$_sn status endpoint" grep -q 'Status endpoint listening on' "$T/$_sn.log" || return 1
+    STATUS="http://$(sed -n 's/.*Status endpoint listening on \([^ ]*\).*/\1/p' "$T/$_sn.log" | head -n1)"
+}
+
+# catalog_has SERVICE NEEDLE: the catalog's health view of SERVICE mentions NEEDLE.
+catalog_has() { curl -sf "$CONSUL/v1/health/service/$1" | grep -q -- "$2"; }
+catalog_lacks() { ! catalog_has "$@"; }
+# log_has NAME TEXT: the process's log contains TEXT.
+log_has() { grep -qF -- "$2" "$T/$1.log"; }

@@ -1,0 +1,70 @@
+#!/bin/bash
+# Registration lifecycle against the Consul double: services with HTTP, TCP
+# and TTL checks appear in the catalog and health endpoints; SIGHUP adds and
+# removes services; SIGTERM deregisters and exits 0.
+. "$(dirname "$0")/lib.sh"
+start_consul || finish
+cat > "$T/sidecar.json" <<JSON
+{
+  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1s"},
+  "node": "node-1",
+  "drain": "0s",
+  "services": [
+    {"name": "web", "id": "web-1", "port": 8080, "address": "127.0.0.1", "tags": ["v1"],
+     "meta": {"version": "1.4.2"},
+     "check": {"http": "http://127.0.0.1:1/health", "interval": "10s"}},
+    {"Name": "db", "Port": 5432,
+     "Checks": [{"TCP": "127.0.0.1:1", "Interval": "10s"}, {"TTL": "30s", "Name": "db ttl"}]}
+  ]
+}
+JSON
+start_sidecar sidecar "$T/sidecar.json" || finish
+wait_for 10 "web-1 in the catalog" catalog_has web '"ID":"web-1"'
+wait_for 10 "db in the catalog" catalog_has db '"Service":"db"'
+body=$(curl -s "$CONSUL/v1/health/service/web")
+expect_contains "tag sent" '"v1"' "$body"
+expect_contains "meta sent" '"version":"1.4.2"' "$body"
+expect_contains "ownership mark" '"managed-by":"consul-sidecar"' "$body"
+expect_contains "HTTP check registered" '"CheckID":"service:web-1"' "$body"
+body=$(curl -s "$CONSUL/v1/agent/checks")
+expect_contains "db has two checks (1)" '"service:db:1"' "$body"
+expect_contains "db has two checks (2)" '"service:db:2"' "$body"
+expect_contains "Synced log line" "[INFO] sidecar: Synced service 'web-1'" "$(cat "$T/sidecar.log")"
+
+# A quiet resync makes no writes: count PUTs over a few resync periods.
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+sleep 3.5  # three resync periods: the thing measured is the absence of writes
+puts=$(curl -s "$CONTROL/requests" | grep -o '"method":"PUT"' | wc -l)
+expect_eq "writes during quiet resyncs" 0 "$puts"
+gets=$(curl -s "$CONTROL/requests" | grep -o '"/v1/agent/services' | wc -l)
+[ "$gets" -ge 2 ] && ok || fail "anti-entropy did not read the agent ($gets reads)"
+
+# SIGHUP: remove db, add api.
+cat > "$T/sidecar.json" <<JSON
+{
+  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1s"},
+  "node": "node-1", "drain": "0s",
+  "services": [
+    {"name": "web", "id": "web-1", "port": 8080, "address": "127.0.0.1", "tags": ["v1"],
+     "meta": {"version": "1.4.2"},
+     "check": {"http": "http://127.0.0.1:1/health", "interval": "10s"}},
+    {"name": "api", "port": 9090}
+  ]
+}
+JSON
+kill -HUP "$SIDECAR_PID"
+wait_for 10 "api registered after SIGHUP" catalog_has api '"Service":"api"'
+wait_for 10 "db deregistered after SIGHUP" catalog_lacks db '"Service":"db"'
+catalog_has web '"ID":"web-1"' && ok || fail "web-1 must stay registered across SIGHUP"
+
+# SIGHUP with a broken file: logged, old config kept.
+echo '{"services": [{"name": "x", "port": "eighty"}]}' > "$T/sidecar.json"
+kill -HUP "$SIDECAR_PID"
+wait_for 10 "invalid reload logged" log_has sidecar "keeping the current configuration"
+catalog_has api '"Service":"api"' && ok || fail "a bad reload must not deregister anything"
+
+# SIGTERM: deregister everything, exit 0.
+stop_pid "$SIDECAR_PID" TERM; rc=$?
+expect_eq "exit status after SIGTERM" 0 "$rc"
+expect_eq "agent services after SIGTERM" "{}" "$(curl -s "$CONSUL/v1/agent/services")"
+finish

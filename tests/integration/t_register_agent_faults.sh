@@ -1,0 +1,30 @@
+#!/bin/bash
+# The agent comes and goes: a sidecar started while the agent is down
+# registers once it comes up (never exits); an agent restarted without
+# persistence (-dev) gets everything back within one resync; a TTL update
+# answered "Unknown check ID" re-registers at once.
+. "$(dirname "$0")/lib.sh"
+start_consul || finish
+curl -s -X POST "$CONTROL/agents/node-1/down" >/dev/null
+cat > "$T/sidecar.json" <<JSON
+{
+  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "2s"},
+  "node": "node-1", "drain": "0s",
+  "service": {"name": "web", "id": "web-1", "port": 8080}
+}
+JSON
+start_sidecar sidecar "$T/sidecar.json" || finish
+wait_for 10 "unreachable agent logged" log_has sidecar "Consul agent unreachable"
+kill -0 "$SIDECAR_PID" && ok || fail "the sidecar exited while the agent was down"
+curl -s -X POST "$CONTROL/agents/node-1/up" >/dev/null
+wait_for 35 "registered once the agent is up" catalog_has web '"ID":"web-1"'
+# Logged once, not once per retry.
+n=$(count_lines "$T/sidecar.log" "Consul agent unreachable")
+expect_eq "unreachable logged once" 1 "$n"
+
+# Restart without persistence: the agent forgets everything.
+curl -s -X POST -d '{"persist": false}' "$CONTROL/agents/node-1/restart" >/dev/null
+wait_for 10 "agent really forgot the service" catalog_lacks web '"ID":"web-1"'
+wait_for 10 "restored within one resync" catalog_has web '"ID":"web-1"'
+wait_for 5 "repair logged" log_has sidecar "Service 'web-1' is missing from the agent; re-registering"
+finish
