@@ -146,3 +146,60 @@ catalog_has() { curl -sf "$CONSUL/v1/health/service/$1" | grep -q -- "$2"; }
 catalog_lacks() { ! catalog_has "$@"; }
 # log_has NAME TEXT: the process's log contains TEXT.
 log_has() { grep -qF -- "$2" "$T/$1.log"; }
+
+# start_backend NAME: an HTTP server answering "NAME"; sets BACKEND_PORT.
+start_backend() {
+    start_bg "backend-$1" "$BIN/backend" --name "$1" --port-file "$T/backend-$1.port"
+    wait_port_file "$T/backend-$1.port" || return 1
+    BACKEND_PORT=$(cat "$T/backend-$1.port")
+    eval "BACKEND_PID_$(echo "$1" | tr -c 'A-Za-z0-9\n' _)=$LAST_PID"
+}
+
+# register_instance AGENT ID SERVICE PORT [STATUS]: registers a backend
+# instance straight through a simulated agent, with a TTL check in STATUS
+# (default passing), as another node's sidecar would.
+register_instance() {
+    _st=${5:-passing}
+    curl -sf -X PUT "$(agent_url "$1")/v1/agent/service/register" \
+        -d "{\"ID\":\"$2\",\"Name\":\"$3\",\"Address\":\"127.0.0.1\",\"Port\":$4,\"Check\":{\"CheckID\":\"$2-ttl\",\"TTL\":\"10m\",\"Status\":\"$_st\"}}" >/dev/null
+}
+set_check() { # AGENT CHECK_ID pass|warn|fail
+    curl -sf -X PUT "$(agent_url "$1")/v1/agent/check/$3/$2" >/dev/null
+}
+deregister_instance() { curl -sf -X PUT "$(agent_url "$1")/v1/agent/service/deregister/$2" >/dev/null; }
+
+# start_haproxy: HAProxy with backend be_orders (roundrobin) holding one
+# hand-made server "manual" and an admin socket; sets HAPROXY_SOCK, FRONT.
+start_haproxy() {
+    _ports=$("$BIN/freeport" 1)
+    FRONT_PORT=$_ports
+    FRONT="http://127.0.0.1:$FRONT_PORT"
+    HAPROXY_SOCK=$T/haproxy.sock
+    cat > "$T/haproxy.cfg" <<CFG
+global
+    stats socket $HAPROXY_SOCK mode 600 level admin
+    stats timeout 10s
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind 127.0.0.1:$FRONT_PORT
+    default_backend be_orders
+backend be_orders
+    balance roundrobin
+    server manual 127.0.0.1:${1:-1} weight 1 ${2:-disabled}
+CFG
+    start_bg haproxy haproxy -db -f "$T/haproxy.cfg"
+    HAPROXY_PID=$LAST_PID
+    wait_for 10 "haproxy admin socket" test -S "$HAPROXY_SOCK"
+}
+haproxy_cmd() { printf '%s\n' "$1" | socat - "UNIX-CONNECT:$HAPROXY_SOCK"; }
+
+# served_by URL N: the set of distinct answers over N requests, sorted, one line.
+served_by() {
+    for _i in $(seq "${2:-12}"); do curl -s --max-time 2 "$1"; echo; done | grep -v '^$' | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+# serves_exactly URL "a b": the distinct answers are exactly those names.
+serves_exactly() { [ "$(served_by "$1" 12)" = "$2" ]; }
