@@ -1,0 +1,39 @@
+#!/bin/bash
+# Cluster view: leader change, no leader, member join/leave/fail produce
+# exactly one log line each in Consul's style, nothing repeats while nothing
+# changes, and /status shows the leader and members.
+. "$(dirname "$0")/lib.sh"
+start_consul --servers 3 --agent kong-1 --agent kong-2 || finish
+CONSUL_PORT=$(port_of "$T/consul.ports" kong-1); CONSUL="http://127.0.0.1:$CONSUL_PORT"
+cat > "$T/sidecar.json" <<JSON
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1s"}, "node": "kong-1", "drain": "0s"}
+JSON
+start_sidecar sidecar "$T/sidecar.json" || finish
+wait_for 10 "initial leader logged" log_has sidecar "New leader elected: 10.0.0.1:8300"
+
+curl -s -X POST "$CONTROL/leader" -d '{"leader":"server-2"}' >/dev/null
+wait_for 15 "leader change logged" log_has sidecar "New leader elected: 10.0.0.2:8300"
+curl -s -X POST "$CONTROL/leader" -d '{"leader":""}' >/dev/null
+wait_for 15 "no leader logged" log_has sidecar "[WARN] sidecar: No cluster leader"
+curl -s -X POST "$CONTROL/leader" -d '{"leader":"server-3"}' >/dev/null
+wait_for 15 "new leader logged" log_has sidecar "New leader elected: 10.0.0.3:8300"
+
+curl -s -X POST "$CONTROL/agents" -d '{"name":"kong-3"}' >/dev/null
+wait_for 15 "join logged" log_has sidecar "member 'kong-3' joined, marking health alive"
+curl -s -X POST "$CONTROL/members/kong-3" -d '{"status":"failed"}' >/dev/null
+wait_for 15 "failure logged" log_has sidecar "[WARN] sidecar: member 'kong-3' failed"
+curl -s -X POST "$CONTROL/members/kong-2" -d '{"status":"left"}' >/dev/null
+wait_for 15 "leave logged" log_has sidecar "member 'kong-2' left"
+
+status=$(curl -s "$STATUS/status")
+expect_contains "/status shows the leader" '10.0.0.3:8300' "$status"
+expect_contains "/status shows members" '"kong-3"' "$status"
+expect_contains "/status shows member state" '"failed"' "$status"
+
+# Quiet cluster: no line repeats.
+sleep 3  # observing that nothing is logged while nothing changes
+for l in "New leader elected: 10.0.0.2:8300" "No cluster leader" "member 'kong-3' joined" \
+         "member 'kong-3' failed" "member 'kong-2' left"; do
+    expect_eq "logged exactly once: $l" 1 "$(count_lines "$T/sidecar.log" "$l")"
+done
+finish

@@ -1,0 +1,28 @@
+#!/bin/bash
+# SIGTERM: the services go into maintenance for the drain period (peers stop
+# routing here), then are deregistered, and the sidecar exits 0. SIGUSR1
+# toggles maintenance by hand.
+. "$(dirname "$0")/lib.sh"
+start_consul || finish
+cat > "$T/sidecar.json" <<JSON
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "node-1", "drain": "2s",
+ "service": {"name": "gateway", "id": "gw-1", "port": 8000}}
+JSON
+start_sidecar sidecar "$T/sidecar.json" || finish
+wait_for 10 "registered" catalog_has gateway '"ID":"gw-1"'
+in_maint() { curl -s "$CONSUL/v1/agent/checks" | grep -q '_service_maintenance:gw-1'; }
+kill -USR1 "$SIDECAR_PID"
+wait_for 5 "SIGUSR1 enters maintenance" in_maint
+kill -USR1 "$SIDECAR_PID"
+wait_for 5 "SIGUSR1 leaves maintenance" sh -c "! curl -s '$CONSUL/v1/agent/checks' | grep -q _service_maintenance"
+
+t0=$(date +%s%N)
+kill -TERM "$SIDECAR_PID"
+wait_for 5 "maintenance during drain" in_maint
+curl -s "$CONSUL/v1/health/service/gateway?passing" | grep -q gw-1 && fail "a draining node must not be passing" || ok
+stop_pid "$SIDECAR_PID" TERM 15; rc=$?
+t1=$(date +%s%N)
+expect_eq "exit status" 0 "$rc"
+[ $(( (t1 - t0) / 1000000 )) -ge 1900 ] && ok || fail "drain shorter than 2s: $(( (t1 - t0) / 1000000 )) ms"
+expect_eq "deregistered after drain" "{}" "$(curl -s "$CONSUL/v1/agent/services")"
+finish
