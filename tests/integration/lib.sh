@@ -130,7 +130,7 @@ start_consul() {
 agent_url() { echo "http://127.0.0.1:$(port_of "$T/consul.ports" "$1")"; }
 
 # start_sidecar NAME CONFIG [ARGS...]: runs the daemon with its status
-# endpoint on a free port; sets SIDECAR_PID and STATUS (base URL).
+# endpoint on a free port; sets SIDECAR_PID and STATUS_URL (base URL).
 start_sidecar() {
     _sn=$1; _cfg=$2; shift 2
     start_bg "$_sn" "$BIN/consul-sidecar" -config "$_cfg" -listen 127.0.0.1:0 \
@@ -138,7 +138,7 @@ start_sidecar() {
     SIDECAR_PID=$LAST_PID
     mkdir -p "$T/state-$_sn"
     wait_for 10 "$_sn status endpoint" grep -q 'Status endpoint listening on' "$T/$_sn.log" || return 1
-    STATUS="http://$(sed -n 's/.*Status endpoint listening on \([^ ]*\).*/\1/p' "$T/$_sn.log" | head -n1)"
+    STATUS_URL="http://$(sed -n 's/.*Status endpoint listening on \([^ ]*\).*/\1/p' "$T/$_sn.log" | head -n1)"
 }
 
 # catalog_has SERVICE NEEDLE: the catalog's health view of SERVICE mentions NEEDLE.

@@ -25,7 +25,7 @@ wait_for 15 "failure logged" log_has sidecar "[WARN] sidecar: member 'kong-3' fa
 curl -s -X POST "$CONTROL/members/kong-2" -d '{"status":"left"}' >/dev/null
 wait_for 15 "leave logged" log_has sidecar "member 'kong-2' left"
 
-status=$(curl -s "$STATUS/status")
+status=$(curl -s "$STATUS_URL/status")
 expect_contains "/status shows the leader" '10.0.0.3:8300' "$status"
 expect_contains "/status shows members" '"kong-3"' "$status"
 expect_contains "/status shows member state" '"failed"' "$status"

@@ -9,12 +9,12 @@ cat > "$T/sidecar.json" <<JSON
  "service": {"name": "gateway", "id": "gw-1", "port": 8000}}
 JSON
 start_sidecar sidecar "$T/sidecar.json" || finish
-wait_for 10 "healthy" sh -c "curl -sf '$STATUS/health' >/dev/null"
-http GET "$STATUS/status"
+wait_for 10 "healthy" sh -c "curl -sf '$STATUS_URL/health' >/dev/null"
+http GET "$STATUS_URL/status"
 expect_eq "/status code" 200 "$STATUS"
 expect_contains "/status node" '"node": "node-1"' "$BODY"
 expect_contains "/status service" '"gw-1"' "$BODY"
-http GET "$STATUS/metrics"
+http GET "$STATUS_URL/metrics"
 metrics=$BODY
 printf '%s\n' "$metrics" > "$T/metrics.txt"
 "$BIN/promcheck" < "$T/metrics.txt" > "$T/samples.txt" 2> "$T/promcheck.err"
@@ -23,12 +23,12 @@ for m in consul_sidecar_build_info consul_sidecar_consul_requests_total \
          consul_sidecar_registration_state; do
     expect_contains "metric $m" "$m" "$(cat "$T/samples.txt")"
 done
-http GET "$STATUS/nope";   expect_eq "unknown path" 404 "$STATUS"
-http POST "$STATUS/health" '{}'; expect_eq "no writes" 405 "$STATUS"
+http GET "$STATUS_URL/nope";   expect_eq "unknown path" 404 "$STATUS"
+http POST "$STATUS_URL/health" '{}'; expect_eq "no writes" 405 "$STATUS"
 expect_contains "loopback only" "127.0.0.1:" "$(grep 'Status endpoint listening' "$T/sidecar.log")"
 
 curl -s -X POST "$CONTROL/agents/node-1/down" >/dev/null
 curl -s -X POST -d '{"persist": false}' "$CONTROL/agents/node-1/restart" >/dev/null
-wait_for 10 "503 while the agent is down" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$STATUS/health')\" = 503 ]"
-expect_contains "503 names the reason" "Consul" "$(curl -s "$STATUS/health")"
+wait_for 10 "503 while the agent is down" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$STATUS_URL/health')\" = 503 ]"
+expect_contains "503 names the reason" "Consul" "$(curl -s "$STATUS_URL/health")"
 finish
