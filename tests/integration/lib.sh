@@ -203,3 +203,24 @@ served_by() {
 }
 # serves_exactly URL "a b": the distinct answers are exactly those names.
 serves_exactly() { [ "$(served_by "$1" 12)" = "$2" ]; }
+
+# start_kong [ARGS...]: the Kong Admin API double; sets KONG (admin URL) and
+# KONG_CONTROL.
+start_kong() {
+    start_bg kong "$BIN/kong-double" --port-file "$T/kong.ports" "$@"
+    KONG_PID=$LAST_PID
+    wait_for 10 "kong double port file" grep -q '^control ' "$T/kong.ports" || return 1
+    KONG="http://127.0.0.1:$(port_of "$T/kong.ports" admin)"
+    KONG_CONTROL="http://127.0.0.1:$(port_of "$T/kong.ports" control)"
+}
+# kong_targets UPSTREAM: "host:port=weight" lines, sorted.
+kong_targets() {
+    curl -s "$KONG/upstreams/$1/targets?size=1000" | grep -o '"target":"[^"]*"\|"weight":[0-9]*' |
+        paste -d' ' - - 2>/dev/null | sed 's/"target":"\([^"]*\)" "weight":\([0-9]*\)/\1=\2/;s/"weight":\([0-9]*\) "target":"\([^"]*\)"/\2=\1/' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+kong_targets_are() { [ "$(kong_targets "$1")" = "$2" ]; }
+# kong_writes [UA_SUBSTRING]: number of write requests in the double's log.
+kong_writes() {
+    curl -s "$KONG_CONTROL/requests" | grep -o '{[^{}]*}' | grep -E '"method":"(POST|PATCH|PUT|DELETE)"' |
+        grep -F -- "${1:-}" | wc -l
+}

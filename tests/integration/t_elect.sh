@@ -1,0 +1,68 @@
+#!/bin/bash
+# Three sidecars beside three Kong nodes sharing one datastore: exactly one
+# writes (judged by User-Agent in the Kong double's log); SIGKILL the writer
+# -> a standby takes over within session TTL + lock delay; SIGTERM -> the
+# lock is released and a standby takes over at once; a flapping instance
+# under three sidecars makes no duplicate or conflicting writes.
+. "$(dirname "$0")/lib.sh"
+start_consul --agent kong-1 --agent kong-2 --agent kong-3 --session-ttl-min 1s || finish
+start_kong || finish
+register_instance kong-1 orders-1 orders 9001
+for n in 1 2 3; do
+    p=$(port_of "$T/consul.ports" kong-$n)
+    cat > "$T/kong-$n.json" <<JSON
+{
+  "consul": {"address": "127.0.0.1:$p", "resync": "1s"},
+  "node": "kong-$n", "drain": "0s",
+  "upstreams": [{"service": "orders", "proxy": "kong"}],
+  "proxy": {"kong": {"admin_url": "$KONG", "writer": "elected", "session_ttl": "2s", "lock_delay": "1s"}},
+  "watch": {"quiescence": {"min": "0s", "max": "0s"}}
+}
+JSON
+    start_sidecar "kong-$n" "$T/kong-$n.json" || finish
+    eval "PID_$n=$SIDECAR_PID"
+done
+wait_for 15 "targets written" kong_targets_are orders "127.0.0.1:9001=1"
+writer=""
+for n in 1 2 3; do log_has "kong-$n" "acquired writer lock for 'kong'" && writer="$writer $n"; done
+expect_eq "exactly one writer" 1 "$(echo $writer | wc -w)"
+w=$(echo $writer)
+writers_in_log=$(curl -s "$KONG_CONTROL/requests" | grep -o '{[^{}]*}' | grep -E '"method":"(POST|PATCH|PUT|DELETE)"' | grep -o '(kong-[0-9])' | sort -u | wc -l)
+expect_eq "writes come from one node only" 1 "$writers_in_log"
+for n in 1 2 3; do [ "$n" = "$w" ] && continue
+    wait_for 10 "kong-$n knows the writer" log_has "kong-$n" "standby; writer is 'kong-$w'"
+done
+
+# Flapping instance: no 409s, no duplicate writes.
+curl -s -X DELETE "$KONG_CONTROL/requests" >/dev/null
+for i in 1 2 3 4 5; do
+    register_instance kong-1 orders-2 orders 9002
+    wait_for 5 "flap up $i" kong_targets_are orders "127.0.0.1:9001=1 127.0.0.1:9002=1"
+    deregister_instance kong-1 orders-2
+    wait_for 5 "flap down $i" kong_targets_are orders "127.0.0.1:9001=1"
+done
+reqs=$(curl -s "$KONG_CONTROL/requests")
+expect_not_contains "no conflicts" '"status":409' "$reqs"
+expect_eq "one POST and one DELETE per flap" 10 "$(kong_writes)"
+
+# SIGKILL the writer: a standby takes over within TTL + lock delay (+ slack).
+eval "wpid=\$PID_$w"
+stop_pid "$wpid" KILL
+curl -s -X POST "$CONTROL/members/kong-$w" -d '{"status":"failed"}' >/dev/null
+t0=$(date +%s)
+taken=""
+wait_for 15 "a standby takes over" sh -c "grep -l \"acquired writer lock\" $T/kong-[123].log | grep -v kong-$w.log | grep -q ."
+expect_eq "takeover within TTL + lock delay + slack" yes "$([ $(( $(date +%s) - t0 )) -le 8 ] && echo yes)"
+register_instance kong-2 orders-4 orders 9004
+wait_for 10 "new writer applies changes" kong_targets_are orders "127.0.0.1:9001=1 127.0.0.1:9004=1"
+
+# SIGTERM the new writer: released at once, the last one takes over quickly.
+for n in 1 2 3; do [ "$n" = "$w" ] && continue
+    if log_has "kong-$n" "acquired writer lock"; then w2=$n; fi
+done
+eval "wpid=\$PID_$w2"
+stop_pid "$wpid" TERM
+expect_contains "lock released on SIGTERM" "released writer lock" "$(cat "$T/kong-$w2.log")"
+for n in 1 2 3; do [ "$n" = "$w" ] || [ "$n" = "$w2" ] && continue; w3=$n; done
+wait_for 5 "last standby takes over at once" log_has "kong-$w3" "acquired writer lock"
+finish
