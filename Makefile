@@ -115,6 +115,18 @@ lint:
 compose-check:
 	docker-compose -f compose/docker-compose.yml config -q
 
+# ---- the demo: the whole system on loopback (PROXY=haproxy|kong) ----------
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@PROXY=$(or $(PROXY),haproxy) bash demo/demo.sh run
+
+demo-up: deps
+	@$(MAKE) --no-print-directory all
+	@PROXY=$(or $(PROXY),haproxy) bash demo/demo.sh up
+
+demo-down:
+	@bash demo/demo.sh down
+
 # ---- the rest -------------------------------------------------------------
 install: bin/consul-sidecar
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
