@@ -1,0 +1,462 @@
+/* The Consul HTTP client; see client.h. */
+#include "consul/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CONSUL_DEFAULT_ADDR "127.0.0.1:8500"
+#define CONSUL_DEFAULT_MAX_BODY (8u * 1024 * 1024)
+#define CONSUL_DEFAULT_TIMEOUT_MS 10000
+
+struct consul_call {
+    struct consul_client *c;
+    struct http_call *http;
+    char *method, *path, *body;
+    size_t body_len;
+    long timeout_ms;
+    int blocking;
+    consul_done_fn fn;
+    void *arg;
+    struct consul_call *next;   /* queue / in-flight list */
+    int queued;
+};
+
+struct consul_client {
+    struct loop *loop;
+    char *address;
+    char base[512];             /* http(s)://host:port */
+    char sock[512];             /* unix socket path or "" */
+    char *token_header;         /* "X-Consul-Token: ..." or NULL */
+    char *user_agent;
+    struct http_tls tls;
+    char *tls_strings[5];
+    char connect_to[700];
+    size_t max_body;
+    int max_inflight;
+    int inflight;               /* ordinary requests in flight */
+    int blocking_inflight;
+    struct consul_call *queue_head, *queue_tail;
+    struct consul_call *active; /* everything started, for free() */
+};
+
+int consul_parse_index(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || *s == '\0')
+        return -1;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int valid_hostport(const char *hp)
+{
+    if (*hp == '\0')
+        return 0;
+    const char *colon = hp[0] == '[' ? strstr(hp, "]:") : strrchr(hp, ':');
+    if (colon == NULL)
+        return 1; /* host only */
+    const char *port = colon + (hp[0] == '[' ? 2 : 1);
+    char *end;
+    errno = 0;
+    long v = strtol(port, &end, 10);
+    return *port && !*end && !errno && v > 0 && v <= 65535;
+}
+
+int consul_parse_address(const char *addr, char *base, size_t baselen, char *sock,
+                         size_t socklen, int *tls_required, char *err, size_t errlen)
+{
+    const char *a = addr && *addr ? addr : CONSUL_DEFAULT_ADDR;
+    *tls_required = 0;
+    sock[0] = '\0';
+    if (strncmp(a, "unix://", 7) == 0) {
+        if (a[7] != '/') {
+            snprintf(err, errlen, "consul address \"%s\": unix:// needs an absolute path", a);
+            return -1;
+        }
+        snprintf(sock, socklen, "%s", a + 7);
+        snprintf(base, baselen, "http://localhost");
+        return 0;
+    }
+    const char *scheme = "http";
+    const char *hp = a;
+    if (strncmp(a, "http://", 7) == 0) {
+        hp = a + 7;
+    } else if (strncmp(a, "https://", 8) == 0) {
+        hp = a + 8;
+        scheme = "https";
+        *tls_required = 1;
+    } else if (strstr(a, "://")) {
+        snprintf(err, errlen, "consul address \"%s\": unsupported scheme (use http, https or unix)", a);
+        return -1;
+    }
+    char host[512];
+    snprintf(host, sizeof host, "%s", hp);
+    size_t hl = strlen(host);
+    while (hl > 0 && host[hl - 1] == '/')
+        host[--hl] = '\0';
+    if (strchr(host, '/') || strchr(host, '?') || strchr(host, '@') || !valid_hostport(host)) {
+        snprintf(err, errlen, "consul address \"%s\": expected host:port", a);
+        return -1;
+    }
+    snprintf(base, baselen, "%s://%s", scheme, host);
+    return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+struct consul_client *consul_client_new(struct loop *l, const struct consul_client_opts *o,
+                                        char *err, size_t errlen)
+{
+    struct consul_client *c = calloc(1, sizeof *c);
+    int tls = 0;
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->loop = l;
+    c->address = strdup(o->address && *o->address ? o->address : CONSUL_DEFAULT_ADDR);
+    if (c->address == NULL ||
+        consul_parse_address(c->address, c->base, sizeof c->base, c->sock, sizeof c->sock, &tls,
+                             err, errlen) < 0)
+        goto fail;
+    c->max_body = o->max_body ? o->max_body : CONSUL_DEFAULT_MAX_BODY;
+    c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 4;
+    c->user_agent = dup_or_null(o->user_agent);
+    if (o->token && *o->token) {
+        size_t n = strlen(o->token) + 32;
+        c->token_header = malloc(n);
+        if (c->token_header == NULL)
+            goto oom;
+        snprintf(c->token_header, n, "X-Consul-Token: %s", o->token);
+    }
+    const char *in[5] = {o->tls.cacert, o->tls.capath, o->tls.client_cert, o->tls.client_key,
+                         o->tls.server_name};
+    for (int i = 0; i < 5; i++) {
+        c->tls_strings[i] = dup_or_null(in[i]);
+        if (in[i] && !c->tls_strings[i])
+            goto oom;
+    }
+    c->tls.cacert = c->tls_strings[0];
+    c->tls.capath = c->tls_strings[1];
+    c->tls.client_cert = c->tls_strings[2];
+    c->tls.client_key = c->tls_strings[3];
+    c->tls.server_name = c->tls_strings[4];
+    c->tls.insecure = o->tls.insecure;
+    /* Verify the agent's certificate against another name: put that name
+     * in the URL and tell curl to connect to the real address. */
+    if (tls && c->tls.server_name && *c->tls.server_name) {
+        const char *hp = c->base + 8;
+        const char *colon = strrchr(hp, ':');
+        const char *port = colon && !strchr(colon, ']') ? colon + 1 : "443";
+        snprintf(c->connect_to, sizeof c->connect_to, "%s:%s:%.*s:%s", c->tls.server_name, port,
+                 colon && !strchr(colon, ']') ? (int)(colon - hp) : (int)strlen(hp), hp, port);
+        snprintf(c->base, sizeof c->base, "https://%s:%s", c->tls.server_name, port);
+    }
+    return c;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    consul_client_free(c);
+    return NULL;
+}
+
+static void call_free(struct consul_call *call)
+{
+    free(call->method);
+    free(call->path);
+    free(call->body);
+    free(call);
+}
+
+static void unlink_active(struct consul_client *c, struct consul_call *call)
+{
+    for (struct consul_call **pp = &c->active; *pp; pp = &(*pp)->next) {
+        if (*pp == call) {
+            *pp = call->next;
+            return;
+        }
+    }
+}
+
+void consul_client_free(struct consul_client *c)
+{
+    if (c == NULL)
+        return;
+    while (c->active) {
+        struct consul_call *call = c->active;
+        c->active = call->next;
+        http_cancel(call->http);
+        call_free(call);
+    }
+    while (c->queue_head) {
+        struct consul_call *call = c->queue_head;
+        c->queue_head = call->next;
+        call_free(call);
+    }
+    free(c->address);
+    free(c->token_header);
+    free(c->user_agent);
+    for (int i = 0; i < 5; i++)
+        free(c->tls_strings[i]);
+    free(c);
+}
+
+const char *consul_client_address(const struct consul_client *c)
+{
+    return c->address;
+}
+
+int consul_client_inflight(const struct consul_client *c)
+{
+    return c->inflight + c->blocking_inflight;
+}
+
+int consul_client_queued(const struct consul_client *c)
+{
+    int n = 0;
+    for (const struct consul_call *q = c->queue_head; q; q = q->next)
+        n++;
+    return n;
+}
+
+static int start_call(struct consul_call *call, char *err, size_t errlen);
+
+static void pump_queue(struct consul_client *c)
+{
+    while (c->queue_head && c->inflight < c->max_inflight) {
+        struct consul_call *call = c->queue_head;
+        char err[256];
+        c->queue_head = call->next;
+        if (c->queue_head == NULL)
+            c->queue_tail = NULL;
+        call->next = NULL;
+        call->queued = 0;
+        if (start_call(call, err, sizeof err) < 0) {
+            /* Could not even start: report it as a transport failure, so the
+             * async contract (the callback fires once) holds. */
+            struct consul_response r = {0};
+            r.err = HTTP_ERR_OTHER;
+            r.error = err;
+            r.body = "";
+            r.known_leader = -1;
+            r.last_contact_ms = -1;
+            consul_done_fn fn = call->fn;
+            void *arg = call->arg;
+            call_free(call);
+            fn(&r, arg);
+        }
+    }
+}
+
+static void on_http_done(struct http_response *resp, void *arg)
+{
+    struct consul_call *call = arg;
+    struct consul_client *c = call->c;
+    char idx[64], leader[16], contact[32], hash[128];
+    struct consul_response r = {0};
+
+    unlink_active(c, call);
+    if (call->blocking)
+        c->blocking_inflight--;
+    else
+        c->inflight--;
+
+    r.status = resp->status;
+    r.err = resp->err;
+    r.error = resp->err != HTTP_OK ? resp->error : NULL;
+    r.body = resp->body.data ? resp->body.data : "";
+    r.body_len = resp->body.len;
+    r.raw = resp;
+    r.known_leader = -1;
+    r.last_contact_ms = -1;
+    if (http_header(resp, "X-Consul-Index", idx, sizeof idx) &&
+        consul_parse_index(idx, &r.index) == 0)
+        r.has_index = 1;
+    if (http_header(resp, "X-Consul-Knownleader", leader, sizeof leader))
+        r.known_leader = strcasecmp(leader, "true") == 0;
+    if (http_header(resp, "X-Consul-Lastcontact", contact, sizeof contact))
+        r.last_contact_ms = strtol(contact, NULL, 10);
+    if (http_header(resp, "X-Consul-Contenthash", hash, sizeof hash))
+        r.content_hash = hash;
+
+    consul_done_fn fn = call->fn;
+    void *fn_arg = call->arg;
+    call_free(call);
+    fn(&r, fn_arg);
+    /* The callback may have freed the client only by contract violation;
+     * it is still alive here. */
+    pump_queue(c);
+}
+
+static int start_call(struct consul_call *call, char *err, size_t errlen)
+{
+    struct consul_client *c = call->c;
+    char url[4096];
+    const char *headers[4];
+    int nh = 0;
+    if (call->body)
+        headers[nh++] = "Content-Type: application/json";
+    if (c->token_header)
+        headers[nh++] = c->token_header;
+    headers[nh] = NULL;
+    snprintf(url, sizeof url, "%s%s", c->base, call->path);
+    struct http_request rq = {
+        .method = call->method,
+        .url = url,
+        .unix_socket = c->sock[0] ? c->sock : NULL,
+        .body = call->body,
+        .body_len = call->body_len,
+        .headers = headers,
+        .user_agent = c->user_agent,
+        .timeout_ms = call->timeout_ms,
+        .max_body = c->max_body,
+        .tls = &c->tls,
+        .connect_to = c->connect_to[0] ? c->connect_to : NULL,
+    };
+    call->http = http_start(c->loop, &rq, on_http_done, call, err, errlen);
+    if (call->http == NULL)
+        return -1;
+    if (call->blocking)
+        c->blocking_inflight++;
+    else
+        c->inflight++;
+    call->next = c->active;
+    c->active = call;
+    return 0;
+}
+
+struct consul_call *consul_request(struct consul_client *c, const char *method,
+                                   const char *path_and_query, const char *body,
+                                   size_t body_len, long timeout_ms, int blocking,
+                                   consul_done_fn fn, void *arg, char *err, size_t errlen)
+{
+    struct consul_call *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    call->c = c;
+    call->method = strdup(method ? method : "GET");
+    call->path = strdup(path_and_query);
+    call->body = body ? malloc(body_len + 1) : NULL;
+    if (!call->method || !call->path || (body && !call->body)) {
+        call_free(call);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (body) {
+        memcpy(call->body, body, body_len);
+        call->body[body_len] = '\0';
+    }
+    call->body_len = body_len;
+    call->timeout_ms = timeout_ms > 0 ? timeout_ms : CONSUL_DEFAULT_TIMEOUT_MS;
+    call->blocking = blocking;
+    call->fn = fn;
+    call->arg = arg;
+    if (!blocking && c->inflight >= c->max_inflight) {
+        call->queued = 1;
+        if (c->queue_tail)
+            c->queue_tail->next = call;
+        else
+            c->queue_head = call;
+        c->queue_tail = call;
+        return call;
+    }
+    if (start_call(call, err, errlen) < 0) {
+        call_free(call);
+        return NULL;
+    }
+    return call;
+}
+
+void consul_cancel(struct consul_call *call)
+{
+    if (call == NULL)
+        return;
+    struct consul_client *c = call->c;
+    if (call->queued) {
+        struct consul_call *prev = NULL;
+        for (struct consul_call *q = c->queue_head; q; prev = q, q = q->next) {
+            if (q == call) {
+                if (prev)
+                    prev->next = q->next;
+                else
+                    c->queue_head = q->next;
+                if (c->queue_tail == q)
+                    c->queue_tail = prev;
+                break;
+            }
+        }
+        call_free(call);
+        return;
+    }
+    unlink_active(c, call);
+    http_cancel(call->http);
+    if (call->blocking)
+        c->blocking_inflight--;
+    else
+        c->inflight--;
+    call_free(call);
+    pump_queue(c);
+}
+
+struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, long timeout_ms,
+                                       int blocking, consul_done_fn fn, void *arg, char *err,
+                                       size_t errlen)
+{
+    return consul_request(ctx, "GET", path_and_query, NULL, 0, timeout_ms, blocking, fn, arg,
+                          err, errlen);
+}
+
+void consul_cancel_adapter(void *ctx, struct consul_call *call)
+{
+    (void)ctx;
+    consul_cancel(call);
+}
+
+const char *consul_describe_error(const struct consul_response *r, const char *method,
+                                  const char *path, char *out, size_t len)
+{
+    /* Only the path: a query string could carry anything. */
+    char p[256];
+    snprintf(p, sizeof p, "%s", path);
+    char *q = strchr(p, '?');
+    if (q)
+        *q = '\0';
+    if (r->err != HTTP_OK) {
+        snprintf(out, len, "%s %s: %s", method, p, r->error ? r->error : "transport error");
+        return out;
+    }
+    char body[220];
+    size_t n = 0;
+    for (size_t i = 0; i < r->body_len && n + 5 < sizeof body - 4; i++) {
+        unsigned char ch = (unsigned char)r->body[i];
+        if (ch == '\n' && i + 1 == r->body_len)
+            break;
+        if (ch < 0x20 || ch == 0x7f)
+            n += (size_t)snprintf(body + n, sizeof body - n, "\\x%02x", ch);
+        else
+            body[n++] = (char)ch;
+        if (n >= 200) {
+            n += (size_t)snprintf(body + n, sizeof body - n, "...");
+            break;
+        }
+    }
+    body[n] = '\0';
+    snprintf(out, len, "%s %s: %ld%s%s", method, p, r->status, n ? " " : "", body);
+    return out;
+}

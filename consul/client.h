@@ -1,0 +1,72 @@
+/*
+ * The Consul HTTP client: an opaque handle over lib/http.h that knows the
+ * agent's address forms (CONSUL_HTTP_ADDR: host:port, http://, https://,
+ * unix://), sends the ACL token only as the X-Consul-Token header, parses the
+ * X-Consul-* headers, and keeps a connection budget: at most max_inflight
+ * ordinary requests at once (the rest queue FIFO); blocking long-polls are
+ * never queued behind them and never counted.
+ */
+#ifndef CONSUL_CLIENT_H
+#define CONSUL_CLIENT_H
+
+#include <stddef.h>
+
+#include "consul/response-t.h"
+#include "lib/http.h"
+#include "lib/loop.h"
+
+struct consul_client_opts {
+    const char *address;      /* default "127.0.0.1:8500" */
+    const char *token;        /* may be NULL; never logged, never in a URL */
+    const char *datacenter;   /* unused by the client itself; for callers */
+    const char *user_agent;
+    struct http_tls tls;
+    size_t max_body;          /* default 8 MiB */
+    int max_inflight;         /* default 4 */
+};
+
+struct consul_client;
+
+/* Copies everything. NULL + err ("consul address "x": reason") on a bad
+ * address. */
+struct consul_client *consul_client_new(struct loop *l, const struct consul_client_opts *o,
+                                        char *err, size_t errlen);
+/* Cancels everything in flight or queued; callbacks do not fire. NULL ok. */
+void consul_client_free(struct consul_client *c);
+
+/* method + path_and_query ("/v1/..."). body may be NULL. timeout_ms 0 =
+ * 10 s. blocking: a long-poll (not queued, not counted). Same contract as
+ * http_start. */
+struct consul_call *consul_request(struct consul_client *c, const char *method,
+                                   const char *path_and_query, const char *body,
+                                   size_t body_len, long timeout_ms, int blocking,
+                                   consul_done_fn fn, void *arg, char *err, size_t errlen);
+void consul_cancel(struct consul_call *call);   /* NULL ok */
+
+/* consul_get_fn / consul_cancel_fn adapters (ctx = the client). */
+struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, long timeout_ms,
+                                       int blocking, consul_done_fn fn, void *arg, char *err,
+                                       size_t errlen);
+void consul_cancel_adapter(void *ctx, struct consul_call *call);
+
+/* Requests in flight (ordinary + blocking) and queued. */
+int consul_client_inflight(const struct consul_client *c);
+int consul_client_queued(const struct consul_client *c);
+/* The address as given, for messages ("127.0.0.1:8500"). */
+const char *consul_client_address(const struct consul_client *c);
+
+/* Parses an X-Consul-Index value: all digits, no overflow. 0 or -1. */
+int consul_parse_index(const char *s, uint64_t *out);
+
+/* Splits an address into the base URL and an optional unix socket path.
+ * Returns 0, or -1 with err saying why. https: *tls_required = 1. */
+int consul_parse_address(const char *addr, char *base, size_t baselen, char *sock,
+                         size_t socklen, int *tls_required, char *err, size_t errlen);
+
+/* One line for logs: "PUT /v1/agent/service/register: 400 Missing service
+ * name" or "GET /v1/...: connection refused". Bodies are cut to 200 bytes
+ * with control characters escaped; never contains the token. Returns out. */
+const char *consul_describe_error(const struct consul_response *r, const char *method,
+                                  const char *path, char *out, size_t len);
+
+#endif

@@ -1,0 +1,448 @@
+/* Decoders for Consul answers; see decode.h. */
+#include "consul/decode.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cJSON *parse(const char *body, size_t len, char *err, size_t errlen)
+{
+    cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+    if (root == NULL)
+        snprintf(err, errlen, "not valid JSON");
+    return root;
+}
+
+static int is_str(const cJSON *v)
+{
+    return cJSON_IsString(v) && strlen(v->valuestring) <= CONSUL_DECODE_MAX_STR;
+}
+
+static const cJSON *get(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+static enum consul_health status_of(const char *s)
+{
+    if (strcmp(s, "passing") == 0)
+        return CONSUL_PASSING;
+    if (strcmp(s, "warning") == 0)
+        return CONSUL_WARNING;
+    return CONSUL_CRITICAL;
+}
+
+static int inst_cmp(const void *pa, const void *pb)
+{
+    const struct consul_instance *a = pa, *b = pb;
+    int c = strcmp(a->address, b->address);
+    if (c)
+        return c;
+    if (a->port != b->port)
+        return a->port < b->port ? -1 : 1;
+    return strcmp(a->service_id, b->service_id);
+}
+
+static void inst_free(struct consul_instance *i)
+{
+    free(i->node);
+    free(i->service_id);
+    free(i->address);
+    for (size_t t = 0; t < i->n_tags; t++)
+        free(i->tags[t]);
+    free(i->tags);
+}
+
+void consul_instances_free(struct consul_instances *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        inst_free(&in->items[i]);
+    free(in->items);
+    in->items = NULL;
+    in->n = 0;
+}
+
+int consul_decode_health_service(const char *body, size_t len, int passing_only,
+                                 struct consul_instances *out, char *err, size_t errlen)
+{
+    struct consul_instances res = {0};
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    if (!cJSON_IsArray(root)) {
+        snprintf(err, errlen, "expected an array");
+        goto fail;
+    }
+    int n = cJSON_GetArraySize(root);
+    if (n > CONSUL_DECODE_MAX_ITEMS) {
+        snprintf(err, errlen, "%d entries is more than the %d accepted", n, CONSUL_DECODE_MAX_ITEMS);
+        goto fail;
+    }
+    res.items = n ? calloc((size_t)n, sizeof *res.items) : NULL;
+    if (n && res.items == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    int idx = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root) {
+        const cJSON *node = get(e, "Node"), *svc = get(e, "Service"), *checks = get(e, "Checks");
+        const cJSON *nname = get(node, "Node"), *naddr = get(node, "Address");
+        const cJSON *sid = get(svc, "ID"), *saddr = get(svc, "Address"), *port = get(svc, "Port");
+        const cJSON *tags = get(svc, "Tags"), *weights = get(svc, "Weights");
+        if (!cJSON_IsObject(e) || !cJSON_IsObject(node) || !cJSON_IsObject(svc) ||
+            !is_str(nname) || !is_str(naddr) || !is_str(sid) ||
+            (saddr && !cJSON_IsNull(saddr) && !is_str(saddr)) ||
+            (checks && !cJSON_IsNull(checks) && !cJSON_IsArray(checks)) ||
+            (tags && !cJSON_IsNull(tags) && !cJSON_IsArray(tags)) ||
+            (weights && !cJSON_IsNull(weights) && !cJSON_IsObject(weights))) {
+            snprintf(err, errlen, "entry %d: missing or mistyped Node/Service/Checks", idx);
+            goto fail;
+        }
+        /* Port is omitted when 0; an instance without a port cannot be a
+         * proxy target, but it is a valid answer: skip it. */
+        double p = cJSON_IsNumber(port) ? port->valuedouble : 0;
+        if (port && (!cJSON_IsNumber(port) || p < 0 || p > 65535 || p != (int)p)) {
+            snprintf(err, errlen, "entry %d: Service.Port is not a port number", idx);
+            goto fail;
+        }
+        enum consul_health h = CONSUL_PASSING;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, checks) {
+            const cJSON *st = get(c, "Status");
+            if (!is_str(st)) {
+                snprintf(err, errlen, "entry %d: a check has no Status", idx);
+                goto fail;
+            }
+            enum consul_health ch = status_of(st->valuestring);
+            if (ch > h)
+                h = ch;
+        }
+        int wpass = 1, wwarn = 1;
+        const cJSON *wp = get(weights, "Passing"), *ww = get(weights, "Warning");
+        if ((wp && (!cJSON_IsNumber(wp) || wp->valuedouble < 0 || wp->valuedouble > 65535)) ||
+            (ww && (!cJSON_IsNumber(ww) || ww->valuedouble < 0 || ww->valuedouble > 65535))) {
+            snprintf(err, errlen, "entry %d: Weights out of range", idx);
+            goto fail;
+        }
+        if (wp)
+            wpass = wp->valueint;
+        if (ww)
+            wwarn = ww->valueint;
+        idx++;
+        if (p == 0 || h == CONSUL_CRITICAL || (passing_only && h == CONSUL_WARNING))
+            continue;
+        const char *addr = is_str(saddr) && saddr->valuestring[0] ? saddr->valuestring
+                                                                   : naddr->valuestring;
+        if (addr[0] == '\0') {
+            snprintf(err, errlen, "entry %d: no address", idx - 1);
+            goto fail;
+        }
+        struct consul_instance *in = &res.items[res.n];
+        in->node = strdup(nname->valuestring);
+        in->service_id = strdup(sid->valuestring);
+        in->address = strdup(addr);
+        in->port = (int)p;
+        in->health = h;
+        in->weight = h == CONSUL_WARNING ? wwarn : wpass;
+        res.n++;
+        if (!in->node || !in->service_id || !in->address) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        int nt = cJSON_IsArray(tags) ? cJSON_GetArraySize(tags) : 0;
+        if (nt) {
+            in->tags = calloc((size_t)nt, sizeof *in->tags);
+            if (in->tags == NULL) {
+                snprintf(err, errlen, "out of memory");
+                goto fail;
+            }
+            const cJSON *t;
+            cJSON_ArrayForEach(t, tags) {
+                if (!is_str(t)) {
+                    snprintf(err, errlen, "entry %d: a tag is not a string", idx - 1);
+                    goto fail;
+                }
+                if ((in->tags[in->n_tags] = strdup(t->valuestring)) == NULL)
+                    goto fail;
+                in->n_tags++;
+            }
+        }
+    }
+    if (res.n)
+        qsort(res.items, res.n, sizeof *res.items, inst_cmp);
+    cJSON_Delete(root);
+    consul_instances_free(out);
+    *out = res;
+    return 0;
+fail:
+    cJSON_Delete(root);
+    consul_instances_free(&res);
+    return -1;
+}
+
+int consul_instances_equal(const struct consul_instances *a, const struct consul_instances *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct consul_instance *x = &a->items[i], *y = &b->items[i];
+        if (strcmp(x->address, y->address) || x->port != y->port || x->weight != y->weight ||
+            x->health != y->health || strcmp(x->service_id, y->service_id))
+            return 0;
+    }
+    return 1;
+}
+
+int consul_decode_leader(const char *body, size_t len, char *out, size_t outlen, char *err,
+                         size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    if (!is_str(root)) {
+        snprintf(err, errlen, "expected a JSON string");
+        cJSON_Delete(root);
+        return -1;
+    }
+    snprintf(out, outlen, "%s", root->valuestring);
+    cJSON_Delete(root);
+    return 0;
+}
+
+void consul_strings_free(char **s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++)
+        free(s[i]);
+    free(s);
+}
+
+static int decode_strings(cJSON *arr, const char *field, char ***out, size_t *n, char *err,
+                          size_t errlen)
+{
+    int count = cJSON_GetArraySize(arr);
+    char **s = count ? calloc((size_t)count, sizeof *s) : NULL;
+    size_t k = 0;
+    if (count > CONSUL_DECODE_MAX_ITEMS || (count && s == NULL)) {
+        snprintf(err, errlen, "too many entries");
+        free(s);
+        return -1;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        const cJSON *v = field ? get(e, field) : e;
+        if (!is_str(v) || (s[k] = strdup(v->valuestring)) == NULL) {
+            snprintf(err, errlen, "entry %zu: expected a string%s%s", k, field ? " " : "",
+                     field ? field : "");
+            consul_strings_free(s, k);
+            return -1;
+        }
+        k++;
+    }
+    *out = s;
+    *n = k;
+    return 0;
+}
+
+int consul_decode_peers(const char *body, size_t len, char ***out, size_t *n, char *err,
+                        size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    int rc = -1;
+    if (!cJSON_IsArray(root))
+        snprintf(err, errlen, "expected an array");
+    else
+        rc = decode_strings(root, NULL, out, n, err, errlen);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int consul_decode_catalog_nodes(const char *body, size_t len, char ***names, size_t *n,
+                                char *err, size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    int rc = -1;
+    if (!cJSON_IsArray(root))
+        snprintf(err, errlen, "expected an array");
+    else if ((rc = decode_strings(root, "Node", names, n, err, errlen)) == 0 && *n)
+        qsort(*names, *n, sizeof **names, str_cmp);
+    cJSON_Delete(root);
+    return rc;
+}
+
+void consul_members_free(struct consul_member *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        free(m[i].name);
+        free(m[i].addr);
+    }
+    free(m);
+}
+
+const char *consul_member_status_name(int status)
+{
+    static const char *const names[] = {"none", "alive", "leaving", "left", "failed"};
+    return status >= 0 && status <= 4 ? names[status] : "unknown";
+}
+
+int consul_decode_members(const char *body, size_t len, struct consul_member **out, size_t *n,
+                          char *err, size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    struct consul_member *m = NULL;
+    size_t k = 0;
+    if (!cJSON_IsArray(root)) {
+        snprintf(err, errlen, "expected an array");
+        goto fail;
+    }
+    int count = cJSON_GetArraySize(root);
+    if (count > CONSUL_DECODE_MAX_ITEMS) {
+        snprintf(err, errlen, "too many members");
+        goto fail;
+    }
+    m = count ? calloc((size_t)count, sizeof *m) : NULL;
+    if (count && m == NULL)
+        goto fail;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root) {
+        const cJSON *name = get(e, "Name"), *addr = get(e, "Addr"), *st = get(e, "Status");
+        const cJSON *role = get(get(e, "Tags"), "role");
+        if (!is_str(name) || !is_str(addr) || !cJSON_IsNumber(st) || st->valuedouble < 0 ||
+            st->valuedouble > 4) {
+            snprintf(err, errlen, "member %zu: missing or mistyped Name/Addr/Status", k);
+            goto fail;
+        }
+        m[k].name = strdup(name->valuestring);
+        m[k].addr = strdup(addr->valuestring);
+        m[k].status = st->valueint;
+        m[k].server = is_str(role) && strcmp(role->valuestring, "consul") == 0;
+        k++;
+        if (!m[k - 1].name || !m[k - 1].addr)
+            goto fail;
+    }
+    cJSON_Delete(root);
+    *out = m;
+    *n = k;
+    return 0;
+fail:
+    cJSON_Delete(root);
+    consul_members_free(m, k);
+    return -1;
+}
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+static char *b64decode(const char *in, size_t *outlen)
+{
+    size_t n = strlen(in);
+    char *out = malloc(n / 4 * 3 + 4);
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '=')
+            break;
+        int v = b64val((unsigned char)in[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+void consul_kv_free(struct consul_kv *kv)
+{
+    free(kv->key);
+    free(kv->session);
+    free(kv->value);
+    memset(kv, 0, sizeof *kv);
+}
+
+int consul_decode_kv(const char *body, size_t len, struct consul_kv *out, char *err,
+                     size_t errlen)
+{
+    struct consul_kv kv = {0};
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    const cJSON *e = cJSON_IsArray(root) ? cJSON_GetArrayItem(root, 0) : NULL;
+    const cJSON *key = get(e, "Key"), *sess = get(e, "Session"), *val = get(e, "Value");
+    const cJSON *li = get(e, "LockIndex"), *mi = get(e, "ModifyIndex");
+    if (!cJSON_IsObject(e) || !is_str(key) || (sess && !is_str(sess)) ||
+        (val && !cJSON_IsNull(val) && !cJSON_IsString(val)) || !cJSON_IsNumber(li) ||
+        !cJSON_IsNumber(mi)) {
+        snprintf(err, errlen, "expected an array with one KV entry");
+        goto fail;
+    }
+    kv.key = strdup(key->valuestring);
+    kv.session = sess ? strdup(sess->valuestring) : NULL;
+    kv.lock_index = (uint64_t)li->valuedouble;
+    kv.modify_index = (uint64_t)mi->valuedouble;
+    if (cJSON_IsString(val) && (kv.value = b64decode(val->valuestring, &kv.value_len)) == NULL) {
+        snprintf(err, errlen, "Value is not base64");
+        goto fail;
+    }
+    if (!kv.key || (sess && !kv.session))
+        goto fail;
+    cJSON_Delete(root);
+    *out = kv;
+    return 0;
+fail:
+    cJSON_Delete(root);
+    consul_kv_free(&kv);
+    return -1;
+}
+
+int consul_decode_session_id(const char *body, size_t len, char *out, size_t outlen, char *err,
+                             size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    const cJSON *id = get(root, "ID");
+    if (!is_str(id) || id->valuestring[0] == '\0' || strlen(id->valuestring) >= outlen) {
+        snprintf(err, errlen, "expected {\"ID\": \"<session>\"}");
+        cJSON_Delete(root);
+        return -1;
+    }
+    snprintf(out, outlen, "%s", id->valuestring);
+    cJSON_Delete(root);
+    return 0;
+}

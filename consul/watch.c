@@ -1,0 +1,275 @@
+/* Blocking-query loop; see watch.h. */
+#include "consul/watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/rand.h"
+
+#define WATCH_MARGIN_MS 5000
+#define WATCH_BUCKET_BURST 2.0
+
+struct consul_watch {
+    struct loop *loop;
+    consul_get_fn get;
+    consul_cancel_fn cancel;
+    void *ctx;
+    char *path, *query;
+    int64_t wait_ms, min_interval_ms;
+    int stale, accept_404;
+    consul_watch_fn on_change;
+    consul_watch_err_fn on_error;
+    void *arg;
+
+    struct consul_call *call;
+    struct loop_timer *timer;
+    struct backoff backoff;
+    uint64_t index;          /* 0: next request does not block */
+    int have_answer;
+    int index_moved;         /* the last answer changed the index */
+    int failing;             /* last request failed: errors are reported once */
+    int limited;             /* a 429/connection limit was reported */
+    double tokens;
+    uint64_t tokens_at;
+    long request_timeout;
+    struct consul_watch_stats stats;
+};
+
+static void issue(struct consul_watch *w);
+
+static void on_timer(void *arg)
+{
+    issue(arg);
+}
+
+struct consul_watch *consul_watch_new(struct loop *l, consul_get_fn get, consul_cancel_fn cancel,
+                                      void *ctx, const struct consul_watch_opts *o,
+                                      consul_watch_fn on_change, consul_watch_err_fn on_error,
+                                      void *arg, char *err, size_t errlen)
+{
+    struct consul_watch *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        goto oom;
+    w->loop = l;
+    w->get = get;
+    w->cancel = cancel;
+    w->ctx = ctx;
+    w->path = strdup(o->path);
+    w->query = o->query && *o->query ? strdup(o->query) : NULL;
+    if (w->path == NULL || (o->query && *o->query && w->query == NULL))
+        goto oom;
+    w->wait_ms = o->wait_ms > 0 ? o->wait_ms : 300000;
+    if (w->wait_ms > 600000)
+        w->wait_ms = 600000; /* Consul caps at 10 minutes */
+    w->min_interval_ms = o->min_interval_ms > 0 ? o->min_interval_ms : 1000;
+    w->stale = o->stale;
+    w->accept_404 = o->accept_404;
+    w->on_change = on_change;
+    w->on_error = on_error;
+    w->arg = arg;
+    backoff_init(&w->backoff, (uint64_t)(o->backoff_min_ms > 0 ? o->backoff_min_ms : 500),
+                 (uint64_t)(o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000));
+    w->tokens = WATCH_BUCKET_BURST;
+    w->timer = loop_timer_new(l, on_timer, w);
+    if (w->timer == NULL)
+        goto oom;
+    return w;
+oom:
+    snprintf(err, errlen, "out of memory");
+    consul_watch_free(w);
+    return NULL;
+}
+
+void consul_watch_free(struct consul_watch *w)
+{
+    if (w == NULL)
+        return;
+    if (w->call)
+        w->cancel(w->ctx, w->call);
+    loop_timer_free(w->timer);
+    free(w->path);
+    free(w->query);
+    free(w);
+}
+
+uint64_t consul_watch_index(const struct consul_watch *w)
+{
+    return w->index;
+}
+
+const struct consul_watch_stats *consul_watch_stats(const struct consul_watch *w)
+{
+    return &w->stats;
+}
+
+static void report(struct consul_watch *w, const struct consul_response *r, const char *what)
+{
+    if (w->on_error)
+        w->on_error(r, what, w->arg);
+}
+
+/* Token bucket for re-queries that follow an unchanged index. */
+static uint64_t bucket_delay(struct consul_watch *w)
+{
+    uint64_t now = loop_clock_ms();
+    if (w->tokens_at)
+        w->tokens += (double)(now - w->tokens_at) / (double)w->min_interval_ms;
+    if (w->tokens > WATCH_BUCKET_BURST)
+        w->tokens = WATCH_BUCKET_BURST;
+    w->tokens_at = now;
+    if (w->tokens >= 1.0) {
+        w->tokens -= 1.0;
+        return 0;
+    }
+    uint64_t wait = (uint64_t)((1.0 - w->tokens) * (double)w->min_interval_ms) + 1;
+    w->tokens = 0;
+    w->tokens_at = now + wait;
+    return wait;
+}
+
+static void schedule(struct consul_watch *w, uint64_t delay)
+{
+    loop_timer_start(w->timer, delay);
+}
+
+static void on_answer(const struct consul_response *r, void *arg)
+{
+    struct consul_watch *w = arg;
+    char what[512];
+    w->call = NULL;
+
+    int ok = r->err == HTTP_OK && (r->status == 200 || (w->accept_404 && r->status == 404));
+    if (!ok) {
+        w->stats.errors++;
+        w->index_moved = 0;
+        if (r->err == HTTP_ERR_TIMEOUT && w->index > 0) {
+            w->stats.dead_restarts++;
+            snprintf(what, sizeof what,
+                     "blocking query on %s did not return within %ld ms, restarting", w->path,
+                     w->request_timeout);
+            report(w, r, what);
+            /* Restart at once with the same index: the server simply went
+             * silent on that connection. */
+            schedule(w, rand_below(250));
+            return;
+        }
+        if ((r->err == HTTP_OK && r->status == 429) ||
+            (r->err == HTTP_ERR_OTHER && r->error && strstr(r->error, "Empty reply"))) {
+            if (!w->limited)
+                report(w, r, "Consul is limiting connections from this address (429 or "
+                             "connection closed); backing off");
+            w->limited = 1;
+        } else if (r->err != HTTP_OK) {
+            snprintf(what, sizeof what, "GET %s: %s", w->path,
+                     r->error ? r->error : "transport error");
+            report(w, r, what);
+        } else {
+            char body[160];
+            size_t n = r->body_len < sizeof body - 1 ? r->body_len : sizeof body - 1;
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)r->body[i] >= 0x20 && r->body[i] != 0x7f)
+                    body[k++] = r->body[i];
+            body[k] = '\0';
+            snprintf(what, sizeof what, "GET %s: %ld %s", w->path, r->status, body);
+            report(w, r, what);
+        }
+        w->failing = 1;
+        schedule(w, backoff_next(&w->backoff));
+        return;
+    }
+
+    backoff_reset(&w->backoff);
+    w->failing = 0;
+    w->limited = 0;
+    uint64_t prev = w->index;
+    if (!r->has_index) {
+        /* Nothing to block on: deliver the answer, re-ask without blocking,
+         * rate-limited. */
+        w->stats.changes++;
+        w->index = 0;
+        w->have_answer = 1;
+        w->index_moved = 0;
+        snprintf(what, sizeof what, "GET %s: answer without a valid X-Consul-Index", w->path);
+        report(w, r, what);
+        w->on_change(r, w->arg);
+        schedule(w, bucket_delay(w));
+        return;
+    }
+    uint64_t idx = r->index;
+    if (idx < prev) {
+        w->stats.resets++;
+        snprintf(what, sizeof what, "index on %s went backwards (%llu -> %llu), resetting",
+                 w->path, (unsigned long long)prev, (unsigned long long)idx);
+        report(w, r, what);
+        w->index = 0;
+        w->index_moved = 0;
+        schedule(w, bucket_delay(w));
+        return;
+    }
+    if (idx < 1)
+        idx = 1;
+    int moved = !w->have_answer || idx > prev;
+    w->index = idx;
+    w->index_moved = moved;
+    if (moved) {
+        w->have_answer = 1;
+        w->stats.changes++;
+        w->on_change(r, w->arg);
+        schedule(w, 0);
+    } else {
+        schedule(w, bucket_delay(w));
+    }
+}
+
+static void issue(struct consul_watch *w)
+{
+    char pq[2048], err[256];
+    size_t n = 0;
+    if (w->call)
+        return;
+    n += (size_t)snprintf(pq + n, sizeof pq - n, "%s", w->path);
+    char sep = '?';
+    if (w->query) {
+        n += (size_t)snprintf(pq + n, sizeof pq - n, "%c%s", sep, w->query);
+        sep = '&';
+    }
+    if (w->stale) {
+        n += (size_t)snprintf(pq + n, sizeof pq - n, "%cstale", sep);
+        sep = '&';
+    }
+    long timeout = 10000;
+    int blocking = w->index > 0;
+    if (blocking) {
+        /* Jitter each wait a little so a fleet's long-polls drift apart. */
+        uint64_t wait = rand_jitter_around((uint64_t)w->wait_ms, 0.05);
+        n += (size_t)snprintf(pq + n, sizeof pq - n, "%cindex=%llu&wait=%llums", sep,
+                              (unsigned long long)w->index, (unsigned long long)wait);
+        timeout = (long)(wait + wait / 16 + WATCH_MARGIN_MS);
+    }
+    w->request_timeout = timeout;
+    w->stats.requests++;
+    w->call = w->get(w->ctx, pq, timeout, blocking, on_answer, w, err, sizeof err);
+    if (w->call == NULL) {
+        w->stats.errors++;
+        report(w, NULL, err);
+        schedule(w, backoff_next(&w->backoff));
+    }
+}
+
+void consul_watch_start(struct consul_watch *w)
+{
+    issue(w);
+}
+
+void consul_watch_poke(struct consul_watch *w)
+{
+    if (w->call) {
+        w->cancel(w->ctx, w->call);
+        w->call = NULL;
+    }
+    w->index = 0;
+    loop_timer_stop(w->timer);
+    issue(w);
+}
