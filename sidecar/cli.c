@@ -1,0 +1,169 @@
+/* Command line and environment; see cli.h. */
+#include "sidecar/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLI_MAX_CONFIGS 64
+
+static const char usage[] =
+    "Usage: consul-sidecar [flags]\n"
+    "\n"
+    "Registers this node's services with the local Consul agent, watches the\n"
+    "catalog and keeps the local proxy's upstreams (Kong, HAProxy, nginx) in sync.\n"
+    "\n"
+    "Flags (flags override environment variables, which override config files):\n"
+    "  -config PATH        JSON config file, or a directory of *.json files read in\n"
+    "                      lexical order; repeatable, merged in order\n"
+    "  -consul-addr ADDR   Consul agent: host:port, http://, https:// or unix:///path\n"
+    "                      (default 127.0.0.1:8500)\n"
+    "  -token-file PATH    read the Consul ACL token from this file\n"
+    "  -datacenter DC      datacenter for catalog and health queries\n"
+    "  -node NAME          this node's name (default: the host name)\n"
+    "  -listen ADDR        status endpoint /health /status /metrics\n"
+    "                      (default 127.0.0.1:9108; port 0 picks a free port)\n"
+    "  -state-dir DIR      last known good upstreams (default /var/lib/consul-sidecar)\n"
+    "  -log-level LEVEL    trace, debug, info, warn or error (default info)\n"
+    "  -log-format FORMAT  text (Consul's classic lines) or json (default text)\n"
+    "  -validate           check the configuration, print it with secrets redacted, exit\n"
+    "  -once               register, sync every upstream once, exit\n"
+    "  -version            print the version and exit\n"
+    "  -help               print this help and exit\n"
+    "\n"
+    "Environment (as for the consul CLI):\n"
+    "  CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL,\n"
+    "  CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY,\n"
+    "  CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT drain and deregister, SIGHUP reloads the configuration,\n"
+    "SIGUSR1 toggles maintenance. The README is the full manual.\n";
+
+const char *cli_usage(void)
+{
+    return usage;
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+struct flag {
+    const char *name;
+    const char **value;   /* NULL for boolean flags */
+    int *set;
+};
+
+int cli_parse(int argc, char **argv, char **envp, enum cli_action *action, struct config *cfg,
+              char *err, size_t errlen)
+{
+    const char *configs[CLI_MAX_CONFIGS];
+    size_t n_configs = 0;
+    struct config_overrides flags = {0}, env = {0};
+    int validate = 0, once = 0, version = 0, help = 0;
+    const char *config_arg = NULL;
+    struct flag table[] = {
+        {"config", &config_arg, NULL},
+        {"consul-addr", &flags.consul_addr, NULL},
+        {"token-file", &flags.token_file, NULL},
+        {"datacenter", &flags.datacenter, NULL},
+        {"node", &flags.node, NULL},
+        {"listen", &flags.listen, NULL},
+        {"state-dir", &flags.state_dir, NULL},
+        {"log-level", &flags.log_level, NULL},
+        {"log-format", &flags.log_format, NULL},
+        {"validate", NULL, &validate},
+        {"once", NULL, &once},
+        {"version", NULL, &version},
+        {"help", NULL, &help},
+        {"h", NULL, &help},
+    };
+    memset(cfg, 0, sizeof *cfg);
+    *action = CLI_RUN;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] == '\0') {
+            snprintf(err, errlen, "unexpected argument \"%.64s\" (see -help)", a);
+            return 2;
+        }
+        a += a[1] == '-' ? 2 : 1;  /* -flag or --flag */
+        char name[64];
+        const char *eq = strchr(a, '=');
+        size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+        if (nl >= sizeof name)
+            nl = sizeof name - 1;
+        memcpy(name, a, nl);
+        name[nl] = '\0';
+        struct flag *f = NULL;
+        for (size_t k = 0; k < sizeof table / sizeof table[0]; k++)
+            if (strcmp(table[k].name, name) == 0)
+                f = &table[k];
+        if (f == NULL) {
+            snprintf(err, errlen, "flag provided but not defined: -%.60s (see -help)", name);
+            return 2;
+        }
+        if (f->value == NULL) {
+            if (eq && strcmp(eq + 1, "true") && strcmp(eq + 1, "1")) {
+                if (strcmp(eq + 1, "false") && strcmp(eq + 1, "0")) {
+                    snprintf(err, errlen, "invalid boolean value \"%.32s\" for -%s", eq + 1, name);
+                    return 2;
+                }
+                *f->set = 0;
+                continue;
+            }
+            *f->set = 1;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (val == NULL) {
+            snprintf(err, errlen, "flag needs an argument: -%s", name);
+            return 2;
+        }
+        if (f->value == &config_arg) {
+            if (n_configs == CLI_MAX_CONFIGS) {
+                snprintf(err, errlen, "too many -config flags (at most %d)", CLI_MAX_CONFIGS);
+                return 2;
+            }
+            configs[n_configs++] = val;
+            continue;
+        }
+        *f->value = val;
+    }
+    if (help) {
+        *action = CLI_HELP;
+        return 0;
+    }
+    if (version) {
+        *action = CLI_VERSION;
+        return 0;
+    }
+    env.consul_addr = env_get(envp, "CONSUL_HTTP_ADDR");
+    env.token = env_get(envp, "CONSUL_HTTP_TOKEN");
+    env.token_file = env_get(envp, "CONSUL_HTTP_TOKEN_FILE");
+    env.cacert = env_get(envp, "CONSUL_CACERT");
+    env.capath = env_get(envp, "CONSUL_CAPATH");
+    env.client_cert = env_get(envp, "CONSUL_CLIENT_CERT");
+    env.client_key = env_get(envp, "CONSUL_CLIENT_KEY");
+    env.tls_server_name = env_get(envp, "CONSUL_TLS_SERVER_NAME");
+    env.ssl_verify = env_get(envp, "CONSUL_HTTP_SSL_VERIFY");
+    env.http_ssl = env_get(envp, "CONSUL_HTTP_SSL");
+    /* An empty variable is as good as unset (as for the consul CLI). */
+    const char **all[] = {&env.consul_addr, &env.token, &env.token_file, &env.cacert, &env.capath,
+                          &env.client_cert, &env.client_key, &env.tls_server_name,
+                          &env.ssl_verify, &env.http_ssl};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+        if (*all[k] && **all[k] == '\0')
+            *all[k] = NULL;
+    /* The token variable wins over the token file variable. */
+    if (env.token)
+        env.token_file = NULL;
+    if (config_load(cfg, configs, n_configs, &env, &flags, err, errlen) < 0)
+        return 2;
+    *action = validate ? CLI_VALIDATE : once ? CLI_ONCE : CLI_RUN;
+    return 0;
+}
