@@ -1,0 +1,37 @@
+/*
+ * HAProxy driver: the Runtime API (stats socket, level admin) of HAProxy
+ * 2.6+, with dynamic servers (`add server` / `del server`). The sidecar owns
+ * only the servers it names: "cs-<ip>:<port>"; hand-made servers in the same
+ * backend are never read or touched. The backend must exist in haproxy.cfg
+ * (named <backend_prefix><upstream>) with a dynamic balance algorithm
+ * (roundrobin, leastconn, random, first, or consistent hashing).
+ *
+ * Weights: Kong-style 0..65535 in, HAProxy 0..256 out (values above 256 are
+ * capped). Host names are refused: HAProxy 2.6 does not resolve names for
+ * dynamic servers.
+ */
+#ifndef PROXY_HAPROXY_H
+#define PROXY_HAPROXY_H
+
+#include "proxy/proxy.h"
+
+#define HAPROXY_SERVER_PREFIX "cs-"
+
+struct haproxy_opts {
+    const char *runtime;        /* "unix:///run/haproxy/admin.sock" or "tcp://127.0.0.1:9999" */
+    const char *backend_prefix; /* backend = prefix + upstream; NULL = "" */
+    long timeout_ms;            /* per command; default 2000 */
+    const char *server_opts;    /* extra "add server" keywords, e.g. "check inter 2s" */
+};
+
+struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *err, size_t errlen);
+
+/* Pure: parses `show servers state <backend>` output into the servers named
+ * with prefix (servers in forced maintenance are left out: they take no
+ * traffic). 0, or -1 with err (e.g. HAProxy's own error line). */
+int haproxy_parse_servers_state(const char *text, const char *prefix,
+                                struct proxy_target_set *out, char *err, size_t errlen);
+/* Pure: the server name for a target ("cs-10.0.0.1:8080"). */
+const char *haproxy_server_name(const struct proxy_target *t, char *out, size_t len);
+
+#endif

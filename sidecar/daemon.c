@@ -1,0 +1,451 @@
+/* The daemon: wiring and signals; see daemon.h. */
+#include "sidecar/daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "consul/client.h"
+#include "health/probe.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "proxy/haproxy.h"
+#include "proxy/kong.h"
+#include "proxy/nginx.h"
+#include "sidecar/cli.h"
+#include "sidecar/clusterview.h"
+#include "sidecar/elect.h"
+#include "sidecar/registrar.h"
+#include "sidecar/status.h"
+#include "sidecar/sync.h"
+
+#define ONCE_TIMEOUT_MS 60000
+
+extern char **environ;
+
+struct daemon_probe {
+    struct daemon *d;
+    struct probe *probe;
+    char *check_id;
+};
+
+struct daemon {
+    struct config cfg;
+    int argc;
+    char **argv;
+    int once;
+    int exit_code;
+    int stopping;
+    char user_agent[256];
+    struct loop *loop;
+    struct metrics *metrics;
+    struct consul_client *consul;
+    struct registrar *reg;
+    struct sync *sync;
+    struct elect *elect;
+    struct clusterview *cluster;
+    struct status_server *status;
+    struct daemon_probe *probes;
+    size_t n_probes;
+    struct loop_timer *once_timer;
+    struct loop_timer *once_deadline;
+    int pending_stops;
+};
+
+/* ---- probes ---------------------------------------------------------------- */
+
+static void on_probe(const char *status, const char *output, void *arg)
+{
+    struct daemon_probe *p = arg;
+    registrar_check_result(p->d->reg, p->check_id, status, output);
+}
+
+static void probes_free(struct daemon *d)
+{
+    for (size_t i = 0; i < d->n_probes; i++) {
+        probe_free(d->probes[i].probe);
+        free(d->probes[i].check_id);
+    }
+    free(d->probes);
+    d->probes = NULL;
+    d->n_probes = 0;
+}
+
+static int probes_start(struct daemon *d, char *err, size_t errlen)
+{
+    d->probes = d->cfg.n_probes ? calloc(d->cfg.n_probes, sizeof *d->probes) : NULL;
+    if (d->cfg.n_probes && d->probes == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < d->cfg.n_probes; i++) {
+        struct daemon_probe *p = &d->probes[i];
+        p->d = d;
+        p->check_id = strdup(d->cfg.probes[i].check_id);
+        p->probe = probe_new(d->loop, &d->cfg.probes[i].spec, on_probe, p, err, errlen);
+        d->n_probes = i + 1;
+        if (p->check_id == NULL || p->probe == NULL)
+            return -1;
+        probe_start(p->probe);
+    }
+    return 0;
+}
+
+/* ---- status endpoint providers --------------------------------------------- */
+
+static int health_provider(char *why, size_t len, void *arg)
+{
+    struct daemon *d = arg;
+    if (!registrar_agent_reachable(d->reg) && d->cfg.n_services > 0) {
+        snprintf(why, len, "Consul agent not reachable");
+        return 0;
+    }
+    if (!registrar_healthy(d->reg, why, len))
+        return 0;
+    if (!sync_healthy(d->sync, why, len))
+        return 0;
+    return 1;
+}
+
+static cJSON *status_provider(void *arg)
+{
+    struct daemon *d = arg;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", SIDECAR_VERSION);
+    cJSON_AddStringToObject(o, "node", d->cfg.node ? d->cfg.node : "");
+    cJSON_AddStringToObject(o, "datacenter", d->cfg.datacenter ? d->cfg.datacenter : "");
+    cJSON *c = cJSON_AddObjectToObject(o, "consul");
+    cJSON_AddStringToObject(c, "address", d->cfg.consul_addr);
+    cJSON_AddBoolToObject(c, "reachable", registrar_agent_reachable(d->reg));
+    if (d->cluster)
+        clusterview_status_json(d->cluster, o);
+    cJSON_AddItemToObject(o, "services", registrar_status_json(d->reg));
+    cJSON_AddBoolToObject(o, "maintenance", registrar_in_maintenance(d->reg));
+    cJSON_AddItemToObject(o, "upstreams", sync_status_json(d->sync));
+    if (d->elect)
+        cJSON_AddItemToObject(o, "writer", elect_status_json(d->elect));
+    return o;
+}
+
+/* ---- shutdown and signals -------------------------------------------------- */
+
+static void stop_step_done(void *arg)
+{
+    struct daemon *d = arg;
+    if (--d->pending_stops == 0) {
+        log_info("Shutdown complete");
+        loop_stop(d->loop);
+    }
+}
+
+static void begin_shutdown(struct daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    log_info("Caught %s, shutting down", why);
+    d->pending_stops = 1 + (d->elect != NULL);
+    /* Stop writing to the proxy first: a standby may take over at once. */
+    if (d->elect) {
+        sync_set_writer(d->sync, "kong", 0);
+        elect_release(d->elect, stop_step_done, d);
+    }
+    int deregister = d->cfg.deregister != DEREGISTER_NEVER;
+    registrar_shutdown(d->reg, deregister, stop_step_done, d);
+}
+
+static void on_sigterm(int signo, void *arg)
+{
+    begin_shutdown(arg, signo == SIGINT ? "interrupt" : "terminated");
+}
+
+static void on_sighup(int signo, void *arg)
+{
+    struct daemon *d = arg;
+    (void)signo;
+    enum cli_action action;
+    struct config fresh;
+    char err[1024];
+    if (d->stopping)
+        return;
+    log_info("Caught hangup, reloading configuration");
+    if (cli_parse(d->argc, d->argv, environ, &action, &fresh, err, sizeof err) != 0) {
+        log_error("Reload failed, keeping the current configuration: %s", err);
+        return;
+    }
+    for (size_t i = 0; i < fresh.n_warnings; i++)
+        log_warn("%s", fresh.warnings[i]);
+    if (registrar_set_services(d->reg, fresh.services, fresh.n_services) < 0) {
+        log_error("Reload failed, keeping the current configuration: out of memory");
+        config_free(&fresh);
+        return;
+    }
+    /* Probes follow the new checks. */
+    probes_free(d);
+    config_free(&d->cfg);
+    d->cfg = fresh;
+    if (probes_start(d, err, sizeof err) < 0)
+        log_error("Reload: cannot start probes: %s", err);
+    log_info("Configuration reloaded: %zu service(s), %zu upstream(s)", d->cfg.n_services,
+             d->cfg.n_upstreams);
+    sync_resync_now(d->sync);
+}
+
+static void on_sigusr1(int signo, void *arg)
+{
+    struct daemon *d = arg;
+    (void)signo;
+    if (d->stopping)
+        return;
+    int on = !registrar_in_maintenance(d->reg);
+    registrar_set_maintenance(d->reg, on, on ? "maintenance requested with SIGUSR1" : NULL);
+}
+
+/* ---- writer election ------------------------------------------------------- */
+
+static void on_writer(int is_writer, const char *holder, void *arg)
+{
+    struct daemon *d = arg;
+    (void)holder;
+    if (!d->stopping)
+        sync_set_writer(d->sync, "kong", is_writer);
+}
+
+/* ---- -once ----------------------------------------------------------------- */
+
+static void on_once_check(void *arg)
+{
+    struct daemon *d = arg;
+    char why[256];
+    if (registrar_healthy(d->reg, why, sizeof why) && sync_settled(d->sync)) {
+        log_info("Registered and synced once; exiting (-once)");
+        loop_stop(d->loop);
+        return;
+    }
+    loop_timer_start(d->once_timer, 50);
+}
+
+static void on_once_deadline(void *arg)
+{
+    struct daemon *d = arg;
+    char why[256] = "";
+    if (!registrar_healthy(d->reg, why, sizeof why))
+        ;
+    else
+        sync_healthy(d->sync, why, sizeof why);
+    log_error("-once: not done within %d s%s%s", ONCE_TIMEOUT_MS / 1000, why[0] ? ": " : "", why);
+    d->exit_code = 1;
+    loop_stop(d->loop);
+}
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+static int add_drivers(struct daemon *d, char *err, size_t errlen)
+{
+    struct proxy *p;
+    if (d->cfg.kong.enabled) {
+        struct kong_opts ko = {
+            .admin_url = d->cfg.kong.admin_url,
+            .token = d->cfg.kong.token,
+            .user_agent = d->user_agent,
+            .upstream_defaults = d->cfg.kong.upstream_defaults,
+        };
+        if ((p = kong_new(d->loop, &ko, err, errlen)) == NULL ||
+            sync_add_proxy(d->sync, "kong", p) < 0)
+            return -1;
+    }
+    if (d->cfg.haproxy.enabled) {
+        struct haproxy_opts ho = {
+            .runtime = d->cfg.haproxy.runtime,
+            .backend_prefix = d->cfg.haproxy.backend_prefix,
+        };
+        if ((p = haproxy_new(d->loop, &ho, err, errlen)) == NULL ||
+            sync_add_proxy(d->sync, "haproxy", p) < 0)
+            return -1;
+    }
+    if (d->cfg.nginx.enabled) {
+        struct nginx_opts no = {
+            .upstream_dir = d->cfg.nginx.upstream_dir,
+            .test_cmd = d->cfg.nginx.test_cmd,
+            .reload_cmd = d->cfg.nginx.reload_cmd,
+        };
+        if ((p = nginx_new(d->loop, &no, err, errlen)) == NULL ||
+            sync_add_proxy(d->sync, "nginx", p) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, char *err,
+                          size_t errlen)
+{
+    struct daemon *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    d->argc = argc;
+    d->argv = argv;
+    d->once = once;
+    snprintf(d->user_agent, sizeof d->user_agent, "consul-sidecar/%s (%s)", SIDECAR_VERSION,
+             d->cfg.node ? d->cfg.node : "unknown");
+    for (size_t i = 0; i < d->cfg.n_warnings; i++)
+        log_warn("%s", d->cfg.warnings[i]);
+
+    d->loop = loop_new();
+    d->metrics = metrics_new();
+    if (d->loop == NULL || d->metrics == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    metrics_build_info(d->metrics, SIDECAR_VERSION);
+
+    struct consul_client_opts co = {
+        .address = d->cfg.consul_addr,
+        .token = d->cfg.token,
+        .datacenter = d->cfg.datacenter,
+        .user_agent = d->user_agent,
+        .tls = d->cfg.tls,
+    };
+    d->consul = consul_client_new(d->loop, &co, err, errlen);
+    if (d->consul == NULL)
+        goto fail;
+    if (d->cfg.tls.insecure)
+        log_warn("CONSUL_HTTP_SSL_VERIFY is false: the Consul agent's TLS certificate is NOT "
+                 "verified; anyone on the path can impersonate it");
+
+    struct registrar_opts ro = {
+        .loop = d->loop,
+        .consul = d->consul,
+        .node = d->cfg.node,
+        .resync_ms = d->cfg.resync_ms,
+        .drain_ms = d->cfg.drain_ms,
+        .metrics = d->metrics,
+    };
+    d->reg = registrar_new(&ro);
+    if (d->reg == NULL || registrar_set_services(d->reg, d->cfg.services, d->cfg.n_services) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+
+    struct sync_opts so = {
+        .loop = d->loop,
+        .consul = d->consul,
+        .wait_ms = d->cfg.watch.wait_ms,
+        .stale = d->cfg.watch.stale,
+        .quiescence_min_ms = d->cfg.watch.quiescence_min_ms,
+        .quiescence_max_ms = d->cfg.watch.quiescence_max_ms,
+        .hold_down_ms = d->cfg.watch.hold_down_ms,
+        .proxy_resync_ms = d->cfg.resync_ms,
+        .state_dir = d->cfg.state_dir,
+        .metrics = d->metrics,
+    };
+    d->sync = sync_new(&so, err, errlen);
+    if (d->sync == NULL || add_drivers(d, err, errlen) < 0)
+        goto fail;
+    for (size_t i = 0; i < d->cfg.n_upstreams; i++) {
+        const struct cfg_upstream *u = &d->cfg.upstreams[i];
+        struct sync_upstream_spec sp = {
+            .name = u->name,
+            .service = u->service,
+            .tags = (const char *const *)u->tags,
+            .n_tags = u->n_tags,
+            .datacenter = u->datacenter,
+            .passing_only = u->passing_only,
+            .proxy = u->proxy,
+        };
+        if (sync_add_upstream(d->sync, &sp, err, errlen) < 0)
+            goto fail;
+    }
+    if (d->cfg.kong.enabled && d->cfg.kong.writer_elected && d->cfg.n_upstreams > 0) {
+        struct elect_opts eo = {
+            .loop = d->loop,
+            .consul = d->consul,
+            .what = "kong",
+            .key = d->cfg.kong.lock_key,
+            .node = d->cfg.node,
+            .session_ttl_ms = d->cfg.kong.session_ttl_ms,
+            .lock_delay_ms = d->cfg.kong.lock_delay_ms,
+            .on_change = on_writer,
+            .arg = d,
+        };
+        d->elect = elect_new(&eo, err, errlen);
+        if (d->elect == NULL)
+            goto fail;
+        sync_set_writer(d->sync, "kong", 0);
+    }
+    if (!once) {
+        d->cluster = clusterview_new(d->loop, d->consul, d->metrics, err, errlen);
+        if (d->cluster == NULL)
+            goto fail;
+        struct status_providers sp = {
+            .health = health_provider,
+            .status = status_provider,
+            .metrics = d->metrics,
+            .arg = d,
+        };
+        d->status = status_server_new(d->loop, d->cfg.listen, &sp, err, errlen);
+        if (d->status == NULL)
+            goto fail;
+        log_info("Status endpoint listening on %s", status_server_address(d->status));
+    }
+    if (probes_start(d, err, errlen) < 0)
+        goto fail;
+    return d;
+fail:
+    daemon_free(d);
+    return NULL;
+}
+
+int daemon_run(struct daemon *d)
+{
+    loop_signal_watch(d->loop, SIGTERM, on_sigterm, d);
+    loop_signal_watch(d->loop, SIGINT, on_sigterm, d);
+    loop_signal_watch(d->loop, SIGHUP, on_sighup, d);
+    loop_signal_watch(d->loop, SIGUSR1, on_sigusr1, d);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("consul-sidecar v%s starting: node '%s', Consul at %s, %zu service(s), "
+             "%zu upstream(s)", SIDECAR_VERSION, d->cfg.node ? d->cfg.node : "",
+             d->cfg.consul_addr, d->cfg.n_services, d->cfg.n_upstreams);
+    registrar_start(d->reg);
+    sync_start(d->sync);
+    if (d->elect)
+        elect_start(d->elect);
+    if (d->cluster)
+        clusterview_start(d->cluster);
+    if (d->once) {
+        d->once_timer = loop_timer_new(d->loop, on_once_check, d);
+        d->once_deadline = loop_timer_new(d->loop, on_once_deadline, d);
+        loop_timer_start(d->once_timer, 50);
+        loop_timer_start(d->once_deadline, ONCE_TIMEOUT_MS);
+    }
+    if (loop_run(d->loop) < 0) {
+        log_error("event loop failed");
+        return 1;
+    }
+    return d->exit_code;
+}
+
+void daemon_free(struct daemon *d)
+{
+    if (d == NULL)
+        return;
+    probes_free(d);
+    loop_timer_free(d->once_timer);
+    loop_timer_free(d->once_deadline);
+    status_server_free(d->status);
+    clusterview_free(d->cluster);
+    elect_free(d->elect);
+    sync_free(d->sync);
+    registrar_free(d->reg);
+    consul_client_free(d->consul);
+    metrics_free(d->metrics);
+    loop_free(d->loop);
+    config_free(&d->cfg);
+    free(d);
+}

@@ -1,0 +1,51 @@
+/*
+ * Elected writer: exactly one sidecar of a Kong cluster writes to the shared
+ * Kong datastore, chosen with Consul's lock recipe.
+ *
+ *   session (TTL, tied to this node's serfHealth, Behavior release,
+ *   LockDelay) -> renew at TTL/2 -> PUT /v1/kv/<key>?acquire=<session>
+ *   -> blocking GET /v1/kv/<key> to notice loss / a free lock.
+ *
+ * The writer stops writing at once when a renew answers 404, when the key
+ * shows another or no session, or when no renew has succeeded for 0.9 x TTL
+ * (it cannot know the servers still hold its session): that is always before
+ * the earliest moment another session could acquire (TTL + LockDelay).
+ */
+#ifndef SIDECAR_ELECT_H
+#define SIDECAR_ELECT_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "consul/client.h"
+#include "lib/loop.h"
+
+/* is_writer: this sidecar may write now. holder: the writer's node name as
+ * last seen, or NULL when unknown / nobody. */
+typedef void (*elect_fn)(int is_writer, const char *holder, void *arg);
+
+struct elect_opts {
+    struct loop *loop;
+    struct consul_client *consul;
+    const char *what;          /* "kong", for log lines */
+    const char *key;           /* consul-sidecar/<dc>/kong-writer */
+    const char *node;          /* our identity, stored as the key's value */
+    int64_t session_ttl_ms;    /* 10s..86400s in Consul; default 15s */
+    int64_t lock_delay_ms;     /* default 15s */
+    elect_fn on_change;
+    void *arg;
+};
+
+struct elect;
+
+struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen);
+void elect_start(struct elect *e);
+/* Stops writing, releases the lock and destroys the session; done fires
+ * once (after a bounded time at most). */
+void elect_release(struct elect *e, void (*done)(void *), void *arg);
+void elect_free(struct elect *e);
+int elect_is_writer(const struct elect *e);
+const char *elect_holder(const struct elect *e);
+cJSON *elect_status_json(const struct elect *e);
+
+#endif

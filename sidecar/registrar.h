@@ -1,0 +1,69 @@
+/*
+ * The registration lifecycle: keeps this node's services and checks
+ * registered with the local Consul agent.
+ *
+ *  - start: deregisters services this sidecar once registered (ownership
+ *    mark in Meta, same node) that are no longer configured, then registers
+ *    every configured service; an unreachable agent is retried with capped,
+ *    jittered backoff, forever.
+ *  - anti-entropy: every resync (jittered) and after every reconnect, two
+ *    reads (/v1/agent/services and /v1/agent/checks, whatever the number of
+ *    services) are compared with the wanted definitions; only what is missing
+ *    or drifted is re-registered, so a quiet resync makes zero writes.
+ *  - TTL checks fed by local probes: an update is sent only on change or
+ *    before the TTL would lapse; a 404 "Unknown check ID" (an agent that lost
+ *    its state) re-registers the service at once.
+ *  - shutdown: maintenance, drain period, deregistration.
+ */
+#ifndef SIDECAR_REGISTRAR_H
+#define SIDECAR_REGISTRAR_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "consul/client.h"
+#include "consul/service-t.h"
+#include "lib/loop.h"
+#include "lib/metrics.h"
+
+struct registrar_opts {
+    struct loop *loop;
+    struct consul_client *consul;
+    const char *node;          /* ownership mark; NULL = any node's marks */
+    int64_t resync_ms;         /* anti-entropy period */
+    int64_t drain_ms;          /* maintenance period before deregistering */
+    struct metrics *metrics;   /* may be NULL */
+};
+
+struct registrar;
+
+struct registrar *registrar_new(const struct registrar_opts *o);
+void registrar_free(struct registrar *r);
+
+/* Replaces the wanted services (deep copies). Before start this only sets
+ * them; afterwards new or changed services are (re-)registered and removed
+ * ones deregistered. Returns 0 or -1 (out of memory, nothing changed). */
+int registrar_set_services(struct registrar *r, const struct consul_service *svcs, size_t n);
+void registrar_start(struct registrar *r);
+
+/* A probe result for a TTL check: forwarded to the agent when it changed or
+ * before the TTL would lapse. status is "passing", "warning" or "critical". */
+void registrar_check_result(struct registrar *r, const char *check_id, const char *status,
+                            const char *output);
+
+/* Maintenance mode for every service (SIGUSR1, drain). */
+void registrar_set_maintenance(struct registrar *r, int on, const char *reason);
+int registrar_in_maintenance(const struct registrar *r);
+
+/* Maintenance, drain period, then (if deregister) deregistration; done is
+ * called once when finished or after a bounded deadline. */
+void registrar_shutdown(struct registrar *r, int deregister, void (*done)(void *), void *arg);
+
+/* 1 when every wanted service is registered and in sync. */
+int registrar_healthy(const struct registrar *r, char *why, size_t len);
+/* Services, their checks and states, for /status. Caller owns the result. */
+cJSON *registrar_status_json(const struct registrar *r);
+/* 1 once the agent answered at least once since the last failure. */
+int registrar_agent_reachable(const struct registrar *r);
+
+#endif

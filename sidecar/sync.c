@@ -1,0 +1,598 @@
+/* Upstream sync orchestration; see sync.h. */
+#include "sidecar/sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "consul/decode.h"
+#include "consul/watch.h"
+#include "lib/log.h"
+#include "lib/rand.h"
+#include "sidecar/recon.h"
+#include "sidecar/state.h"
+
+enum up_phase { UP_IDLE, UP_READING, UP_APPLYING };
+
+struct sync_proxy {
+    char *name;
+    struct proxy *driver;
+    int writer;
+};
+
+struct upstream {
+    struct sync *s;
+    char *name, *service, *dc, *proxy_name, **tags;
+    size_t n_tags;
+    int passing_only;
+    struct sync_proxy *proxy;
+    struct consul_watch *watch;
+    struct recon_policy policy;
+    struct recon_quiesce quiesce;
+    struct consul_instances last_answer;   /* for hold-down rechecks */
+    int have_answer;
+    int last_known_leader;
+    struct loop_timer *timer;       /* quiescence due, hold recheck, retry */
+    struct loop_timer *resync;      /* periodic proxy read-back */
+    enum up_phase phase;
+    int pending;                    /* desired differs from what was applied */
+    int again;                      /* a change came in while busy */
+    struct backoff backoff;
+    uint64_t index;                 /* Consul index of last_good */
+    uint64_t change_at;             /* when the pending change arrived (ms) */
+    struct proxy_target_set actual; /* last read back */
+    int applied_once;
+    time_t last_sync;
+    int last_ok;                    /* -1 none yet */
+    char last_error[300];
+    char last_watch_error[300];
+};
+
+struct sync {
+    struct sync_opts o;
+    char *state_dir;
+    struct sync_proxy **proxies;
+    size_t n_proxies;
+    struct upstream **ups;
+    size_t n_ups;
+    struct state state;
+    struct metrics_histogram *m_latency;
+    struct metrics_counter *m_calls;
+    struct metrics_counter *m_consul;
+    struct metrics_gauge *m_targets;
+};
+
+static void up_sync(struct upstream *u);
+
+/* ---- setup ---------------------------------------------------------------- */
+
+struct sync *sync_new(const struct sync_opts *o, char *err, size_t errlen)
+{
+    struct sync *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->o = *o;
+    if (o->state_dir && (s->state_dir = strdup(o->state_dir)) == NULL) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (o->metrics) {
+        static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                         0.25, 0.5, 1, 2.5, 5, 10};
+        s->m_latency = metrics_histogram(o->metrics, "consul_sidecar_sync_latency_seconds",
+                                         "From a Consul index change to the proxy applied",
+                                         "upstream", buckets,
+                                         sizeof buckets / sizeof buckets[0]);
+        s->m_calls = metrics_counter(o->metrics, "consul_sidecar_proxy_calls_total",
+                                     "Proxy operations applied, by upstream and result",
+                                     "result");
+        s->m_consul = metrics_counter(o->metrics, "consul_sidecar_watch_events_total",
+                                      "Watch answers and errors, by kind", "kind");
+        s->m_targets = metrics_gauge(o->metrics, "consul_sidecar_upstream_targets",
+                                     "Targets currently applied per upstream", "upstream");
+    }
+    return s;
+}
+
+static void up_free(struct upstream *u)
+{
+    if (u == NULL)
+        return;
+    consul_watch_free(u->watch);
+    loop_timer_free(u->timer);
+    loop_timer_free(u->resync);
+    recon_policy_free(&u->policy);
+    if (u->have_answer)
+        consul_instances_free(&u->last_answer);
+    proxy_target_set_free(&u->actual);
+    for (size_t i = 0; i < u->n_tags; i++)
+        free(u->tags[i]);
+    free(u->tags);
+    free(u->name);
+    free(u->service);
+    free(u->dc);
+    free(u->proxy_name);
+    free(u);
+}
+
+void sync_free(struct sync *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n_ups; i++)
+        up_free(s->ups[i]);
+    free(s->ups);
+    for (size_t i = 0; i < s->n_proxies; i++) {
+        if (s->proxies[i]->driver)
+            s->proxies[i]->driver->ops->free(s->proxies[i]->driver);
+        free(s->proxies[i]->name);
+        free(s->proxies[i]);
+    }
+    free(s->proxies);
+    state_free(&s->state);
+    free(s->state_dir);
+    free(s);
+}
+
+int sync_add_proxy(struct sync *s, const char *name, struct proxy *driver)
+{
+    struct sync_proxy *p = calloc(1, sizeof *p);
+    struct sync_proxy **arr = realloc(s->proxies, (s->n_proxies + 1) * sizeof *arr);
+    if (arr)
+        s->proxies = arr;
+    if (p == NULL || arr == NULL || (p->name = strdup(name)) == NULL) {
+        free(p);
+        driver->ops->free(driver);
+        return -1;
+    }
+    p->driver = driver;
+    p->writer = 1;
+    s->proxies[s->n_proxies++] = p;
+    return 0;
+}
+
+static struct sync_proxy *find_proxy(const struct sync *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_proxies; i++)
+        if (strcmp(s->proxies[i]->name, name) == 0)
+            return s->proxies[i];
+    return NULL;
+}
+
+static void on_up_timer(void *arg);
+static void on_up_resync(void *arg);
+static void on_watch_change(const struct consul_response *r, void *arg);
+static void on_watch_error(const struct consul_response *r, const char *what, void *arg);
+
+static struct consul_call *watch_get(void *ctx, const char *pq, long timeout_ms, int blocking,
+                                     consul_done_fn fn, void *arg, char *err, size_t errlen)
+{
+    return consul_request(ctx, "GET", pq, NULL, 0, timeout_ms, blocking, fn, arg, err, errlen);
+}
+
+static void watch_cancel(void *ctx, struct consul_call *call)
+{
+    (void)ctx;
+    consul_cancel(call);
+}
+
+int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char *err,
+                      size_t errlen)
+{
+    struct sync_proxy *p = find_proxy(s, sp->proxy);
+    if (p == NULL) {
+        snprintf(err, errlen, "upstream '%s': proxy '%s' is not configured", sp->name,
+                 sp->proxy);
+        return -1;
+    }
+    struct upstream *u = calloc(1, sizeof *u);
+    struct upstream **arr = realloc(s->ups, (s->n_ups + 1) * sizeof *arr);
+    if (arr)
+        s->ups = arr;
+    if (u == NULL || arr == NULL)
+        goto oom;
+    s->ups[s->n_ups++] = u;
+    u->s = s;
+    u->proxy = p;
+    u->last_ok = -1;
+    u->last_known_leader = -1;
+    u->passing_only = sp->passing_only;
+    u->name = strdup(sp->name);
+    u->service = strdup(sp->service);
+    u->proxy_name = strdup(sp->proxy);
+    u->dc = sp->datacenter ? strdup(sp->datacenter) : NULL;
+    u->tags = sp->n_tags ? calloc(sp->n_tags, sizeof *u->tags) : NULL;
+    if (!u->name || !u->service || !u->proxy_name || (sp->datacenter && !u->dc) ||
+        (sp->n_tags && !u->tags))
+        goto oom;
+    for (size_t i = 0; i < sp->n_tags; i++) {
+        if ((u->tags[i] = strdup(sp->tags[i])) == NULL)
+            goto oom;
+        u->n_tags = i + 1;
+    }
+    /* nginx cannot serve an upstream without servers: never render one. */
+    recon_policy_init(&u->policy, s->o.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
+    recon_quiesce_init(&u->quiesce, s->o.quiescence_min_ms, s->o.quiescence_max_ms);
+    backoff_init(&u->backoff, 500, 30000);
+    u->timer = loop_timer_new(s->o.loop, on_up_timer, u);
+    u->resync = loop_timer_new(s->o.loop, on_up_resync, u);
+    if (!u->timer || !u->resync)
+        goto oom;
+
+    /* The blocking query: /v1/health/service/<svc>?tag=..&dc=..[&stale].
+     * ?passing is not sent: the decoder applies it, so warning instances
+     * can be re-weighted instead of vanishing. */
+    char path[512], query[1024] = "";
+    char *esc = http_escape(sp->service);
+    if (esc == NULL)
+        goto oom;
+    snprintf(path, sizeof path, "/v1/health/service/%s", esc);
+    free(esc);
+    size_t qlen = 0;
+    for (size_t i = 0; i < sp->n_tags; i++) {
+        char *t = http_escape(sp->tags[i]);
+        if (t == NULL)
+            goto oom;
+        qlen += (size_t)snprintf(query + qlen, sizeof query - qlen, "%stag=%s",
+                                 qlen ? "&" : "", t);
+        free(t);
+    }
+    if (sp->datacenter) {
+        char *d = http_escape(sp->datacenter);
+        if (d == NULL)
+            goto oom;
+        qlen += (size_t)snprintf(query + qlen, sizeof query - qlen, "%sdc=%s", qlen ? "&" : "", d);
+        free(d);
+    }
+    struct consul_watch_opts wo = {
+        .path = path,
+        .query = query[0] ? query : NULL,
+        .wait_ms = s->o.wait_ms,
+        .min_interval_ms = 1000,
+        .backoff_min_ms = 500,
+        .backoff_max_ms = 30000,
+        .stale = s->o.stale,
+    };
+    u->watch = consul_watch_new(s->o.loop, watch_get, watch_cancel, s->o.consul, &wo,
+                                on_watch_change, on_watch_error, u, err, errlen);
+    if (u->watch == NULL)
+        return -1;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* ---- watch events --------------------------------------------------------- */
+
+static void count(struct metrics_counter *c, const char *label)
+{
+    if (c)
+        metrics_counter_inc(c, label, 1);
+}
+
+static void up_schedule(struct upstream *u, uint64_t at)
+{
+    uint64_t now = loop_clock_ms();
+    loop_timer_start(u->timer, at > now ? at - now : 0);
+}
+
+/* Runs the fail-static policy on the latest answer. */
+static void up_feed(struct upstream *u)
+{
+    uint64_t now = loop_clock_ms(), recheck = 0;
+    size_t before = u->policy.have_good ? u->policy.last_good.n : 0;
+    enum recon_verdict v = recon_policy_feed(&u->policy, &u->last_answer,
+                                             u->last_known_leader, now, &recheck);
+    switch (v) {
+    case RECON_KEEP:
+        if (u->last_answer.n == 0 && before > 0 && u->last_known_leader == 0)
+            log_warn("Upstream '%s': Consul answered no instances without a known leader; "
+                     "keeping %zu target(s)", u->name, before);
+        return;
+    case RECON_HOLD:
+        if (u->policy.empty_since == now)
+            log_warn("Upstream '%s': Consul reports no healthy instance of '%s'; keeping "
+                     "%zu target(s) for the hold-down period", u->name, u->service, before);
+        up_schedule(u, recheck);
+        return;
+    case RECON_APPLY:
+        if (!u->pending)
+            u->change_at = now;
+        u->pending = 1;
+        u->index = u->last_answer.index;
+        up_schedule(u, recon_quiesce_change(&u->quiesce, now));
+        return;
+    }
+}
+
+static void on_watch_change(const struct consul_response *r, void *arg)
+{
+    struct upstream *u = arg;
+    struct consul_instances in = {0};
+    char err[256];
+    count(u->s->m_consul, "change");
+    if (consul_decode_health_service(r->body, r->body_len, u->passing_only, &in, err,
+                                     sizeof err) < 0) {
+        /* Garbage never changes the proxy. */
+        char line[300];
+        snprintf(line, sizeof line, "bad answer from /v1/health/service/%s: %s", u->service, err);
+        if (strcmp(line, u->last_watch_error) != 0)
+            log_error("Upstream '%s': %s; keeping the last known good targets", u->name, line);
+        snprintf(u->last_watch_error, sizeof u->last_watch_error, "%s", line);
+        count(u->s->m_consul, "decode_error");
+        return;
+    }
+    if (u->last_watch_error[0]) {
+        log_info("Upstream '%s': watch on '%s' recovered", u->name, u->service);
+        u->last_watch_error[0] = '\0';
+    }
+    in.index = r->index;
+    if (u->have_answer)
+        consul_instances_free(&u->last_answer);
+    u->last_answer = in;
+    u->have_answer = 1;
+    u->last_known_leader = r->known_leader;
+    up_feed(u);
+}
+
+static void on_watch_error(const struct consul_response *r, const char *what, void *arg)
+{
+    struct upstream *u = arg;
+    char line[300];
+    (void)r;
+    count(u->s->m_consul, "error");
+    snprintf(line, sizeof line, "%s", what ? what : "watch error");
+    if (strcmp(line, u->last_watch_error) != 0)
+        log_warn("Upstream '%s': %s; keeping the last known good targets", u->name, line);
+    snprintf(u->last_watch_error, sizeof u->last_watch_error, "%s", line);
+}
+
+/* ---- read, diff, apply ---------------------------------------------------- */
+
+/* what: "reading the proxy failed", detail: the driver's reason. */
+static void up_failed(struct upstream *u, const char *what, const char *detail)
+{
+    char line[300];
+    snprintf(line, sizeof line, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    if (u->last_ok != 0 || strcmp(line, u->last_error) != 0)
+        log_error("Upstream '%s': %s; will retry", u->name, line);
+    snprintf(u->last_error, sizeof u->last_error, "%s", line);
+    u->last_ok = 0;
+    u->last_sync = time(NULL);
+    u->phase = UP_IDLE;
+    up_schedule(u, loop_clock_ms() + backoff_next(&u->backoff));
+}
+
+static void up_succeeded(struct upstream *u, size_t n_ops)
+{
+    uint64_t now = loop_clock_ms();
+    struct sync *s = u->s;
+    if (u->last_ok == 0)
+        log_info("Upstream '%s': proxy sync recovered", u->name);
+    u->last_ok = 1;
+    u->last_error[0] = '\0';
+    u->last_sync = time(NULL);
+    u->phase = UP_IDLE;
+    backoff_reset(&u->backoff);
+    recon_quiesce_applied(&u->quiesce, now);
+    if (u->pending && s->m_latency && u->change_at)
+        metrics_histogram_observe(s->m_latency, u->name, (double)(now - u->change_at) / 1000.0);
+    u->pending = 0;
+    u->applied_once = 1;
+    if (s->m_targets)
+        metrics_gauge_set(s->m_targets, u->name, (double)u->policy.last_good.n);
+    if (n_ops && s->state_dir) {
+        char err[300];
+        if (state_set(&s->state, u->name, u->proxy_name, u->index, &u->policy.last_good) < 0 ||
+            state_save(s->state_dir, &s->state, err, sizeof err) < 0)
+            log_error("Cannot save state: %s (the proxy is up to date; only restart recovery "
+                      "is affected)", err);
+    }
+    if (u->again) {
+        u->again = 0;
+        up_schedule(u, now);
+    }
+}
+
+static void on_applied(int ok, const struct proxy_op_result *results, size_t n, const char *err,
+                       void *arg)
+{
+    struct upstream *u = arg;
+    for (size_t i = 0; i < n; i++)
+        count(u->s->m_calls, results[i].ok ? "ok" : "error");
+    if (!ok) {
+        up_failed(u, "applying changes failed", err);
+        return;
+    }
+    up_succeeded(u, n);
+}
+
+static void on_read(const struct proxy_target_set *actual, const char *err, void *arg)
+{
+    struct upstream *u = arg;
+    char e[300];
+    if (actual == NULL) {
+        up_failed(u, "reading the proxy failed", err);
+        return;
+    }
+    proxy_target_set_free(&u->actual);
+    if (proxy_target_set_copy(&u->actual, actual) < 0) {
+        up_failed(u, "out of memory", NULL);
+        return;
+    }
+    struct proxy_op *ops = NULL;
+    size_t n = 0;
+    if (recon_diff(&u->policy.last_good, actual, &ops, &n) < 0) {
+        up_failed(u, "out of memory", NULL);
+        return;
+    }
+    if (n == 0) {
+        up_succeeded(u, 0);
+        return;
+    }
+    size_t adds = 0, dels = 0, weights = 0;
+    for (size_t i = 0; i < n; i++) {
+        adds += ops[i].kind == PROXY_OP_ADD;
+        dels += ops[i].kind == PROXY_OP_REMOVE;
+        weights += ops[i].kind == PROXY_OP_SET_WEIGHT;
+    }
+    log_info("Upstream '%s': applying %zu change(s) to %s (+%zu -%zu ~%zu), %zu target(s)",
+             u->name, n, u->proxy_name, adds, dels, weights, u->policy.last_good.n);
+    for (size_t i = 0; i < n; i++) {
+        char key[300];
+        proxy_target_key(&ops[i].target, key, sizeof key);
+        log_debug("Upstream '%s': %s %s weight %d", u->name,
+                  ops[i].kind == PROXY_OP_ADD ? "add" :
+                  ops[i].kind == PROXY_OP_REMOVE ? "remove" : "set weight",
+                  key, ops[i].target.weight);
+    }
+    u->phase = UP_APPLYING;
+    struct proxy *p = u->proxy->driver;
+    int rc = p->ops->apply(p, u->name, ops, n, &u->policy.last_good, on_applied, u, e, sizeof e);
+    recon_ops_free(ops);
+    if (rc < 0)
+        up_failed(u, "applying changes failed", e);
+}
+
+static void up_sync(struct upstream *u)
+{
+    char err[300];
+    if (!u->policy.have_good || !u->proxy->writer)
+        return;
+    if (u->phase != UP_IDLE) {
+        u->again = 1;
+        return;
+    }
+    u->phase = UP_READING;
+    struct proxy *p = u->proxy->driver;
+    if (p->ops->read(p, u->name, on_read, u, err, sizeof err) < 0)
+        up_failed(u, "reading the proxy failed", err);
+}
+
+static void on_up_timer(void *arg)
+{
+    struct upstream *u = arg;
+    /* A held empty answer is re-judged with the same data. */
+    if (u->policy.empty_since && u->have_answer) {
+        up_feed(u);
+        if (!u->pending)
+            return;
+    }
+    up_sync(u);
+}
+
+static void on_up_resync(void *arg)
+{
+    struct upstream *u = arg;
+    up_sync(u);
+    loop_timer_start(u->resync, rand_jitter_around((uint64_t)u->s->o.proxy_resync_ms, 0.1));
+}
+
+/* ---- control -------------------------------------------------------------- */
+
+void sync_start(struct sync *s)
+{
+    char err[300];
+    if (s->state_dir && state_load(s->state_dir, &s->state, err, sizeof err) < 0)
+        log_error("Ignoring saved state: %s", err);
+    for (size_t i = 0; i < s->n_ups; i++) {
+        struct upstream *u = s->ups[i];
+        const struct state_upstream *saved = state_get(&s->state, u->name);
+        if (saved && saved->targets.n > 0 && recon_policy_seed(&u->policy, &saved->targets) == 0) {
+            log_info("Upstream '%s': restoring %zu saved target(s) before Consul answers",
+                     u->name, saved->targets.n);
+            u->index = saved->index;
+            up_sync(u);
+        }
+        consul_watch_start(u->watch);
+        if (s->o.proxy_resync_ms > 0)
+            loop_timer_start(u->resync,
+                             rand_jitter_around((uint64_t)s->o.proxy_resync_ms, 0.1));
+    }
+}
+
+void sync_set_writer(struct sync *s, const char *proxy, int is_writer)
+{
+    struct sync_proxy *p = find_proxy(s, proxy);
+    if (p == NULL || p->writer == is_writer)
+        return;
+    p->writer = is_writer;
+    if (!is_writer)
+        return;
+    for (size_t i = 0; i < s->n_ups; i++)
+        if (s->ups[i]->proxy == p)
+            up_sync(s->ups[i]);
+}
+
+void sync_resync_now(struct sync *s)
+{
+    for (size_t i = 0; i < s->n_ups; i++)
+        up_sync(s->ups[i]);
+}
+
+int sync_healthy(const struct sync *s, char *why, size_t len)
+{
+    for (size_t i = 0; i < s->n_ups; i++) {
+        const struct upstream *u = s->ups[i];
+        if (u->last_ok == 0) {
+            snprintf(why, len, "upstream '%s': %s", u->name, u->last_error);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int sync_settled(const struct sync *s)
+{
+    for (size_t i = 0; i < s->n_ups; i++) {
+        const struct upstream *u = s->ups[i];
+        if (u->proxy->writer && (!u->applied_once || u->pending || u->phase != UP_IDLE))
+            return 0;
+    }
+    return 1;
+}
+
+cJSON *sync_status_json(const struct sync *s)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < s->n_ups; i++) {
+        const struct upstream *u = s->ups[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", u->name);
+        cJSON_AddStringToObject(o, "service", u->service);
+        cJSON_AddStringToObject(o, "proxy", u->proxy_name);
+        cJSON_AddStringToObject(o, "role", u->proxy->writer ? "writer" : "standby");
+        cJSON_AddNumberToObject(o, "consul_index", (double)u->index);
+        cJSON *t = cJSON_AddArrayToObject(o, "targets");
+        for (size_t j = 0; u->policy.have_good && j < u->policy.last_good.n; j++) {
+            const struct proxy_target *pt = &u->policy.last_good.items[j];
+            cJSON *x = cJSON_CreateObject();
+            char key[300];
+            cJSON_AddStringToObject(x, "target", proxy_target_key(pt, key, sizeof key));
+            cJSON_AddNumberToObject(x, "weight", pt->weight);
+            cJSON_AddItemToArray(t, x);
+        }
+        if (u->last_sync) {
+            char ts[32];
+            struct tm tm;
+            gmtime_r(&u->last_sync, &tm);
+            strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            cJSON_AddStringToObject(o, "last_sync", ts);
+        }
+        cJSON_AddStringToObject(o, "last_result", u->last_ok < 0 ? "none" :
+                                                  u->last_ok ? "ok" : "error");
+        if (u->last_error[0])
+            cJSON_AddStringToObject(o, "last_error", u->last_error);
+        if (u->last_watch_error[0])
+            cJSON_AddStringToObject(o, "watch_error", u->last_watch_error);
+        if (u->policy.empty_since)
+            cJSON_AddBoolToObject(o, "holding_empty", 1);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}

@@ -1,0 +1,72 @@
+/*
+ * Upstream sync: makes each configured proxy upstream follow the Consul
+ * catalog. For every upstream:
+ *
+ *   watch answer -> decode -> fail-static policy (recon_policy)
+ *     -> quiescence window (recon_quiesce) -> read the proxy's actual set
+ *     -> diff (recon_diff) -> apply -> persist last known good (state file)
+ *
+ * Errors anywhere leave the proxy as it is; a failed apply is retried with
+ * backoff (re-reading first). A periodic, jittered proxy resync re-reads the
+ * proxy so a restarted HAProxy or a wiped Kong gets its targets back. With a
+ * state file, upstreams are restored before Consul has answered.
+ *
+ * A proxy can be gated (elected-writer mode): while not the writer, the sync
+ * keeps its desired state warm but never reads for writing nor applies.
+ */
+#ifndef SIDECAR_SYNC_H
+#define SIDECAR_SYNC_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "consul/client.h"
+#include "lib/loop.h"
+#include "lib/metrics.h"
+#include "proxy/proxy.h"
+
+struct sync_upstream_spec {
+    const char *name;          /* the proxy upstream's name */
+    const char *service;       /* Consul service */
+    const char *const *tags;   /* all must match */
+    size_t n_tags;
+    const char *datacenter;    /* NULL = agent's */
+    int passing_only;
+    const char *proxy;         /* "kong", "haproxy", "nginx" */
+};
+
+struct sync_opts {
+    struct loop *loop;
+    struct consul_client *consul;
+    int64_t wait_ms;
+    int stale;
+    int64_t quiescence_min_ms, quiescence_max_ms;
+    int64_t hold_down_ms;
+    int64_t proxy_resync_ms;
+    const char *state_dir;     /* NULL: no persistence */
+    struct metrics *metrics;
+};
+
+struct sync;
+
+struct sync *sync_new(const struct sync_opts *o, char *err, size_t errlen);
+void sync_free(struct sync *s);  /* frees the registered drivers too */
+/* Hands a driver to the sync (it owns it afterwards). */
+int sync_add_proxy(struct sync *s, const char *name, struct proxy *driver);
+int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *spec, char *err, size_t errlen);
+/* Loads the state file, restores saved sets, starts the watches. */
+void sync_start(struct sync *s);
+/* Gates writes for one proxy (elected writer). Becoming writer triggers a
+ * read-then-apply of every upstream of that proxy. Default: writer. */
+void sync_set_writer(struct sync *s, const char *proxy, int is_writer);
+/* Re-read every proxy now (e.g. after SIGHUP). */
+void sync_resync_now(struct sync *s);
+
+/* 1 if the last sync of every upstream succeeded (or none ran yet). */
+int sync_healthy(const struct sync *s, char *why, size_t len);
+/* Upstreams with targets, last sync time/result/error, for /status. */
+cJSON *sync_status_json(const struct sync *s);
+/* 1 once every upstream has been applied at least once (for -once). */
+int sync_settled(const struct sync *s);
+
+#endif
