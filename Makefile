@@ -28,7 +28,7 @@ PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS  = $(shell pkg-config --libs check 2>/dev/null)
 CFLAGS     += $(CSTD) $(WARN) $(OPT) $(SAN) -I. -DSIDECAR_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
 LDFLAGS    += $(SAN)
-LDLIBS     += $(PKG_LIBS) -lm
+LDLIBS     += $(PKG_LIBS) -lm -pthread
 
 BIN        := $(BUILD)/bin
 OBJ        := $(BUILD)/obj

@@ -1,0 +1,473 @@
+/*
+ * consul-double: flags, listeners, request dispatch (request log, faults,
+ * down/hang agents) and the background ticker. See README.md.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/dur.h"
+#include "tests/doubles/consul/double.h"
+
+struct dstate S;
+static struct MHD_Daemon *control_mhd;
+static int control_port;
+static volatile sig_atomic_t stopping;
+_Thread_local const char *index_override;
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t bump(void)
+{
+    return ++S.raft;
+}
+
+void changed(void)
+{
+    pthread_cond_broadcast(&S.changed);
+}
+
+const char *status_name(enum cstatus s)
+{
+    return s == ST_PASSING ? "passing" : s == ST_WARNING ? "warning" : "critical";
+}
+
+struct node *node_by_name(const char *name)
+{
+    for (int i = 0; i < 64; i++)
+        if (S.nodes[i].used && strcmp(S.nodes[i].name, name) == 0)
+            return &S.nodes[i];
+    return NULL;
+}
+
+struct node *node_new(const char *name, const char *addr, int server)
+{
+    for (int i = 0; i < 64; i++) {
+        if (!S.nodes[i].used) {
+            struct node *n = &S.nodes[i];
+            memset(n, 0, sizeof *n);
+            n->used = 1;
+            snprintf(n->name, sizeof n->name, "%s", name);
+            snprintf(n->address, sizeof n->address, "%s", addr);
+            n->server = server;
+            n->status = 1;
+            n->serf = ST_PASSING;
+            n->create_index = n->modify_index = n->serf_index = bump();
+            S.nodes_index = n->modify_index;
+            S.checks_index = n->modify_index;
+            return n;
+        }
+    }
+    return NULL;
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype,
+                      const char *body, size_t len, const char *const *headers)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body,
+                                                             MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    if (ctype)
+        MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "X-Consul-Default-Acl-Policy", "allow");
+    MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    for (const char *const *h = headers; h && h[0]; h += 2) {
+        if (index_override && strcasecmp(h[0], "X-Consul-Index") == 0) {
+            if (index_override[0])
+                MHD_add_response_header(r, h[0], index_override);
+            continue;
+        }
+        MHD_add_response_header(r, h[0], h[1]);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+    return reply(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
+/* Go's 4-space indentation, from cJSON's tabs. */
+char *json_out(const cJSON *o)
+{
+    if (!S.pretty && !S.dev)
+        return cJSON_PrintUnformatted(o);
+    char *tabs = cJSON_Print(o);
+    if (tabs == NULL)
+        return NULL;
+    struct buf b;
+    buf_init(&b, 0);
+    for (const char *p = tabs; *p; p++) {
+        if (*p == '\t')
+            buf_puts(&b, "    ");
+        else if (*p == ':' && p[1] == '\t') {
+            buf_puts(&b, ": ");
+            p++;
+        } else
+            buf_append(&b, p, 1);
+    }
+    buf_puts(&b, "\n");
+    free(tabs);
+    return buf_steal(&b);
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+struct conn {
+    struct buf body;
+    int too_big;
+};
+
+static ssize_t big_body(void *cls, uint64_t pos, char *out, size_t max)
+{
+    size_t total = (size_t)(uintptr_t)cls;
+    if (pos >= total)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = total - pos < max ? total - pos : max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (pos + i) == 0 ? '[' : ' ';
+    return (ssize_t)n;
+}
+
+static struct fault *take_fault(const struct agent *a, const char *url)
+{
+    for (int i = 0; i < S.n_faults; i++) {
+        struct fault *f = &S.faults[i];
+        if (f->count <= 0)
+            continue;
+        if (f->agent[0] && strcmp(f->agent, a->name) != 0)
+            continue;
+        if (f->path[0] && strncmp(url, f->path, strlen(f->path)) != 0)
+            continue;
+        f->count--;
+        return f;
+    }
+    return NULL;
+}
+
+struct qs {
+    struct buf *b;
+    int first;
+};
+
+static enum MHD_Result qs_append(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct qs *q = cls;
+    (void)kind;
+    buf_printf(q->b, "%c%s%s%s", q->first ? '?' : '&', key, value ? "=" : "", value ? value : "");
+    q->first = 0;
+    return MHD_YES;
+}
+
+static void log_request(struct agent *a, struct MHD_Connection *c, const char *url,
+                        const char *method)
+{
+    struct buf full;
+    buf_init(&full, 8192);
+    buf_puts(&full, url);
+    struct qs q = {&full, 1};
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, qs_append, &q);
+    const char *tok = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Consul-Token");
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "agent", a ? a->name : "control");
+    cJSON_AddStringToObject(e, "method", method);
+    cJSON_AddStringToObject(e, "url", full.data ? full.data : url);
+    if (tok)
+        cJSON_AddStringToObject(e, "token_header", tok);
+    else
+        cJSON_AddNullToObject(e, "token_header");
+    cJSON_AddNumberToObject(e, "time_ms", (double)now_ms());
+    buf_free(&full);
+    if (cJSON_GetArraySize(S.requests) < 200000)
+        cJSON_AddItemToArray(S.requests, e);
+    else
+        cJSON_Delete(e);
+}
+
+static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **state)
+{
+    struct agent *a = cls;
+    struct conn *cs = *state;
+    (void)version;
+    if (cs == NULL) {
+        cs = calloc(1, sizeof *cs);
+        if (cs == NULL)
+            return MHD_NO;
+        buf_init(&cs->body, 1024 * 1024);
+        *state = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (buf_append(&cs->body, upload, *upload_size) < 0)
+            cs->too_big = 1;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cs->too_big)
+        return reply_text(c, 413, "Request body too large");
+
+    pthread_mutex_lock(&S.mu);
+    log_request(a, c, url, method);
+    while (a->hang && !a->down && !stopping)
+        pthread_cond_wait(&S.changed, &S.mu);
+    if (a->down || stopping) {
+        pthread_mutex_unlock(&S.mu);
+        return MHD_NO;
+    }
+    struct fault f, *fp = take_fault(a, url);
+    if (fp)
+        f = *fp;
+    pthread_mutex_unlock(&S.mu);
+
+    index_override = NULL;
+    if (fp) {
+        if (strcmp(f.kind, "delay") == 0) {
+            struct timespec ts = {f.delay_ms / 1000, (f.delay_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        } else if (strcmp(f.kind, "status") == 0) {
+            return reply_text(c, (unsigned)(f.status ? f.status : 500), f.body);
+        } else if (strcmp(f.kind, "garbage") == 0) {
+            const char *h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true", NULL};
+            const char *g = "<html>this is not JSON</html>";
+            return reply(c, 200, "application/json", g, strlen(g), h);
+        } else if (strcmp(f.kind, "truncated") == 0) {
+            const char *h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true", NULL};
+            const char *g = "[{\"Node\":{\"ID\":\"7c1f3a52\",\"Node\":\"node-a\",\"Addr";
+            return reply(c, 200, "application/json", g, strlen(g), h);
+        } else if (strcmp(f.kind, "big") == 0) {
+            struct MHD_Response *r = MHD_create_response_from_callback(
+                f.size_bytes, 64 * 1024, big_body, (void *)(uintptr_t)f.size_bytes, NULL);
+            MHD_add_response_header(r, "Content-Type", "application/json");
+            MHD_add_response_header(r, "X-Consul-Index", "999999");
+            enum MHD_Result ret = MHD_queue_response(c, 200, r);
+            MHD_destroy_response(r);
+            return ret;
+        } else if (strcmp(f.kind, "close") == 0) {
+            return MHD_NO;
+        } else if (strcmp(f.kind, "index") == 0) {
+            static _Thread_local char idx[64];
+            if (f.index_raw[0] || f.index == 0)
+                snprintf(idx, sizeof idx, "%s", f.index_raw);
+            else
+                snprintf(idx, sizeof idx, "%llu", (unsigned long long)f.index);
+            index_override = idx;
+        }
+    }
+    return api_handle(a, c, url, method, cs->body.data ? cs->body.data : "", cs->body.len);
+}
+
+static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **state)
+{
+    struct conn *cs = *state;
+    (void)cls;
+    (void)version;
+    if (cs == NULL) {
+        cs = calloc(1, sizeof *cs);
+        if (cs == NULL)
+            return MHD_NO;
+        buf_init(&cs->body, 1024 * 1024);
+        *state = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        buf_append(&cs->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return control_handle(c, url, method, cs->body.data ? cs->body.data : "", cs->body.len);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **state,
+                    enum MHD_RequestTerminationCode code)
+{
+    struct conn *cs = *state;
+    (void)cls;
+    (void)c;
+    (void)code;
+    if (cs) {
+        buf_free(&cs->body);
+        free(cs);
+        *state = NULL;
+    }
+}
+
+int agent_start(struct agent *a)
+{
+    a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+                              (uint16_t)a->port, NULL, NULL, on_agent, a,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 0U, MHD_OPTION_END);
+    if (a->mhd == NULL)
+        return -1;
+    a->port = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return 0;
+}
+
+void agent_stop(struct agent *a)
+{
+    if (a->mhd) {
+        MHD_stop_daemon(a->mhd);
+        a->mhd = NULL;
+    }
+}
+
+struct agent *agent_add(const char *name)
+{
+    if (S.n_agents == 64 || node_by_name(name))
+        return NULL;
+    struct agent *a = &S.agents[S.n_agents];
+    memset(a, 0, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1");
+    a->node = node_new(name, addr, 0);
+    if (a->node == NULL)
+        return NULL;
+    a->node->agent = a;
+    S.n_agents++;
+    return a;
+}
+
+void write_port_file(void)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", S.port_file);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return;
+    for (int i = 0; i < S.n_agents; i++)
+        fprintf(f, "%s %d\n", S.agents[i].name, S.agents[i].port);
+    fprintf(f, "control %d\n", control_port);
+    fclose(f);
+    rename(tmp, S.port_file);
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static int dur_flag(const char *v, int64_t *out)
+{
+    return dur_parse_ms(v, out) == 0 && *out >= 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    int servers = 3;
+    const char *agents[64];
+    int n_agents = 0;
+    pthread_mutex_init(&S.mu, NULL);
+    pthread_cond_init(&S.changed, NULL);
+    snprintf(S.dc, sizeof S.dc, "dc1");
+    S.reap_interval_ms = 30000;
+    S.reap_min_ms = 60000;
+    S.session_ttl_min_ms = 10000;
+    S.requests = cJSON_CreateArray();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--port-file") && v) {
+            snprintf(S.port_file, sizeof S.port_file, "%s", v);
+            i++;
+        } else if (!strcmp(a, "--servers") && v) {
+            servers = (int)strtol(v, NULL, 10);
+            i++;
+        } else if (!strcmp(a, "--agent") && v && n_agents < 64) {
+            agents[n_agents++] = v;
+            i++;
+        } else if (!strcmp(a, "--datacenter") && v) {
+            snprintf(S.dc, sizeof S.dc, "%s", v);
+            i++;
+        } else if (!strcmp(a, "--reap-interval") && v && dur_flag(v, &S.reap_interval_ms) == 0) {
+            i++;
+        } else if (!strcmp(a, "--reap-min") && v && dur_flag(v, &S.reap_min_ms) == 0) {
+            i++;
+        } else if (!strcmp(a, "--session-ttl-min") && v && dur_flag(v, &S.session_ttl_min_ms) == 0) {
+            i++;
+        } else if (!strcmp(a, "--dev")) {
+            S.dev = 1;
+        } else if (!strcmp(a, "--pretty")) {
+            S.pretty = 1;
+        } else {
+            fprintf(stderr, "usage: consul-double --port-file FILE [--servers N] [--agent NAME]... "
+                            "[--datacenter DC] [--dev] [--pretty] [--reap-interval D] "
+                            "[--reap-min D] [--session-ttl-min D]\n");
+            return 2;
+        }
+    }
+    if (!S.port_file[0] || servers < 1 || servers > 7) {
+        fprintf(stderr, "consul-double: --port-file is required; --servers 1..7\n");
+        return 2;
+    }
+    if (n_agents == 0)
+        agents[n_agents++] = "node-1";
+    pthread_mutex_lock(&S.mu);
+    for (int i = 0; i < servers; i++) {
+        char name[32], addr[32];
+        snprintf(name, sizeof name, "server-%d", i + 1);
+        snprintf(addr, sizeof addr, "10.0.0.%d", i + 1);
+        node_new(name, addr, 1);
+    }
+    snprintf(S.leader, sizeof S.leader, "server-1");
+    for (int i = 0; i < n_agents; i++) {
+        struct agent *a = agent_add(agents[i]);
+        if (a == NULL || agent_start(a) < 0) {
+            fprintf(stderr, "consul-double: cannot start agent %s\n", agents[i]);
+            return 1;
+        }
+    }
+    pthread_mutex_unlock(&S.mu);
+    control_mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+                                   0, NULL, NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+                                   on_done, NULL, MHD_OPTION_END);
+    if (control_mhd == NULL) {
+        fprintf(stderr, "consul-double: cannot start the control listener\n");
+        return 1;
+    }
+    control_port = MHD_get_daemon_info(control_mhd, MHD_DAEMON_INFO_BIND_PORT)->port;
+    pthread_mutex_lock(&S.mu);
+    write_port_file();
+    pthread_mutex_unlock(&S.mu);
+    fprintf(stderr, "consul-double: %d server(s), %d agent(s), control on 127.0.0.1:%d\n",
+            servers, n_agents, control_port);
+    pthread_t tick;
+    pthread_create(&tick, NULL, ticker, NULL);
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    while (!stopping)
+        pause();
+    pthread_mutex_lock(&S.mu);
+    changed();
+    pthread_mutex_unlock(&S.mu);
+    for (int i = 0; i < S.n_agents; i++) {
+        pthread_mutex_lock(&S.mu);
+        S.agents[i].down = 1;
+        changed();
+        pthread_mutex_unlock(&S.mu);
+        agent_stop(&S.agents[i]);
+    }
+    MHD_stop_daemon(control_mhd);
+    return 0;
+}
