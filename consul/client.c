@@ -40,7 +40,13 @@ struct consul_client {
     int blocking_inflight;
     struct consul_call *queue_head, *queue_tail;
     struct consul_call *active; /* everything started, for free() */
+    struct consul_client_stats stats;
 };
+
+const struct consul_client_stats *consul_client_stats(const struct consul_client *c)
+{
+    return &c->stats;
+}
 
 int consul_parse_index(const char *s, uint64_t *out)
 {
@@ -275,6 +281,12 @@ static void on_http_done(struct http_response *resp, void *arg)
     else
         c->inflight--;
 
+    if (resp->err != HTTP_OK)
+        c->stats.transport_error++;
+    else if (resp->status >= 400)
+        c->stats.http_error++;
+    else
+        c->stats.ok++;
     r.status = resp->status;
     r.err = resp->err;
     r.error = resp->err != HTTP_OK ? resp->error : NULL;

@@ -52,6 +52,12 @@ void consul_cancel_adapter(void *ctx, struct consul_call *call);
 /* Requests in flight (ordinary + blocking) and queued. */
 int consul_client_inflight(const struct consul_client *c);
 int consul_client_queued(const struct consul_client *c);
+/* Answers so far, by kind, for metrics. */
+struct consul_client_stats {
+    unsigned long long ok, http_error, transport_error;
+};
+const struct consul_client_stats *consul_client_stats(const struct consul_client *c);
+
 /* The address as given, for messages ("127.0.0.1:8500"). */
 const char *consul_client_address(const struct consul_client *c);
 

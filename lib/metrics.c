@@ -26,8 +26,15 @@ struct family {
     struct metrics *m;
 };
 
+struct collect {
+    metrics_collect_fn fn;
+    void *arg;
+};
+
 struct metrics {
     struct family *head, *tail;
+    struct collect *hooks;
+    size_t n_hooks;
 };
 
 struct metrics *metrics_new(void)
@@ -54,6 +61,7 @@ void metrics_free(struct metrics *m)
         free(f);
         f = next;
     }
+    free(m->hooks);
     free(m);
 }
 
@@ -159,6 +167,23 @@ void metrics_counter_inc(struct metrics_counter *c, const char *label_value, dou
         s->value += by;
 }
 
+void metrics_counter_set(struct metrics_counter *c, const char *label_value, double v)
+{
+    struct series *s = c ? series_for((struct family *)c, label_value) : NULL;
+    if (s && v >= s->value)
+        s->value = v;
+}
+
+int metrics_on_collect(struct metrics *m, metrics_collect_fn fn, void *arg)
+{
+    struct collect *n = realloc(m->hooks, (m->n_hooks + 1) * sizeof *n);
+    if (n == NULL)
+        return -1;
+    m->hooks = n;
+    m->hooks[m->n_hooks++] = (struct collect){fn, arg};
+    return 0;
+}
+
 void metrics_gauge_set(struct metrics_gauge *g, const char *label_value, double v)
 {
     struct series *s = g ? series_for((struct family *)g, label_value) : NULL;
@@ -246,9 +271,11 @@ static void put_series(struct buf *b, const struct family *f, const char *suffix
     buf_puts(b, " ");
 }
 
-int metrics_render(const struct metrics *m, struct buf *out)
+int metrics_render(struct metrics *m, struct buf *out)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
+    for (size_t i = 0; i < m->n_hooks; i++)
+        m->hooks[i].fn(m, m->hooks[i].arg);
     for (const struct family *f = m->head; f; f = f->next) {
         buf_printf(out, "# HELP %s ", f->name);
         put_help(out, f->help);

@@ -34,11 +34,20 @@ void metrics_counter_inc(struct metrics_counter *c, const char *label_value, dou
 void metrics_gauge_set(struct metrics_gauge *g, const char *label_value, double v);
 void metrics_histogram_observe(struct metrics_histogram *h, const char *label_value, double v);
 
+/* Counters normally only grow; this sets one from a total kept elsewhere
+ * (called from a collect hook). */
+void metrics_counter_set(struct metrics_counter *c, const char *label_value, double v);
+
+/* Hooks run at the start of every render, to copy numbers kept by other
+ * modules into the registry. Returns 0 or -1. */
+typedef void (*metrics_collect_fn)(struct metrics *m, void *arg);
+int metrics_on_collect(struct metrics *m, metrics_collect_fn fn, void *arg);
+
 /* consul_sidecar_build_info{version="..."} 1 */
 void metrics_build_info(struct metrics *m, const char *version);
 
 /* Renders everything; returns 0 or -1 (out of memory). */
-int metrics_render(const struct metrics *m, struct buf *out);
+int metrics_render(struct metrics *m, struct buf *out);
 
 /* 1 if name is a valid Prometheus metric name. */
 int metrics_valid_name(const char *name);

@@ -129,6 +129,25 @@ static cJSON *status_provider(void *arg)
     return o;
 }
 
+/* Copies numbers kept by the modules into the registry at scrape time. */
+static void collect(struct metrics *m, void *arg)
+{
+    struct daemon *d = arg;
+    const struct consul_client_stats *cs = consul_client_stats(d->consul);
+    struct metrics_counter *req = metrics_counter(m, "consul_sidecar_consul_requests_total",
+                                                  "Requests to Consul, by result", "result");
+    metrics_counter_set(req, "ok", (double)cs->ok);
+    metrics_counter_set(req, "http_error", (double)cs->http_error);
+    metrics_counter_set(req, "transport_error", (double)cs->transport_error);
+    registrar_collect(d->reg, m);
+    sync_collect(d->sync, m);
+    if (d->elect) {
+        struct metrics_gauge *w = metrics_gauge(m, "consul_sidecar_writer",
+                                                "1 while this sidecar is the elected writer", "proxy");
+        metrics_gauge_set(w, "kong", elect_is_writer(d->elect));
+    }
+}
+
 /* ---- shutdown and signals -------------------------------------------------- */
 
 static void stop_step_done(void *arg)
@@ -303,6 +322,7 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         goto fail;
     }
     metrics_build_info(d->metrics, SIDECAR_VERSION);
+    metrics_on_collect(d->metrics, collect, d);
 
     struct consul_client_opts co = {
         .address = d->cfg.consul_addr,

@@ -919,3 +919,23 @@ cJSON *registrar_status_json(const struct registrar *r)
     }
     return arr;
 }
+
+void registrar_collect(const struct registrar *r, struct metrics *m)
+{
+    struct metrics_gauge *reg = metrics_gauge(m, "consul_sidecar_registration_state",
+                                              "1 when the service is registered and in sync",
+                                              "service");
+    struct metrics_gauge *chk = metrics_gauge(m, "consul_sidecar_check_status",
+                                              "Last probe result sent for a TTL check: 0 passing, "
+                                              "1 warning, 2 critical",
+                                              "check");
+    for (size_t i = 0; i < r->n_svcs; i++)
+        if (!r->svcs[i]->remove)
+            metrics_gauge_set(reg, r->svcs[i]->svc.id, r->svcs[i]->state == REG_SYNCED);
+    for (size_t i = 0; i < r->n_checks; i++) {
+        const struct reg_check *c = r->checks[i];
+        if (c->status)
+            metrics_gauge_set(chk, c->check_id, strcmp(c->status, "passing") == 0 ? 0
+                                                : strcmp(c->status, "warning") == 0 ? 1 : 2);
+    }
+}

@@ -63,6 +63,11 @@ void registrar_shutdown(struct registrar *r, int deregister, void (*done)(void *
 int registrar_healthy(const struct registrar *r, char *why, size_t len);
 /* Services, their checks and states, for /status. Caller owns the result. */
 cJSON *registrar_status_json(const struct registrar *r);
+/* Copies registration and check states into m (a metrics collect hook):
+ * consul_sidecar_registration_state{service} 1 registered / 0 not,
+ * consul_sidecar_check_status{check} 0 passing, 1 warning, 2 critical. */
+void registrar_collect(const struct registrar *r, struct metrics *m);
+
 /* 1 once the agent answered at least once since the last failure. */
 int registrar_agent_reachable(const struct registrar *r);
 

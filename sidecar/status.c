@@ -65,9 +65,28 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const 
     return ret;
 }
 
+/* cJSON indents with tabs and writes "key":<tab>value; people reading
+ * `curl /status` get two spaces and "key": value. */
+static char *pretty(const cJSON *o)
+{
+    char *tabs = cJSON_Print(o);
+    if (tabs == NULL)
+        return NULL;
+    struct buf b;
+    buf_init(&b, 0);
+    for (const char *p = tabs; *p; p++) {
+        if (*p == '\t')
+            buf_puts(&b, p[-1] == ':' ? " " : "  ");
+        else
+            buf_append(&b, p, 1);
+    }
+    free(tabs);
+    return buf_steal(&b);
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, cJSON *o)
 {
-    char *s = cJSON_Print(o);
+    char *s = pretty(o);
     cJSON_Delete(o);
     if (s == NULL)
         return send_text(c, 500, "text/plain", "out of memory\n", 14);

@@ -596,3 +596,18 @@ cJSON *sync_status_json(const struct sync *s)
     }
     return arr;
 }
+
+void sync_collect(const struct sync *s, struct metrics *m)
+{
+    struct metrics_counter *restarts = metrics_counter(
+        m, "consul_sidecar_watch_restarts_total",
+        "Blocking queries cancelled and reissued because they did not return in time", "upstream");
+    struct metrics_counter *resets = metrics_counter(
+        m, "consul_sidecar_watch_index_resets_total",
+        "Blocking-query indexes reset because they went backwards", "upstream");
+    for (size_t i = 0; i < s->n_ups; i++) {
+        const struct consul_watch_stats *st = consul_watch_stats(s->ups[i]->watch);
+        metrics_counter_set(restarts, s->ups[i]->name, (double)st->dead_restarts);
+        metrics_counter_set(resets, s->ups[i]->name, (double)st->resets);
+    }
+}

@@ -66,6 +66,10 @@ void sync_resync_now(struct sync *s);
 int sync_healthy(const struct sync *s, char *why, size_t len);
 /* Upstreams with targets, last sync time/result/error, for /status. */
 cJSON *sync_status_json(const struct sync *s);
+/* Watch statistics into m (collect hook): restarts of dead blocking
+ * queries, index resets. */
+void sync_collect(const struct sync *s, struct metrics *m);
+
 /* 1 once every upstream has been applied at least once (for -once). */
 int sync_settled(const struct sync *s);
 
