@@ -463,6 +463,7 @@ static cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uin
             cJSON_AddItemToArray(arr, e);
         }
     }
+    idx = max64(idx, svc_touched(name));
     *index = found ? idx : (S.extinction ? S.extinction : 1);
     if (*status == 400) {
         cJSON_Delete(arr);
@@ -573,6 +574,7 @@ static cJSON *view_catalog_service(struct MHD_Connection *c, const void *ctx, ui
             cJSON_AddItemToArray(arr, e);
         }
     }
+    idx = max64(idx, svc_touched(name));
     *index = found ? idx : (S.extinction ? S.extinction : 1);
     return arr;
 }
@@ -646,6 +648,16 @@ static struct check *check_slot(struct node *n)
     return NULL;
 }
 
+static void check_free_slot(struct check *k);
+
+/* A check of a service went away: that service's index moves. */
+static void touch_check_service(struct node *n, const struct check *k, uint64_t idx)
+{
+    for (int i = 0; k->service_id[0] && i < MAXN; i++)
+        if (n->services[i].used && strcmp(n->services[i].id, k->service_id) == 0)
+            svc_touch(n->services[i].name, idx);
+}
+
 static void check_free_slot(struct check *k)
 {
     free(k->output);
@@ -696,12 +708,15 @@ static void remove_service(struct node *n, struct service *s)
     for (int i = 0; i < MAXN; i++)
         if (n->checks[i].used && strcmp(n->checks[i].service_id, s->id) == 0)
             check_free_slot(&n->checks[i]);
+    char name[256];
+    snprintf(name, sizeof name, "%s", s->name);
     cJSON_Delete(s->tags);
     cJSON_Delete(s->meta);
     cJSON_Delete(s->tagged);
     memset(s, 0, sizeof *s);
     S.extinction = bump();
     S.services_index = S.checks_index = S.extinction;
+    svc_touch(name, S.extinction);
     changed();
 }
 
@@ -775,6 +790,9 @@ void node_set_status(struct node *n, int status)
         n->modify_index = bump();
         S.nodes_index = S.services_index = n->modify_index;
         S.extinction = n->modify_index;
+        for (int i = 0; i < MAXN; i++)
+            if (n->services[i].used)
+                svc_touch(n->services[i].name, n->modify_index);
     }
     if (status == 1 && n->modify_index < S.nodes_index) {
         n->modify_index = bump();
@@ -1109,8 +1127,9 @@ static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *
             for (int j = 0; j < npc; j++)
                 keep |= strcmp(pcs[j].id, old->id) == 0;
             if (!keep) {
-                check_free_slot(old);
                 S.checks_index = bump();
+                touch_check_service(n, old, S.checks_index);
+                check_free_slot(old);
             }
         }
     }
@@ -1228,8 +1247,9 @@ static enum MHD_Result maintenance(struct agent *a, struct MHD_Connection *c, co
             S.checks_index = k->modify_index;
         }
     } else if (!on && k != NULL) {
-        check_free_slot(k);
         S.checks_index = bump();
+        touch_check_service(a->node, k, S.checks_index);
+        check_free_slot(k);
     }
     changed();
     pthread_mutex_unlock(&S.mu);
@@ -1688,8 +1708,9 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
             pthread_mutex_unlock(&S.mu);
             return unknown_check(c, rest);
         }
-        check_free_slot(k);
         S.checks_index = bump();
+        touch_check_service(a->node, k, S.checks_index);
+        check_free_slot(k);
         changed();
         pthread_mutex_unlock(&S.mu);
         return empty_ok(c);

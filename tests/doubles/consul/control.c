@@ -299,11 +299,12 @@ void *ticker(void *arg)
                                 free(n->checks[j].output);
                                 memset(&n->checks[j], 0, sizeof n->checks[j]);
                             }
+                        S.extinction = bump();
+                        svc_touch(n->services[s].name, S.extinction);
                         cJSON_Delete(n->services[s].tags);
                         cJSON_Delete(n->services[s].meta);
                         cJSON_Delete(n->services[s].tagged);
                         memset(&n->services[s], 0, sizeof n->services[s]);
-                        S.extinction = bump();
                         S.services_index = S.checks_index = S.extinction;
                         fprintf(stderr, "consul-double: reaped service %s on %s\n", sid, n->name);
                         changed();

@@ -113,6 +113,10 @@ struct dstate {
     int dev, pretty;
     int64_t reap_interval_ms, reap_min_ms, session_ttl_min_ms;
     char port_file[4096];
+    struct {
+        char name[256];
+        uint64_t index;
+    } svc_changes[1024];           /* last change per service name (removals) */
 };
 
 extern struct dstate S;
@@ -126,6 +130,9 @@ int agent_start(struct agent *a);
 void agent_stop(struct agent *a);
 struct agent *agent_add(const char *name);
 void write_port_file(void);
+/* Records a change to a service name's instances at index (removals). */
+void svc_touch(const char *name, uint64_t index);
+uint64_t svc_touched(const char *name);
 const char *status_name(enum cstatus s);
 
 /* The Consul API on an agent's port. */

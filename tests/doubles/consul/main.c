@@ -38,6 +38,31 @@ void changed(void)
     pthread_cond_broadcast(&S.changed);
 }
 
+void svc_touch(const char *name, uint64_t index)
+{
+    int free_slot = -1;
+    for (int i = 0; i < 1024; i++) {
+        if (S.svc_changes[i].name[0] && strcmp(S.svc_changes[i].name, name) == 0) {
+            S.svc_changes[i].index = index;
+            return;
+        }
+        if (!S.svc_changes[i].name[0] && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot >= 0) {
+        snprintf(S.svc_changes[free_slot].name, sizeof S.svc_changes[free_slot].name, "%s", name);
+        S.svc_changes[free_slot].index = index;
+    }
+}
+
+uint64_t svc_touched(const char *name)
+{
+    for (int i = 0; i < 1024; i++)
+        if (S.svc_changes[i].name[0] && strcmp(S.svc_changes[i].name, name) == 0)
+            return S.svc_changes[i].index;
+    return 0;
+}
+
 const char *status_name(enum cstatus s)
 {
     return s == ST_PASSING ? "passing" : s == ST_WARNING ? "warning" : "critical";
