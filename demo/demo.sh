@@ -169,7 +169,7 @@ CFG
 {"consul": {"address": "$(agent front)", "resync": "5s"}, "node": "front", "drain": "0s",
  "upstreams": [{"service": "gateway", "proxy": "nginx"}],
  "proxy": {"nginx": {"upstream_dir": "$RUN/nginx/conf.d",
-                     "test_cmd": "$ngx -t -q -g 'pid $RUN/nginx/test.pid;'",
+                     "test_cmd": "$ngx -t -q",
                      "reload_cmd": "kill -HUP \$(cat $RUN/nginx/nginx.pid)"}},
  "watch": {"quiescence": {"min": "200ms", "max": "2s"}, "hold_down": "5s"}}
 JSON

@@ -41,7 +41,7 @@ cat > "$T/sidecar.json" <<JSON
   "drain": "0s",
   "upstreams": [{"service": "orders", "name": "orders", "proxy": "nginx"}],
   "proxy": {"nginx": {"upstream_dir": "$T/nginx/conf.d",
-                      "test_cmd": "$NGX -t -q -g 'pid $T/nginx/test.pid;'",
+                      "test_cmd": "$NGX -t -q",
                       "reload_cmd": "kill -HUP \$(cat $T/nginx/nginx.pid)"}},
   "watch": {"quiescence": {"min": "100ms", "max": "500ms"}, "hold_down": "1s"}
 }
@@ -69,6 +69,7 @@ conf2=$(cat "$T/nginx/conf.d/consul-orders.conf")
 expect_contains "upstream never rendered empty" "server 127.0.0.1:" "$conf2"
 set_check node-1 orders-a-ttl pass
 set_check node-1 orders-b-ttl pass
+wait_for 10 "both instances back" serves_exactly "$FRONT" "orders-a orders-b"
 
 # A failing test_cmd: old file kept byte for byte, nginx keeps serving.
 stop_pid "$SIDECAR_PID" TERM
