@@ -49,6 +49,9 @@ static void set_writer(struct elect *e, int writer, const char *why)
         uint64_t until = e->last_renew + (uint64_t)e->o.session_ttl_ms * 9 / 10;
         uint64_t now = loop_clock_ms();
         loop_timer_start(e->deadline, until > now ? until - now : 0);
+    } else if (e->releasing || (why && strcmp(why, "shutting down") == 0)) {
+        log_info("stopping writes for '%s' (shutting down)", e->what);
+        loop_timer_stop(e->deadline);
     } else {
         log_warn("lost writer lock for '%s'%s%s", e->what, why ? ": " : "", why ? why : "");
         loop_timer_stop(e->deadline);

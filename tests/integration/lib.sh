@@ -221,6 +221,6 @@ kong_targets() {
 kong_targets_are() { [ "$(kong_targets "$1")" = "$2" ]; }
 # kong_writes [UA_SUBSTRING]: number of write requests in the double's log.
 kong_writes() {
-    curl -s "$KONG_CONTROL/requests" | grep -o '{[^{}]*}' | grep -E '"method":"(POST|PATCH|PUT|DELETE)"' |
+    curl -s "$KONG_CONTROL/requests.txt" | grep -E '^(POST|PATCH|PUT|DELETE) ' |
         grep -F -- "${1:-}" | wc -l
 }

@@ -1247,6 +1247,19 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
     pthread_mutex_lock(&K.mu);
     if (!strcmp(url, "/requests") && !strcmp(method, "GET")) {
         ret = send_json(c, 200, cJSON_Duplicate(K.requests, 1), NULL);
+    } else if (!strcmp(url, "/requests.txt") && !strcmp(method, "GET")) {
+        /* One line a request: METHOD PATH STATUS USER-AGENT (for grep). */
+        struct buf b;
+        buf_init(&b, 0);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, K.requests) {
+            const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
+            const cJSON *st = cJSON_GetObjectItem(e, "status"), *ua = cJSON_GetObjectItem(e, "user_agent");
+            buf_printf(&b, "%s %s %d %s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
+                       ua->valuestring);
+        }
+        ret = respond(c, 200, b.data ? b.data : "", NULL);
+        buf_free(&b);
     } else if (!strcmp(url, "/requests") && !strcmp(method, "DELETE")) {
         cJSON_Delete(K.requests);
         K.requests = cJSON_CreateArray();
