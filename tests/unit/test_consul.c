@@ -1,0 +1,526 @@
+/* Unit tests for consul/: decoders (fixtures from the Consul API spec and
+ * hostile inputs), address and index parsing, drift detection, and the
+ * blocking-query engine driven by a scripted fake Consul on the real loop. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consul/agent.h"
+#include "consul/client.h"
+#include "consul/decode.h"
+#include "consul/watch.h"
+#include "lib/loop.h"
+
+static char *fixture(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/consul/%s", name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "missing fixture %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* ---- decoders ------------------------------------------------------------ */
+
+START_TEST(test_decode_health_service_fixture)
+{
+    char *body = fixture("health_service.json"), err[256];
+    struct consul_instances in = {0};
+    ck_assert_int_eq(consul_decode_health_service(body, strlen(body), 0, &in, err, sizeof err), 0);
+    ck_assert_uint_ge(in.n, 1);
+    for (size_t i = 0; i < in.n; i++) {
+        ck_assert_int_ne(in.items[i].health, CONSUL_CRITICAL); /* critical never included */
+        ck_assert_int_gt(in.items[i].port, 0);
+        ck_assert_ptr_nonnull(in.items[i].address);
+    }
+    consul_instances_free(&in);
+    free(body);
+}
+END_TEST
+
+START_TEST(test_decode_health_service_uses_node_address_when_service_has_none)
+{
+    const char *b =
+        "[{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.9\"},"
+        "\"Service\":{\"ID\":\"w1\",\"Address\":\"\",\"Port\":80,\"Weights\":{\"Passing\":3,\"Warning\":1}},"
+        "\"Checks\":[{\"Status\":\"passing\"}]},"
+        "{\"Node\":{\"Node\":\"n2\",\"Address\":\"10.0.0.8\"},"
+        "\"Service\":{\"ID\":\"w2\",\"Address\":\"10.1.1.1\",\"Port\":81,\"Weights\":{\"Passing\":3,\"Warning\":1}},"
+        "\"Checks\":[{\"Status\":\"passing\"},{\"Status\":\"warning\"}]},"
+        "{\"Node\":{\"Node\":\"n3\",\"Address\":\"10.0.0.7\"},"
+        "\"Service\":{\"ID\":\"w3\",\"Address\":\"10.1.1.2\",\"Port\":82},"
+        "\"Checks\":[{\"Status\":\"critical\"}]}]";
+    char err[256];
+    struct consul_instances in = {0};
+    ck_assert_int_eq(consul_decode_health_service(b, strlen(b), 0, &in, err, sizeof err), 0);
+    ck_assert_uint_eq(in.n, 2);
+    ck_assert_str_eq(in.items[0].address, "10.0.0.9");
+    ck_assert_int_eq(in.items[0].weight, 3);
+    ck_assert_str_eq(in.items[1].address, "10.1.1.1");
+    ck_assert_int_eq(in.items[1].weight, 1); /* warning instance: Weights.Warning */
+    consul_instances_free(&in);
+    /* passing_only drops the warning instance too. */
+    ck_assert_int_eq(consul_decode_health_service(b, strlen(b), 1, &in, err, sizeof err), 0);
+    ck_assert_uint_eq(in.n, 1);
+    consul_instances_free(&in);
+}
+END_TEST
+
+static const char *const hostile[] = {
+    "",
+    "{",
+    "<html>not json</html>",
+    "{\"Node\":{}}",
+    "[{\"Node\":{\"Node\":\"n\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\",\"Port\":\"80\"},\"Checks\":[]}]",
+    "[{\"Node\":{\"Node\":\"n\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\",\"Port\":70000},\"Checks\":[]}]",
+    "[{\"Node\":{\"Node\":\"n\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\",\"Port\":80},\"Checks\":[{}]}]",
+    "[{\"Node\":{\"Node\":\"n\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\",\"Port\":80,\"Weights\":{\"Passing\":-1}},\"Checks\":[]}]",
+    "[{\"Node\":\"n\",\"Service\":{},\"Checks\":[]}]",
+    "[{\"Node\":{\"Node\":\"n\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\",\"Port\":80,\"Tags\":[1]},\"Checks\":[]}]",
+    "[{\"Node\":{\"Node\":\"n\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\",\"Port\":80},\"Checks\":[]}, 5]",
+};
+
+START_TEST(test_decode_refuses_garbage_whole_and_leaves_output_untouched)
+{
+    char err[256];
+    struct consul_instances keep = {0};
+    const char *good = "[{\"Node\":{\"Node\":\"n\",\"Address\":\"10.0.0.1\"},\"Service\":{\"ID\":\"x\",\"Port\":80},\"Checks\":[]}]";
+    ck_assert_int_eq(consul_decode_health_service(good, strlen(good), 1, &keep, err, sizeof err), 0);
+    ck_assert_uint_eq(keep.n, 1);
+    err[0] = '\0';
+    ck_assert_int_eq(consul_decode_health_service(hostile[_i], strlen(hostile[_i]), 1, &keep, err,
+                                                  sizeof err), -1);
+    ck_assert_uint_eq(keep.n, 1); /* a garbage answer never shrinks a set */
+    ck_assert(err[0] != '\0');
+    consul_instances_free(&keep);
+}
+END_TEST
+
+START_TEST(test_decode_leader_peers_members_nodes_kv_session)
+{
+    char err[256], leader[64];
+    char *b = fixture("status_leader.json");
+    ck_assert_int_eq(consul_decode_leader(b, strlen(b), leader, sizeof leader, err, sizeof err), 0);
+    ck_assert_str_eq(leader, "10.0.1.10:8300");
+    free(b);
+    ck_assert_int_eq(consul_decode_leader("\"\"", 2, leader, sizeof leader, err, sizeof err), 0);
+    ck_assert_str_eq(leader, "");
+    ck_assert_int_eq(consul_decode_leader("[]", 2, leader, sizeof leader, err, sizeof err), -1);
+
+    char **peers;
+    size_t n;
+    b = fixture("status_peers.json");
+    ck_assert_int_eq(consul_decode_peers(b, strlen(b), &peers, &n, err, sizeof err), 0);
+    ck_assert_uint_eq(n, 3);
+    consul_strings_free(peers, n);
+    free(b);
+
+    struct consul_member *m;
+    b = fixture("agent_members.json");
+    ck_assert_int_eq(consul_decode_members(b, strlen(b), &m, &n, err, sizeof err), 0);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_str_eq(m[0].name, "server-1");
+    ck_assert_int_eq(m[0].server, 1);
+    consul_members_free(m, n);
+    free(b);
+
+    char **nodes;
+    b = fixture("catalog_nodes.json");
+    ck_assert_int_eq(consul_decode_catalog_nodes(b, strlen(b), &nodes, &n, err, sizeof err), 0);
+    ck_assert_uint_ge(n, 1);
+    consul_strings_free(nodes, n);
+    free(b);
+
+    struct consul_kv kv;
+    const char *kvb = "[{\"LockIndex\":1,\"Key\":\"k\",\"Flags\":0,\"Value\":\"a29uZy0y\","
+                      "\"Session\":\"s-1\",\"CreateIndex\":5,\"ModifyIndex\":7}]";
+    ck_assert_int_eq(consul_decode_kv(kvb, strlen(kvb), &kv, err, sizeof err), 0);
+    ck_assert_str_eq(kv.value, "kong-2");
+    ck_assert_str_eq(kv.session, "s-1");
+    ck_assert_uint_eq(kv.lock_index, 1);
+    consul_kv_free(&kv);
+    char id[64];
+    ck_assert_int_eq(consul_decode_session_id("{\"ID\":\"abc\"}", 12, id, sizeof id, err, sizeof err), 0);
+    ck_assert_str_eq(id, "abc");
+    ck_assert_int_eq(consul_decode_session_id("{}", 2, id, sizeof id, err, sizeof err), -1);
+}
+END_TEST
+
+/* ---- client helpers ------------------------------------------------------ */
+
+static const struct {
+    const char *in;
+    int ok;
+    const char *base, *sock;
+    int tls;
+} addrs[] = {
+    {"127.0.0.1:8500", 1, "http://127.0.0.1:8500", "", 0},
+    {"http://consul:8500", 1, "http://consul:8500", "", 0},
+    {"https://consul.service:8501/", 1, "https://consul.service:8501", "", 1},
+    {"unix:///run/consul.sock", 1, "http://localhost", "/run/consul.sock", 0},
+    {"[::1]:8500", 1, "http://[::1]:8500", "", 0},
+    {"", 1, "http://127.0.0.1:8500", "", 0},
+    {"ftp://x:1", 0, NULL, NULL, 0},
+    {"unix://relative", 0, NULL, NULL, 0},
+    {"host:99999", 0, NULL, NULL, 0},
+    {"host:80/path", 0, NULL, NULL, 0},
+    {"user@host:80", 0, NULL, NULL, 0},
+};
+
+START_TEST(test_client_parses_every_consul_http_addr_form)
+{
+    char base[512], sock[512], err[256];
+    int tls;
+    int rc = consul_parse_address(addrs[_i].in, base, sizeof base, sock, sizeof sock, &tls, err,
+                                  sizeof err);
+    ck_assert_msg(rc == (addrs[_i].ok ? 0 : -1), "address %s", addrs[_i].in);
+    if (addrs[_i].ok) {
+        ck_assert_str_eq(base, addrs[_i].base);
+        ck_assert_str_eq(sock, addrs[_i].sock);
+        ck_assert_int_eq(tls, addrs[_i].tls);
+    } else {
+        ck_assert_ptr_nonnull(strstr(err, "consul address"));
+    }
+}
+END_TEST
+
+START_TEST(test_client_parses_the_index_header_strictly)
+{
+    uint64_t v = 7;
+    ck_assert_int_eq(consul_parse_index("42", &v), 0);
+    ck_assert_uint_eq(v, 42);
+    ck_assert_int_eq(consul_parse_index("18446744073709551615", &v), 0);
+    ck_assert_int_eq(consul_parse_index("18446744073709551616", &v), -1);
+    ck_assert_int_eq(consul_parse_index("", &v), -1);
+    ck_assert_int_eq(consul_parse_index("abc", &v), -1);
+    ck_assert_int_eq(consul_parse_index("-1", &v), -1);
+    ck_assert_int_eq(consul_parse_index("12 ", &v), -1);
+}
+END_TEST
+
+START_TEST(test_error_description_is_one_line_and_drops_the_query)
+{
+    struct consul_response r = {.status = 500, .body = "No cluster\nleader\n", .body_len = 18};
+    char out[300];
+    consul_describe_error(&r, "GET", "/v1/health/service/web?token=secret&index=3", out, sizeof out);
+    ck_assert_str_eq(out, "GET /v1/health/service/web: 500 No cluster\\x0aleader");
+    ck_assert_ptr_null(strstr(out, "secret"));
+}
+END_TEST
+
+/* ---- drift ---------------------------------------------------------------- */
+
+static struct consul_service make_service(void)
+{
+    struct consul_service s = {0};
+    s.id = "web-1";
+    s.name = "web";
+    s.definition = cJSON_Parse("{\"ID\":\"web-1\",\"Name\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
+                               "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"}}");
+    return s;
+}
+
+START_TEST(test_drift_ignores_agent_added_fields)
+{
+    struct consul_service s = make_service();
+    cJSON *view = cJSON_Parse("{\"ID\":\"web-1\",\"Service\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
+                              "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"},"
+                              "\"TaggedAddresses\":{\"lan_ipv4\":{\"Address\":\"10.0.0.1\",\"Port\":8080}},"
+                              "\"Weights\":{\"Passing\":1,\"Warning\":1},\"EnableTagOverride\":false,"
+                              "\"Datacenter\":\"dc1\",\"ContentHash\":\"abc\"}");
+    char why[256];
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 0);
+    cJSON_ReplaceItemInObject(view, "Port", cJSON_CreateNumber(8081));
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 1);
+    ck_assert_str_eq(why, "port 8081 != 8080");
+    cJSON_ReplaceItemInObject(view, "Port", cJSON_CreateNumber(8080));
+    cJSON_ReplaceItemInObject(view, "Tags", cJSON_Parse("[\"v1\"]"));
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 1);
+    cJSON_ReplaceItemInObject(view, "Tags", cJSON_Parse("[\"v1\",\"blue\"]"));
+    cJSON_ReplaceItemInObject(view, "Meta", cJSON_Parse("{\"version\":\"2\"}"));
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 1);
+    ck_assert_ptr_nonnull(strstr(why, "version"));
+    ck_assert_int_eq(consul_service_drift(&s, NULL, why, sizeof why), 1);
+    cJSON_Delete(view);
+    cJSON_Delete(s.definition);
+}
+END_TEST
+
+START_TEST(test_checks_drift_names_the_missing_check)
+{
+    struct consul_service s = make_service();
+    struct consul_check_ref refs[] = {{"service:web-1", "c", 10000}};
+    s.checks = refs;
+    s.n_checks = 1;
+    cJSON *checks = cJSON_Parse("{\"service:web-1\":{\"ServiceID\":\"web-1\"}}");
+    char why[256];
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
+    cJSON_Delete(checks);
+    checks = cJSON_Parse("{}");
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    ck_assert_str_eq(why, "check \"service:web-1\" missing");
+    cJSON_Delete(checks);
+    cJSON_Delete(s.definition);
+}
+END_TEST
+
+/* ---- the watch engine against a scripted fake Consul ---------------------- */
+
+struct answer {
+    long status;
+    int has_index;
+    uint64_t index;
+    enum http_error err;
+};
+
+struct fake {
+    struct loop *loop;
+    struct answer script[64];
+    int n_script, next;
+    char paths[64][256];
+    long timeouts[64];
+    int n_requests;
+    consul_done_fn fn;
+    void *arg;
+    struct loop_timer *timer;
+    int changes, errors, backwards;
+    uint64_t last_change_index;
+};
+
+static struct consul_call *fake_call = (struct consul_call *)0x1;
+
+static void fake_deliver(void *arg)
+{
+    struct fake *f = arg;
+    struct answer a = f->script[f->next < f->n_script ? f->next : f->n_script - 1];
+    f->next++;
+    struct consul_response r = {.status = a.status, .err = a.err, .body = "[]", .body_len = 2,
+                                .has_index = a.has_index, .index = a.index, .known_leader = 1,
+                                .last_contact_ms = 0, .error = a.err ? "simulated" : NULL};
+    f->fn(&r, f->arg);
+}
+
+static struct consul_call *fake_get(void *ctx, const char *pq, long timeout_ms, int blocking,
+                                    consul_done_fn fn, void *arg, char *err, size_t errlen)
+{
+    struct fake *f = ctx;
+    (void)blocking;
+    (void)err;
+    (void)errlen;
+    if (f->n_requests < 64) {
+        snprintf(f->paths[f->n_requests], sizeof f->paths[0], "%s", pq);
+        f->timeouts[f->n_requests] = timeout_ms;
+    }
+    f->n_requests++;
+    f->fn = fn;
+    f->arg = arg;
+    loop_timer_start(f->timer, 0);
+    return fake_call;
+}
+
+static void fake_cancel(void *ctx, struct consul_call *call)
+{
+    struct fake *f = ctx;
+    (void)call;
+    loop_timer_stop(f->timer);
+}
+
+static void on_change(const struct consul_response *r, void *arg)
+{
+    struct fake *f = arg;
+    f->changes++;
+    f->last_change_index = r->index;
+}
+
+static void on_error(const struct consul_response *r, const char *what, void *arg)
+{
+    struct fake *f = arg;
+    (void)r;
+    f->errors++;
+    if (strstr(what, "went backwards"))
+        f->backwards++;
+}
+
+static struct consul_watch *fake_watch(struct fake *f, int64_t min_interval_ms)
+{
+    char err[128];
+    memset(f, 0, sizeof *f);
+    f->loop = loop_new();
+    f->timer = loop_timer_new(f->loop, fake_deliver, f);
+    struct consul_watch_opts o = {.path = "/v1/health/service/web", .query = "tag=v1",
+                                  .wait_ms = 60000, .min_interval_ms = min_interval_ms,
+                                  .backoff_min_ms = 10, .backoff_max_ms = 80};
+    return consul_watch_new(f->loop, fake_get, fake_cancel, f, &o, on_change, on_error, f, err,
+                            sizeof err);
+}
+
+static void run_until(struct fake *f, int requests, uint64_t max_ms)
+{
+    uint64_t t0 = loop_clock_ms();
+    while (f->n_requests < requests && loop_clock_ms() - t0 < max_ms)
+        loop_run_once(f->loop, 20);
+}
+
+static void fake_free(struct fake *f, struct consul_watch *w)
+{
+    consul_watch_free(w);
+    loop_timer_free(f->timer);
+    loop_free(f->loop);
+}
+
+START_TEST(test_watch_sends_index_and_wait_and_times_out_after_wait_plus_jitter)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    f.script[0] = (struct answer){200, 1, 10, HTTP_OK};
+    f.script[1] = (struct answer){200, 1, 11, HTTP_OK};
+    f.n_script = 2;
+    consul_watch_start(w);
+    run_until(&f, 3, 2000);
+    ck_assert_str_eq(f.paths[0], "/v1/health/service/web?tag=v1");
+    ck_assert_ptr_nonnull(strstr(f.paths[1], "?tag=v1&index=10&wait="));
+    ck_assert_ptr_nonnull(strstr(f.paths[2], "index=11&wait="));
+    /* wait (jittered by 5%) + wait/16 + a 5 s margin */
+    ck_assert_int_ge(f.timeouts[1], 57000 + 57000 / 16 + 5000);
+    ck_assert_int_le(f.timeouts[1], 63000 + 63000 / 16 + 5000);
+    ck_assert_int_eq(f.changes, 2);
+    fake_free(&f, w);
+}
+END_TEST
+
+START_TEST(test_watch_resets_index_when_it_goes_backwards)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    f.script[0] = (struct answer){200, 1, 50, HTTP_OK};
+    f.script[1] = (struct answer){200, 1, 7, HTTP_OK};
+    f.script[2] = (struct answer){200, 1, 8, HTTP_OK};
+    f.n_script = 3;
+    consul_watch_start(w);
+    run_until(&f, 4, 3000);
+    ck_assert_int_eq(f.backwards, 1);
+    ck_assert_str_eq(f.paths[2], "/v1/health/service/web?tag=v1"); /* back to index 0 */
+    ck_assert_int_eq(f.last_change_index, 8);
+    fake_free(&f, w);
+}
+END_TEST
+
+START_TEST(test_watch_never_blocks_on_zero)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    f.script[0] = (struct answer){200, 1, 0, HTTP_OK};
+    f.n_script = 1;
+    consul_watch_start(w);
+    run_until(&f, 2, 2000);
+    ck_assert_ptr_nonnull(strstr(f.paths[1], "index=1&"));
+    fake_free(&f, w);
+}
+END_TEST
+
+START_TEST(test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeries)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 100);
+    f.script[0] = (struct answer){200, 1, 9, HTTP_OK};
+    f.n_script = 1; /* the server answers at once with the same index, forever */
+    consul_watch_start(w);
+    uint64_t t0 = loop_clock_ms();
+    while (loop_clock_ms() - t0 < 1000)
+        loop_run_once(f.loop, 20);
+    ck_assert_int_eq(f.changes, 1);
+    /* burst 2 + one per 100 ms over one second: no busy loop */
+    ck_assert_int_le(f.n_requests, 14);
+    ck_assert_int_ge(f.n_requests, 5);
+    fake_free(&f, w);
+}
+END_TEST
+
+START_TEST(test_watch_without_index_header_is_delivered_and_not_busy_looped)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 100);
+    f.script[0] = (struct answer){200, 0, 0, HTTP_OK};
+    f.n_script = 1;
+    consul_watch_start(w);
+    uint64_t t0 = loop_clock_ms();
+    while (loop_clock_ms() - t0 < 500)
+        loop_run_once(f.loop, 20);
+    ck_assert_int_ge(f.changes, 1);
+    ck_assert_int_le(f.n_requests, 9);
+    for (int i = 0; i < f.n_requests && i < 64; i++)
+        ck_assert_ptr_null(strstr(f.paths[i], "index="));
+    fake_free(&f, w);
+}
+END_TEST
+
+START_TEST(test_watch_backs_off_on_errors_and_never_gives_up)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    for (int i = 0; i < 8; i++)
+        f.script[i] = (struct answer){500, 1, 3, HTTP_OK};
+    f.script[8] = (struct answer){0, 0, 0, HTTP_ERR_CONNECT};
+    f.script[9] = (struct answer){200, 1, 4, HTTP_OK};
+    f.n_script = 10;
+    consul_watch_start(w);
+    run_until(&f, 11, 5000);
+    ck_assert_int_ge(f.errors, 9);
+    ck_assert_int_eq(f.changes, 1);
+    ck_assert_int_eq(f.last_change_index, 4);
+    fake_free(&f, w);
+}
+END_TEST
+
+START_TEST(test_watch_restarts_a_dead_blocking_query)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    f.script[0] = (struct answer){200, 1, 5, HTTP_OK};
+    f.script[1] = (struct answer){0, 0, 0, HTTP_ERR_TIMEOUT};
+    f.script[2] = (struct answer){200, 1, 6, HTTP_OK};
+    f.n_script = 3;
+    consul_watch_start(w);
+    run_until(&f, 4, 3000);
+    ck_assert_uint_eq(consul_watch_stats(w)->dead_restarts, 1);
+    ck_assert_ptr_nonnull(strstr(f.paths[2], "index=5&")); /* same index, reissued */
+    ck_assert_int_eq(f.last_change_index, 6);
+    fake_free(&f, w);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("consul");
+    TCase *t = tcase_create("core");
+    tcase_add_test(t, test_decode_health_service_fixture);
+    tcase_add_test(t, test_decode_health_service_uses_node_address_when_service_has_none);
+    tcase_add_loop_test(t, test_decode_refuses_garbage_whole_and_leaves_output_untouched, 0,
+                        (int)(sizeof hostile / sizeof hostile[0]));
+    tcase_add_test(t, test_decode_leader_peers_members_nodes_kv_session);
+    tcase_add_loop_test(t, test_client_parses_every_consul_http_addr_form, 0,
+                        (int)(sizeof addrs / sizeof addrs[0]));
+    tcase_add_test(t, test_client_parses_the_index_header_strictly);
+    tcase_add_test(t, test_error_description_is_one_line_and_drops_the_query);
+    tcase_add_test(t, test_drift_ignores_agent_added_fields);
+    tcase_add_test(t, test_checks_drift_names_the_missing_check);
+    tcase_add_test(t, test_watch_sends_index_and_wait_and_times_out_after_wait_plus_jitter);
+    tcase_add_test(t, test_watch_resets_index_when_it_goes_backwards);
+    tcase_add_test(t, test_watch_never_blocks_on_zero);
+    tcase_add_test(t, test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeries);
+    tcase_add_test(t, test_watch_without_index_header_is_delivered_and_not_busy_looped);
+    tcase_add_test(t, test_watch_backs_off_on_errors_and_never_gives_up);
+    tcase_add_test(t, test_watch_restarts_a_dead_blocking_query);
+    tcase_set_timeout(t, 30);
+    suite_add_tcase(s, t);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
