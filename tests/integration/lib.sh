@@ -119,6 +119,7 @@ finish() {
 # name agents); sets CONSUL_PORT (first agent), CONTROL and CONSUL.
 start_consul() {
     if [ $# -eq 0 ]; then set -- --agent node-1; fi
+    rm -f "$T/consul.ports"
     start_bg consul "$BIN/consul-double" --port-file "$T/consul.ports" "$@"
     CONSUL_PID=$LAST_PID
     wait_for 10 "consul double port file" grep -q '^control ' "$T/consul.ports" || return 1
@@ -149,6 +150,7 @@ log_has() { grep -qF -- "$2" "$T/$1.log"; }
 
 # start_backend NAME: an HTTP server answering "NAME"; sets BACKEND_PORT.
 start_backend() {
+    rm -f "$T/backend-$1.port"
     start_bg "backend-$1" "$BIN/backend" --name "$1" --port-file "$T/backend-$1.port"
     wait_port_file "$T/backend-$1.port" || return 1
     BACKEND_PORT=$(cat "$T/backend-$1.port")
@@ -207,6 +209,7 @@ serves_exactly() { [ "$(served_by "$1" 12)" = "$2" ]; }
 # start_kong [ARGS...]: the Kong Admin API double; sets KONG (admin URL) and
 # KONG_CONTROL.
 start_kong() {
+    rm -f "$T/kong.ports"
     start_bg kong "$BIN/kong-double" --port-file "$T/kong.ports" "$@"
     KONG_PID=$LAST_PID
     wait_for 10 "kong double port file" grep -q '^control ' "$T/kong.ports" || return 1
