@@ -1,0 +1,115 @@
+/* Unit tests for health/ttl.c (when to feed a TTL check) and lib/metrics.c
+ * (Prometheus text rendering). */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "health/ttl.h"
+#include "lib/metrics.h"
+#include "lib/rand.h"
+
+START_TEST(test_ttl_sends_first_result_and_changes_at_once)
+{
+    struct ttl_feeder f;
+    ttl_feeder_init(&f, 10000);
+    ck_assert(ttl_should_send(&f, 1000, "passing", "ok"));
+    ttl_mark_sent(&f, 1000, "passing", "ok");
+    ck_assert(!ttl_should_send(&f, 1001, "passing", "ok"));
+    ck_assert(ttl_should_send(&f, 1001, "critical", "ok"));
+    ck_assert(ttl_should_send(&f, 1001, "passing", "different output"));
+}
+END_TEST
+
+START_TEST(test_ttl_refreshes_before_it_lapses_and_not_more)
+{
+    struct ttl_feeder f;
+    rand_seed_with(7);
+    ttl_feeder_init(&f, 10000);
+    ttl_mark_sent(&f, 0, "passing", "ok");
+    uint64_t due = ttl_next_deadline(&f);
+    ck_assert_uint_ge(due, 4750);   /* about TTL/2 ... */
+    ck_assert_uint_le(due, 5250);
+    ck_assert(!ttl_should_send(&f, due - 1, "passing", "ok"));
+    ck_assert(ttl_should_send(&f, due, "passing", "ok"));
+    /* Count sends over a minute of unchanged results: one per ~TTL/2. */
+    int sends = 0;
+    ttl_feeder_init(&f, 10000);
+    for (uint64_t t = 0; t < 60000; t += 100)
+        if (ttl_should_send(&f, t, "passing", "ok")) {
+            ttl_mark_sent(&f, t, "passing", "ok");
+            sends++;
+        }
+    ck_assert_int_ge(sends, 11);
+    ck_assert_int_le(sends, 14);
+    /* A short TTL still refreshes at least 1 s early... or at half. */
+    ttl_feeder_init(&f, 1500);
+    ttl_mark_sent(&f, 0, "passing", "ok");
+    ck_assert_uint_le(ttl_next_deadline(&f), 800);
+}
+END_TEST
+
+START_TEST(test_ttl_retries_failed_sends_before_the_ttl)
+{
+    struct ttl_feeder f;
+    ttl_feeder_init(&f, 8000);
+    ttl_mark_failed(&f, 100);
+    uint64_t r = ttl_next_deadline(&f);
+    ck_assert_uint_gt(r, 100);
+    ck_assert_uint_le(r, 100 + 2000);
+    ck_assert(!ttl_should_send(&f, 100, "passing", "ok"));
+    ck_assert(ttl_should_send(&f, r, "passing", "ok"));
+    ttl_feeder_reset(&f);
+    ck_assert(ttl_should_send(&f, 0, "passing", "ok"));
+}
+END_TEST
+
+START_TEST(test_metrics_render_valid_text_with_escaped_labels)
+{
+    struct metrics *m = metrics_new();
+    struct metrics_counter *c = metrics_counter(m, "cs_calls_total", "Calls \\ by \"result\"", "result");
+    struct metrics_gauge *g = metrics_gauge(m, "cs_targets", "Targets", "upstream");
+    double b[] = {0.01, 0.1, 1};
+    struct metrics_histogram *h = metrics_histogram(m, "cs_latency_seconds", "Latency", NULL, b, 3);
+    ck_assert_ptr_null(metrics_counter(m, "bad name", "x", NULL));
+    ck_assert_ptr_null(metrics_gauge(m, "cs_calls_total", "x", NULL)); /* another type */
+    metrics_counter_inc(c, "ok", 2);
+    metrics_counter_inc(c, "a\"b\nc", 1);
+    metrics_gauge_set(g, "orders", 3);
+    metrics_histogram_observe(h, NULL, 0.005);
+    metrics_histogram_observe(h, NULL, 0.5);
+    metrics_histogram_observe(h, NULL, 5);
+    struct buf out;
+    buf_init(&out, 0);
+    ck_assert_int_eq(metrics_render(m, &out), 0);
+    const char *t = out.data;
+    ck_assert_ptr_nonnull(strstr(t, "# HELP cs_calls_total Calls \\\\ by \"result\"\n# TYPE cs_calls_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_calls_total{result=\"ok\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_calls_total{result=\"a\\\"b\\nc\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_targets{upstream=\"orders\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_latency_seconds_bucket{le=\"0.01\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_latency_seconds_bucket{le=\"1\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_latency_seconds_count 3\n"));
+    ck_assert_ptr_nonnull(strstr(t, "cs_latency_seconds_sum 5.505\n"));
+    buf_free(&out);
+    metrics_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("health");
+    TCase *t = tcase_create("core");
+    tcase_add_test(t, test_ttl_sends_first_result_and_changes_at_once);
+    tcase_add_test(t, test_ttl_refreshes_before_it_lapses_and_not_more);
+    tcase_add_test(t, test_ttl_retries_failed_sends_before_the_ttl);
+    tcase_add_test(t, test_metrics_render_valid_text_with_escaped_labels);
+    suite_add_tcase(s, t);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
