@@ -253,6 +253,12 @@ static void on_acquired(const struct consul_response *r, void *arg)
         if (got) {
             set_holder(e, e->node, e->session);
             set_writer(e, 1, NULL);
+            /* A key read in flight may predate the acquire: read afresh so a
+             * stale answer cannot demote the new writer. */
+            consul_cancel(e->kv_call);
+            e->kv_call = NULL;
+            e->kv_index = 0;
+            kv_read(e);
         }
         /* false: someone holds it, or lock-delay; the KV watch tells when
          * it frees, and a slow retry covers the lock-delay window. */
