@@ -30,6 +30,7 @@ struct consul_watch {
     int index_moved;         /* the last answer changed the index */
     int failing;             /* last request failed: errors are reported once */
     int limited;             /* a 429/connection limit was reported */
+    int noindex;             /* a missing index was reported */
     double tokens;
     uint64_t tokens_at;
     long request_timeout;
@@ -191,13 +192,18 @@ static void on_answer(const struct consul_response *r, void *arg)
         w->index = 0;
         w->have_answer = 1;
         w->index_moved = 0;
-        snprintf(what, sizeof what, "GET %s: answer without a valid X-Consul-Index", w->path);
-        report(w, r, what);
+        if (!w->noindex) {
+            snprintf(what, sizeof what, "GET %s: answers without a valid X-Consul-Index; "
+                     "polling without blocking", w->path);
+            report(w, r, what);
+        }
+        w->noindex = 1;
         w->on_change(r, w->arg);
         schedule(w, bucket_delay(w));
         return;
     }
     uint64_t idx = r->index;
+    w->noindex = 0;
     if (idx < prev) {
         w->stats.resets++;
         snprintf(what, sizeof what, "index on %s went backwards (%llu -> %llu), resetting",
