@@ -446,3 +446,56 @@ int consul_decode_session_id(const char *body, size_t len, char *out, size_t out
     cJSON_Delete(root);
     return 0;
 }
+
+void consul_check_entries_free(struct consul_check_entry *e, size_t n)
+{
+    for (size_t i = 0; e && i < n; i++) {
+        free(e[i].node);
+        free(e[i].service_name);
+    }
+    free(e);
+}
+
+int consul_decode_health_state(const char *body, size_t len, struct consul_check_entry **out,
+                               size_t *n, char *err, size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    struct consul_check_entry *e = NULL;
+    size_t k = 0;
+    if (!cJSON_IsArray(root)) {
+        snprintf(err, errlen, "expected an array");
+        goto fail;
+    }
+    int count = cJSON_GetArraySize(root);
+    if (count > CONSUL_DECODE_MAX_ITEMS * 4) {
+        snprintf(err, errlen, "too many checks");
+        goto fail;
+    }
+    e = count ? calloc((size_t)count, sizeof *e) : NULL;
+    if (count && e == NULL)
+        goto fail;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, root) {
+        const cJSON *node = get(c, "Node"), *svc = get(c, "ServiceName"), *mi = get(c, "ModifyIndex");
+        if (!is_str(node) || !is_str(svc) || !cJSON_IsNumber(mi) || mi->valuedouble < 0) {
+            snprintf(err, errlen, "check %zu: missing or mistyped Node/ServiceName/ModifyIndex", k);
+            goto fail;
+        }
+        e[k].node = strdup(node->valuestring);
+        e[k].service_name = strdup(svc->valuestring);
+        e[k].modify_index = (uint64_t)mi->valuedouble;
+        k++;
+        if (!e[k - 1].node || !e[k - 1].service_name)
+            goto fail;
+    }
+    cJSON_Delete(root);
+    *out = e;
+    *n = k;
+    return 0;
+fail:
+    cJSON_Delete(root);
+    consul_check_entries_free(e, k);
+    return -1;
+}

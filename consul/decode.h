@@ -61,6 +61,16 @@ int consul_decode_kv(const char *body, size_t len, struct consul_kv *out, char *
                      size_t errlen);
 void consul_kv_free(struct consul_kv *kv);
 
+struct consul_check_entry {
+    char *node;
+    char *service_name;   /* "" for node-level checks (serfHealth, maintenance) */
+    uint64_t modify_index;
+};
+/* /v1/health/state/any -> every check's node, service and ModifyIndex. */
+int consul_decode_health_state(const char *body, size_t len, struct consul_check_entry **out,
+                               size_t *n, char *err, size_t errlen);
+void consul_check_entries_free(struct consul_check_entry *e, size_t n);
+
 /* /v1/session/create -> {"ID": "..."} */
 int consul_decode_session_id(const char *body, size_t len, char *out, size_t outlen, char *err,
                              size_t errlen);

@@ -361,6 +361,7 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         .quiescence_max_ms = d->cfg.watch.quiescence_max_ms,
         .hold_down_ms = d->cfg.watch.hold_down_ms,
         .proxy_resync_ms = d->cfg.resync_ms,
+        .max_blocking = d->cfg.watch.max_blocking,
         .state_dir = d->cfg.state_dir,
         .metrics = d->metrics,
     };

@@ -28,6 +28,11 @@ struct upstream {
     int passing_only;
     struct sync_proxy *proxy;
     struct consul_watch *watch;
+    char fetch_path[1600];          /* the same query, non-blocking */
+    int detected;                   /* followed by the change detector */
+    struct consul_call *fetch;
+    int fetch_again;
+    uint64_t seen_max;              /* detector: max check ModifyIndex seen */
     struct recon_policy policy;
     struct recon_quiesce quiesce;
     struct consul_instances last_answer;   /* for hold-down rechecks */
@@ -57,6 +62,8 @@ struct sync {
     struct upstream **ups;
     size_t n_ups;
     struct state state;
+    struct consul_watch *det_checks, *det_services;
+    char det_error[300];
     struct metrics_histogram *m_latency;
     struct metrics_counter *m_calls;
     struct metrics_counter *m_consul;
@@ -103,6 +110,7 @@ static void up_free(struct upstream *u)
     if (u == NULL)
         return;
     consul_watch_free(u->watch);
+    consul_cancel(u->fetch);
     loop_timer_free(u->timer);
     loop_timer_free(u->resync);
     recon_policy_free(&u->policy);
@@ -123,6 +131,8 @@ void sync_free(struct sync *s)
 {
     if (s == NULL)
         return;
+    consul_watch_free(s->det_checks);
+    consul_watch_free(s->det_services);
     for (size_t i = 0; i < s->n_ups; i++)
         up_free(s->ups[i]);
     free(s->ups);
@@ -248,6 +258,8 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
         qlen += (size_t)snprintf(query + qlen, sizeof query - qlen, "%sdc=%s", qlen ? "&" : "", d);
         free(d);
     }
+    snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path, query[0] || s->o.stale ? "?" : "",
+             query, s->o.stale ? (query[0] ? "&stale" : "stale") : "");
     struct consul_watch_opts wo = {
         .path = path,
         .query = query[0] ? query : NULL,
@@ -493,6 +505,135 @@ static void on_up_resync(void *arg)
     loop_timer_start(u->resync, rand_jitter_around((uint64_t)u->s->o.proxy_resync_ms, 0.1));
 }
 
+/* ---- the change detector ----------------------------------------------------
+ *
+ * Following many services with one long-poll each would use as many
+ * connections (Consul limits them per client address, 200 by default). Above
+ * max_blocking upstreams, two long-polls serve them all:
+ *   /v1/health/state/any  - its index moves on every check change, and each
+ *                           check carries its service name, node and
+ *                           ModifyIndex;
+ *   /v1/catalog/services  - its index moves on every registration change.
+ * From a health/state answer, an upstream is re-read (one non-blocking,
+ * queued request) only when the highest ModifyIndex among its service's
+ * checks, or among node-level checks of nodes hosting it, moved. A
+ * catalog/services change (a registration or deregistration, which a check
+ * may not reveal: an instance without checks) re-reads every upstream: rarer,
+ * and still bounded by the client's 4 requests in flight.
+ */
+
+static void on_fetch(const struct consul_response *r, void *arg);
+
+static void up_fetch(struct upstream *u)
+{
+    char err[256];
+    if (u->fetch) {
+        u->fetch_again = 1;
+        return;
+    }
+    u->fetch = consul_request(u->s->o.consul, "GET", u->fetch_path, NULL, 0, 10000, 0, on_fetch,
+                              u, err, sizeof err);
+    if (u->fetch == NULL)
+        on_watch_error(NULL, err, u);
+}
+
+static void on_fetch(const struct consul_response *r, void *arg)
+{
+    struct upstream *u = arg;
+    char what[300];
+    u->fetch = NULL;
+    if (r->err == HTTP_OK && r->status == 200) {
+        on_watch_change(r, u);
+    } else {
+        consul_describe_error(r, "GET", u->fetch_path, what, sizeof what);
+        on_watch_error(r, what, u);
+    }
+    if (u->fetch_again) {
+        u->fetch_again = 0;
+        up_fetch(u);
+    }
+}
+
+static int hosts_node(const struct upstream *u, const char *node)
+{
+    for (size_t i = 0; u->have_answer && i < u->last_answer.n; i++)
+        if (strcmp(u->last_answer.items[i].node, node) == 0)
+            return 1;
+    return 0;
+}
+
+static void on_det_checks(const struct consul_response *r, void *arg)
+{
+    struct sync *s = arg;
+    struct consul_check_entry *e;
+    size_t n;
+    char err[256];
+    if (consul_decode_health_state(r->body, r->body_len, &e, &n, err, sizeof err) < 0) {
+        if (strcmp(err, s->det_error) != 0)
+            log_error("change detector: bad answer from /v1/health/state/any: %s", err);
+        snprintf(s->det_error, sizeof s->det_error, "%s", err);
+        return;
+    }
+    s->det_error[0] = '\0';
+    for (size_t i = 0; i < s->n_ups; i++) {
+        struct upstream *u = s->ups[i];
+        if (!u->detected)
+            continue;
+        uint64_t top = 0;
+        for (size_t k = 0; k < n; k++) {
+            int mine = strcmp(e[k].service_name, u->service) == 0 ||
+                       (e[k].service_name[0] == '\0' && hosts_node(u, e[k].node));
+            if (mine && e[k].modify_index > top)
+                top = e[k].modify_index;
+        }
+        if (top != u->seen_max) {
+            u->seen_max = top;
+            up_fetch(u);
+        }
+    }
+    consul_check_entries_free(e, n);
+}
+
+static void on_det_services(const struct consul_response *r, void *arg)
+{
+    struct sync *s = arg;
+    (void)r;
+    for (size_t i = 0; i < s->n_ups; i++)
+        if (s->ups[i]->detected)
+            up_fetch(s->ups[i]);
+}
+
+static void on_det_error(const struct consul_response *r, const char *what, void *arg)
+{
+    struct sync *s = arg;
+    (void)r;
+    if (strcmp(what, s->det_error) != 0)
+        log_warn("change detector: %s; keeping the last known good targets", what);
+    snprintf(s->det_error, sizeof s->det_error, "%s", what);
+}
+
+static int start_detector(struct sync *s)
+{
+    char err[256];
+    struct consul_watch_opts o = {.wait_ms = s->o.wait_ms, .min_interval_ms = 1000,
+                                  .backoff_min_ms = 500, .backoff_max_ms = 30000,
+                                  .stale = s->o.stale};
+    o.path = "/v1/health/state/any";
+    s->det_checks = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
+                                     s->o.consul, &o, on_det_checks, on_det_error, s, err, sizeof err);
+    o.path = "/v1/catalog/services";
+    s->det_services = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
+                                       s->o.consul, &o, on_det_services, on_det_error, s, err,
+                                       sizeof err);
+    if (s->det_checks == NULL || s->det_services == NULL) {
+        log_error("change detector: %s", err);
+        return -1;
+    }
+    consul_watch_start(s->det_services);
+    consul_watch_start(s->det_checks);
+    return 0;
+}
+
 /* ---- control -------------------------------------------------------------- */
 
 void sync_start(struct sync *s)
@@ -500,6 +641,19 @@ void sync_start(struct sync *s)
     char err[300];
     if (s->state_dir && state_load(s->state_dir, &s->state, err, sizeof err) < 0)
         log_error("Ignoring saved state: %s", err);
+    size_t followable = 0;
+    for (size_t i = 0; i < s->n_ups; i++)
+        followable += s->ups[i]->dc == NULL;
+    if (s->o.max_blocking > 0 && followable > (size_t)s->o.max_blocking) {
+        for (size_t i = 0; i < s->n_ups; i++)
+            s->ups[i]->detected = s->ups[i]->dc == NULL;
+        if (start_detector(s) == 0)
+            log_info("Following %zu upstreams with the change detector (2 long-polls instead of "
+                     "%zu)", followable, followable);
+        else
+            for (size_t i = 0; i < s->n_ups; i++)
+                s->ups[i]->detected = 0;
+    }
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         const struct state_upstream *saved = state_get(&s->state, u->name);
@@ -509,7 +663,8 @@ void sync_start(struct sync *s)
             u->index = saved->index;
             up_sync(u);
         }
-        consul_watch_start(u->watch);
+        if (!u->detected)
+            consul_watch_start(u->watch);
         if (s->o.proxy_resync_ms > 0)
             loop_timer_start(u->resync,
                              rand_jitter_around((uint64_t)s->o.proxy_resync_ms, 0.1));

@@ -43,6 +43,7 @@ struct sync_opts {
     int64_t quiescence_min_ms, quiescence_max_ms;
     int64_t hold_down_ms;
     int64_t proxy_resync_ms;
+    int max_blocking;          /* more upstreams than this: the change detector */
     const char *state_dir;     /* NULL: no persistence */
     struct metrics *metrics;
 };

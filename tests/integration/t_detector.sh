@@ -1,0 +1,41 @@
+#!/bin/bash
+# A sidecar following more services than watch.max_blocking holds two
+# long-polls (the change detector), not one per service, and re-reads only
+# the service whose checks changed.
+. "$(dirname "$0")/lib.sh"
+start_consul || finish
+start_kong || finish
+ups=""
+for i in $(seq 1 12); do
+    register_instance node-1 "s$i-a" "s$i" $((9000 + i))
+    ups="$ups{\"service\": \"s$i\", \"proxy\": \"kong\"},"
+done
+cat > "$T/sidecar.json" <<JSON
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "kong-1", "drain": "0s",
+ "upstreams": [${ups%,}],
+ "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
+ "watch": {"max_blocking": 4, "quiescence": {"min": "0s", "max": "0s"}}}
+JSON
+start_sidecar sidecar "$T/sidecar.json" || finish
+wait_for 10 "detector announced" log_has sidecar "with the change detector (2 long-polls instead of 12)"
+for i in 1 6 12; do
+    wait_for 15 "s$i synced" kong_targets_are "s$i" "127.0.0.1:$((9000 + i))=1"
+done
+reqs=$(curl -s "$CONTROL/requests")
+blocking=$(printf '%s' "$reqs" | grep -o '"url":"[^"]*index=[0-9]*&wait=[^"]*"' | grep -c '/v1/health/service/' || true)
+expect_eq "no per-service long-poll" 0 "$blocking"
+expect_contains "health/state long-poll" '/v1/health/state/any?index=' "$reqs"
+expect_contains "catalog/services long-poll" '/v1/catalog/services?index=' "$reqs"
+
+# A check change on s7 re-reads s7 only.
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+set_check node-1 s7-a-ttl fail
+wait_for 10 "s7 emptied? no: held (hold_down), but re-read" sh -c "curl -s $CONTROL/requests | grep -q '/v1/health/service/s7'"
+sleep 1   # let any further (wrong) re-reads happen before counting
+reqs=$(curl -s "$CONTROL/requests")
+others=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/s[0-9]*' | grep -vc '/s7$' || true)
+expect_eq "only the changed service was re-read" 0 "$others"
+# A new instance of s3 (a registration) reaches Kong.
+register_instance node-1 s3-b s3 9103
+wait_for 10 "registration followed" kong_targets_are s3 "127.0.0.1:9003=1 127.0.0.1:9103=1"
+finish
