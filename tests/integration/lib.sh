@@ -17,8 +17,8 @@ cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null; done
     for p in $PIDS; do
         i=0
-        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-        kill -9 "$p" 2>/dev/null
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        { kill -9 "$p" && wait "$p"; } >/dev/null 2>&1
     done
     if [ "$FAILED" -ne 0 ]; then
         echo "--- $NAME failed; logs kept in $T" >&2
