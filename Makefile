@@ -48,10 +48,16 @@ DOUBLE_BIN := $(DOUBLES:%=$(BIN)/%-double)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BIN)/%)
 
+# Fuzz targets (tests/fuzz/fuzz_*.c): `make check` replays their corpus with
+# the normal compiler; `make fuzz` fuzzes each with libFuzzer under clang.
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_NAMES:%=$(BIN)/fuzz/replay_%)
+FUZZ_SECONDS ?= 60
+
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
-.PHONY: all check unit integration lint demo demo-up demo-down bench fuzz \
+.PHONY: all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay \
         install clean deps compose-check
 .DEFAULT_GOAL := all
 
@@ -85,6 +91,10 @@ $(TOOL_BIN): $(BIN)/%: $(OBJ)/tests/tools/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BIN)/fuzz/replay_%: $(OBJ)/tests/fuzz/fuzz_%.o $(OBJ)/tests/fuzz/replay.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
@@ -104,6 +114,7 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 
 unit: $(UNIT_BIN)
@@ -111,6 +122,9 @@ unit: $(UNIT_BIN)
 
 integration: all
 	@sh tests/integration/run.sh
+
+fuzz-replay: $(REPLAY_BIN)
+	@for t in $(FUZZ_NAMES); do printf '%s: ' "$$t"; $(BIN)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
 
 lint:
 	@sh tools/lint.sh
@@ -129,6 +143,21 @@ demo-up: deps
 
 demo-down:
 	@bash demo/demo.sh down
+
+# ---- fuzzing (clang + libFuzzer; not part of check) -------------------------
+# New inputs go to build/fuzz/corpus-<target>; a crash leaves crash-* files:
+# add each to tests/fuzz/corpus/<target>/ as a regression input.
+fuzz:
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_NAMES); do \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	    clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
+	        -DSIDECAR_VERSION='"$(VERSION)"' -o build/fuzz/$$t tests/fuzz/fuzz_$$t.c \
+	        $(CORE_SRC) $(PKG_LIBS) -lm -pthread || exit 1; \
+	    mkdir -p build/fuzz/corpus-$$t; \
+	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	        build/fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 # ---- the rest -------------------------------------------------------------
 install: bin/consul-sidecar

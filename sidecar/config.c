@@ -309,7 +309,7 @@ static int parse_probe(struct ctx *c, const cJSON *p, const char *path, struct p
     const cJSON *tcp = cJSON_GetObjectItemCaseSensitive(p, "tcp");
     if ((http != NULL) == (tcp != NULL))
         return fail(c, path, "needs exactly one of \"http\" or \"tcp\"");
-    const char *target = "";
+    const char *target = "", *method = NULL;
     join(kp, sizeof kp, path, http ? "http" : "tcp");
     if (want_str(c, http ? http : tcp, kp, &target) < 0)
         return -1;
@@ -318,7 +318,6 @@ static int parse_probe(struct ctx *c, const cJSON *p, const char *path, struct p
     if (tcp && (strchr(target, ':') == NULL || strstr(target, "://")))
         return fail(c, kp, "expected host:port, got \"%.64s\"", target);
     spec->kind = http ? PROBE_HTTP : PROBE_TCP;
-    spec->target = strdup(target);
     spec->interval_ms = 10000;
     spec->timeout_ms = 0;
     const cJSON *v;
@@ -339,18 +338,25 @@ static int parse_probe(struct ctx *c, const cJSON *p, const char *path, struct p
     if (spec->timeout_ms == 0)
         spec->timeout_ms = spec->interval_ms < 10000 ? spec->interval_ms : 10000;
     if ((v = cJSON_GetObjectItemCaseSensitive(p, "method"))) {
-        const char *m = "";
         join(kp, sizeof kp, path, "method");
-        if (want_str(c, v, kp, &m) < 0)
+        if (want_str(c, v, kp, &method) < 0)
             return -1;
-        spec->method = strdup(m);
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(p, "tls_skip_verify"))) {
         join(kp, sizeof kp, path, "tls_skip_verify");
         if (want_bool(c, v, kp, &spec->tls_skip_verify) < 0)
             return -1;
     }
-    return spec->target ? 0 : fail(c, path, "out of memory");
+    /* Allocate only once everything validated: a failure leaks nothing. */
+    spec->target = strdup(target);
+    spec->method = method ? strdup(method) : NULL;
+    if (spec->target == NULL || (method && spec->method == NULL)) {
+        free(spec->target);
+        free(spec->method);
+        spec->target = spec->method = NULL;
+        return fail(c, path, "out of memory");
+    }
+    return 0;
 }
 
 /* Validates one check object and returns its canonical form (new object). */

@@ -1,0 +1,35 @@
+/* Fuzz target: every Consul answer decoder on the same bytes. A decoder must
+ * either fail cleanly or produce output it can free; never crash or leak. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consul/decode.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *b = (const char *)data;
+    char err[256], leader[256], id[128];
+    struct consul_instances in = {0};
+    if (consul_decode_health_service(b, size, 0, &in, err, sizeof err) == 0)
+        consul_instances_free(&in);
+    if (consul_decode_health_service(b, size, 1, &in, err, sizeof err) == 0)
+        consul_instances_free(&in);
+    consul_decode_leader(b, size, leader, sizeof leader, err, sizeof err);
+    char **s;
+    size_t n;
+    if (consul_decode_peers(b, size, &s, &n, err, sizeof err) == 0)
+        consul_strings_free(s, n);
+    if (consul_decode_catalog_nodes(b, size, &s, &n, err, sizeof err) == 0)
+        consul_strings_free(s, n);
+    struct consul_member *m;
+    if (consul_decode_members(b, size, &m, &n, err, sizeof err) == 0)
+        consul_members_free(m, n);
+    struct consul_kv kv;
+    if (consul_decode_kv(b, size, &kv, err, sizeof err) == 0)
+        consul_kv_free(&kv);
+    struct consul_check_entry *e;
+    if (consul_decode_health_state(b, size, &e, &n, err, sizeof err) == 0)
+        consul_check_entries_free(e, n);
+    consul_decode_session_id(b, size, id, sizeof id, err, sizeof err);
+    return 0;
+}
