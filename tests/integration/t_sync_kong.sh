@@ -50,6 +50,13 @@ kill -0 "$SIDECAR_PID" && ok || fail "sidecar exited while Kong was down"
 curl -s -X POST "$KONG_CONTROL/up" >/dev/null
 wait_for 40 "applied once Kong is back" kong_targets_are orders "10.9.9.9:80=5 127.0.0.1:9001=1"
 
+# Kong slow: answers delayed by 1.5 s still land.
+curl -s -X POST "$KONG_CONTROL/faults" -d '{"path":"/upstreams/orders/targets","count":2,"kind":"delay","delay_ms":1500}' >/dev/null
+register_instance node-1 orders-6 orders 9006
+wait_for 15 "applied through a slow Kong" kong_targets_are orders "10.9.9.9:80=5 127.0.0.1:9001=1 127.0.0.1:9006=1"
+deregister_instance node-1 orders-6
+wait_for 10 "and back" kong_targets_are orders "10.9.9.9:80=5 127.0.0.1:9001=1"
+
 # Kong wiped (a fresh database): restored by the periodic read-back.
 curl -s -X POST "$KONG_CONTROL/reset" >/dev/null
 wait_for 10 "upstream and targets restored" kong_targets_are orders "127.0.0.1:9001=1"
