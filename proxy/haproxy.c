@@ -431,17 +431,17 @@ static void on_cmd(int ok, const char *reply, const char *err, void *arg)
         }
         return;
     case PROXY_OP_REMOVE:
-        if (b->step == 0) {               /* state maint */
+        if (b->step == 0 || b->step == 3) { /* state drain, then state maint */
             if (strstr(reply, "No such server")) {
                 op_done(b, 1, NULL);      /* already gone */
                 return;
             }
             if (!reply_empty(reply)) {
-                snprintf(msg, sizeof msg, "set state maint: %s", line);
+                snprintf(msg, sizeof msg, "set state %s: %s", b->step ? "maint" : "drain", line);
                 op_done(b, 0, msg);
                 return;
             }
-            b->step = 1;
+            b->step = b->step == 0 ? 3 : 1;
             batch_step(b);
             return;
         }
@@ -528,7 +528,10 @@ static void batch_step(struct batch *b)
                  hap_weight(op->target.weight));
         break;
     case PROXY_OP_REMOVE:
+        /* drain (no new sessions), maint (out of the farm), then delete. */
         if (b->step == 0)
+            snprintf(cmd, sizeof cmd, "set server %s/%s state drain", b->backend, name);
+        else if (b->step == 3)
             snprintf(cmd, sizeof cmd, "set server %s/%s state maint", b->backend, name);
         else if (b->step == 1)
             snprintf(cmd, sizeof cmd, "del server %s/%s", b->backend, name);

@@ -139,7 +139,7 @@ start_sidecar() {
     SIDECAR_PID=$LAST_PID
     mkdir -p "$T/state-$_sn"
     wait_for 10 "$_sn status endpoint" grep -q 'Status endpoint listening on' "$T/$_sn.log" || return 1
-    STATUS_URL="http://$(sed -n 's/.*Status endpoint listening on \([^ ]*\).*/\1/p' "$T/$_sn.log" | head -n1)"
+    STATUS_URL="http://$(sed -n 's/.*Status endpoint listening on \([0-9.:]*\).*/\1/p' "$T/$_sn.log" | head -n1)"
 }
 
 # catalog_has SERVICE NEEDLE: the catalog's health view of SERVICE mentions NEEDLE.

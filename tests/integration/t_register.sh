@@ -67,4 +67,18 @@ catalog_has api '"Service":"api"' && ok || fail "a bad reload must not deregiste
 stop_pid "$SIDECAR_PID" TERM; rc=$?
 expect_eq "exit status after SIGTERM" 0 "$rc"
 expect_eq "agent services after SIGTERM" "{}" "$(curl -s "$CONSUL/v1/agent/services")"
+
+# -once: register, sync, exit 0 (registrations stay).
+printf '{"consul": {"address": "127.0.0.1:%s"}, "node": "node-1", "service": {"name": "oneshot", "port": 1}}\n' "$CONSUL_PORT" > "$T/once.json"
+timeout 30 "$BIN/consul-sidecar" -once -config "$T/once.json" -state-dir "$T" > "$T/once.log" 2>&1
+expect_eq "-once exit status" 0 "$?"
+catalog_has oneshot '"Service":"oneshot"' && ok || fail "-once did not register"
+expect_contains "-once says so" "Registered and synced once; exiting (-once)" "$(cat "$T/once.log")"
+
+# JSON logs: one object a line.
+start_sidecar jsonlog "$T/once.json" -log-format json || finish
+wait_for 10 "json log line" grep -q 'Synced service' "$T/jsonlog.log"
+stop_pid "$SIDECAR_PID" TERM
+bad=$(grep -vc '^{"@level":"[a-z]*","@message":".*","@module":"sidecar","@timestamp":"[0-9T:.Z-]*"}$' "$T/jsonlog.log" || true)
+expect_eq "every line is a JSON object" 0 "$bad"
 finish
