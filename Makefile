@@ -159,6 +159,15 @@ fuzz:
 	        build/fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# ---- benchmarks (never part of check) -------------------------------------
+$(BIN)/bench/propagate: $(OBJ)/bench/propagate.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BIN)/bench/propagate
+	@BENCH_BIN=$(BIN)/bench bash bench/run.sh
+
 # ---- the rest -------------------------------------------------------------
 install: bin/consul-sidecar
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

@@ -5,7 +5,7 @@
 # lets programs pick their own ports (--port 0 + a port file) and waits on
 # conditions with wait_for instead of sleeping.
 set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=$ROOT/bin
 NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/cs-$NAME.XXXXXX")
