@@ -57,7 +57,7 @@ FUZZ_SECONDS ?= 60
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
-.PHONY: all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay \
+.PHONY: all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay valgrind \
         install clean deps compose-check
 .DEFAULT_GOAL := all
 
@@ -128,6 +128,11 @@ fuzz-replay: $(REPLAY_BIN)
 
 lint:
 	@sh tools/lint.sh
+
+# Every sidecar of the main scenarios under valgrind memcheck (slow; not in check).
+VALGRIND_SCENARIOS ?= t_register t_sync_haproxy t_sync_nginx t_sync_kong t_probe t_drain t_elect
+valgrind: all
+	@for t in $(VALGRIND_SCENARIOS); do VALGRIND=1 bash tests/integration/$$t.sh || exit 1; done
 
 compose-check:
 	docker-compose -f compose/docker-compose.yml config -q

@@ -132,13 +132,19 @@ agent_url() { echo "http://127.0.0.1:$(port_of "$T/consul.ports" "$1")"; }
 
 # start_sidecar NAME CONFIG [ARGS...]: runs the daemon with its status
 # endpoint on a free port; sets SIDECAR_PID and STATUS_URL (base URL).
+# VALGRIND=1 runs every sidecar under memcheck (make valgrind); a report of
+# definite leaks or errors makes the sidecar exit 99 at shutdown.
 start_sidecar() {
     _sn=$1; _cfg=$2; shift 2
-    start_bg "$_sn" "$BIN/consul-sidecar" -config "$_cfg" -listen 127.0.0.1:0 \
+    _vg=""
+    if [ "${VALGRIND:-0}" = 1 ]; then
+        _vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=$T/$_sn.valgrind"
+    fi
+    start_bg "$_sn" $_vg "$BIN/consul-sidecar" -config "$_cfg" -listen 127.0.0.1:0 \
         -state-dir "$T/state-$_sn" "$@"
     SIDECAR_PID=$LAST_PID
     mkdir -p "$T/state-$_sn"
-    wait_for 10 "$_sn status endpoint" grep -q 'Status endpoint listening on' "$T/$_sn.log" || return 1
+    wait_for "$( [ "${VALGRIND:-0}" = 1 ] && echo 60 || echo 10 )" "$_sn status endpoint" grep -q 'Status endpoint listening on' "$T/$_sn.log" || return 1
     STATUS_URL="http://$(sed -n 's/.*Status endpoint listening on \([0-9.:]*\).*/\1/p' "$T/$_sn.log" | head -n1)"
 }
 
