@@ -165,12 +165,12 @@ fuzz:
 	done
 
 # ---- benchmarks (never part of check) -------------------------------------
-$(BIN)/bench/propagate: $(OBJ)/bench/propagate.o
+$(BIN)/bench/%: $(OBJ)/bench/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BIN)/bench/propagate
+	@$(MAKE) --no-print-directory all $(BIN)/bench/propagate $(BIN)/bench/load
 	@BENCH_BIN=$(BIN)/bench bash bench/run.sh
 
 # ---- the rest -------------------------------------------------------------

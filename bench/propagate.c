@@ -41,13 +41,14 @@ static int servers(const char *sock, const char *backend)
         return -1;
     }
     char cmd[256];
-    int n = snprintf(cmd, sizeof cmd, "show servers state %s\n", backend);
+    int n = backend[0] ? snprintf(cmd, sizeof cmd, "show servers state %s\n", backend)
+                       : snprintf(cmd, sizeof cmd, "show servers state\n");
     if (write(fd, cmd, (size_t)n) != n) {
         close(fd);
         return -1;
     }
     shutdown(fd, SHUT_WR);
-    static char buf[1 << 20];
+    static char buf[16 << 20];
     size_t len = 0;
     ssize_t r;
     while ((r = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
@@ -80,6 +81,22 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "--wait-total") == 0) {
+        /* Waits until every backend together holds TOTAL servers of ours;
+         * prints the elapsed milliseconds. */
+        long total = strtol(argv[3], NULL, 10);
+        double t0 = now_ms();
+        while (servers(argv[2], "") != total) {
+            if (now_ms() - t0 > 300000) {
+                fprintf(stderr, "propagate: %ld servers not reached in 300 s (have %d)\n", total,
+                        servers(argv[2], ""));
+                return 1;
+            }
+            usleep(20000);
+        }
+        printf("%.0f\n", now_ms() - t0);
+        return 0;
+    }
     if (argc != 8) {
         fprintf(stderr, "usage: propagate AGENT_URL CHECK_ID HAPROXY_SOCK BACKEND COUNT UP DOWN\n");
         return 2;
