@@ -7,7 +7,7 @@ CC         ?= cc
 PKGS       := libcurl libcjson libmicrohttpd
 DEB_PKGS   := build-essential pkg-config libcurl4-openssl-dev libcjson-dev \
               libmicrohttpd-dev check haproxy nginx-light docker-compose curl \
-              iproute2 procps socat
+              iproute2 procps socat openssl
 
 CSTD       := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 # snprintf truncation is how strings are bounded here, on purpose:

@@ -165,11 +165,16 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
     /* Verify the agent's certificate against another name: put that name
      * in the URL and tell curl to connect to the real address. */
     if (tls && c->tls.server_name && *c->tls.server_name) {
-        const char *hp = c->base + 8;
-        const char *colon = strrchr(hp, ':');
-        const char *port = colon && !strchr(colon, ']') ? colon + 1 : "443";
-        snprintf(c->connect_to, sizeof c->connect_to, "%s:%s:%.*s:%s", c->tls.server_name, port,
-                 colon && !strchr(colon, ']') ? (int)(colon - hp) : (int)strlen(hp), hp, port);
+        /* Copies first: base is rewritten from its own parts. */
+        char host[512], port[16] = "443";
+        snprintf(host, sizeof host, "%s", c->base + 8);
+        char *colon = strrchr(host, ':');
+        if (colon && !strchr(colon, ']')) {
+            snprintf(port, sizeof port, "%s", colon + 1);
+            *colon = '\0';
+        }
+        snprintf(c->connect_to, sizeof c->connect_to, "%s:%s:%s:%s", c->tls.server_name, port,
+                 host, port);
         snprintf(c->base, sizeof c->base, "https://%s:%s", c->tls.server_name, port);
     }
     return c;

@@ -22,6 +22,12 @@ wait_for 35 "registered once the agent is up" catalog_has web '"ID":"web-1"'
 n=$(count_lines "$T/sidecar.log" "Consul agent unreachable")
 expect_eq "unreachable logged once" 1 "$n"
 
+# Restart with persistence: registrations survive, nothing is re-registered.
+curl -s -X POST -d '{"persist": true}' "$CONTROL/agents/node-1/restart" >/dev/null
+sleep 2.5   # one resync period: nothing must be rewritten
+catalog_has web '"ID":"web-1"' && ok || fail "a persisted registration was lost"
+expect_eq "no repair needed after a persistent restart" 0 "$(count_lines "$T/sidecar.log" "missing from the agent")"
+
 # Restart without persistence: the agent forgets everything.
 curl -s -X POST -d '{"persist": false}' "$CONTROL/agents/node-1/restart" >/dev/null
 wait_for 10 "agent really forgot the service" catalog_lacks web '"ID":"web-1"'
