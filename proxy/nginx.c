@@ -1,6 +1,8 @@
 /* nginx render + test + reload; see nginx.h. */
 #include "proxy/nginx.h"
 
+#include "lib/fileio.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -401,48 +403,6 @@ static void job_finish(struct job *j, int ok, const char *err)
     job_free(j);
 }
 
-static int write_atomic(const char *path, const char *text, size_t len, mode_t mode, char *err,
-                        size_t errlen)
-{
-    char tmp[4200];
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(tmp, sizeof tmp, "%s/.consul-sidecar.XXXXXX", slash ? dir : ".");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot create a temporary file: %s", dir, strerror(errno));
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            goto fail;
-        off += (size_t)w;
-    }
-    if (fsync(fd) < 0 || fchmod(fd, mode) < 0)
-        goto fail;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0)
-        goto fail;
-    return 0;
-fail:
-    snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    return -1;
-}
-
 static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_op *ops,
                      size_t n_ops, const struct proxy_target_set *desired, proxy_apply_fn fn,
                      void *arg, char *err, size_t errlen)
@@ -511,7 +471,7 @@ static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_o
             return -1;
         }
     }
-    if (write_atomic(j->path, text.data, text.len, mode, err, errlen) < 0) {
+    if (file_write_atomic(j->path, text.data, text.len, mode, err, errlen) < 0) {
         buf_free(&text);
         job_free(j);
         return -1;

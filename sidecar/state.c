@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/fileio.h"
 
 #define STATE_FILE "upstreams.json"
 #define STATE_MAX_BYTES (64u * 1024 * 1024)
@@ -209,51 +210,19 @@ static char *state_render(const struct state *st)
 
 int state_save(const char *dir, const struct state *st, char *err, size_t errlen)
 {
-    char path[4096], tmp[4096];
+    char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, STATE_FILE);
     char *text = state_render(st);
-    if (text == NULL) {
+    struct buf b;
+    buf_init(&b, 0);
+    if (text == NULL || buf_puts(&b, text) < 0 || buf_puts(&b, "\n") < 0) {
         snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot create temporary file: %s", dir, strerror(errno));
         free(text);
+        buf_free(&b);
         return -1;
     }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            goto fail;
-        }
-        off += (size_t)w;
-    }
-    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0 || fchmod(fd, 0600) < 0)
-        goto fail;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0)
-        goto fail;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
     free(text);
-    return 0;
-fail:
-    snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(text);
-    return -1;
+    int rc = file_write_atomic(path, b.data, b.len, 0600, err, errlen);
+    buf_free(&b);
+    return rc;
 }
