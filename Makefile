@@ -60,6 +60,8 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 .PHONY: all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay valgrind \
         install clean deps compose-check
 .DEFAULT_GOAL := all
+# Keep object files make would treat as intermediate (no rebuild churn).
+.SECONDARY:
 
 all: bin/consul-sidecar $(DOUBLE_BIN:$(BIN)/%=bin/%) $(TOOL_BIN:$(BIN)/%=bin/%)
 
