@@ -83,6 +83,12 @@ curl -s -X PUT "$(agent_url a1)/v1/agent/check/fail/service:s1-1" >/dev/null
 change_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 sleep 1   # let the detector's follow-up requests land before counting
 creqs=$(curl -s "$CONTROL/requests" | grep -o '"url":"/v1/health/service/[^"]*"' | wc -l)
+curl -s -X PUT "$(agent_url a1)/v1/agent/check/pass/service:s1-1" >/dev/null
+"$PROP" --wait-total "$T/scale.sock" "$SCALE_T" >/dev/null || fail "back to full"
+# Propagation latency while following all of them (the change detector).
+SN=${BENCH_SCALE_CHANGES:-200}
+"$PROP" "$(agent_url a2)" "service:s1-2" "$T/scale.sock" be_s1 "$SN" "$SCALE_P" $((SCALE_P - 1)) \
+    > "$T/lat-scale.txt" || fail "propagate at scale"
 
 p50=$(pct "$T/lat-off.txt" 0.5); p99=$(pct "$T/lat-off.txt" 0.99); max=$(pct "$T/lat-off.txt" 1)
 q50=$(pct "$T/lat-on.txt" 0.5); q99=$(pct "$T/lat-on.txt" 0.99); qmax=$(pct "$T/lat-on.txt" 1)
@@ -131,6 +137,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "| TCP connections to Consul while following $SCALE_S services | $sconns (change detector: 2 long-polls) |"
     echo "| one check change among $SCALE_S services: services re-read from Consul | $creqs |"
     echo "| one check change among $SCALE_S services: time to HAProxy | ${change_ms} ms |"
+    echo "| propagation while following $SCALE_S services ($SN changes): p50 / p99 / max | $(pct "$T/lat-scale.txt" 0.5) / $(pct "$T/lat-scale.txt" 0.99) / $(pct "$T/lat-scale.txt" 1) ms |"
     echo
     echo "Where a target is missed: the initial sync runs one HAProxy runtime command per connection (an add and a ready per server), serialized; chaining commands per connection is the next step. RSS includes libcurl, OpenSSL and libmicrohttpd (about 10 MB before following anything)."
     echo
