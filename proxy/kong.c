@@ -563,7 +563,7 @@ static void kong_free(struct proxy *p)
     free(k);
 }
 
-static const struct proxy_ops kong_ops = {"kong", kong_read, kong_apply, kong_free};
+static const struct proxy_ops kong_ops = {"kong", kong_read, kong_apply, kong_free, 65535};
 
 struct proxy *kong_new(struct loop *l, const struct kong_opts *o, char *err, size_t errlen)
 {

@@ -67,6 +67,10 @@ struct proxy_ops {
                  proxy_apply_fn fn, void *arg, char *err, size_t errlen);
     /* Cancels everything in flight (callbacks will not fire) and frees. */
     void (*free)(struct proxy *p);
+    /* The largest weight the proxy stores (HAProxy 256): the reconciler
+     * compares with desired weights capped to it, so a capped weight read
+     * back is not a change. 0 = no cap. */
+    int max_weight;
 };
 
 /* Every driver's handle starts with this. */

@@ -85,6 +85,13 @@ int recon_desired_from_instances(const struct consul_instances *in,
     return 0;
 }
 
+void recon_cap_weights(struct proxy_target_set *set, int max)
+{
+    for (size_t i = 0; max > 0 && i < set->n; i++)
+        if (set->items[i].weight > max)
+            set->items[i].weight = max;
+}
+
 int recon_diff(const struct proxy_target_set *desired, const struct proxy_target_set *actual,
                struct proxy_op **ops, size_t *n_ops)
 {

@@ -30,6 +30,9 @@ int recon_desired_from_instances(const struct consul_instances *in,
 int recon_same_target(const struct proxy_target *a, const struct proxy_target *b);
 int recon_sets_equal(const struct proxy_target_set *a, const struct proxy_target_set *b);
 
+/* Caps every weight of set at max (0 = no cap), in place. */
+void recon_cap_weights(struct proxy_target_set *set, int max);
+
 /* Operations turning actual into desired; *ops is malloc'd (free with
  * recon_ops_free), their hosts point into desired/actual (no copies). */
 int recon_diff(const struct proxy_target_set *desired, const struct proxy_target_set *actual,

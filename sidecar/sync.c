@@ -437,13 +437,23 @@ static void on_read(const struct proxy_target_set *actual, const char *err, void
         up_failed(u, "out of memory", NULL);
         return;
     }
+    /* Compare with what the proxy can store (HAProxy caps weights at 256):
+     * a capped weight read back must not look like a change. */
+    struct proxy_target_set want;
+    if (proxy_target_set_copy(&want, &u->policy.last_good) < 0) {
+        up_failed(u, "out of memory", NULL);
+        return;
+    }
+    recon_cap_weights(&want, u->proxy->driver->ops->max_weight);
     struct proxy_op *ops = NULL;
     size_t n = 0;
-    if (recon_diff(&u->policy.last_good, actual, &ops, &n) < 0) {
+    if (recon_diff(&want, actual, &ops, &n) < 0) {
+        proxy_target_set_free(&want);
         up_failed(u, "out of memory", NULL);
         return;
     }
     if (n == 0) {
+        proxy_target_set_free(&want);
         up_succeeded(u, 0);
         return;
     }
@@ -467,6 +477,7 @@ static void on_read(const struct proxy_target_set *actual, const char *err, void
     struct proxy *p = u->proxy->driver;
     int rc = p->ops->apply(p, u->name, ops, n, &u->policy.last_good, on_applied, u, e, sizeof e);
     recon_ops_free(ops);
+    proxy_target_set_free(&want);
     if (rc < 0)
         up_failed(u, "applying changes failed", e);
 }

@@ -91,6 +91,25 @@ START_TEST(test_diff_compares_ipv6_by_value_not_spelling)
 }
 END_TEST
 
+START_TEST(test_capped_weights_read_back_are_not_a_change)
+{
+    struct proxy_target_set d = SET("10.0.0.1:80=1000", "10.0.0.2:80=7");
+    struct proxy_target_set a = SET("10.0.0.1:80=256", "10.0.0.2:80=7");
+    struct proxy_op *ops;
+    size_t n;
+    ck_assert_int_eq(recon_diff(&d, &a, &ops, &n), 0);
+    ck_assert_uint_eq(n, 1); /* uncapped: looks like a weight change */
+    recon_ops_free(ops);
+    recon_cap_weights(&d, 256);
+    ck_assert_int_eq(recon_diff(&d, &a, &ops, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    recon_cap_weights(&d, 0); /* 0 = no cap */
+    ck_assert_int_eq(d.items[1].weight, 7);
+    proxy_target_set_free(&d);
+    proxy_target_set_free(&a);
+}
+END_TEST
+
 START_TEST(test_desired_drops_critical_and_merges_duplicates)
 {
     struct proxy_target_set s = SET("10.0.0.2:80=1", "10.0.0.1:80=1", "10.0.0.1:80=3");
@@ -303,6 +322,7 @@ int main(void)
     tcase_add_test(t, test_diff_is_empty_when_nothing_changed);
     tcase_add_test(t, test_diff_adds_before_weights_before_removals);
     tcase_add_test(t, test_diff_compares_ipv6_by_value_not_spelling);
+    tcase_add_test(t, test_capped_weights_read_back_are_not_a_change);
     tcase_add_test(t, test_desired_drops_critical_and_merges_duplicates);
     tcase_add_test(t, test_policy_keeps_last_good_on_errors);
     tcase_add_test(t, test_policy_empties_only_after_stable_hold_down);
