@@ -359,6 +359,39 @@ static int parse_probe(struct ctx *c, const cJSON *p, const char *path, struct p
     return 0;
 }
 
+/* The plain value kinds both service and check keys use: a copy of v after
+ * checking its type (ints within [min, max]); NULL on error (c->failed). */
+static cJSON *plain_value(struct ctx *c, const cJSON *v, const char *kp, int type, long min,
+                          long max)
+{
+    const char *sv = "";
+    long iv = 0;
+    int bv = 0;
+    switch (type) {
+    case T_STR:
+    case T_SECRET:
+        return want_str(c, v, kp, &sv) < 0 ? NULL : cJSON_CreateString(sv);
+    case T_INT:
+        return want_int(c, v, kp, min, max, &iv) < 0 ? NULL : cJSON_CreateNumber((double)iv);
+    case T_BOOL:
+        return want_bool(c, v, kp, &bv) < 0 ? NULL : cJSON_CreateBool(bv);
+    case T_STRLIST: {
+        const cJSON *e;
+        if (!cJSON_IsArray(v)) {
+            fail(c, kp, "expected an array of strings, got %s", type_name(v));
+            return NULL;
+        }
+        cJSON_ArrayForEach(e, v) if (!cJSON_IsString(e)) {
+            fail(c, kp, "expected an array of strings");
+            return NULL;
+        }
+        return cJSON_Duplicate(v, 1);
+    }
+    default:
+        return NULL;
+    }
+}
+
 /* Validates one check object and returns its canonical form (new object). */
 static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path,
                           struct probe_spec *probe, int *has_probe, int64_t *ttl_ms)
@@ -381,16 +414,15 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
             fail(c, path, "unknown key \"%.64s\"", k->string);
             goto fail;
         }
-        long iv = 0;
-        int bv = 0;
         int64_t dv = 0;
         const char *sv = "";
         cJSON *val = NULL;
         switch (d->type) {
         case T_STR:
-            if (want_str(c, k, kp, &sv) < 0)
+        case T_BOOL:
+        case T_INT:
+            if ((val = plain_value(c, k, kp, d->type, 0, 1000000000L)) == NULL)
                 goto fail;
-            val = cJSON_CreateString(sv);
             break;
         case T_STATUS:
             if (want_str(c, k, kp, &sv) < 0)
@@ -400,16 +432,6 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
                 goto fail;
             }
             val = cJSON_CreateString(sv);
-            break;
-        case T_BOOL:
-            if (want_bool(c, k, kp, &bv) < 0)
-                goto fail;
-            val = cJSON_CreateBool(bv);
-            break;
-        case T_INT:
-            if (want_int(c, k, kp, 0, 1000000000L, &iv) < 0)
-                goto fail;
-            val = cJSON_CreateNumber((double)iv);
             break;
         case T_DUR:
             if (want_nonneg_dur(c, k, kp, &dv) < 0)
@@ -425,35 +447,24 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
             }
             break;
         case T_STRLIST:
-        case T_HEADER:
-            if (d->type == T_STRLIST) {
-                if (!cJSON_IsArray(k)) {
-                    fail(c, kp, "expected an array of strings, got %s", type_name(k));
+            if ((val = plain_value(c, k, kp, d->type, 0, 0)) == NULL)
+                goto fail;
+            break;
+        case T_HEADER: {
+            if (want_obj(c, k, kp) < 0)
+                goto fail;
+            const cJSON *h;
+            cJSON_ArrayForEach(h, k) {
+                char hp[600];
+                snprintf(hp, sizeof hp, "%s (header \"%.64s\")", kp, h->string);
+                cJSON *copy = plain_value(c, h, hp, T_STRLIST, 0, 0);
+                if (copy == NULL)
                     goto fail;
-                }
-                const cJSON *e;
-                cJSON_ArrayForEach(e, k) if (!cJSON_IsString(e)) {
-                    fail(c, kp, "expected an array of strings");
-                    goto fail;
-                }
-            } else {
-                if (want_obj(c, k, kp) < 0)
-                    goto fail;
-                const cJSON *h;
-                cJSON_ArrayForEach(h, k) {
-                    const cJSON *e;
-                    if (!cJSON_IsArray(h)) {
-                        fail(c, kp, "header \"%.64s\": expected an array of strings", h->string);
-                        goto fail;
-                    }
-                    cJSON_ArrayForEach(e, h) if (!cJSON_IsString(e)) {
-                        fail(c, kp, "header \"%.64s\": expected an array of strings", h->string);
-                        goto fail;
-                    }
-                }
+                cJSON_Delete(copy);
             }
             val = cJSON_Duplicate(k, 1);
             break;
+        }
         case T_PROBE:
             if (parse_probe(c, k, kp, probe) < 0)
                 goto fail;
@@ -562,45 +573,24 @@ static int build_service(struct svc_build *b, const cJSON *in, const char *path)
             fail(c, path, "unknown key \"%.64s\"", k->string);
             goto fail;
         }
-        long iv = 0;
-        int bv = 0;
         const char *sv = "";
         cJSON *val = NULL;
         switch (d->type) {
         case T_STR:
         case T_SECRET:
-            if (want_str(c, k, kp, &sv) < 0)
+        case T_INT:
+        case T_BOOL:
+        case T_STRLIST:
+            if ((val = plain_value(c, k, kp, d->type, 0, 65535)) == NULL)
                 goto fail;
+            sv = cJSON_IsString(val) ? val->valuestring : "";
             if (strcmp(d->canon, "Address") == 0 &&
                 (!strcmp(sv, "0.0.0.0") || !strcmp(sv, "::") || !strcmp(sv, "[::]"))) {
                 fail(c, kp, "invalid service address \"%s\": a service must be reachable at it", sv);
+                cJSON_Delete(val);
                 goto fail;
             }
-            val = cJSON_CreateString(sv);
             break;
-        case T_INT:
-            if (want_int(c, k, kp, 0, 65535, &iv) < 0)
-                goto fail;
-            val = cJSON_CreateNumber((double)iv);
-            break;
-        case T_BOOL:
-            if (want_bool(c, k, kp, &bv) < 0)
-                goto fail;
-            val = cJSON_CreateBool(bv);
-            break;
-        case T_STRLIST: {
-            if (!cJSON_IsArray(k)) {
-                fail(c, kp, "expected an array of strings, got %s", type_name(k));
-                goto fail;
-            }
-            const cJSON *e;
-            cJSON_ArrayForEach(e, k) if (!cJSON_IsString(e)) {
-                fail(c, kp, "expected an array of strings");
-                goto fail;
-            }
-            val = cJSON_Duplicate(k, 1);
-            break;
-        }
         case T_META: {
             if (want_obj(c, k, kp) < 0)
                 goto fail;
