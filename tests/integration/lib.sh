@@ -10,6 +10,7 @@ BIN=$ROOT/bin
 NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/cs-$NAME.XXXXXX")
 PIDS=""
+NAMES=""
 FAILED=0
 CHECKS=0
 
@@ -19,6 +20,11 @@ cleanup() {
         i=0
         while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
         { kill -9 "$p" && wait "$p"; } >/dev/null 2>&1
+        wait "$p" 2>/dev/null; _rc=$?
+        # A crash while stopping (abort, segfault) is named, not hidden.
+        if [ $_rc -eq 134 ] || [ $_rc -eq 139 ] || [ $_rc -eq 136 ]; then
+            echo "warning [$NAME]: '$(printf '%s\n' $NAMES | awk -F: -v p="$p" '$1 == p { print $2 }')' (pid $p) died with signal $((_rc - 128)) while stopping" >&2
+        fi
     done
     if [ "$FAILED" -ne 0 ]; then
         echo "--- $NAME failed; logs kept in $T" >&2
@@ -41,6 +47,7 @@ start_bg() {
     "$@" >"$T/$_n.log" 2>&1 &
     LAST_PID=$!
     PIDS="$PIDS $LAST_PID"
+    NAMES="$NAMES $LAST_PID:$_n"
     echo "$LAST_PID" >"$T/$_n.pid"
 }
 
