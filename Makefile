@@ -57,19 +57,24 @@ FUZZ_SECONDS ?= 60
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
-.PHONY: all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay valgrind \
+.PHONY: FORCE all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay valgrind \
         install clean deps compose-check
 .DEFAULT_GOAL := all
 # Keep object files make would treat as intermediate (no rebuild churn).
-.SECONDARY:
+# Only objects: a bare .SECONDARY would also stop make from building a
+# missing build/san/bin/X when bin/X is newer, so SANITIZE=1 would run the
+# plain binaries.
+.PRECIOUS: $(OBJ)/%.o
 
 all: bin/consul-sidecar $(DOUBLE_BIN:$(BIN)/%=bin/%) $(TOOL_BIN:$(BIN)/%=bin/%)
 
-# bin/ always holds the most recent build (plain or sanitized), so scripts
-# and users have one place to look.
-bin/%: $(BIN)/%
+# bin/ always holds the build last asked for (plain or sanitized), so scripts
+# and users have one place to look. Compared on every run, not by date: a
+# plain build older than the sanitized copy in bin/ must still replace it.
+bin/%: $(BIN)/% FORCE
 	@mkdir -p bin
-	cp -f $< $@
+	@cmp -s $< $@ || { echo "cp -f $< $@"; cp -f $< $@; }
+FORCE:
 
 $(BIN)/consul-sidecar: $(OBJ)/sidecar/main.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
