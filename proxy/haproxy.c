@@ -39,13 +39,14 @@ struct hap {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char where[300];
-    struct cmd *head, *tail;   /* queue; head is running when fd >= 0 */
+    struct cmd *head, *tail;   /* queue; head is under way when running */
     int fd;
+    int running;               /* the head command is under way */
+    char start_error[400];     /* why it could not even start */
     size_t written;
     struct buf reply;
     struct loop_timer *timer;
-    struct batch *batch;       /* the apply in progress */
-    struct read_req *reading;
+    struct batch *batches;     /* applies in progress (one per upstream) */
 };
 
 /* ---- pure helpers --------------------------------------------------------- */
@@ -159,6 +160,7 @@ static void finish_cmd(struct hap *h, int ok, const char *err)
         h->fd = -1;
     }
     loop_timer_stop(h->timer);
+    h->running = 0;
     h->head = c->next;
     if (h->head == NULL)
         h->tail = NULL;
@@ -228,35 +230,43 @@ static void on_timeout(void *arg)
 {
     struct hap *h = arg;
     char msg[400];
-    snprintf(msg, sizeof msg, "HAProxy runtime API at %s did not answer within %ld ms", h->where,
-             h->timeout_ms);
+    if (h->start_error[0])
+        snprintf(msg, sizeof msg, "%s", h->start_error);
+    else
+        snprintf(msg, sizeof msg, "HAProxy runtime API at %s did not answer within %ld ms",
+                 h->where, h->timeout_ms);
     finish_cmd(h, 0, msg);
 }
 
+/* Starts the head command. A failure to even connect is reported from the
+ * timer, never from here: callers (enqueue, finish_cmd) may be inside a
+ * caller's own call, and a long queue failing in one go must not recurse. */
 static void start_next(struct hap *h)
 {
-    while (h->head && h->fd < 0) {
-        int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        char msg[400];
-        if (fd < 0) {
-            snprintf(msg, sizeof msg, "socket: %s", strerror(errno));
-            h->fd = -1;
-            finish_cmd(h, 0, msg);
-            return;
-        }
-        h->fd = fd;
-        h->written = 0;
-        buf_reset(&h->reply);
-        if (connect(fd, (struct sockaddr *)&h->addr, h->addrlen) < 0 && errno != EINPROGRESS &&
-            errno != EAGAIN) {
-            snprintf(msg, sizeof msg, "cannot connect to the HAProxy runtime API at %s: %s",
-                     h->where, strerror(errno));
-            finish_cmd(h, 0, msg);
-            return;
-        }
-        loop_fd_watch(h->base.loop, fd, POLLOUT, on_io, h);
-        loop_timer_start(h->timer, (uint64_t)h->timeout_ms);
+    if (h->head == NULL || h->running)
+        return;
+    h->running = 1;
+    h->start_error[0] = '\0';
+    h->written = 0;
+    buf_reset(&h->reply);
+    int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(h->start_error, sizeof h->start_error, "socket: %s", strerror(errno));
+        loop_timer_start(h->timer, 0);
+        return;
     }
+    if (connect(fd, (struct sockaddr *)&h->addr, h->addrlen) < 0 && errno != EINPROGRESS &&
+        errno != EAGAIN) {
+        snprintf(h->start_error, sizeof h->start_error,
+                 "cannot connect to the HAProxy runtime API at %s: %s", h->where,
+                 strerror(errno));
+        close(fd);
+        loop_timer_start(h->timer, 0);
+        return;
+    }
+    h->fd = fd;
+    loop_fd_watch(h->base.loop, fd, POLLOUT, on_io, h);
+    loop_timer_start(h->timer, (uint64_t)h->timeout_ms);
 }
 
 static int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
@@ -277,8 +287,7 @@ static int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
     else
         h->head = c;
     h->tail = c;
-    if (h->fd < 0)
-        start_next(h);
+    start_next(h);
     return 0;
 }
 
@@ -296,7 +305,6 @@ static void on_state(int ok, const char *reply, const char *err, void *arg)
     struct read_req *r = arg;
     struct proxy_target_set set;
     char e[512];
-    r->h->reading = NULL;
     if (!ok) {
         r->fn(NULL, err, r->arg);
     } else if (haproxy_parse_servers_state(reply, HAPROXY_SERVER_PREFIX, &set, e, sizeof e) < 0) {
@@ -332,12 +340,13 @@ static int hap_read(struct proxy *p, const char *upstream, proxy_read_fn fn, voi
     r->arg = arg;
     snprintf(r->backend, sizeof r->backend, "%s%s", h->backend_prefix, upstream);
     snprintf(cmd, sizeof cmd, "show servers state %s", r->backend);
+    /* The queue owns r from here: on_state frees it, or hap_free does. The
+     * command may already have finished when enqueue returns. */
     if (enqueue(h, cmd, on_state, r) < 0) {
         free(r);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    h->reading = r;
     return 0;
 }
 
@@ -354,9 +363,29 @@ struct batch {
     int attempts;
     proxy_apply_fn fn;
     void *arg;
+    struct batch *next;  /* in h->batches */
 };
 
 static void batch_step(struct batch *b);
+
+static void batch_free(struct batch *b)
+{
+    for (size_t k = 0; b->ops && k < b->n; k++)
+        free(b->ops[k].target.host);
+    free(b->ops);
+    free(b->results);
+    free(b);
+}
+
+static void batch_unlink(struct batch *b)
+{
+    for (struct batch **pp = &b->h->batches; *pp; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            return;
+        }
+    }
+}
 
 static int hap_weight(int w)
 {
@@ -477,13 +506,9 @@ static void batch_finish(struct batch *b)
             all = 0;
         }
     }
-    b->h->batch = NULL;
+    batch_unlink(b);
     b->fn(all, b->results, b->n, all ? NULL : first, b->arg);
-    for (size_t k = 0; k < b->n; k++)
-        free(b->ops[k].target.host);
-    free(b->ops);
-    free(b->results);
-    free(b);
+    batch_free(b);
 }
 
 static void batch_step(struct batch *b)
@@ -566,17 +591,13 @@ static int hap_apply(struct proxy *p, const char *upstream, const struct proxy_o
         if ((b->ops[i].target.host = strdup(ops[i].target.host)) == NULL)
             goto oom;
     }
-    h->batch = b;
+    b->next = h->batches;
+    h->batches = b;
     batch_step(b);
     return 0;
 oom:
-    if (b) {
-        for (size_t i = 0; b->ops && i < n_ops; i++)
-            free(b->ops[i].target.host);
-        free(b->ops);
-        free(b->results);
-        free(b);
-    }
+    if (b)
+        batch_free(b);
     snprintf(err, errlen, "out of memory");
     return -1;
 }
@@ -592,20 +613,21 @@ static void hap_free(struct proxy *p)
         loop_fd_unwatch(h->base.loop, h->fd);
         close(h->fd);
     }
+    /* Queued reads own their request; queued batch commands point at a
+     * batch freed from h->batches below. */
     while (h->head) {
         struct cmd *c = h->head;
         h->head = c->next;
+        if (c->fn == on_state)
+            free(c->arg);
         free(c->text);
         free(c);
     }
-    if (h->batch) {
-        for (size_t i = 0; i < h->batch->n; i++)
-            free(h->batch->ops[i].target.host);
-        free(h->batch->ops);
-        free(h->batch->results);
-        free(h->batch);
+    while (h->batches) {
+        struct batch *b = h->batches;
+        h->batches = b->next;
+        batch_free(b);
     }
-    free(h->reading);
     loop_timer_free(h->timer);
     buf_free(&h->reply);
     free(h->backend_prefix);

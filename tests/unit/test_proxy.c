@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/buf.h"
 #include "proxy/haproxy.h"
@@ -69,6 +70,85 @@ static const struct {
     {"::1", 80, "[0000:0000:0000:0000:0000:0000:0000:0001]:80"},
     {"orders.internal", 8080, "orders.internal:8080"},
 };
+
+/* HAProxy's socket is gone (restarted, stopped): every queued command fails
+ * from the loop, after the call that queued it has returned, one at a time
+ * (a long batch does not recurse), and freeing the driver with commands
+ * still queued releases them exactly once. */
+struct hap_seen {
+    int reads, applies, in_call;
+    int fired_in_call;
+    size_t failed_ops;
+    char err[300];
+};
+
+static void hap_on_read(const struct proxy_target_set *actual, const char *err, void *arg)
+{
+    struct hap_seen *s = arg;
+    s->reads++;
+    s->fired_in_call |= s->in_call;
+    ck_assert_ptr_null(actual);
+    snprintf(s->err, sizeof s->err, "%s", err);
+}
+
+static void hap_on_apply(int ok, const struct proxy_op_result *r, size_t n, const char *err,
+                         void *arg)
+{
+    struct hap_seen *s = arg;
+    s->applies++;
+    s->fired_in_call |= s->in_call;
+    ck_assert_int_eq(ok, 0);
+    for (size_t i = 0; i < n; i++)
+        s->failed_ops += !r[i].ok;
+}
+
+START_TEST(test_haproxy_unreachable_socket_fails_from_the_loop)
+{
+    struct loop *l = loop_new();
+    char err[256], path[200], rt[220], host[32];
+    snprintf(path, sizeof path, "/tmp/cs-unit-no-haproxy-%d.sock", (int)getpid());
+    unlink(path);
+    snprintf(rt, sizeof rt, "unix://%s", path);
+    struct haproxy_opts o = {.runtime = rt, .timeout_ms = 1000};
+    struct proxy *p = haproxy_new(l, &o, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    struct hap_seen s = {0};
+    enum { N = 20000 };
+    struct proxy_op *ops = calloc(N, sizeof *ops);
+    for (int i = 0; i < N; i++) {
+        snprintf(host, sizeof host, "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        ops[i].kind = PROXY_OP_ADD;
+        ops[i].target.host = strdup(host);
+        ops[i].target.port = 80;
+        ops[i].target.weight = 1;
+    }
+    struct proxy_target_set want = {0};
+    s.in_call = 1;
+    ck_assert_int_eq(p->ops->read(p, "orders", hap_on_read, &s, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, N, &want, hap_on_apply, &s, err, sizeof err), 0);
+    s.in_call = 0;
+    ck_assert_int_eq(s.reads + s.applies, 0);
+    for (int i = 0; i < 200000 && s.applies == 0; i++)
+        loop_run_once(l, 100);
+    ck_assert_int_eq(s.fired_in_call, 0);
+    ck_assert_int_eq(s.reads, 1);
+    ck_assert_int_eq(s.applies, 1);
+    ck_assert_uint_eq(s.failed_ops, N);
+    ck_assert_msg(strstr(s.err, "cannot connect to the HAProxy runtime API at unix://") != NULL,
+                  "%s", s.err);
+    /* Freed with a read and a batch still queued: no leak, no double free
+     * (ASan and valgrind judge). */
+    ck_assert_int_eq(p->ops->read(p, "orders", hap_on_read, &s, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, hap_on_apply, &s, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "users", ops, 3, &want, hap_on_apply, &s, err, sizeof err), 0);
+    p->ops->free(p);
+    ck_assert_int_eq(s.reads, 1);
+    for (int i = 0; i < N; i++)
+        free(ops[i].target.host);
+    free(ops);
+    loop_free(l);
+}
+END_TEST
 
 START_TEST(test_kong_normalizes_targets_like_kong)
 {
@@ -164,6 +244,7 @@ int main(void)
     Suite *s = suite_create("proxy");
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_haproxy_reads_only_its_own_servers);
+    tcase_add_test(t, test_haproxy_unreachable_socket_fails_from_the_loop);
     tcase_add_loop_test(t, test_kong_normalizes_targets_like_kong, 0, (int)(sizeof norms / sizeof norms[0]));
     tcase_add_test(t, test_kong_pages_keep_only_owned_targets_and_follow_next);
     tcase_add_test(t, test_kong_error_bodies_are_described_by_their_message);
