@@ -143,6 +143,18 @@ static void note_error(struct elect *e, const struct consul_response *r, const c
     snprintf(e->last_error, sizeof e->last_error, "%s", line);
 }
 
+/* Consul answered again: a key watch waiting out its error backoff (which
+ * may have grown to many seconds during an outage) reads now, so a healed
+ * node learns the holder at once instead of at the end of that backoff. */
+static void kv_kick(struct elect *e)
+{
+    if (e->kv_call || e->releasing || !loop_timer_active(e->kv_retry))
+        return;
+    loop_timer_stop(e->kv_retry);
+    backoff_reset(&e->kv_backoff);
+    kv_read(e);
+}
+
 static void drop_session(struct elect *e, const char *why)
 {
     set_writer(e, 0, why);
@@ -162,6 +174,7 @@ static void on_renewed(const struct consul_response *r, void *arg)
     if (r->err == HTTP_OK && r->status == 200) {
         e->last_renew = loop_clock_ms();
         e->last_error[0] = '\0';
+        kv_kick(e);
         if (e->writer) {
             loop_timer_start(e->deadline, (uint64_t)e->o.session_ttl_ms * 9 / 10);
         }
@@ -212,6 +225,7 @@ static void on_created(const struct consul_response *r, void *arg)
     e->last_error[0] = '\0';
     loop_timer_start(e->renew_timer,
                      rand_jitter_around((uint64_t)e->o.session_ttl_ms / 2, 0.05));
+    kv_kick(e);
     try_acquire(e);
 }
 

@@ -37,5 +37,5 @@ acq_line=$(grep "acquired writer lock" "$T/kong-$other.log" | head -1 | cut -d' 
 [ "$(printf '%s\n%s\n' "$stop_line" "$acq_line" | sort | head -1)" = "$stop_line" ] && ok ||
     fail "the old writer stopped at $stop_line, after the new one acquired at $acq_line"
 curl -s -X POST "$CONTROL/agents/kong-$w/up" >/dev/null
-wait_for 15 "healed: standby again" log_has "kong-$w" "standby; writer is 'kong-$other'"
+wait_for 5 "healed: standby again" log_has "kong-$w" "standby; writer is 'kong-$other'"
 finish
