@@ -34,7 +34,7 @@ cleanup() {
             tail -n 40 "$f" >&2
         done
     else
-        rm -rf "$T"
+        [ -n "${KEEP_LOGS:-}" ] || rm -rf "$T"
     fi
 }
 trap cleanup EXIT
