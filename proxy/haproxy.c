@@ -39,13 +39,19 @@ struct hap {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char where[300];
-    struct cmd *head, *tail;   /* queue; head is under way when running */
+    struct cmd *head, *tail;   /* queued, not yet sent */
+    struct cmd *sent_head, *sent_tail;  /* sent, answers due in this order */
+    size_t n_sent;
     int fd;
-    int running;               /* the head command is under way */
-    char start_error[400];     /* why it could not even start */
-    size_t written;
-    struct buf reply;
-    struct loop_timer *timer;
+    int running;               /* a connection is open or being opened */
+    int connected;
+    int prompt_pending;        /* the answer to "prompt" is still due */
+    char start_error[400];     /* why it could not even connect */
+    char *out;                 /* bytes to send */
+    size_t out_len, out_off, out_cap;
+    struct buf reply;          /* answers received, not yet handed out */
+    struct loop_timer *timer;  /* connect/answer timeout; connect failure */
+    struct loop_timer *kick;   /* opens the connection from the loop */
     struct batch *batches;     /* applies in progress (one per upstream) */
 };
 
@@ -147,13 +153,24 @@ fail:
     return -1;
 }
 
-/* ---- the command queue ---------------------------------------------------- */
+/* ---- the command queue ----------------------------------------------------
+ *
+ * Commands go over one connection in interactive mode ("prompt"), several
+ * in flight at once: HAProxy answers them in order, each answer ending with
+ * the prompt "\n> ". The connection is opened when a command is queued and
+ * closed as soon as nothing is queued or in flight, so it never holds one
+ * of the socket's few slots (stats maxconn) while idle. A connection that
+ * breaks fails the commands in flight (their outcome is unknown; the
+ * reconciler reads back and repairs); queued ones go on a new connection.
+ */
 
-static void start_next(struct hap *h);
+#define HAP_WINDOW 64            /* commands in flight on the connection */
 
-static void finish_cmd(struct hap *h, int ok, const char *err)
+static void start_conn(struct hap *h);
+static void pump(struct hap *h);
+
+static void close_conn(struct hap *h)
 {
-    struct cmd *c = h->head;
     if (h->fd >= 0) {
         loop_fd_unwatch(h->base.loop, h->fd);
         close(h->fd);
@@ -161,69 +178,154 @@ static void finish_cmd(struct hap *h, int ok, const char *err)
     }
     loop_timer_stop(h->timer);
     h->running = 0;
-    h->head = c->next;
-    if (h->head == NULL)
-        h->tail = NULL;
-    c->fn(ok, h->reply.data ? h->reply.data : "", err, c->arg);
+    h->prompt_pending = 0;
+    h->n_sent = 0;
+    h->out_len = 0;
+    h->out_off = 0;
+    buf_reset(&h->reply);
+}
+
+static struct cmd *pop(struct cmd **head, struct cmd **tail)
+{
+    struct cmd *c = *head;
+    *head = c->next;
+    if (*head == NULL)
+        *tail = NULL;
+    return c;
+}
+
+/* Calls each command's callback once, after the queue is consistent again
+ * (a callback may queue more). */
+static void fail_list(struct hap *h, struct cmd *list, const char *err)
+{
+    while (list) {
+        struct cmd *c = list;
+        list = c->next;
+        c->fn(0, "", err, c->arg);
+        free(c->text);
+        free(c);
+    }
+    (void)h;
+}
+
+/* The connection is unusable: everything sent fails with err. */
+static void conn_failed(struct hap *h, const char *err)
+{
+    struct cmd *sent = h->sent_head;
+    h->sent_head = h->sent_tail = NULL;
+    close_conn(h);
+    if (sent == NULL && h->head) {
+        /* Nothing was sent (could not connect): the first queued command
+         * carries the error, so a dead socket fails the queue one by one
+         * with a fresh attempt each, never all of it on one refusal. */
+        sent = pop(&h->head, &h->tail);
+        sent->next = NULL;
+    }
+    fail_list(h, sent, err);
+    if (h->head)
+        loop_timer_start(h->kick, 0);
+}
+
+static void on_kick(void *arg)
+{
+    struct hap *h = arg;
+    if (h->fd < 0 && !h->running)
+        start_conn(h);
+}
+
+/* One complete answer (text up to and including the '\n' before "> "). */
+static void answered(struct hap *h, const char *text)
+{
+    if (h->prompt_pending) {
+        h->prompt_pending = 0;   /* the answer to "prompt" itself */
+        return;
+    }
+    if (h->sent_head == NULL)
+        return;
+    struct cmd *c = pop(&h->sent_head, &h->sent_tail);
+    h->n_sent--;
+    c->fn(1, text, NULL, c->arg);
     free(c->text);
     free(c);
-    buf_reset(&h->reply);
-    start_next(h);
 }
 
 static void on_io(int fd, short revents, void *arg)
 {
     struct hap *h = arg;
-    char tmp[16384];
+    char tmp[16384], msg[400];
     (void)fd;
-    if (h->written < strlen(h->head->text)) {
-        if (revents & (POLLERR | POLLHUP) && !(revents & POLLOUT)) {
-            int e = 0;
-            socklen_t l = sizeof e;
-            getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &e, &l);
-            char msg[400];
+    if (!h->connected) {
+        int e = 0;
+        socklen_t l = sizeof e;
+        getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &e, &l);
+        if (e || (revents & (POLLERR | POLLHUP) && !(revents & POLLOUT))) {
             snprintf(msg, sizeof msg, "cannot connect to the HAProxy runtime API at %s: %s",
                      h->where, strerror(e ? e : ECONNREFUSED));
-            finish_cmd(h, 0, msg);
+            conn_failed(h, msg);
             return;
         }
-        const char *t = h->head->text + h->written;
-        ssize_t n = send(h->fd, t, strlen(t), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            char msg[400];
-            snprintf(msg, sizeof msg, "HAProxy runtime API at %s: %s", h->where, strerror(errno));
-            finish_cmd(h, 0, msg);
-            return;
-        }
-        h->written += (size_t)n;
-        if (h->written == strlen(h->head->text)) {
-            shutdown(h->fd, SHUT_WR);
-            loop_fd_watch(h->base.loop, h->fd, POLLIN, on_io, h);
-        }
-        return;
+        h->connected = 1;
     }
-    for (;;) {
-        ssize_t n = recv(h->fd, tmp, sizeof tmp, 0);
-        if (n > 0) {
-            if (buf_append(&h->reply, tmp, (size_t)n) < 0) {
-                finish_cmd(h, 0, "HAProxy answer too large");
+    if ((revents & POLLOUT) && h->out_off < h->out_len) {
+        ssize_t n = send(h->fd, h->out + h->out_off, h->out_len - h->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            snprintf(msg, sizeof msg, "HAProxy runtime API at %s: %s", h->where, strerror(errno));
+            conn_failed(h, msg);
+            return;
+        }
+        if (n > 0)
+            h->out_off += (size_t)n;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        for (;;) {
+            ssize_t n = recv(h->fd, tmp, sizeof tmp, 0);
+            if (n > 0) {
+                loop_timer_start(h->timer, (uint64_t)h->timeout_ms);
+                if (buf_append(&h->reply, tmp, (size_t)n) < 0) {
+                    conn_failed(h, "HAProxy answer too large");
+                    return;
+                }
+                /* Hand out every complete answer. */
+                size_t off = 0;
+                for (;;) {
+                    const char *end = strstr(h->reply.data + off, "\n> ");
+                    if (end == NULL)
+                        break;
+                    size_t alen = (size_t)(end - (h->reply.data + off)) + 1;
+                    char save = h->reply.data[off + alen];
+                    h->reply.data[off + alen] = '\0';
+                    answered(h, h->reply.data + off);
+                    if (h->fd < 0)
+                        return;   /* a callback freed the connection's state */
+                    h->reply.data[off + alen] = save;
+                    off += alen + 2;
+                }
+                if (off) {
+                    memmove(h->reply.data, h->reply.data + off, h->reply.len - off + 1);
+                    h->reply.len -= off;
+                }
+                continue;
+            }
+            if (n == 0) {
+                if (h->sent_head || h->prompt_pending) {
+                    snprintf(msg, sizeof msg, "HAProxy runtime API at %s closed the connection "
+                             "before answering", h->where);
+                    conn_failed(h, msg);
+                } else {
+                    close_conn(h);
+                    if (h->head)
+                        loop_timer_start(h->kick, 0);
+                }
                 return;
             }
-            continue;
-        }
-        if (n == 0) {
-            finish_cmd(h, 1, NULL);
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            snprintf(msg, sizeof msg, "HAProxy runtime API at %s: %s", h->where, strerror(errno));
+            conn_failed(h, msg);
             return;
         }
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        char msg[400];
-        snprintf(msg, sizeof msg, "HAProxy runtime API at %s: %s", h->where, strerror(errno));
-        finish_cmd(h, 0, msg);
-        return;
     }
+    pump(h);
 }
 
 static void on_timeout(void *arg)
@@ -235,19 +337,62 @@ static void on_timeout(void *arg)
     else
         snprintf(msg, sizeof msg, "HAProxy runtime API at %s did not answer within %ld ms",
                  h->where, h->timeout_ms);
-    finish_cmd(h, 0, msg);
+    h->start_error[0] = '\0';
+    conn_failed(h, msg);
 }
 
-/* Starts the head command. A failure to even connect is reported from the
- * timer, never from here: callers (enqueue, finish_cmd) may be inside a
- * caller's own call, and a long queue failing in one go must not recurse. */
-static void start_next(struct hap *h)
+/* Moves queued commands into the output (up to the window) and closes the
+ * connection once all is answered. */
+static void pump(struct hap *h)
+{
+    if (h->fd < 0)
+        return;
+    if (h->out_off == h->out_len)
+        h->out_off = h->out_len = 0;
+    while (h->head && h->n_sent < HAP_WINDOW) {
+        size_t n = strlen(h->head->text);
+        if (h->out_len + n > h->out_cap) {
+            size_t cap = h->out_cap ? h->out_cap : 4096;
+            while (cap < h->out_len + n)
+                cap *= 2;
+            char *o = realloc(h->out, cap);
+            if (o == NULL)
+                break;
+            h->out = o;
+            h->out_cap = cap;
+        }
+        memcpy(h->out + h->out_len, h->head->text, n);
+        h->out_len += n;
+        struct cmd *c = pop(&h->head, &h->tail);
+        c->next = NULL;
+        if (h->sent_tail)
+            h->sent_tail->next = c;
+        else
+            h->sent_head = c;
+        h->sent_tail = c;
+        h->n_sent++;
+    }
+    if (h->sent_head == NULL && !h->prompt_pending && h->head == NULL) {
+        close_conn(h);       /* all answered: give the slot back */
+        return;
+    }
+    short ev = POLLIN;
+    if (!h->connected || h->out_off < h->out_len)
+        ev |= POLLOUT;
+    loop_fd_watch(h->base.loop, h->fd, ev, on_io, h);
+    if (!loop_timer_active(h->timer))
+        loop_timer_start(h->timer, (uint64_t)h->timeout_ms);
+}
+
+/* Opens the connection. A failure to even connect is reported from the
+ * timer, never from here: callers may be inside a caller's own call. */
+static void start_conn(struct hap *h)
 {
     if (h->head == NULL || h->running)
         return;
     h->running = 1;
+    h->connected = 0;
     h->start_error[0] = '\0';
-    h->written = 0;
     buf_reset(&h->reply);
     int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -265,8 +410,13 @@ static void start_next(struct hap *h)
         return;
     }
     h->fd = fd;
-    loop_fd_watch(h->base.loop, fd, POLLOUT, on_io, h);
+    static const char prompt[] = "prompt\n";
+    memcpy(h->out, prompt, sizeof prompt - 1);
+    h->out_len = sizeof prompt - 1;
+    h->out_off = 0;
+    h->prompt_pending = 1;
     loop_timer_start(h->timer, (uint64_t)h->timeout_ms);
+    pump(h);
 }
 
 static int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
@@ -287,7 +437,10 @@ static int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
     else
         h->head = c;
     h->tail = c;
-    start_next(h);
+    if (h->fd >= 0)
+        pump(h);
+    else if (!h->running)
+        loop_timer_start(h->kick, 0);
     return 0;
 }
 
@@ -350,23 +503,39 @@ static int hap_read(struct proxy *p, const char *upstream, proxy_read_fn fn, voi
     return 0;
 }
 
-/* ---- apply ---------------------------------------------------------------- */
+/* ---- apply ----------------------------------------------------------------
+ *
+ * Each op is a short script of commands run one after the other (an add is
+ * "add server" then "set server ... state ready"); independent ops run side
+ * by side, so their commands share the pipelined connection. Ops run in
+ * phases of one kind (adds, then weights, then removals, as the reconciler
+ * orders them): no removal starts before every add has answered, so a
+ * backend being replaced never goes empty in between.
+ */
 
-/* One op becomes a short script of commands run one after the other. */
+struct batch;
+
+struct op_run {
+    struct batch *b;
+    size_t i;          /* index in ops */
+    int step;          /* within the op's script */
+    int attempts;
+};
+
 struct batch {
     struct hap *h;
     char backend[300];
     struct proxy_op *ops;
     struct proxy_op_result *results;
-    size_t n, i;
-    int step;          /* within the current op */
-    int attempts;
+    struct op_run *runs;
+    size_t n, next, running, done;
     proxy_apply_fn fn;
     void *arg;
-    struct batch *next;  /* in h->batches */
+    struct batch *next_batch;  /* in h->batches */
 };
 
-static void batch_step(struct batch *b);
+static void op_send(struct op_run *r);
+static void batch_pump(struct batch *b);
 
 static void batch_free(struct batch *b)
 {
@@ -374,14 +543,15 @@ static void batch_free(struct batch *b)
         free(b->ops[k].target.host);
     free(b->ops);
     free(b->results);
+    free(b->runs);
     free(b);
 }
 
 static void batch_unlink(struct batch *b)
 {
-    for (struct batch **pp = &b->h->batches; *pp; pp = &(*pp)->next) {
+    for (struct batch **pp = &b->h->batches; *pp; pp = &(*pp)->next_batch) {
         if (*pp == b) {
-            *pp = b->next;
+            *pp = b->next_batch;
             return;
         }
     }
@@ -390,108 +560,6 @@ static void batch_unlink(struct batch *b)
 static int hap_weight(int w)
 {
     return w > 256 ? 256 : w < 0 ? 0 : w;
-}
-
-static void op_done(struct batch *b, int ok, const char *err)
-{
-    b->results[b->i].ok = ok;
-    if (!ok)
-        snprintf(b->results[b->i].error, sizeof b->results[b->i].error, "%s", err);
-    b->i++;
-    b->step = 0;
-    b->attempts = 0;
-    batch_step(b);
-}
-
-/* HAProxy answers with text only: a set command's success is an empty line. */
-static int reply_empty(const char *r)
-{
-    return strspn(r, "\n") == strlen(r);
-}
-
-static void first_line(const char *reply, char *out, size_t len)
-{
-    while (*reply == '\n' || *reply == '[')
-        reply++;
-    const char *nl = strchr(reply, '\n');
-    snprintf(out, len, "%.*s", (int)(nl ? nl - reply : (long)strlen(reply)), reply);
-}
-
-static void on_cmd(int ok, const char *reply, const char *err, void *arg)
-{
-    struct batch *b = arg;
-    const struct proxy_op *op = &b->ops[b->i];
-    char line[300], msg[400];
-    if (!ok) {
-        op_done(b, 0, err);
-        return;
-    }
-    first_line(reply, line, sizeof line);
-    switch (op->kind) {
-    case PROXY_OP_ADD:
-        if (b->step == 0) {
-            if (strstr(reply, "New server registered") || strstr(reply, "Already exists")) {
-                b->step = strstr(reply, "Already exists") ? 1 : 2;
-                batch_step(b);
-                return;
-            }
-            snprintf(msg, sizeof msg, "add server: %s", line);
-            op_done(b, 0, msg);
-            return;
-        }
-        if (!reply_empty(reply)) {
-            snprintf(msg, sizeof msg, "%s: %s", b->step == 1 ? "set weight" : "set state ready", line);
-            op_done(b, 0, msg);
-            return;
-        }
-        if (b->step == 1) {
-            b->step = 2;
-            batch_step(b);
-            return;
-        }
-        op_done(b, 1, NULL);
-        return;
-    case PROXY_OP_SET_WEIGHT:
-        if (reply_empty(reply))
-            op_done(b, 1, NULL);
-        else {
-            snprintf(msg, sizeof msg, "set weight: %s", line);
-            op_done(b, 0, msg);
-        }
-        return;
-    case PROXY_OP_REMOVE:
-        if (b->step == 0 || b->step == 3) { /* state drain, then state maint */
-            if (strstr(reply, "No such server")) {
-                op_done(b, 1, NULL);      /* already gone */
-                return;
-            }
-            if (!reply_empty(reply)) {
-                snprintf(msg, sizeof msg, "set state %s: %s", b->step ? "maint" : "drain", line);
-                op_done(b, 0, msg);
-                return;
-            }
-            b->step = b->step == 0 ? 3 : 1;
-            batch_step(b);
-            return;
-        }
-        if (b->step == 1) {               /* del server */
-            if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
-                op_done(b, 1, NULL);
-                return;
-            }
-            if (strstr(reply, "still has connections") && b->attempts++ < 3) {
-                b->step = 2;              /* shutdown sessions, then del again */
-                batch_step(b);
-                return;
-            }
-            snprintf(msg, sizeof msg, "del server: %s", line);
-            op_done(b, 0, msg);
-            return;
-        }
-        b->step = 1;                      /* after shutdown sessions */
-        batch_step(b);
-        return;
-    }
 }
 
 static void batch_finish(struct batch *b)
@@ -511,26 +579,115 @@ static void batch_finish(struct batch *b)
     batch_free(b);
 }
 
-static void batch_step(struct batch *b)
+static void op_done(struct op_run *r, int ok, const char *err)
 {
-    char cmd[1200], name[300], addr[300];
-    for (;;) {
-        if (b->i == b->n) {
-            batch_finish(b);
+    struct batch *b = r->b;
+    b->results[r->i].ok = ok;
+    if (!ok)
+        snprintf(b->results[r->i].error, sizeof b->results[r->i].error, "%s", err);
+    b->running--;
+    b->done++;
+    batch_pump(b);
+}
+
+/* HAProxy answers with text only: a set command's success is an empty line. */
+static int reply_empty(const char *r)
+{
+    return strspn(r, "\n") == strlen(r);
+}
+
+static void first_line(const char *reply, char *out, size_t len)
+{
+    while (*reply == '\n' || *reply == '[')
+        reply++;
+    const char *nl = strchr(reply, '\n');
+    snprintf(out, len, "%.*s", (int)(nl ? nl - reply : (long)strlen(reply)), reply);
+}
+
+static void next_step(struct op_run *r, int step)
+{
+    r->step = step;
+    op_send(r);
+}
+
+static void on_cmd(int ok, const char *reply, const char *err, void *arg)
+{
+    struct op_run *r = arg;
+    const struct proxy_op *op = &r->b->ops[r->i];
+    char line[300], msg[400];
+    if (!ok) {
+        op_done(r, 0, err);
+        return;
+    }
+    first_line(reply, line, sizeof line);
+    switch (op->kind) {
+    case PROXY_OP_ADD:
+        if (r->step == 0) {
+            if (strstr(reply, "New server registered") || strstr(reply, "Already exists")) {
+                next_step(r, strstr(reply, "Already exists") ? 1 : 2);
+                return;
+            }
+            snprintf(msg, sizeof msg, "add server: %s", line);
+            op_done(r, 0, msg);
             return;
         }
-        const struct proxy_op *op = &b->ops[b->i];
-        if (!is_ip(op->target.host)) {
-            b->results[b->i].ok = 0;
-            snprintf(b->results[b->i].error, sizeof b->results[b->i].error,
-                     "host names are not supported by HAProxy dynamic servers; register IP "
-                     "addresses in Consul");
-            b->i++;
-            continue;
+        if (!reply_empty(reply)) {
+            snprintf(msg, sizeof msg, "%s: %s", r->step == 1 ? "set weight" : "set state ready", line);
+            op_done(r, 0, msg);
+            return;
         }
-        break;
+        if (r->step == 1) {
+            next_step(r, 2);
+            return;
+        }
+        op_done(r, 1, NULL);
+        return;
+    case PROXY_OP_SET_WEIGHT:
+        if (reply_empty(reply))
+            op_done(r, 1, NULL);
+        else {
+            snprintf(msg, sizeof msg, "set weight: %s", line);
+            op_done(r, 0, msg);
+        }
+        return;
+    case PROXY_OP_REMOVE:
+        if (r->step == 0 || r->step == 3) { /* state drain, then state maint */
+            if (strstr(reply, "No such server")) {
+                op_done(r, 1, NULL);      /* already gone */
+                return;
+            }
+            if (!reply_empty(reply)) {
+                snprintf(msg, sizeof msg, "set state %s: %s", r->step ? "maint" : "drain", line);
+                op_done(r, 0, msg);
+                return;
+            }
+            next_step(r, r->step == 0 ? 3 : 1);
+            return;
+        }
+        if (r->step == 1) {               /* del server */
+            if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
+                op_done(r, 1, NULL);
+                return;
+            }
+            if (strstr(reply, "still has connections") && r->attempts++ < 3) {
+                next_step(r, 2);          /* shutdown sessions, then del again */
+                return;
+            }
+            snprintf(msg, sizeof msg, "del server: %s", line);
+            op_done(r, 0, msg);
+            return;
+        }
+        next_step(r, 1);                  /* after shutdown sessions */
+        return;
     }
-    const struct proxy_op *op = &b->ops[b->i];
+}
+
+/* Queues the command for the op's current step. */
+static void op_send(struct op_run *r)
+{
+    struct batch *b = r->b;
+    const struct proxy_op *op = &b->ops[r->i];
+    char cmd[1200], name[300], addr[300];
     haproxy_server_name(&op->target, name, sizeof name);
     if (strchr(op->target.host, ':'))
         snprintf(addr, sizeof addr, "[%s]:%d", op->target.host, op->target.port);
@@ -538,11 +695,11 @@ static void batch_step(struct batch *b)
         snprintf(addr, sizeof addr, "%s:%d", op->target.host, op->target.port);
     switch (op->kind) {
     case PROXY_OP_ADD:
-        if (b->step == 0)
+        if (r->step == 0)
             snprintf(cmd, sizeof cmd, "add server %s/%s %s weight %d%s%s", b->backend, name, addr,
                      hap_weight(op->target.weight), b->h->server_opts ? " " : "",
                      b->h->server_opts ? b->h->server_opts : "");
-        else if (b->step == 1)
+        else if (r->step == 1)
             snprintf(cmd, sizeof cmd, "set server %s/%s weight %d", b->backend, name,
                      hap_weight(op->target.weight));
         else
@@ -554,18 +711,43 @@ static void batch_step(struct batch *b)
         break;
     case PROXY_OP_REMOVE:
         /* drain (no new sessions), maint (out of the farm), then delete. */
-        if (b->step == 0)
+        if (r->step == 0)
             snprintf(cmd, sizeof cmd, "set server %s/%s state drain", b->backend, name);
-        else if (b->step == 3)
+        else if (r->step == 3)
             snprintf(cmd, sizeof cmd, "set server %s/%s state maint", b->backend, name);
-        else if (b->step == 1)
+        else if (r->step == 1)
             snprintf(cmd, sizeof cmd, "del server %s/%s", b->backend, name);
         else
             snprintf(cmd, sizeof cmd, "shutdown sessions server %s/%s", b->backend, name);
         break;
     }
-    if (enqueue(b->h, cmd, on_cmd, b) < 0)
-        op_done(b, 0, "out of memory");
+    if (enqueue(b->h, cmd, on_cmd, r) < 0)
+        op_done(r, 0, "out of memory");
+}
+
+/* Starts ops up to the window, one kind at a time; finishes the batch when
+ * all are done. */
+static void batch_pump(struct batch *b)
+{
+    while (b->next < b->n && b->running < HAP_WINDOW) {
+        struct op_run *r = &b->runs[b->next];
+        const struct proxy_op *op = &b->ops[b->next];
+        if (b->running > 0 && op->kind != b->ops[b->next - 1].kind)
+            break;                        /* the previous phase first */
+        b->next++;
+        if (!is_ip(op->target.host)) {
+            b->results[r->i].ok = 0;
+            snprintf(b->results[r->i].error, sizeof b->results[r->i].error,
+                     "host names are not supported by HAProxy dynamic servers; register IP "
+                     "addresses in Consul");
+            b->done++;
+            continue;
+        }
+        b->running++;
+        op_send(r);
+    }
+    if (b->done == b->n)
+        batch_finish(b);
 }
 
 static int hap_apply(struct proxy *p, const char *upstream, const struct proxy_op *ops,
@@ -580,20 +762,23 @@ static int hap_apply(struct proxy *p, const char *upstream, const struct proxy_o
     b->h = h;
     b->fn = fn;
     b->arg = arg;
-    b->n = n_ops;
     snprintf(b->backend, sizeof b->backend, "%s%s", h->backend_prefix, upstream);
     b->ops = calloc(n_ops ? n_ops : 1, sizeof *b->ops);
     b->results = calloc(n_ops ? n_ops : 1, sizeof *b->results);
-    if (b->ops == NULL || b->results == NULL)
+    b->runs = calloc(n_ops ? n_ops : 1, sizeof *b->runs);
+    if (b->ops == NULL || b->results == NULL || b->runs == NULL)
         goto oom;
     for (size_t i = 0; i < n_ops; i++) {
         b->ops[i] = ops[i];
-        if ((b->ops[i].target.host = strdup(ops[i].target.host)) == NULL)
+        b->ops[i].target.host = strdup(ops[i].target.host);
+        b->n = i + 1;
+        if (b->ops[i].target.host == NULL)
             goto oom;
+        b->runs[i] = (struct op_run){.b = b, .i = i};
     }
-    b->next = h->batches;
+    b->next_batch = h->batches;
     h->batches = b;
-    batch_step(b);
+    batch_pump(b);
     return 0;
 oom:
     if (b)
@@ -613,22 +798,27 @@ static void hap_free(struct proxy *p)
         loop_fd_unwatch(h->base.loop, h->fd);
         close(h->fd);
     }
-    /* Queued reads own their request; queued batch commands point at a
+    /* Queued and sent reads own their request; batch commands point at a
      * batch freed from h->batches below. */
-    while (h->head) {
-        struct cmd *c = h->head;
-        h->head = c->next;
-        if (c->fn == on_state)
-            free(c->arg);
-        free(c->text);
-        free(c);
+    struct cmd *lists[2] = {h->head, h->sent_head};
+    for (int k = 0; k < 2; k++) {
+        while (lists[k]) {
+            struct cmd *c = lists[k];
+            lists[k] = c->next;
+            if (c->fn == on_state)
+                free(c->arg);
+            free(c->text);
+            free(c);
+        }
     }
     while (h->batches) {
         struct batch *b = h->batches;
-        h->batches = b->next;
+        h->batches = b->next_batch;
         batch_free(b);
     }
     loop_timer_free(h->timer);
+    loop_timer_free(h->kick);
+    free(h->out);
     buf_free(&h->reply);
     free(h->backend_prefix);
     free(h->server_opts);
@@ -652,6 +842,9 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
     h->backend_prefix = strdup(o->backend_prefix ? o->backend_prefix : "");
     h->server_opts = o->server_opts && *o->server_opts ? strdup(o->server_opts) : NULL;
     h->timer = loop_timer_new(l, on_timeout, h);
+    h->kick = loop_timer_new(l, on_kick, h);
+    h->out_cap = 4096;
+    h->out = malloc(h->out_cap);
     const char *rt = o->runtime ? o->runtime : "";
     snprintf(h->where, sizeof h->where, "%s", rt);
     if (strncmp(rt, "unix://", 7) == 0) {
@@ -688,7 +881,7 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
         snprintf(err, errlen, "haproxy runtime \"%s\": expected unix:///path or tcp://host:port", rt);
         goto fail;
     }
-    if (h->backend_prefix == NULL || h->timer == NULL) {
+    if (h->backend_prefix == NULL || h->timer == NULL || h->kick == NULL || h->out == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
