@@ -12,6 +12,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +58,8 @@ struct loop {
 
     struct hook *hooks;
     size_t hooks_len;
+
+    struct loop_timer *trim;    /* gives freed heap back to the system */
 
     int sig_pipe[2];
     struct {
@@ -105,6 +110,8 @@ void loop_free(struct loop *l)
 {
     if (l == NULL)
         return;
+    loop_timer_free(l->trim);
+    l->trim = NULL;
     for (size_t i = 0; i < l->heap_len; i++)
         l->heap[i]->active = 0;
     free(l->heap);
@@ -460,4 +467,22 @@ int loop_run(struct loop *l)
             return -1;
     }
     return 0;
+}
+
+/* ---- memory --------------------------------------------------------------- */
+
+static void on_trim(void *arg)
+{
+    (void)arg;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+void loop_release_memory_soon(struct loop *l)
+{
+    if (l->trim == NULL && (l->trim = loop_timer_new(l, on_trim, l)) == NULL)
+        return;
+    if (!loop_timer_active(l->trim))
+        loop_timer_start(l->trim, LOOP_TRIM_AFTER_MS);
 }

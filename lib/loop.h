@@ -57,6 +57,13 @@ int loop_signal_watch(struct loop *l, int signo, loop_signal_fn fn, void *arg);
 /* Adds a hook run once per iteration before the loop sleeps. */
 int loop_before_sleep(struct loop *l, loop_hook_fn fn, void *arg);
 
+/* After a burst of work on large answers (thousands of targets parsed and
+ * freed), glibc keeps the freed heap: this asks for it to be given back to
+ * the system once, LOOP_TRIM_AFTER_MS later (calls within that time share
+ * the one release; an idle loop has no timer for it). */
+#define LOOP_TRIM_AFTER_MS 1000
+void loop_release_memory_soon(struct loop *l);
+
 /* Runs until loop_stop(). Returns 0, or -1 if polling itself failed. */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);

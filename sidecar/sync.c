@@ -32,7 +32,8 @@ struct upstream {
     int detected;                   /* followed by the change detector */
     struct consul_call *fetch;
     int fetch_again;
-    uint64_t seen_max;              /* detector: max check ModifyIndex seen */
+    uint64_t seen_fp;               /* detector: fingerprint of its checks */
+    int seen_once;
     struct recon_policy policy;
     struct recon_quiesce quiesce;
     struct consul_instances last_answer;   /* for hold-down rechecks */
@@ -62,7 +63,14 @@ struct sync {
     struct upstream **ups;
     size_t n_ups;
     struct state state;
+    /* The state file is rewritten at most once a second: 1,000 upstreams
+     * syncing at start must not each rewrite (and fsync) the whole file. */
+    struct loop_timer *save_timer;
+    uint64_t last_save_ms;
+    int state_dirty;
+    char save_error[300];
     struct consul_watch *det_checks, *det_services;
+    int det_services_seen, det_checks_seen;  /* their first answers came */
     char det_error[300];
     struct metrics_histogram *m_latency;
     struct metrics_counter *m_calls;
@@ -71,6 +79,8 @@ struct sync {
 };
 
 static void up_sync(struct upstream *u);
+
+#define SYNC_SAVE_EVERY_MS 1000
 
 /* ---- setup ---------------------------------------------------------------- */
 
@@ -127,10 +137,44 @@ static void up_free(struct upstream *u)
     free(u);
 }
 
+static void save_state_now(struct sync *s)
+{
+    char err[300];
+    s->state_dirty = 0;
+    s->last_save_ms = loop_clock_ms();
+    if (state_save(s->state_dir, &s->state, err, sizeof err) < 0) {
+        if (strcmp(err, s->save_error) != 0)
+            log_error("Cannot save state: %s (the proxy is up to date; only restart recovery "
+                      "is affected)", err);
+        snprintf(s->save_error, sizeof s->save_error, "%s", err);
+        return;
+    }
+    if (s->save_error[0])
+        log_info("State saved again in %s", s->state_dir);
+    s->save_error[0] = '\0';
+}
+
+static void on_save_timer(void *arg)
+{
+    save_state_now(arg);
+}
+
+static void state_changed(struct sync *s)
+{
+    s->state_dirty = 1;
+    if (s->save_timer == NULL || loop_timer_active(s->save_timer))
+        return;
+    uint64_t now = loop_clock_ms(), next = s->last_save_ms + SYNC_SAVE_EVERY_MS;
+    loop_timer_start(s->save_timer, s->last_save_ms && next > now ? next - now : 0);
+}
+
 void sync_free(struct sync *s)
 {
     if (s == NULL)
         return;
+    if (s->state_dirty)
+        save_state_now(s);   /* what the last second applied */
+    loop_timer_free(s->save_timer);
     consul_watch_free(s->det_checks);
     consul_watch_free(s->det_services);
     for (size_t i = 0; i < s->n_ups; i++)
@@ -398,12 +442,14 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
     u->applied_once = 1;
     if (s->m_targets)
         metrics_gauge_set(s->m_targets, u->name, (double)u->policy.last_good.n);
+    if (n_ops)
+        loop_release_memory_soon(s->o.loop);
     if (n_ops && s->state_dir) {
-        char err[300];
-        if (state_set(&s->state, u->name, u->proxy_name, u->index, &u->policy.last_good) < 0 ||
-            state_save(s->state_dir, &s->state, err, sizeof err) < 0)
-            log_error("Cannot save state: %s (the proxy is up to date; only restart recovery "
-                      "is affected)", err);
+        if (state_set(&s->state, u->name, u->proxy_name, u->index, &u->policy.last_good) < 0)
+            log_error("Cannot save state: out of memory (the proxy is up to date; only "
+                      "restart recovery is affected)");
+        else
+            state_changed(s);
     }
     if (u->again) {
         u->again = 0;
@@ -565,12 +611,54 @@ static void on_fetch(const struct consul_response *r, void *arg)
     }
 }
 
-static int hosts_node(const struct upstream *u, const char *node)
+static int by_service_node(const void *a, const void *b)
 {
-    for (size_t i = 0; u->have_answer && i < u->last_answer.n; i++)
-        if (strcmp(u->last_answer.items[i].node, node) == 0)
-            return 1;
-    return 0;
+    const struct consul_check_entry *x = a, *y = b;
+    int c = strcmp(x->service_name, y->service_name);
+    return c ? c : strcmp(x->node, y->node);
+}
+
+/* The index of the first entry of service name in e[0..n) (sorted), or n. */
+static size_t first_of(const struct consul_check_entry *e, size_t n, const char *name,
+                       const char *node)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(e[mid].service_name, name);
+        if (c == 0 && node)
+            c = strcmp(e[mid].node, node);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* An upstream's fingerprint in one health/state answer: the highest
+ * ModifyIndex and the number of its service's checks, and the highest of
+ * the node-level checks (serfHealth, node maintenance) of every node that
+ * holds one of them. A pure function of the answer (the nodes come from the
+ * answer, not from the last read, which leaves critical instances out), so
+ * it moves on a change, a removal or a node recovering, and only then. */
+static uint64_t det_fingerprint(const struct consul_check_entry *e, size_t n, const char *service)
+{
+    uint64_t top = 0, count = 0;
+    size_t nodes_end = first_of(e, n, "\x01", NULL);  /* node-level ("") sort first */
+    for (size_t k = first_of(e, n, service, NULL); k < n && !strcmp(e[k].service_name, service);
+         k++) {
+        count++;
+        if (e[k].modify_index > top)
+            top = e[k].modify_index;
+        if (k > 0 && !strcmp(e[k - 1].service_name, service) && !strcmp(e[k - 1].node, e[k].node))
+            continue;    /* this node's checks already counted */
+        for (size_t j = first_of(e, nodes_end, "", e[k].node);
+             j < nodes_end && !strcmp(e[j].node, e[k].node); j++)
+            if (e[j].modify_index > top)
+                top = e[j].modify_index;
+    }
+    return top * 1000003u + count;
 }
 
 static void on_det_checks(const struct consul_response *r, void *arg)
@@ -586,29 +674,34 @@ static void on_det_checks(const struct consul_response *r, void *arg)
         return;
     }
     s->det_error[0] = '\0';
+    qsort(e, n, sizeof *e, by_service_node);
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         if (!u->detected)
             continue;
-        uint64_t top = 0;
-        for (size_t k = 0; k < n; k++) {
-            int mine = strcmp(e[k].service_name, u->service) == 0 ||
-                       (e[k].service_name[0] == '\0' && hosts_node(u, e[k].node));
-            if (mine && e[k].modify_index > top)
-                top = e[k].modify_index;
-        }
-        if (top != u->seen_max) {
-            u->seen_max = top;
+        uint64_t fp = det_fingerprint(e, n, u->service);
+        if (fp != u->seen_fp || !u->seen_once) {
+            u->seen_fp = fp;
+            u->seen_once = 1;
             up_fetch(u);
         }
     }
+    s->det_checks_seen = 1;
     consul_check_entries_free(e, n);
+    loop_release_memory_soon(s->o.loop);
 }
 
 static void on_det_services(const struct consul_response *r, void *arg)
 {
     struct sync *s = arg;
     (void)r;
+    /* The first answer is a baseline, not a change. When it comes before
+     * the checks long-poll's first answer, that answer reads every upstream
+     * anyway (after this baseline), so nothing is read twice at start. */
+    int baseline_only = !s->det_services_seen && !s->det_checks_seen;
+    s->det_services_seen = 1;
+    if (baseline_only)
+        return;
     for (size_t i = 0; i < s->n_ups; i++)
         if (s->ups[i]->detected)
             up_fetch(s->ups[i]);
@@ -652,6 +745,8 @@ void sync_start(struct sync *s)
     char err[300];
     if (s->state_dir && state_load(s->state_dir, &s->state, err, sizeof err) < 0)
         log_error("Ignoring saved state: %s", err);
+    if (s->state_dir)
+        s->save_timer = loop_timer_new(s->o.loop, on_save_timer, s);
     size_t followable = 0;
     for (size_t i = 0; i < s->n_ups; i++)
         followable += s->ups[i]->dc == NULL;

@@ -1,15 +1,17 @@
 #!/bin/bash
 # A sidecar following more services than watch.max_blocking holds two
-# long-polls (the change detector), not one per service, and re-reads only
-# the service whose checks changed.
+# long-polls (the change detector), not one per service, reads each service
+# once at start, re-reads only the service whose checks changed, and sees a
+# node recovering (a node-level check) for the services it hosts.
 . "$(dirname "$0")/lib.sh"
-start_consul || finish
+start_consul --agent node-1 --agent node-2 || finish
 start_kong || finish
 ups=""
 for i in $(seq 1 12); do
     register_instance node-1 "s$i-a" "s$i" $((9000 + i))
     ups="$ups{\"service\": \"s$i\", \"proxy\": \"kong\"},"
 done
+register_instance node-2 s5-b s5 9105
 cat > "$T/sidecar.json" <<JSON
 {"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "kong-1", "drain": "0s",
  "upstreams": [${ups%,}],
@@ -21,7 +23,10 @@ wait_for 10 "detector announced" log_has sidecar "with the change detector (2 lo
 for i in 1 6 12; do
     wait_for 15 "s$i synced" kong_targets_are "s$i" "127.0.0.1:$((9000 + i))=1"
 done
+wait_for 15 "s5 synced with both nodes" kong_targets_are s5 "127.0.0.1:9005=1 127.0.0.1:9105=1"
 reqs=$(curl -s "$CONTROL/requests")
+reads=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/s[0-9]*"' | sort | uniq -c | awk '$1 != 1' | wc -l)
+expect_eq "each service read once at start" 0 "$reads"
 blocking=$(printf '%s' "$reqs" | grep -o '"url":"[^"]*index=[0-9]*&wait=[^"]*"' | grep -c '/v1/health/service/' || true)
 expect_eq "no per-service long-poll" 0 "$blocking"
 expect_contains "health/state long-poll" '/v1/health/state/any?index=' "$reqs"
@@ -35,6 +40,12 @@ sleep 1   # let any further (wrong) re-reads happen before counting
 reqs=$(curl -s "$CONTROL/requests")
 others=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/s[0-9]*' | grep -vc '/s7$' || true)
 expect_eq "only the changed service was re-read" 0 "$others"
+# node-2 fails (serfHealth critical): its s5 instance leaves; it recovers:
+# the instance comes back, although the last read of s5 no longer listed it.
+curl -s -X POST "$CONTROL/members/node-2" -d '{"status":"failed"}' >/dev/null
+wait_for 10 "failed node's instance removed" kong_targets_are s5 "127.0.0.1:9005=1"
+curl -s -X POST "$CONTROL/members/node-2" -d '{"status":"alive"}' >/dev/null
+wait_for 10 "recovered node's instance back" kong_targets_are s5 "127.0.0.1:9005=1 127.0.0.1:9105=1"
 # A new instance of s3 (a registration) reaches Kong.
 register_instance node-1 s3-b s3 9103
 wait_for 10 "registration followed" kong_targets_are s3 "127.0.0.1:9003=1 127.0.0.1:9103=1"

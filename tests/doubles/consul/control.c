@@ -84,6 +84,7 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
         if (!strcmp(method, "DELETE")) {
             cJSON_Delete(S.requests);
             S.requests = cJSON_CreateArray();
+            S.n_requests = 0;
             pthread_mutex_unlock(&S.mu);
             cJSON_Delete(in);
             return ok_json(c, cJSON_CreateObject());

@@ -110,6 +110,7 @@ struct dstate {
     struct fault faults[64];
     int n_faults;
     cJSON *requests;               /* request log */
+    int n_requests;           /* entries in requests (capped) */
     int dev, pretty;
     int64_t reap_interval_ms, reap_min_ms, session_ttl_min_ms;
     char port_file[4096];
