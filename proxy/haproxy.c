@@ -725,6 +725,14 @@ static void op_send(struct op_run *r)
         op_done(r, 0, "out of memory");
 }
 
+static int batch_add_failed(const struct batch *b)
+{
+    for (size_t k = 0; k < b->n; k++)
+        if (b->ops[k].kind == PROXY_OP_ADD && !b->results[k].ok)
+            return 1;
+    return 0;
+}
+
 /* Starts ops up to the window, one kind at a time; finishes the batch when
  * all are done. */
 static void batch_pump(struct batch *b)
@@ -735,6 +743,15 @@ static void batch_pump(struct batch *b)
         if (b->running > 0 && op->kind != b->ops[b->next - 1].kind)
             break;                        /* the previous phase first */
         b->next++;
+        if (op->kind == PROXY_OP_REMOVE && batch_add_failed(b)) {
+            /* Removing while a replacement failed to go in could empty the
+             * backend: the old servers stay until the adds succeed. */
+            b->results[r->i].ok = 0;
+            snprintf(b->results[r->i].error, sizeof b->results[r->i].error,
+                     "kept: an add in the same change failed");
+            b->done++;
+            continue;
+        }
         if (!is_ip(op->target.host)) {
             b->results[r->i].ok = 0;
             snprintf(b->results[r->i].error, sizeof b->results[r->i].error,

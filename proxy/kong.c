@@ -34,6 +34,7 @@ struct task {
     struct proxy_op *ops;
     struct proxy_op_result *results;
     size_t n, i;
+    int add_failed;            /* an ADD failed: removals are kept */
     int step;
     void *arg;
     int phase;               /* 0 mode, 1 upstream, 2 targets/ops */
@@ -41,6 +42,8 @@ struct task {
 };
 
 static void task_step(struct task *t);
+
+#define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
 
 /* Tasks run one at a time: starts the next queued one, if any. */
 static void start_next(struct kong *k)
@@ -203,6 +206,7 @@ static int request(struct kong *k, const char *method, const char *path, const c
         .max_body = 16 * 1024 * 1024,
     };
     k->call = http_start(k->base.loop, &rq, on_response, k->task, err, errlen);
+    k->base.writing = k->call && strcmp(method, "GET") != 0;
     return k->call ? 0 : -1;
 }
 
@@ -264,6 +268,8 @@ static void op_result(struct task *t, int ok, const char *err)
     t->results[t->i].ok = ok;
     if (!ok)
         snprintf(t->results[t->i].error, sizeof t->results[t->i].error, "%s", err);
+    if (!ok && t->ops[t->i].kind == PROXY_OP_ADD)
+        t->add_failed = 1;
     t->i++;
     t->step = 0;
     task_step(t);
@@ -275,6 +281,7 @@ static void on_response(struct http_response *r, void *arg)
     struct kong *k = t->k;
     char msg[500], desc[400];
     k->call = NULL;
+    k->base.writing = 0;
     if (r->err != HTTP_OK) {
         snprintf(msg, sizeof msg, "Kong Admin API at %s: %s", k->admin_url, r->error);
         fail_task(t, msg);
@@ -426,6 +433,10 @@ static void task_step(struct task *t)
                 fail_task(t, err);
             return;
         }
+        if (k->base.writes_stopped) {
+            fail_task(t, KONG_STOPPED);
+            return;
+        }
         cJSON *o = k->defaults ? cJSON_Duplicate(k->defaults, 1) : cJSON_CreateObject();
         cJSON_DeleteItemFromObjectCaseSensitive(o, "name");
         cJSON_AddStringToObject(o, "name", t->upstream);
@@ -447,8 +458,19 @@ static void task_step(struct task *t)
             read_done(t, err);
         return;
     }
+    /* A replacement failed to go in: removing now could empty the upstream;
+     * the old targets stay until the adds work. */
+    while (t->i < t->n && t->ops[t->i].kind == PROXY_OP_REMOVE && t->add_failed) {
+        snprintf(t->results[t->i].error, sizeof t->results[t->i].error,
+                 "kept: an add in the same change failed");
+        t->i++;
+    }
     if (t->i == t->n) {
         apply_done(t, NULL);
+        return;
+    }
+    if (k->base.writes_stopped) {
+        apply_done(t, KONG_STOPPED);   /* the ops not yet sent stay failed */
         return;
     }
     const struct proxy_op *op = &t->ops[t->i];

@@ -209,6 +209,13 @@ enum recon_verdict recon_policy_feed(struct recon_policy *p, const struct consul
     return RECON_APPLY;
 }
 
+int recon_policy_doubt(struct recon_policy *p)
+{
+    int was_holding = p->empty_since != 0;
+    p->empty_since = 0;
+    return was_holding;
+}
+
 void recon_quiesce_init(struct recon_quiesce *q, int64_t min_ms, int64_t max_ms)
 {
     memset(q, 0, sizeof *q);

@@ -66,6 +66,10 @@ int recon_policy_seed(struct recon_policy *p, const struct proxy_target_set *sav
  */
 enum recon_verdict recon_policy_feed(struct recon_policy *p, const struct consul_instances *answer,
                                      int known_leader, uint64_t now, uint64_t *recheck_at);
+/* Consul could not be read (error, timeout, garbage): an empty answer held
+ * so far is no longer confirmed, and the hold-down starts again with the
+ * next good answer. Returns 1 if a hold was in progress. */
+int recon_policy_doubt(struct recon_policy *p);
 
 struct recon_quiesce {
     int64_t min_ms, max_ms;   /* both 0: off, every change applied at once */

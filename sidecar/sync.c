@@ -33,6 +33,7 @@ struct upstream {
     struct consul_call *fetch;
     int fetch_again;
     uint64_t seen_fp;               /* detector: fingerprint of its checks */
+    int hold_refetch;               /* an error broke a hold: read again */
     int seen_once;
     struct recon_policy policy;
     struct recon_quiesce quiesce;
@@ -70,7 +71,7 @@ struct sync {
     int state_dirty;
     char save_error[300];
     struct consul_watch *det_checks, *det_services;
-    int det_services_seen, det_checks_seen;  /* their first answers came */
+    int det_services_seen, det_checks_started;
     char det_error[300];
     struct metrics_histogram *m_latency;
     struct metrics_counter *m_calls;
@@ -218,6 +219,7 @@ static struct sync_proxy *find_proxy(const struct sync *s, const char *name)
 }
 
 static void on_up_timer(void *arg);
+static void up_fetch(struct upstream *u);
 static void on_up_resync(void *arg);
 static void on_watch_change(const struct consul_response *r, void *arg);
 static void on_watch_error(const struct consul_response *r, const char *what, void *arg);
@@ -402,6 +404,13 @@ static void on_watch_error(const struct consul_response *r, const char *what, vo
     char line[300];
     (void)r;
     count(u->s->m_consul, "error");
+    if (recon_policy_doubt(&u->policy) || u->hold_refetch) {
+        /* An empty answer was being confirmed: start over once Consul
+         * answers again. */
+        int64_t hd = u->s->o.hold_down_ms > 1000 ? u->s->o.hold_down_ms : 1000;
+        u->hold_refetch = 1;
+        up_schedule(u, loop_clock_ms() + (uint64_t)hd);
+    }
     snprintf(line, sizeof line, "%s", what ? what : "watch error");
     if (strcmp(line, u->last_watch_error) != 0)
         log_warn("Upstream '%s': %s; keeping the last known good targets", u->name, line);
@@ -483,6 +492,10 @@ static void on_read(const struct proxy_target_set *actual, const char *err, void
         up_failed(u, "out of memory", NULL);
         return;
     }
+    if (!u->proxy->writer) {
+        u->phase = UP_IDLE;   /* the lock was lost while reading: no write */
+        return;
+    }
     /* Compare with what the proxy can store (HAProxy caps weights at 256):
      * a capped weight read back must not look like a change. */
     struct proxy_target_set want;
@@ -546,11 +559,14 @@ static void up_sync(struct upstream *u)
 static void on_up_timer(void *arg)
 {
     struct upstream *u = arg;
-    /* A held empty answer is re-judged with the same data. */
-    if (u->policy.empty_since && u->have_answer) {
-        up_feed(u);
-        if (!u->pending)
-            return;
+    /* The end of a hold on an empty answer, or a hold broken by an error:
+     * Consul is asked again (a plain read: a blocking query would not answer
+     * while nothing changes), and only that fresh answer can empty the
+     * upstream, never the one cached from before the hold. */
+    if ((u->policy.empty_since && u->have_answer) || u->hold_refetch) {
+        u->hold_refetch = 0;
+        up_fetch(u);
+        return;
     }
     up_sync(u);
 }
@@ -686,22 +702,30 @@ static void on_det_checks(const struct consul_response *r, void *arg)
             up_fetch(u);
         }
     }
-    s->det_checks_seen = 1;
     consul_check_entries_free(e, n);
     loop_release_memory_soon(s->o.loop);
+}
+
+/* The checks long-poll starts once this one has its baseline: every read
+ * its first answer triggers is then sent after the baseline was taken, so
+ * a registration either shows in those reads or moves this index later. */
+static void start_det_checks(struct sync *s)
+{
+    if (!s->det_checks_started) {
+        s->det_checks_started = 1;
+        consul_watch_start(s->det_checks);
+    }
 }
 
 static void on_det_services(const struct consul_response *r, void *arg)
 {
     struct sync *s = arg;
     (void)r;
-    /* The first answer is a baseline, not a change. When it comes before
-     * the checks long-poll's first answer, that answer reads every upstream
-     * anyway (after this baseline), so nothing is read twice at start. */
-    int baseline_only = !s->det_services_seen && !s->det_checks_seen;
-    s->det_services_seen = 1;
-    if (baseline_only)
+    if (!s->det_services_seen) {
+        s->det_services_seen = 1;   /* a baseline, not a change */
+        start_det_checks(s);
         return;
+    }
     for (size_t i = 0; i < s->n_ups; i++)
         if (s->ups[i]->detected)
             up_fetch(s->ups[i]);
@@ -714,6 +738,9 @@ static void on_det_error(const struct consul_response *r, const char *what, void
     if (strcmp(what, s->det_error) != 0)
         log_warn("change detector: %s; keeping the last known good targets", what);
     snprintf(s->det_error, sizeof s->det_error, "%s", what);
+    /* No baseline to be had (catalog/services refused): the checks
+     * long-poll still reads everything on its first answer. */
+    start_det_checks(s);
 }
 
 static int start_detector(struct sync *s)
@@ -734,7 +761,6 @@ static int start_detector(struct sync *s)
         return -1;
     }
     consul_watch_start(s->det_services);
-    consul_watch_start(s->det_checks);
     return 0;
 }
 
@@ -783,11 +809,19 @@ void sync_set_writer(struct sync *s, const char *proxy, int is_writer)
     if (p == NULL || p->writer == is_writer)
         return;
     p->writer = is_writer;
+    if (p->driver)
+        p->driver->writes_stopped = !is_writer;   /* at once, mid-apply too */
     if (!is_writer)
         return;
     for (size_t i = 0; i < s->n_ups; i++)
         if (s->ups[i]->proxy == p)
             up_sync(s->ups[i]);
+}
+
+int sync_proxy_writing(const struct sync *s, const char *proxy)
+{
+    struct sync_proxy *p = find_proxy(s, proxy);
+    return p && p->driver && p->driver->writing;
 }
 
 void sync_resync_now(struct sync *s)

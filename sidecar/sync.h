@@ -60,6 +60,8 @@ void sync_start(struct sync *s);
 /* Gates writes for one proxy (elected writer). Becoming writer triggers a
  * read-then-apply of every upstream of that proxy. Default: writer. */
 void sync_set_writer(struct sync *s, const char *proxy, int is_writer);
+/* 1 while a write to that proxy is on the wire (its outcome unknown). */
+int sync_proxy_writing(const struct sync *s, const char *proxy);
 /* Re-read every proxy now (e.g. after SIGHUP). */
 void sync_resync_now(struct sync *s);
 

@@ -169,6 +169,32 @@ START_TEST(test_policy_empties_only_after_stable_hold_down)
 }
 END_TEST
 
+/* Consul failing during a hold (down, garbage, no leader) breaks the
+ * confirmation: the empty answer from before the error never empties the
+ * upstream; the hold starts again from the next good answer. */
+START_TEST(test_policy_error_during_hold_starts_it_again)
+{
+    struct recon_policy p;
+    recon_policy_init(&p, 10000, 1);
+    struct proxy_target_set s = SET("10.0.0.1:80=1");
+    struct consul_instances in = instances_of(s, CONSUL_PASSING);
+    struct consul_instances none = {NULL, 0, 9};
+    uint64_t recheck = 0;
+    ck_assert_int_eq(recon_policy_feed(&p, &in, 1, 1000, &recheck), RECON_APPLY);
+    ck_assert_int_eq(recon_policy_feed(&p, &none, 1, 2000, &recheck), RECON_HOLD);
+    ck_assert_int_eq(recon_policy_doubt(&p), 1);
+    ck_assert_int_eq(recon_policy_doubt(&p), 0);
+    ck_assert_int_eq(recon_policy_feed(&p, &none, 1, 12000, &recheck), RECON_HOLD);
+    ck_assert_uint_eq(recheck, 22000);
+    ck_assert_uint_eq(p.last_good.n, 1);
+    ck_assert_int_eq(recon_policy_feed(&p, &none, 1, 22000, &recheck), RECON_APPLY);
+    ck_assert_uint_eq(p.last_good.n, 0);
+    free(in.items);
+    proxy_target_set_free(&s);
+    recon_policy_free(&p);
+}
+END_TEST
+
 START_TEST(test_policy_never_empties_without_a_leader_or_for_nginx)
 {
     struct recon_policy p, ng;
@@ -326,6 +352,7 @@ int main(void)
     tcase_add_test(t, test_desired_drops_critical_and_merges_duplicates);
     tcase_add_test(t, test_policy_keeps_last_good_on_errors);
     tcase_add_test(t, test_policy_empties_only_after_stable_hold_down);
+    tcase_add_test(t, test_policy_error_during_hold_starts_it_again);
     tcase_add_test(t, test_policy_never_empties_without_a_leader_or_for_nginx);
     tcase_add_test(t, test_quiesce_applies_first_change_at_once_and_coalesces_the_rest);
     tcase_add_test(t, test_quiesce_off_is_immediate);
