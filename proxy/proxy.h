@@ -77,6 +77,13 @@ struct proxy_ops {
 struct proxy {
     const struct proxy_ops *ops;
     struct loop *loop;
+    /* Set by the caller (an elected writer that lost its lock): the driver
+     * sends no further write, and an apply under way ends with its remaining
+     * ops failed. Reads go on. */
+    int writes_stopped;
+    /* Kept by the driver: a write request is on the wire, its outcome not
+     * yet known (the caller waits for 0 before handing over the lock). */
+    int writing;
 };
 
 /* Helpers shared by drivers and the reconciler. */

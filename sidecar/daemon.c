@@ -51,6 +51,8 @@ struct daemon {
     size_t n_probes;
     struct loop_timer *once_timer;
     struct loop_timer *once_deadline;
+    struct loop_timer *release_wait;   /* shutdown: a Kong write still on the wire */
+    uint64_t release_by;
     int pending_stops;
 };
 
@@ -159,6 +161,22 @@ static void stop_step_done(void *arg)
     }
 }
 
+/* The lock is handed back only once no write of ours is on the wire: a
+ * standby acquiring at once must not see a late write land after its own
+ * first read (waits at most DAEMON_RELEASE_WAIT_MS). */
+#define DAEMON_RELEASE_WAIT_MS 5000
+
+static void release_when_quiet(void *arg)
+{
+    struct daemon *d = arg;
+    if (sync_proxy_writing(d->sync, "kong") && loop_clock_ms() < d->release_by &&
+        (d->release_wait || (d->release_wait = loop_timer_new(d->loop, release_when_quiet, d)))) {
+        loop_timer_start(d->release_wait, 10);
+        return;
+    }
+    elect_release(d->elect, stop_step_done, d);
+}
+
 static void begin_shutdown(struct daemon *d, const char *why)
 {
     if (d->stopping)
@@ -169,7 +187,8 @@ static void begin_shutdown(struct daemon *d, const char *why)
     /* Stop writing to the proxy first: a standby may take over at once. */
     if (d->elect) {
         sync_set_writer(d->sync, "kong", 0);
-        elect_release(d->elect, stop_step_done, d);
+        d->release_by = loop_clock_ms() + DAEMON_RELEASE_WAIT_MS;
+        release_when_quiet(d);
     }
     int deregister = d->cfg.deregister != DEREGISTER_NEVER;
     registrar_shutdown(d->reg, deregister, stop_step_done, d);
@@ -459,6 +478,7 @@ void daemon_free(struct daemon *d)
     probes_free(d);
     loop_timer_free(d->once_timer);
     loop_timer_free(d->once_deadline);
+    loop_timer_free(d->release_wait);
     status_server_free(d->status);
     clusterview_free(d->cluster);
     elect_free(d->elect);

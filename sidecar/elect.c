@@ -19,8 +19,11 @@ struct elect {
     char *holder;                /* node name from the key's value */
     char *holder_session;
     int writer;
-    uint64_t last_renew;         /* monotonic ms of the last good renew */
+    uint64_t last_renew;         /* monotonic ms of the last good renew (when sent) */
+    uint64_t renew_sent;         /* when the create / renew in flight was sent */
     uint64_t kv_index;
+    int kv_fresh;                /* the read in flight was asked for at once */
+    uint64_t kv_sent;
     struct consul_call *session_call;  /* create / renew / acquire / release */
     struct consul_call *kv_call;       /* blocking read of the key */
     struct loop_timer *renew_timer;
@@ -172,12 +175,16 @@ static void on_renewed(const struct consul_response *r, void *arg)
     struct elect *e = arg;
     e->session_call = NULL;
     if (r->err == HTTP_OK && r->status == 200) {
-        e->last_renew = loop_clock_ms();
+        /* The servers restarted the TTL when they took the renew, at the
+         * latest when it was sent: the deadline counts from then, so a slow
+         * answer cannot carry our writes past the servers' own expiry. */
+        uint64_t now = loop_clock_ms(), until;
+        e->last_renew = e->renew_sent;
         e->last_error[0] = '\0';
         kv_kick(e);
-        if (e->writer) {
-            loop_timer_start(e->deadline, (uint64_t)e->o.session_ttl_ms * 9 / 10);
-        }
+        until = e->last_renew + (uint64_t)e->o.session_ttl_ms * 9 / 10;
+        if (e->writer)
+            loop_timer_start(e->deadline, until > now ? until - now : 0);
         loop_timer_start(e->renew_timer,
                          rand_jitter_around((uint64_t)e->o.session_ttl_ms / 2, 0.05));
         if (!e->writer && e->holder_session == NULL)
@@ -201,6 +208,7 @@ static void on_renew_timer(void *arg)
     if (e->session == NULL || e->session_call || e->releasing)
         return;
     snprintf(path, sizeof path, "/v1/session/renew/%s", e->session);
+    e->renew_sent = loop_clock_ms();
     e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
                                      on_renewed, e, err, sizeof err);
     if (e->session_call == NULL)
@@ -221,7 +229,7 @@ static void on_created(const struct consul_response *r, void *arg)
     backoff_reset(&e->backoff);
     free(e->session);
     e->session = strdup(id);
-    e->last_renew = loop_clock_ms();
+    e->last_renew = e->renew_sent;
     e->last_error[0] = '\0';
     loop_timer_start(e->renew_timer,
                      rand_jitter_around((uint64_t)e->o.session_ttl_ms / 2, 0.05));
@@ -234,7 +242,8 @@ static void try_create(struct elect *e)
     char err[256], ttl[32], delay[32], body[600];
     if (e->session_call || e->releasing)
         return;
-    snprintf(ttl, sizeof ttl, "%llds", (long long)(e->o.session_ttl_ms / 1000));
+    /* Go duration syntax, exact: "2500ms" (whole seconds would shorten it). */
+    snprintf(ttl, sizeof ttl, "%lldms", (long long)e->o.session_ttl_ms);
     snprintf(delay, sizeof delay, "%lldms", (long long)e->o.lock_delay_ms);
     cJSON *o = cJSON_CreateObject();
     char name[300];
@@ -249,6 +258,7 @@ static void try_create(struct elect *e)
         return;
     snprintf(body, sizeof body, "%s", text);
     free(text);
+    e->renew_sent = loop_clock_ms();
     e->session_call = consul_request(e->o.consul, "PUT", "/v1/session/create", body,
                                      strlen(body), ELECT_REQ_TIMEOUT_MS, 0, on_created, e, err,
                                      sizeof err);
@@ -272,6 +282,7 @@ static void on_acquired(const struct consul_response *r, void *arg)
             consul_cancel(e->kv_call);
             e->kv_call = NULL;
             e->kv_index = 0;
+            e->kv_fresh = 1;
             kv_read(e);
         }
         /* false: someone holds it, or lock-delay; the KV watch tells when
@@ -333,10 +344,18 @@ static void on_kv(const struct consul_response *r, void *arg)
         return;
     }
     backoff_reset(&e->kv_backoff);
+    /* The SPEC's index rules, as every watch here: backwards starts over,
+     * 0 is floored to 1 (never block on 0), and an answer without an index
+     * or with one that did not move waits before the next read, so a
+     * misbehaving server cannot make this a busy loop. */
     uint64_t idx = r->has_index ? r->index : 0;
+    int moved = idx != e->kv_index;
     if (idx < e->kv_index)
-        idx = 0; /* went backwards: start over */
+        idx = 0;
+    else if (r->has_index && idx == 0)
+        idx = 1;
     e->kv_index = idx;
+    int pace = (!r->has_index || !moved) && loop_clock_ms() - e->kv_sent < 1000;
     char holder[256] = "", session[128] = "", err[256];
     if (r->status == 200) {
         struct consul_kv kv;
@@ -356,7 +375,11 @@ static void on_kv(const struct consul_response *r, void *arg)
         set_writer(e, 0, "the lock key no longer shows our session");
     if (!e->writer && session[0] == '\0')
         try_acquire(e);
-    kv_read(e);
+    if (pace && !e->kv_fresh)
+        loop_timer_start(e->kv_retry, 1000 + rand_below(500));
+    else
+        kv_read(e);
+    e->kv_fresh = 0;
 }
 
 static void on_kv_retry(void *arg)
@@ -375,6 +398,7 @@ static void kv_read(struct elect *e)
     else
         snprintf(path, sizeof path, "/v1/kv/%s", e->key);
     long timeout = e->kv_index > 0 ? ELECT_WAIT_MS + ELECT_WAIT_MS / 16 + 5000 : ELECT_REQ_TIMEOUT_MS;
+    e->kv_sent = loop_clock_ms();
     e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout, e->kv_index > 0,
                                 on_kv, e, err, sizeof err);
     if (e->kv_call == NULL)
