@@ -15,6 +15,7 @@ FAILED=0
 CHECKS=0
 
 cleanup() {
+    _failed_before=$FAILED
     for p in $PIDS; do kill "$p" 2>/dev/null; done
     for p in $PIDS; do
         i=0
@@ -22,9 +23,22 @@ cleanup() {
         { kill -9 "$p" && wait "$p"; } >/dev/null 2>&1
         wait "$p" 2>/dev/null; _rc=$?
         # A crash while stopping (abort, segfault) is named, not hidden.
+        _pn=$(printf '%s\n' $NAMES | awk -F: -v p="$p" '$1 == p { print $2 }')
         if [ $_rc -eq 134 ] || [ $_rc -eq 139 ] || [ $_rc -eq 136 ]; then
-            echo "warning [$NAME]: '$(printf '%s\n' $NAMES | awk -F: -v p="$p" '$1 == p { print $2 }')' (pid $p) died with signal $((_rc - 128)) while stopping" >&2
+            fail "'$_pn' (pid $p) died with signal $((_rc - 128)) while stopping"
         fi
+    done
+    # Memory errors are failures wherever they show: a sanitizer's report in
+    # any log (SANITIZE=1), or a valgrind report (make valgrind).
+    for f in "$T"/*.log; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$f"; then
+            fail "$(basename "$f" .log): sanitizer report: $(grep -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$f")"
+        fi
+    done
+    for f in "$T"/*.valgrind; do
+        [ -s "$f" ] || continue
+        fail "$(basename "$f" .valgrind): valgrind report: $(grep -m1 '==[0-9]*== [A-Z]' "$f")"
     done
     if [ "$FAILED" -ne 0 ]; then
         echo "--- $NAME failed; logs kept in $T" >&2
@@ -35,6 +49,11 @@ cleanup() {
         done
     else
         [ -n "${KEEP_LOGS:-}" ] || rm -rf "$T"
+    fi
+    # The scenario had passed; what stopping found fails it after all.
+    if [ "$_failed_before" -eq 0 ] && [ "$FAILED" -ne 0 ]; then
+        echo "FAIL $NAME (when its processes were stopped)"
+        exit 1
     fi
 }
 trap cleanup EXIT
