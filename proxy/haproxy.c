@@ -59,7 +59,15 @@ struct hap {
 
 const char *haproxy_server_name(const struct proxy_target *t, char *out, size_t len)
 {
-    snprintf(out, len, "%s%s:%d", HAPROXY_SERVER_PREFIX, t->host, t->port);
+    /* HAProxy shows srv_addr in canonical form; a name built from another
+     * spelling of the same IPv6 address ("FD00:0::1") would never match the
+     * server read back, so removals would miss it. */
+    unsigned char b[16];
+    char canon[INET6_ADDRSTRLEN];
+    const char *host = t->host;
+    if (inet_pton(AF_INET6, t->host, b) == 1 && inet_ntop(AF_INET6, b, canon, sizeof canon))
+        host = canon;
+    snprintf(out, len, "%s%s:%d", HAPROXY_SERVER_PREFIX, host, t->port);
     return out;
 }
 
@@ -126,8 +134,11 @@ int haproxy_parse_servers_state(const char *text, const char *prefix,
         }
         if (strncmp(name, prefix, strlen(prefix)) != 0)
             continue;          /* not ours */
-        if (admin & 0x01)
-            continue;          /* forced maintenance: takes no traffic */
+        if (admin & (0x01 | 0x08))
+            continue;          /* forced maintenance or drain: takes no new
+                                * traffic; reading it as absent makes the
+                                * add path ("Already exists": weight, ready)
+                                * bring back one a half-done removal left */
         if (strcmp(addr, "-") == 0 || port == 0)
             continue;
         if (set.n == cap) {

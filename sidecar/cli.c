@@ -1,6 +1,9 @@
 /* Command line and environment; see cli.h. */
 #include "sidecar/cli.h"
 
+#include "consul/client.h"
+#include "sidecar/status.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,11 +162,31 @@ int cli_parse(int argc, char **argv, char **envp, enum cli_action *action, struc
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         if (*all[k] && **all[k] == '\0')
             *all[k] = NULL;
-    /* The token variable wins over the token file variable. */
-    if (env.token)
-        env.token_file = NULL;
+    /* As Consul's own client: a token file, when set, is used even if a
+     * token is set too. */
+    if (env.token_file)
+        env.token = NULL;
     if (config_load(cfg, configs, n_configs, &env, &flags, err, errlen) < 0)
         return 2;
+    /* Addresses are checked here, not at start: -validate must refuse what
+     * the daemon would refuse. */
+    char base[512], sock[512];
+    int tls = 0;
+    if (cfg->consul_addr &&
+        consul_parse_address(cfg->consul_addr, base, sizeof base, sock, sizeof sock, &tls,
+                             err, errlen) < 0) {
+        config_free(cfg);
+        return 2;
+    }
+    char host[256];
+    int port;
+    if (cfg->listen && *cfg->listen &&
+        status_parse_listen(cfg->listen, host, sizeof host, &port) < 0) {
+        snprintf(err, errlen, "listen address \"%.200s\": expected host:port, [v6]:port or :port",
+                 cfg->listen);
+        config_free(cfg);
+        return 2;
+    }
     *action = validate ? CLI_VALIDATE : once ? CLI_ONCE : CLI_RUN;
     return 0;
 }

@@ -1095,6 +1095,10 @@ static int check_settings(struct ctx *c, const cJSON *root)
                 if (strcmp(f->string, "writer") == 0) {
                     if (want_enum(c, f, kp, writers, 2, &iv) < 0)
                         return -1;
+                    if (strcmp(writers[iv], "per-node") != 0)
+                        return fail(c, kp, "\"%s\" is for Kong only: each HAProxy keeps its own "
+                                    "servers, so every node's sidecar writes them (per-node)",
+                                    writers[iv]);
                 } else if (want_str(c, f, kp, &sv) < 0) {
                     return -1;
                 } else if (strcmp(f->string, "runtime") == 0 && strncmp(sv, "unix:///", 8) &&
@@ -1113,6 +1117,10 @@ static int check_settings(struct ctx *c, const cJSON *root)
                 if (strcmp(f->string, "writer") == 0 ? want_enum(c, f, kp, writers, 2, &iv) < 0
                                                      : want_str(c, f, kp, &sv) < 0)
                     return -1;
+                if (strcmp(f->string, "writer") == 0 && strcmp(writers[iv], "per-node") != 0)
+                    return fail(c, kp, "\"%s\" is for Kong only: each nginx renders its own "
+                                "files, so every node's sidecar writes them (per-node)",
+                                writers[iv]);
             }
         }
     }

@@ -272,7 +272,15 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     }
     /* nginx cannot serve an upstream without servers: never render one. */
     recon_policy_init(&u->policy, s->o.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
-    recon_quiesce_init(&u->quiesce, s->o.quiescence_min_ms, s->o.quiescence_max_ms);
+    /* The max wait is jittered per upstream (±10 %): sidecars on every node
+     * of a cluster see the same burst, and must not all apply at the same
+     * instant when it ends (consul-template's synchronised max timer). */
+    int64_t qmax = s->o.quiescence_max_ms > 0
+                       ? (int64_t)rand_jitter_around((uint64_t)s->o.quiescence_max_ms, 0.1)
+                       : 0;
+    if (qmax > 0 && qmax < s->o.quiescence_min_ms)
+        qmax = s->o.quiescence_min_ms;
+    recon_quiesce_init(&u->quiesce, s->o.quiescence_min_ms, qmax);
     backoff_init(&u->backoff, 500, 30000);
     u->timer = loop_timer_new(s->o.loop, on_up_timer, u);
     u->resync = loop_timer_new(s->o.loop, on_up_resync, u);
@@ -444,7 +452,8 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
     u->last_sync = time(NULL);
     u->phase = UP_IDLE;
     backoff_reset(&u->backoff);
-    recon_quiesce_applied(&u->quiesce, now);
+    if (n_ops)   /* a read-back that changed nothing opens no window */
+        recon_quiesce_applied(&u->quiesce, now);
     if (u->pending && s->m_latency && u->change_at)
         metrics_histogram_observe(s->m_latency, u->name, (double)(now - u->change_at) / 1000.0);
     u->pending = 0;

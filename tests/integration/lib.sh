@@ -5,6 +5,9 @@
 # lets programs pick their own ports (--port 0 + a port file) and waits on
 # conditions with wait_for instead of sleeping.
 set -u
+# haproxy and nginx live in /usr/sbin, which a non-root user's PATH on
+# Debian does not hold.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=$ROOT/bin
 NAME=$(basename "$0" .sh)

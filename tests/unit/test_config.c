@@ -50,6 +50,10 @@ static const struct {
     const char *json;
     const char *message;   /* expected substring after "c.json: " */
 } bad[] = {
+    {"{\"proxy\": {\"haproxy\": {\"runtime\": \"tcp://127.0.0.1:9999\", \"writer\": \"elected\"}}}",
+     "proxy.haproxy.writer: \"elected\" is for Kong only"},
+    {"{\"proxy\": {\"nginx\": {\"upstream_dir\": \"/tmp\", \"writer\": \"elected\"}}}",
+     "proxy.nginx.writer: \"elected\" is for Kong only"},
     {"{\"service\": {\"name\": \"w\", \"check\": {\"http\": \"http://x/\", \"interval\": \"10\"}}}",
      "service.check.interval: invalid duration \"10\""},
     {"{\"services\": [{\"name\": \"a\"}, {\"name\": \"b\", \"check\": {\"interval\": \"10\", \"tcp\": \"x:1\"}}]}",
@@ -198,6 +202,30 @@ START_TEST(test_cli_precedence_flags_over_env_over_files)
 }
 END_TEST
 
+/* -validate refuses what the daemon would refuse at start, and a token file
+ * wins over a token variable, as in Consul's own client. */
+START_TEST(test_cli_checks_addresses_and_prefers_the_token_file)
+{
+    enum cli_action a;
+    struct config cfg;
+    char err[512];
+    char *argv[] = {"consul-sidecar", "-validate", "-consul-addr", "ftp://x", NULL};
+    ck_assert_int_eq(cli_parse(4, argv, NULL, &a, &cfg, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "consul address \"ftp://x\": unsupported scheme") != NULL, "%s", err);
+    char *argv2[] = {"consul-sidecar", "-validate", "-listen", "nonsense", NULL};
+    ck_assert_int_eq(cli_parse(4, argv2, NULL, &a, &cfg, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "listen address \"nonsense\": expected host:port") != NULL, "%s", err);
+    const char *tf = write_file("token", "from-file\n", 0600);
+    char envline[600];
+    snprintf(envline, sizeof envline, "CONSUL_HTTP_TOKEN_FILE=%s", tf);
+    char *envp[] = {"CONSUL_HTTP_TOKEN=from-variable", envline, NULL};
+    char *argv3[] = {"consul-sidecar", NULL};
+    ck_assert_int_eq(cli_parse(1, argv3, envp, &a, &cfg, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.token, "from-file");
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_cli_rejects_unknown_flags_and_missing_values)
 {
     enum cli_action a;
@@ -282,6 +310,7 @@ int main(void)
     tcase_add_test(t, test_config_directories_merge_in_order);
     tcase_add_test(t, test_cli_precedence_flags_over_env_over_files);
     tcase_add_test(t, test_cli_rejects_unknown_flags_and_missing_values);
+    tcase_add_test(t, test_cli_checks_addresses_and_prefers_the_token_file);
     tcase_add_test(t, test_token_files_are_trimmed_checked_and_never_printed);
     tcase_add_test(t, test_defaults_are_documented_values);
     suite_add_tcase(s, t);

@@ -33,11 +33,13 @@ START_TEST(test_haproxy_reads_only_its_own_servers)
         "3 be_orders 1 manual 127.0.0.1 2 0 1 1 5 1 0 0 0 0 0 0 - 8080 - 0 0 - - 0\n"
         "3 be_orders 2 cs-10.0.0.1:80 10.0.0.1 2 0 7 1 5 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n"
         "3 be_orders 3 cs-10.0.0.2:80 10.0.0.2 0 1 1 1 5 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n"
-        "3 be_orders 4 cs-fd00::1:81 fd00::1 2 0 3 1 5 1 0 0 0 0 0 0 - 81 - 0 0 - - 0\n\n";
+        "3 be_orders 4 cs-fd00::1:81 fd00::1 2 0 3 1 5 1 0 0 0 0 0 0 - 81 - 0 0 - - 0\n"
+        "3 be_orders 5 cs-10.0.0.3:80 10.0.0.3 2 8 1 1 5 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n\n";
     struct proxy_target_set set;
     char err[256];
     ck_assert_int_eq(haproxy_parse_servers_state(text, HAPROXY_SERVER_PREFIX, &set, err, sizeof err), 0);
-    ck_assert_uint_eq(set.n, 2); /* manual: not ours; cs-10.0.0.2 in forced maint */
+    ck_assert_uint_eq(set.n, 2); /* manual: not ours; cs-10.0.0.2 in forced maint,
+                                  * cs-10.0.0.3 left in drain */
     ck_assert_str_eq(set.items[0].host, "10.0.0.1");
     ck_assert_int_eq(set.items[0].weight, 7);
     ck_assert_str_eq(set.items[1].host, "fd00::1");
@@ -57,6 +59,9 @@ START_TEST(test_haproxy_reads_only_its_own_servers)
     struct proxy_target t = {"10.0.3.21", 8080, 1};
     char name[64];
     ck_assert_str_eq(haproxy_server_name(&t, name, sizeof name), "cs-10.0.3.21:8080");
+    /* Another spelling of an IPv6 address names the server HAProxy shows. */
+    struct proxy_target t6 = {"FD00:0:0::1", 81, 1};
+    ck_assert_str_eq(haproxy_server_name(&t6, name, sizeof name), "cs-fd00::1:81");
 }
 END_TEST
 
