@@ -8,6 +8,8 @@ PKGS       := libcurl libcjson libmicrohttpd
 DEB_PKGS   := build-essential pkg-config libcurl4-openssl-dev libcjson-dev \
               libmicrohttpd-dev check haproxy nginx-light docker-compose curl \
               iproute2 procps socat openssl
+# For make fuzz (clang's libFuzzer) and make valgrind; CI runs both.
+DEV_DEB_PKGS := clang libclang-rt-dev valgrind
 
 CSTD       := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 # snprintf truncation is how strings are bounded here, on purpose:
@@ -58,7 +60,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
 .PHONY: FORCE all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay valgrind \
-        install clean deps compose-check
+        install clean deps deps-dev compose-check
 .DEFAULT_GOAL := all
 # Keep object files make would treat as intermediate (no rebuild churn).
 # Only objects: a bare .SECONDARY would also stop make from building a
@@ -116,6 +118,9 @@ $(OBJ)/%.o: %.c
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
 
+deps-dev: deps
+	@sh tools/deps.sh $(DEV_DEB_PKGS)
+
 # ---- tests ----------------------------------------------------------------
 check: deps
 	@$(MAKE) --no-print-directory all
@@ -138,7 +143,7 @@ lint:
 
 # Every sidecar of the main scenarios under valgrind memcheck (slow; not in check).
 VALGRIND_SCENARIOS ?= t_register t_sync_haproxy t_sync_nginx t_sync_kong t_probe t_drain t_elect
-valgrind: all
+valgrind: deps-dev all
 	@for t in $(VALGRIND_SCENARIOS); do VALGRIND=1 bash tests/integration/$$t.sh || exit 1; done
 
 compose-check:
@@ -159,7 +164,7 @@ demo-down:
 # ---- fuzzing (clang + libFuzzer; not part of check) -------------------------
 # New inputs go to build/fuzz/corpus-<target>; a crash leaves crash-* files:
 # add each to tests/fuzz/corpus/<target>/ as a regression input.
-fuzz:
+fuzz: deps-dev
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_NAMES); do \
 	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \

@@ -3,6 +3,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
+#include "consul/agent.h"
 #include "consul/decode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -31,5 +34,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (consul_decode_health_state(b, size, &e, &n, err, sizeof err) == 0)
         consul_check_entries_free(e, n);
     consul_decode_session_id(b, size, id, sizeof id, err, sizeof err);
+    /* Anti-entropy compares what the agent reports with a wanted service:
+     * the agent's GET /v1/agent/services and /v1/agent/checks answers. */
+    static const char def[] =
+        "{\"ID\":\"web-1\",\"Name\":\"web\",\"Port\":80,\"Tags\":[\"a\"],"
+        "\"Meta\":{\"managed-by\":\"consul-sidecar\"},\"Weights\":{\"Passing\":1,\"Warning\":1},"
+        "\"Checks\":[{\"CheckID\":\"web-ttl\",\"Name\":\"t\",\"TTL\":\"10s\"}]}";
+    struct consul_check_ref ref = {"web-ttl", "t", 10000};
+    struct consul_service want = {"web-1", "web", cJSON_Parse(def), &ref, 1};
+    cJSON *view = cJSON_ParseWithLength(b, size);
+    if (view) {
+        char why[256];
+        consul_service_drift(&want, view, why, sizeof why);
+        consul_service_drift(&want, cJSON_GetObjectItemCaseSensitive(view, "web-1"), why, sizeof why);
+        consul_checks_drift(&want, view, why, sizeof why);
+        cJSON_Delete(view);
+    }
+    cJSON_Delete(want.definition);
     return 0;
 }

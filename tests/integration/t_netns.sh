@@ -10,6 +10,11 @@ if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null 2>&1; then
     echo "skip $NAME: needs root and iproute2 (ip netns)"; exit 0
 fi
 PFX=cs$$
+# Root in a container without CAP_SYS_ADMIN cannot make namespaces: skip.
+if ! ip netns add "${PFX}probe" 2>/dev/null; then
+    echo "skip $NAME: cannot create network namespaces here (ip netns add failed)"; exit 0
+fi
+ip netns del "${PFX}probe"
 netns_down() {
     for i in 1 2 3; do
         ip link del "${PFX}h$i" 2>/dev/null
