@@ -149,7 +149,7 @@ static cJSON *node_json(const struct node *n)
 
 static const struct service *svc_of(const struct node *n, const char *id)
 {
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < S.maxn; i++)
         if (n->services[i].used && strcmp(n->services[i].id, id) == 0)
             return &n->services[i];
     return NULL;
@@ -426,14 +426,14 @@ static cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uin
         const struct node *n = &S.nodes[i];
         if (!node_visible(n))
             continue;
-        for (int j = 0; j < MAXN; j++) {
+        for (int j = 0; j < S.maxn; j++) {
             const struct service *s = &n->services[j];
             if (!s->used || strcmp(s->name, name) != 0)
                 continue;
             found = 1;
             idx = max64(idx, s->modify_index);
             idx = max64(idx, n->serf_index);
-            for (int k = 0; k < MAXN; k++)
+            for (int k = 0; k < S.maxn; k++)
                 if (n->checks[k].used && (!n->checks[k].service_id[0] ||
                                           !strcmp(n->checks[k].service_id, s->id)))
                     idx = max64(idx, n->checks[k].modify_index);
@@ -442,12 +442,12 @@ static cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uin
             int all_passing = n->serf == ST_PASSING;
             cJSON *checks = cJSON_CreateArray();
             cJSON_AddItemToArray(checks, serf_json(n));
-            for (int k = 0; k < MAXN; k++)
+            for (int k = 0; k < S.maxn; k++)
                 if (n->checks[k].used && !n->checks[k].service_id[0]) {
                     cJSON_AddItemToArray(checks, check_json(n, &n->checks[k], 0));
                     all_passing &= n->checks[k].status == ST_PASSING;
                 }
-            for (int k = 0; k < MAXN; k++)
+            for (int k = 0; k < S.maxn; k++)
                 if (n->checks[k].used && !strcmp(n->checks[k].service_id, s->id)) {
                     cJSON_AddItemToArray(checks, check_json(n, &n->checks[k], 0));
                     all_passing &= n->checks[k].status == ST_PASSING;
@@ -484,7 +484,7 @@ static cJSON *view_catalog_services(struct MHD_Connection *c, const void *ctx, u
         const struct node *n = &S.nodes[i];
         if (!node_visible(n))
             continue;
-        for (int j = 0; j < MAXN; j++) {
+        for (int j = 0; j < S.maxn; j++) {
             const struct service *s = &n->services[j];
             if (!s->used)
                 continue;
@@ -542,7 +542,7 @@ static cJSON *view_catalog_service(struct MHD_Connection *c, const void *ctx, ui
         const struct node *n = &S.nodes[i];
         if (!node_visible(n))
             continue;
-        for (int j = 0; j < MAXN; j++) {
+        for (int j = 0; j < S.maxn; j++) {
             const struct service *s = &n->services[j];
             if (!s->used || strcmp(s->name, name) != 0)
                 continue;
@@ -603,7 +603,7 @@ static cJSON *view_checks(struct MHD_Connection *c, const void *ctx, uint64_t *i
                 cJSON_AddItemToArray(arr, serf_json(n));
             idx = max64(idx, n->serf_index);
         }
-        for (int k = 0; k < MAXN; k++) {
+        for (int k = 0; k < S.maxn; k++) {
             const struct check *ck = &n->checks[k];
             if (!ck->used)
                 continue;
@@ -626,7 +626,7 @@ static cJSON *view_checks(struct MHD_Connection *c, const void *ctx, uint64_t *i
 
 static struct service *svc_find(struct node *n, const char *id)
 {
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < S.maxn; i++)
         if (n->services[i].used && strcmp(n->services[i].id, id) == 0)
             return &n->services[i];
     return NULL;
@@ -634,7 +634,7 @@ static struct service *svc_find(struct node *n, const char *id)
 
 static struct check *check_find(struct node *n, const char *id)
 {
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < S.maxn; i++)
         if (n->checks[i].used && strcmp(n->checks[i].id, id) == 0)
             return &n->checks[i];
     return NULL;
@@ -642,7 +642,7 @@ static struct check *check_find(struct node *n, const char *id)
 
 static struct check *check_slot(struct node *n)
 {
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < S.maxn; i++)
         if (!n->checks[i].used)
             return &n->checks[i];
     return NULL;
@@ -653,7 +653,7 @@ static void check_free_slot(struct check *k);
 /* A check of a service went away: that service's index moves. */
 static void touch_check_service(struct node *n, const struct check *k, uint64_t idx)
 {
-    for (int i = 0; k->service_id[0] && i < MAXN; i++)
+    for (int i = 0; k->service_id[0] && i < S.maxn; i++)
         if (n->services[i].used && strcmp(n->services[i].id, k->service_id) == 0)
             svc_touch(n->services[i].name, idx);
 }
@@ -705,7 +705,7 @@ static void check_update(struct check *k, enum cstatus st, const char *output)
 
 static void remove_service(struct node *n, struct service *s)
 {
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < S.maxn; i++)
         if (n->checks[i].used && strcmp(n->checks[i].service_id, s->id) == 0)
             check_free_slot(&n->checks[i]);
     char name[256];
@@ -724,15 +724,15 @@ void node_restart(struct node *n, int persist)
 {
     uint64_t now = now_ms();
     if (!persist) {
-        for (int i = 0; i < MAXN; i++)
+        for (int i = 0; i < S.maxn; i++)
             if (n->services[i].used)
                 remove_service(n, &n->services[i]);
-        for (int i = 0; i < MAXN; i++)
+        for (int i = 0; i < S.maxn; i++)
             if (n->checks[i].used)
                 check_free_slot(&n->checks[i]);
         return;
     }
-    for (int i = 0; i < MAXN; i++) {
+    for (int i = 0; i < S.maxn; i++) {
         struct check *k = &n->checks[i];
         if (!k->used)
             continue;
@@ -782,7 +782,7 @@ void node_set_status(struct node *n, int status)
     }
     if (status == 3 || status == 4) {
         /* Sessions tied to the node's health are invalidated. */
-        for (int i = 0; i < MAXN; i++)
+        for (int i = 0; i < MAX_SESSIONS; i++)
             if (S.sessions[i].used && strcmp(S.sessions[i].node, n->name) == 0)
                 session_invalidate(&S.sessions[i]);
     }
@@ -790,7 +790,7 @@ void node_set_status(struct node *n, int status)
         n->modify_index = bump();
         S.nodes_index = S.services_index = n->modify_index;
         S.extinction = n->modify_index;
-        for (int i = 0; i < MAXN; i++)
+        for (int i = 0; i < S.maxn; i++)
             if (n->services[i].used)
                 svc_touch(n->services[i].name, n->modify_index);
     }
@@ -1084,7 +1084,7 @@ static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *
     struct service *s = svc_find(n, sid);
     uint64_t idx = bump();
     if (s == NULL) {
-        for (int i = 0; i < MAXN && s == NULL; i++)
+        for (int i = 0; i < S.maxn && s == NULL; i++)
             if (!n->services[i].used)
                 s = &n->services[i];
         if (s == NULL) {
@@ -1118,7 +1118,7 @@ static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *
     if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "replace-existing-checks", 23,
                                       &rep, &rl) == MHD_YES &&
         (rep == NULL || *rep == '\0' || strcmp(rep, "true") == 0)) {
-        for (int i = 0; i < MAXN; i++) {
+        for (int i = 0; i < S.maxn; i++) {
             struct check *old = &n->checks[i];
             if (!old->used || strcmp(old->service_id, s->id) != 0 ||
                 strncmp(old->id, "_service_maintenance:", 21) == 0)
@@ -1260,7 +1260,7 @@ static enum MHD_Result maintenance(struct agent *a, struct MHD_Connection *c, co
 
 static struct session *session_find(const char *id)
 {
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < MAX_SESSIONS; i++)
         if (S.sessions[i].used && strcmp(S.sessions[i].id, id) == 0)
             return &S.sessions[i];
     return NULL;
@@ -1326,7 +1326,7 @@ static enum MHD_Result session_create(struct agent *a, struct MHD_Connection *c,
         return reply_text(c, 500, "No cluster leader");
     }
     struct session *s = NULL;
-    for (int i = 0; i < MAXN && s == NULL; i++)
+    for (int i = 0; i < MAX_SESSIONS && s == NULL; i++)
         if (!S.sessions[i].used)
             s = &S.sessions[i];
     if (s == NULL) {
@@ -1749,7 +1749,7 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
     case R_SERVICES: {
         pthread_mutex_lock(&S.mu);
         cJSON *o = cJSON_CreateObject();
-        for (int i = 0; i < MAXN; i++)
+        for (int i = 0; i < S.maxn; i++)
             if (a->node->services[i].used)
                 cJSON_AddItemToObject(o, a->node->services[i].id, agent_service_json(&a->node->services[i]));
         pthread_mutex_unlock(&S.mu);
@@ -1779,7 +1779,7 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
     case R_CHECKS: {
         pthread_mutex_lock(&S.mu);
         cJSON *o = cJSON_CreateObject();
-        for (int i = 0; i < MAXN; i++)
+        for (int i = 0; i < S.maxn; i++)
             if (a->node->checks[i].used)
                 cJSON_AddItemToObject(o, a->node->checks[i].id, check_json(a->node, &a->node->checks[i], 1));
         pthread_mutex_unlock(&S.mu);
@@ -1874,7 +1874,7 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
     case R_S_LIST: {
         pthread_mutex_lock(&S.mu);
         cJSON *arr = cJSON_CreateArray();
-        for (int i = 0; i < MAXN; i++) {
+        for (int i = 0; i < MAX_SESSIONS; i++) {
             const struct session *s = &S.sessions[i];
             if (!s->used)
                 continue;

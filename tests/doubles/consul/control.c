@@ -51,17 +51,17 @@ static cJSON *state_json(void)
             cJSON_AddBoolToObject(x, "hang", n->agent->hang);
         }
         cJSON *svcs = cJSON_AddArrayToObject(x, "services");
-        for (int j = 0; j < MAXN; j++)
+        for (int j = 0; j < S.maxn; j++)
             if (n->services[j].used)
                 cJSON_AddItemToArray(svcs, cJSON_CreateString(n->services[j].id));
         cJSON *checks = cJSON_AddObjectToObject(x, "checks");
-        for (int j = 0; j < MAXN; j++)
+        for (int j = 0; j < S.maxn; j++)
             if (n->checks[j].used)
                 cJSON_AddStringToObject(checks, n->checks[j].id, status_name(n->checks[j].status));
         cJSON_AddItemToArray(nodes, x);
     }
     cJSON *sess = cJSON_AddArrayToObject(o, "sessions");
-    for (int i = 0; i < MAXN; i++)
+    for (int i = 0; i < MAX_SESSIONS; i++)
         if (S.sessions[i].used)
             cJSON_AddItemToArray(sess, cJSON_CreateString(S.sessions[i].id));
     return o;
@@ -253,7 +253,7 @@ void *ticker(void *arg)
             struct node *n = &S.nodes[i];
             if (!n->used)
                 continue;
-            for (int k = 0; k < MAXN; k++) {
+            for (int k = 0; k < S.maxn; k++) {
                 struct check *c = &n->checks[k];
                 if (!c->used || c->ttl_ms <= 0 || c->ttl_deadline == 0 || now < c->ttl_deadline)
                     continue;
@@ -283,7 +283,7 @@ void *ticker(void *arg)
                 struct node *n = &S.nodes[i];
                 if (!n->used)
                     continue;
-                for (int k = 0; k < MAXN; k++) {
+                for (int k = 0; k < S.maxn; k++) {
                     struct check *c = &n->checks[k];
                     if (!c->used || c->dereg_ms <= 0 || c->status != ST_CRITICAL || !c->critical_since)
                         continue;
@@ -292,10 +292,10 @@ void *ticker(void *arg)
                         continue;
                     char sid[256];
                     snprintf(sid, sizeof sid, "%s", c->service_id);
-                    for (int s = 0; s < MAXN; s++) {
+                    for (int s = 0; s < S.maxn; s++) {
                         if (!n->services[s].used || strcmp(n->services[s].id, sid))
                             continue;
-                        for (int j = 0; j < MAXN; j++)
+                        for (int j = 0; j < S.maxn; j++)
                             if (n->checks[j].used && !strcmp(n->checks[j].service_id, sid)) {
                                 free(n->checks[j].output);
                                 memset(&n->checks[j], 0, sizeof n->checks[j]);
@@ -314,7 +314,7 @@ void *ticker(void *arg)
             }
         }
         /* Session TTLs: invalidated between TTL and 2 x TTL, as servers do. */
-        for (int i = 0; i < MAXN; i++) {
+        for (int i = 0; i < MAX_SESSIONS; i++) {
             struct session *s = &S.sessions[i];
             if (s->used && s->ttl_ms && now > s->expires + (uint64_t)s->ttl_ms / 2)
                 session_invalidate(s);

@@ -81,7 +81,18 @@ struct node *node_new(const char *name, const char *addr, int server)
     for (int i = 0; i < 64; i++) {
         if (!S.nodes[i].used) {
             struct node *n = &S.nodes[i];
+            struct service *sv = n->services ? n->services : calloc((size_t)S.maxn, sizeof *sv);
+            struct check *ck = n->checks ? n->checks : calloc((size_t)S.maxn, sizeof *ck);
+            if (sv == NULL || ck == NULL) {
+                free(sv);
+                free(ck);
+                return NULL;
+            }
             memset(n, 0, sizeof *n);
+            memset(sv, 0, (size_t)S.maxn * sizeof *sv);
+            memset(ck, 0, (size_t)S.maxn * sizeof *ck);
+            n->services = sv;
+            n->checks = ck;
             n->used = 1;
             snprintf(n->name, sizeof n->name, "%s", name);
             snprintf(n->address, sizeof n->address, "%s", addr);
@@ -412,6 +423,7 @@ int main(int argc, char **argv)
     S.reap_min_ms = 60000;
     S.session_ttl_min_ms = 10000;
     S.requests = cJSON_CreateArray();
+    S.maxn = MAXN_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--port-file") && v) {
@@ -432,6 +444,10 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--session-ttl-min") && v && dur_flag(v, &S.session_ttl_min_ms) == 0) {
             i++;
+        } else if (!strcmp(a, "--max-per-agent") && v && strtol(v, NULL, 10) >= 16 &&
+                   strtol(v, NULL, 10) <= 100000) {
+            S.maxn = (int)strtol(v, NULL, 10);
+            i++;
         } else if (!strcmp(a, "--dev")) {
             S.dev = 1;
         } else if (!strcmp(a, "--pretty")) {
@@ -439,7 +455,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: consul-double --port-file FILE [--servers N] [--agent NAME]... "
                             "[--datacenter DC] [--dev] [--pretty] [--reap-interval D] "
-                            "[--reap-min D] [--session-ttl-min D]\n");
+                            "[--reap-min D] [--session-ttl-min D] [--max-per-agent N]\n");
             return 2;
         }
     }
