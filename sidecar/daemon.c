@@ -9,6 +9,7 @@
 
 #include "consul/client.h"
 #include "health/probe.h"
+#include "lib/dur.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "proxy/haproxy.h"
@@ -21,7 +22,6 @@
 #include "sidecar/status.h"
 #include "sidecar/sync.h"
 
-#define ONCE_TIMEOUT_MS 60000
 
 extern char **environ;
 
@@ -273,8 +273,18 @@ static void on_once_deadline(void *arg)
         ;
     else
         sync_healthy(d->sync, why, sizeof why);
-    log_error("-once: not done within %d s%s%s", ONCE_TIMEOUT_MS / 1000, why[0] ? ": " : "", why);
+    char dur[32];
+    log_error("-once: not done within %s%s%s", dur_format_ms(d->cfg.once_timeout_ms, dur, sizeof dur),
+              why[0] ? ": " : "", why);
     d->exit_code = 1;
+    /* A failed run leaves nothing half-registered with deregister "always";
+     * "on-success" (and "never") keep what was registered, to look at. */
+    if (d->cfg.deregister == DEREGISTER_ALWAYS) {
+        d->stopping = 1;
+        d->pending_stops = 1;
+        registrar_shutdown(d->reg, 1, stop_step_done, d);
+        return;
+    }
     loop_stop(d->loop);
 }
 
@@ -381,6 +391,7 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         .hold_down_ms = d->cfg.watch.hold_down_ms,
         .proxy_resync_ms = d->cfg.resync_ms,
         .max_blocking = d->cfg.watch.max_blocking,
+        .datacenter = d->cfg.datacenter,
         .state_dir = d->cfg.state_dir,
         .metrics = d->metrics,
     };
@@ -462,7 +473,7 @@ int daemon_run(struct daemon *d)
         d->once_timer = loop_timer_new(d->loop, on_once_check, d);
         d->once_deadline = loop_timer_new(d->loop, on_once_deadline, d);
         loop_timer_start(d->once_timer, 50);
-        loop_timer_start(d->once_deadline, ONCE_TIMEOUT_MS);
+        loop_timer_start(d->once_deadline, (uint64_t)d->cfg.once_timeout_ms);
     }
     if (loop_run(d->loop) < 0) {
         log_error("event loop failed");

@@ -44,6 +44,7 @@ struct sync_opts {
     int64_t hold_down_ms;
     int64_t proxy_resync_ms;
     int max_blocking;          /* more upstreams than this: the change detector */
+    const char *datacenter;    /* default ?dc= of every query; NULL = the agent's */
     const char *state_dir;     /* NULL: no persistence */
     struct metrics *metrics;
 };

@@ -13,7 +13,7 @@ for i in $(seq 1 12); do
 done
 register_instance node-2 s5-b s5 9105
 cat > "$T/sidecar.json" <<JSON
-{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "kong-1", "drain": "0s",
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s", "datacenter": "dc1"}, "node": "kong-1", "drain": "0s",
  "upstreams": [${ups%,}],
  "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
  "watch": {"max_blocking": 4, "quiescence": {"min": "0s", "max": "0s"}}}
@@ -29,8 +29,9 @@ reads=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/s[0-9]*"' | sor
 expect_eq "each service read once at start" 0 "$reads"
 blocking=$(printf '%s' "$reqs" | grep -o '"url":"[^"]*index=[0-9]*&wait=[^"]*"' | grep -c '/v1/health/service/' || true)
 expect_eq "no per-service long-poll" 0 "$blocking"
-expect_contains "health/state long-poll" '/v1/health/state/any?index=' "$reqs"
-expect_contains "catalog/services long-poll" '/v1/catalog/services?index=' "$reqs"
+expect_contains "health/state long-poll, in the configured datacenter" '/v1/health/state/any?dc=dc1&index=' "$reqs"
+expect_contains "service reads in the configured datacenter" '/v1/health/service/s1?dc=dc1' "$reqs"
+expect_contains "catalog/services long-poll" '/v1/catalog/services?dc=dc1&index=' "$reqs"
 
 # A check change on s7 re-reads s7 only.
 curl -s -X DELETE "$CONTROL/requests" >/dev/null
