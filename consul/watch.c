@@ -16,8 +16,9 @@ struct consul_watch {
     consul_cancel_fn cancel;
     void *ctx;
     char *path, *query;
-    int64_t wait_ms, min_interval_ms;
+    int64_t wait_ms, min_interval_ms, min_gap_ms;
     int stale, accept_404;
+    uint64_t sent_at;        /* when the last request was sent */
     consul_watch_fn on_change;
     consul_watch_err_fn on_error;
     void *arg;
@@ -64,6 +65,7 @@ struct consul_watch *consul_watch_new(struct loop *l, consul_get_fn get, consul_
     if (w->wait_ms > 600000)
         w->wait_ms = 600000; /* Consul caps at 10 minutes */
     w->min_interval_ms = o->min_interval_ms > 0 ? o->min_interval_ms : 1000;
+    w->min_gap_ms = o->min_gap_ms > 0 ? o->min_gap_ms : 0;
     w->stale = o->stale;
     w->accept_404 = o->accept_404;
     w->on_change = on_change;
@@ -223,7 +225,10 @@ static void on_answer(const struct consul_response *r, void *arg)
         w->have_answer = 1;
         w->stats.changes++;
         w->on_change(r, w->arg);
-        schedule(w, 0);
+        /* The first change of a burst was answered at once; the next request
+         * waits out min_gap so what follows comes in one answer. */
+        uint64_t now = loop_clock_ms(), next = w->sent_at + (uint64_t)w->min_gap_ms;
+        schedule(w, w->min_gap_ms > 0 && next > now ? next - now : 0);
     } else {
         schedule(w, bucket_delay(w));
     }
@@ -256,6 +261,7 @@ static void issue(struct consul_watch *w)
     }
     w->request_timeout = timeout;
     w->stats.requests++;
+    w->sent_at = loop_clock_ms();
     w->call = w->get(w->ctx, pq, timeout, blocking, on_answer, w, err, sizeof err);
     if (w->call == NULL) {
         w->stats.errors++;
@@ -278,4 +284,9 @@ void consul_watch_poke(struct consul_watch *w)
     w->index = 0;
     loop_timer_stop(w->timer);
     issue(w);
+}
+
+void consul_watch_set_min_gap(struct consul_watch *w, int64_t min_gap_ms)
+{
+    w->min_gap_ms = min_gap_ms > 0 ? min_gap_ms : 0;
 }

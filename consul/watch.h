@@ -31,6 +31,9 @@ struct consul_watch_opts {
     const char *query;         /* extra escaped query ("tag=v2&dc=dc1") or NULL */
     int64_t wait_ms;           /* blocking wait; default 5 min */
     int64_t min_interval_ms;   /* rate limit when the index does not move; default 1 s */
+    int64_t min_gap_ms;        /* after a change, the next request waits until this long
+                                  after the last one was sent (coalesces a burst of
+                                  changes into one answer); 0 = none */
     int64_t backoff_min_ms;    /* default 500 ms */
     int64_t backoff_max_ms;    /* default 30 s */
     int stale;                 /* add ?stale */
@@ -59,6 +62,8 @@ void consul_watch_start(struct consul_watch *w);
 void consul_watch_poke(struct consul_watch *w);
 void consul_watch_free(struct consul_watch *w);
 uint64_t consul_watch_index(const struct consul_watch *w);
+/* Changes min_gap_ms (e.g. with the size of what the watch brings back). */
+void consul_watch_set_min_gap(struct consul_watch *w, int64_t min_gap_ms);
 const struct consul_watch_stats *consul_watch_stats(const struct consul_watch *w);
 
 #endif

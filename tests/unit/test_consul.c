@@ -441,6 +441,33 @@ START_TEST(test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeri
 }
 END_TEST
 
+/* min_gap: a server whose index moves on every answer (a burst of changes)
+ * is asked at most once per gap, measured from the previous request (so a
+ * change after a long blocking wait is asked about again at once). */
+START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    consul_watch_free(w);
+    char err[128];
+    struct consul_watch_opts o = {.path = "/v1/health/state/any", .wait_ms = 60000,
+                                  .min_interval_ms = 1000, .min_gap_ms = 100,
+                                  .backoff_min_ms = 10, .backoff_max_ms = 80};
+    w = consul_watch_new(f.loop, fake_get, fake_cancel, &f, &o, on_change, on_error, &f, err,
+                         sizeof err);
+    for (int i = 0; i < 64; i++)
+        f.script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
+    f.n_script = 64;
+    consul_watch_start(w);
+    uint64_t t0 = loop_clock_ms();
+    while (loop_clock_ms() - t0 < 1000)
+        loop_run_once(f.loop, 5);
+    ck_assert_int_le(f.n_requests, 12);  /* ~one per 100 ms, not hundreds */
+    ck_assert_int_ge(f.n_requests, 8);
+    fake_free(&f, w);
+}
+END_TEST
+
 START_TEST(test_watch_without_index_header_is_delivered_and_not_busy_looped)
 {
     struct fake f;
@@ -514,6 +541,7 @@ int main(void)
     tcase_add_test(t, test_watch_never_blocks_on_zero);
     tcase_add_test(t, test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeries);
     tcase_add_test(t, test_watch_without_index_header_is_delivered_and_not_busy_looped);
+    tcase_add_test(t, test_watch_min_gap_coalesces_a_burst_of_changes);
     tcase_add_test(t, test_watch_backs_off_on_errors_and_never_gives_up);
     tcase_add_test(t, test_watch_restarts_a_dead_blocking_query);
     tcase_set_timeout(t, 30);
