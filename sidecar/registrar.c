@@ -755,6 +755,8 @@ void registrar_check_result(struct registrar *r, const char *check_id, const cha
 
 /* ---- maintenance and shutdown -------------------------------------------- */
 
+static void send_maint(struct registrar *r, struct reg_service *s);
+
 static void on_maint_done(const struct consul_response *resp, void *arg)
 {
     struct reg_service *s = arg;
@@ -764,13 +766,37 @@ static void on_maint_done(const struct consul_response *resp, void *arg)
         char line[300];
         consul_describe_error(resp, "PUT", "/v1/agent/service/maintenance", line, sizeof line);
         log_error("Failed to set maintenance for service '%s': %s", s->svc.id, line);
+        s->maint = -1;      /* unknown: the next toggle or restore sends it */
+    } else if (s->maint != s->r->maintenance && !s->remove && s->state == REG_SYNCED) {
+        /* Toggled again while this one was in flight (two quick SIGUSR1s):
+         * the agent must end up as last asked, not as first asked. */
+        send_maint(s->r, s);
     }
     reg_kick(s->r);
 }
 
-void registrar_set_maintenance(struct registrar *r, int on, const char *reason)
+static void send_maint(struct registrar *r, struct reg_service *s)
 {
     char path[900], err[256];
+    int on = r->maintenance;
+    const char *reason = r->maint_reason;
+    char *id = http_escape(s->svc.id);
+    char *why = http_escape(reason ? reason : "");
+    if (id && why)
+        snprintf(path, sizeof path, "/v1/agent/service/maintenance/%s?enable=%s%s%s", id,
+                 on ? "true" : "false", on && reason ? "&reason=" : "", on && reason ? why : "");
+    free(id);
+    free(why);
+    s->call = consul_request(r->o.consul, "PUT", path, NULL, 0, REG_TIMEOUT_MS, 0, on_maint_done,
+                             s, err, sizeof err);
+    if (s->call) {
+        s->maint = on;
+        count_write(r, "maintenance");
+    }
+}
+
+void registrar_set_maintenance(struct registrar *r, int on, const char *reason)
+{
     if (reason != r->maint_reason) {
         free(r->maint_reason);
         r->maint_reason = reason ? strdup(reason) : NULL;
@@ -779,24 +805,11 @@ void registrar_set_maintenance(struct registrar *r, int on, const char *reason)
         log_info("%s maintenance mode for %zu service(s)%s%s", on ? "Entering" : "Leaving",
                  r->n_svcs, on && reason ? ": " : "", on && reason ? reason : "");
     r->maintenance = on;
+    /* A service with a call in flight follows when that call is done. */
     for (size_t i = 0; i < r->n_svcs; i++) {
         struct reg_service *s = r->svcs[i];
-        if (s->remove || s->state != REG_SYNCED || s->call)
-            continue;
-        char *id = http_escape(s->svc.id);
-        char *why = http_escape(reason ? reason : "");
-        if (id && why)
-            snprintf(path, sizeof path, "/v1/agent/service/maintenance/%s?enable=%s%s%s", id,
-                     on ? "true" : "false", on && reason ? "&reason=" : "",
-                     on && reason ? why : "");
-        free(id);
-        free(why);
-        s->call = consul_request(r->o.consul, "PUT", path, NULL, 0, REG_TIMEOUT_MS, 0,
-                                 on_maint_done, s, err, sizeof err);
-        if (s->call) {
-            s->maint = on;
-            count_write(r, "maintenance");
-        }
+        if (!s->remove && s->state == REG_SYNCED && !s->call)
+            send_maint(r, s);
     }
 }
 
@@ -901,7 +914,7 @@ cJSON *registrar_status_json(const struct registrar *r)
         cJSON_AddStringToObject(o, "id", s->svc.id);
         cJSON_AddStringToObject(o, "name", s->svc.name);
         cJSON_AddStringToObject(o, "state", s->remove ? "removing" : names[s->state]);
-        cJSON_AddBoolToObject(o, "maintenance", s->maint);
+        cJSON_AddBoolToObject(o, "maintenance", s->maint == 1);
         if (s->last_error[0])
             cJSON_AddStringToObject(o, "last_error", s->last_error);
         cJSON *checks = cJSON_AddArrayToObject(o, "checks");

@@ -15,6 +15,16 @@ kill -USR1 "$SIDECAR_PID"
 wait_for 5 "SIGUSR1 enters maintenance" in_maint
 kill -USR1 "$SIDECAR_PID"
 wait_for 5 "SIGUSR1 leaves maintenance" sh -c "! curl -s '$CONSUL/v1/agent/checks' | grep -q _service_maintenance"
+# Toggled back while the agent is still answering the first toggle: the
+# agent ends as last asked (out of maintenance), not as first asked.
+curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/agent/service/maintenance","count":1,"kind":"delay","delay_ms":500}' >/dev/null
+kill -USR1 "$SIDECAR_PID"
+wait_for 5 "third toggle taken" sh -c "[ \$(grep -c 'Entering maintenance' '$T/sidecar.log') -ge 2 ]"
+kill -USR1 "$SIDECAR_PID"
+wait_for 5 "fourth toggle taken" sh -c "[ \$(grep -c 'Leaving maintenance' '$T/sidecar.log') -ge 2 ]"
+wait_for 5 "the last toggle sent once the slow answer is back" sh -c "[ \$(curl -s '$CONTROL/requests' | grep -o '\"url\":\"/v1/agent/service/maintenance/' | wc -l) -ge 4 ]"
+wait_for 5 "the agent follows the last toggle" sh -c "! curl -s '$CONSUL/v1/agent/checks' | grep -q _service_maintenance"
+curl -s -X DELETE "$CONTROL/faults" >/dev/null
 
 t0=$(date +%s%N)
 kill -TERM "$SIDECAR_PID"
