@@ -111,20 +111,17 @@ static void report(struct probe *p, const char *status, const char *output)
 static void result(struct probe *p, const char *raw, const char *output)
 {
     const struct probe_spec *s = &p->spec;
-    if (strcmp(raw, "passing") == 0) {
+    /* As Consul's status handler: a warning (HTTP 429) counts as a success
+     * toward success_before_passing, and resets the failure count. */
+    if (strcmp(raw, "passing") == 0 || strcmp(raw, "warning") == 0) {
         p->failures = 0;
         p->successes++;
-        if (p->reported == NULL || strcmp(p->reported, "passing") == 0 ||
+        if (p->reported == NULL || strcmp(p->reported, "critical") != 0 ||
             p->successes >= s->success_before_passing)
-            report(p, "passing", output);
+            report(p, raw, output);
         return;
     }
     p->successes = 0;
-    if (strcmp(raw, "warning") == 0) {
-        p->failures = 0;
-        report(p, "warning", output);
-        return;
-    }
     p->failures++;
     int to_crit = s->failures_before_critical;
     int to_warn = s->failures_before_warning ? s->failures_before_warning : to_crit;
@@ -189,6 +186,7 @@ static void run(struct probe *p)
         .timeout_ms = (long)p->spec.timeout_ms,
         .connect_timeout_ms = (long)p->spec.timeout_ms,
         .max_body = 64 * 1024,
+        .truncate_body = 1,    /* as Consul: the status decides, the output is cut */
         .tls = &tls,
         .connect_only = p->spec.kind == PROBE_TCP,
     };

@@ -17,6 +17,7 @@ struct http_call {
     void *arg;
     struct http_response resp;
     size_t max_body;
+    int truncate_body;
     int cancelled;
 };
 
@@ -31,8 +32,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct http_call *c = userp;
     size_t n = size * nmemb;
-    if (buf_append(&c->resp.body, data, n) < 0)
+    if (buf_append(&c->resp.body, data, n) < 0) {
+        if (c->truncate_body && c->resp.body.len < c->max_body) {
+            buf_append(&c->resp.body, data, c->max_body - c->resp.body.len);
+            c->resp.body.overflow = 1;   /* the last piece that fits, then stop */
+        }
         return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
     return n;
 }
 
@@ -93,6 +99,11 @@ static void on_done(void *easy, int result)
     double t = 0;
     curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME, &t);
     c->resp.elapsed_ms = (long)(t * 1000);
+    if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow && c->truncate_body) {
+        /* Enough read: the first max_body bytes and the status stand. */
+        rc = CURLE_OK;
+        c->resp.truncated = 1;
+    }
     if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow) {
         c->resp.err = HTTP_ERR_TOO_LARGE;
         snprintf(c->resp.error, sizeof c->resp.error,
@@ -125,6 +136,7 @@ struct http_call *http_start(struct loop *l, const struct http_request *req,
     c->fn = fn;
     c->arg = arg;
     c->max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
+    c->truncate_body = req->truncate_body;
     buf_init(&c->resp.body, c->max_body);
     buf_init(&c->resp.headers, 64 * 1024);
     loop_set_curl_done(l, on_done);

@@ -37,6 +37,9 @@ struct http_request {
     long timeout_ms;          /* whole transfer; 0 = none */
     long connect_timeout_ms;  /* 0 = 5000 */
     size_t max_body;          /* 0 = HTTP_DEFAULT_MAX_BODY */
+    int truncate_body;        /* past max_body: stop reading but keep the answer
+                                 (status and the first max_body bytes) instead
+                                 of failing with HTTP_ERR_TOO_LARGE */
     const struct http_tls *tls;
     int connect_only;         /* TCP (or TLS) connect, no request: TCP probes */
     const char *connect_to;   /* curl CONNECT_TO "host:port:realhost:realport",
@@ -58,6 +61,7 @@ struct http_response {
     char error[256];          /* human text for err */
     struct buf body;          /* NUL-terminated */
     struct buf headers;       /* raw header lines of the final response */
+    int truncated;            /* body cut at max_body (truncate_body) */
     long elapsed_ms;
 };
 

@@ -6,9 +6,102 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <microhttpd.h>
+
+#include "health/probe.h"
 #include "health/ttl.h"
+#include "lib/loop.h"
 #include "lib/metrics.h"
 #include "lib/rand.h"
+
+/* ---- probes against a scripted HTTP server ----------------------------------- */
+
+static int script_status[16];
+static int n_script, served;
+
+static enum MHD_Result serve_script(void *cls, struct MHD_Connection *c, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload, size_t *upload_size, void **state)
+{
+    (void)cls, (void)url, (void)method, (void)version, (void)upload, (void)upload_size;
+    (void)state;
+    int st = script_status[served < n_script ? served : n_script - 1];
+    served++;
+    struct MHD_Response *r = MHD_create_response_from_buffer(2, (void *)"ok",
+                                                             MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)st, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static char reports[16][16];
+static int n_reports;
+
+static void on_probe(const char *status, const char *output, void *arg)
+{
+    (void)output, (void)arg;
+    if (n_reports < 16)
+        snprintf(reports[n_reports], sizeof reports[0], "%s", status);
+    n_reports++;
+}
+
+/* Runs a probe over a script of HTTP statuses (one per interval) and
+ * returns what it reported, joined with spaces. */
+static const char *probe_over(const int *statuses, int n, int succ, int fail_warn, int fail_crit)
+{
+    static char out[256];
+    memcpy(script_status, statuses, (size_t)n * sizeof *statuses);
+    n_script = n;
+    served = 0;
+    n_reports = 0;
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+                                            serve_script, NULL, MHD_OPTION_END);
+    ck_assert_ptr_nonnull(d);
+    char url[64], err[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health",
+             MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    struct loop *l = loop_new();
+    struct probe_spec spec = {.kind = PROBE_HTTP, .target = url, .interval_ms = 10,
+                              .timeout_ms = 1000, .success_before_passing = succ,
+                              .failures_before_warning = fail_warn,
+                              .failures_before_critical = fail_crit};
+    struct probe *p = probe_new(l, &spec, on_probe, NULL, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    probe_start(p);
+    uint64_t t0 = loop_clock_ms();
+    while (served < n && loop_clock_ms() - t0 < 5000)
+        loop_run_once(l, 5);
+    while (loop_clock_ms() - t0 < 5000 && n_reports < 16) {
+        /* let the last answer be judged */
+        int before = served;
+        loop_run_once(l, 5);
+        if (served > before)
+            break;
+    }
+    probe_free(p);
+    loop_free(l);
+    MHD_stop_daemon(d);
+    out[0] = '\0';
+    for (int i = 0; i < n_reports && i < 16; i++)
+        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", reports[i]);
+    return out;
+}
+
+START_TEST(test_probe_thresholds_are_consul_s)
+{
+    /* failures_before_critical 3: two failures keep passing, the third
+     * turns it critical; success_before_passing 2: one success is not
+     * enough to come back. */
+    static const int a[] = {200, 500, 500, 500, 200, 200};
+    ck_assert_str_eq(probe_over(a, 6, 2, 0, 3), "passing critical passing");
+    /* failures_before_warning 1 < failures_before_critical 2: warning first. */
+    static const int b[] = {200, 503, 503};
+    ck_assert_str_eq(probe_over(b, 3, 0, 1, 2), "passing warning critical");
+    /* 429 is warning, and counts as a success toward success_before_passing. */
+    static const int c[] = {500, 429, 429, 200};
+    ck_assert_str_eq(probe_over(c, 4, 2, 0, 0), "critical warning passing");
+}
+END_TEST
 
 START_TEST(test_ttl_sends_first_result_and_changes_at_once)
 {
@@ -103,6 +196,7 @@ int main(void)
     Suite *s = suite_create("health");
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_ttl_sends_first_result_and_changes_at_once);
+    tcase_add_test(t, test_probe_thresholds_are_consul_s);
     tcase_add_test(t, test_ttl_refreshes_before_it_lapses_and_not_more);
     tcase_add_test(t, test_ttl_retries_failed_sends_before_the_ttl);
     tcase_add_test(t, test_metrics_render_valid_text_with_escaped_labels);

@@ -310,6 +310,14 @@ START_TEST(test_http_refuses_bodies_over_the_cap)
     loop_run(l);
     ck_assert_int_eq(res.err, HTTP_ERR_TOO_LARGE);
     ck_assert_int_eq(res.status, 0);
+    /* A probe keeps the status and the first bytes instead (as Consul). */
+    struct http_request rq2 = {.url = url, .max_body = 40, .truncate_body = 1};
+    memset(&res, 0, sizeof res);
+    ck_assert_ptr_nonnull(http_start(l, &rq2, on_http, l, err, sizeof err));
+    loop_run(l);
+    ck_assert_int_eq(res.err, HTTP_OK);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_uint_eq(strlen(res.body), 40);
     loop_free(l);
     MHD_stop_daemon(d);
 }
