@@ -2,6 +2,7 @@
 #include "sidecar/cli.h"
 
 #include "consul/client.h"
+#include "lib/dur.h"
 #include "sidecar/status.h"
 
 #include <stdio.h>
@@ -31,6 +32,7 @@ static const char usage[] =
     "  -log-format FORMAT  text (Consul's classic lines) or json (default text)\n"
     "  -validate           check the configuration, print it with secrets redacted, exit\n"
     "  -once               register, sync every upstream once, exit\n"
+    "  -once-timeout D     how long -once may take before it gives up (default 60s)\n"
     "  -version            print the version and exit\n"
     "  -help               print this help and exit\n"
     "\n"
@@ -39,8 +41,9 @@ static const char usage[] =
     "  CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY,\n"
     "  CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY\n"
     "\n"
-    "Signals: SIGTERM/SIGINT drain and deregister, SIGHUP reloads the configuration,\n"
-    "SIGUSR1 toggles maintenance. The README is the full manual.\n";
+    "Signals: SIGTERM/SIGINT drain and deregister, SIGHUP reloads services, checks\n"
+    "and probes (other settings need a restart), SIGUSR1 toggles maintenance.\n"
+    "The README is the full manual.\n";
 
 const char *cli_usage(void)
 {
@@ -69,7 +72,7 @@ int cli_parse(int argc, char **argv, char **envp, enum cli_action *action, struc
     size_t n_configs = 0;
     struct config_overrides flags = {0}, env = {0};
     int validate = 0, once = 0, version = 0, help = 0;
-    const char *config_arg = NULL;
+    const char *config_arg = NULL, *once_timeout = NULL;
     struct flag table[] = {
         {"config", &config_arg, NULL},
         {"consul-addr", &flags.consul_addr, NULL},
@@ -82,6 +85,7 @@ int cli_parse(int argc, char **argv, char **envp, enum cli_action *action, struc
         {"log-format", &flags.log_format, NULL},
         {"validate", NULL, &validate},
         {"once", NULL, &once},
+        {"once-timeout", &once_timeout, NULL},
         {"version", NULL, &version},
         {"help", NULL, &help},
         {"h", NULL, &help},
@@ -166,8 +170,14 @@ int cli_parse(int argc, char **argv, char **envp, enum cli_action *action, struc
      * token is set too. */
     if (env.token_file)
         env.token = NULL;
+    int64_t once_ms = 60000;
+    if (once_timeout && (dur_parse_ms(once_timeout, &once_ms) < 0 || once_ms <= 0)) {
+        snprintf(err, errlen, "-once-timeout: invalid duration \"%.64s\"", once_timeout);
+        return 2;
+    }
     if (config_load(cfg, configs, n_configs, &env, &flags, err, errlen) < 0)
         return 2;
+    cfg->once_timeout_ms = once_ms;
     /* Addresses are checked here, not at start: -validate must refuse what
      * the daemon would refuse. */
     char base[512], sock[512];

@@ -82,6 +82,7 @@ struct config {
     enum log_format log_format;
     enum deregister_mode deregister;
     int64_t drain_ms;
+    int64_t once_timeout_ms;      /* -once gives up after this (-once-timeout) */
     struct consul_service *services;
     size_t n_services;
     struct cfg_probe *probes;

@@ -75,6 +75,26 @@ expect_eq "-once exit status" 0 "$?"
 catalog_has oneshot '"Service":"oneshot"' && ok || fail "-once did not register"
 expect_contains "-once says so" "Registered and synced once; exiting (-once)" "$(cat "$T/once.log")"
 
+# deregister modes. "never": SIGTERM leaves the registration in place.
+printf '{"consul": {"address": "127.0.0.1:%s"}, "node": "node-1", "drain": "0s", "deregister": "never", "service": {"name": "kept", "port": 1}}\n' "$CONSUL_PORT" > "$T/never.json"
+start_sidecar never "$T/never.json" || finish
+wait_for 10 "registered (never)" catalog_has kept '"Service":"kept"'
+stop_pid "$SIDECAR_PID" TERM; rc=$?
+expect_eq "exit status (never)" 0 "$rc"
+expect_contains "still registered after SIGTERM (never)" '"kept"' "$(curl -s "$CONSUL/v1/agent/services")"
+# A failed -once (the proxy cannot be synced within -once-timeout): "always"
+# deregisters what it registered, "on-success" keeps it; both exit 1.
+register_instance node-1 web-1 web 9001
+for mode in always on-success; do
+    printf '{"consul": {"address": "127.0.0.1:%s"}, "node": "node-1", "drain": "0s", "deregister": "%s", "service": {"name": "once-%s", "port": 1}, "upstreams": [{"service": "web", "proxy": "kong"}], "proxy": {"kong": {"admin_url": "http://127.0.0.1:1", "writer": "per-node"}}}\n' \
+        "$CONSUL_PORT" "$mode" "$mode" > "$T/once-$mode.json"
+    timeout 30 "$BIN/consul-sidecar" -once -once-timeout 2s -config "$T/once-$mode.json" -state-dir "$T" -listen 127.0.0.1:0 > "$T/once-$mode.log" 2>&1
+    expect_eq "failed -once exit status ($mode)" 1 "$?"
+    expect_contains "failed -once says why ($mode)" "-once: not done within 2s" "$(cat "$T/once-$mode.log")"
+done
+expect_not_contains "a failed -once leaves nothing registered (always)" '"once-always"' "$(curl -s "$CONSUL/v1/agent/services")"
+expect_contains "a failed -once keeps its registration (on-success)" '"once-on-success"' "$(curl -s "$CONSUL/v1/agent/services")"
+
 # JSON logs: one object a line.
 start_sidecar jsonlog "$T/once.json" -log-format json || finish
 wait_for 10 "json log line" grep -q 'Synced service' "$T/jsonlog.log"
