@@ -472,35 +472,58 @@ static cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uin
     return arr;
 }
 
+static int service_name_cmp(const void *a, const void *b)
+{
+    const struct service *x = *(struct service *const *)a, *y = *(struct service *const *)b;
+    return strcmp(x->name, y->name);
+}
+
 static cJSON *view_catalog_services(struct MHD_Connection *c, const void *ctx, uint64_t *index,
                                     int *status)
 {
     (void)c;
     (void)ctx;
     (void)status;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "consul", cJSON_CreateArray());
+    /* Sorted by name first: one key per service without a linear lookup per
+     * instance (a blocking query re-runs this on every change). */
+    size_t n_all = 0, cap = 0;
+    const struct service **all = NULL;
     for (int i = 0; i < 64; i++) {
         const struct node *n = &S.nodes[i];
         if (!node_visible(n))
             continue;
         for (int j = 0; j < S.maxn; j++) {
-            const struct service *s = &n->services[j];
-            if (!s->used)
+            if (!n->services[j].used)
                 continue;
-            cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, s->name);
-            if (tags == NULL)
-                tags = cJSON_AddArrayToObject(o, s->name);
-            const cJSON *t;
-            cJSON_ArrayForEach(t, s->tags) {
-                int dup = 0;
-                const cJSON *x;
-                cJSON_ArrayForEach(x, tags) if (!strcmp(x->valuestring, t->valuestring)) dup = 1;
-                if (!dup)
-                    cJSON_AddItemToArray(tags, cJSON_CreateString(t->valuestring));
+            if (n_all == cap) {
+                cap = cap ? cap * 2 : 256;
+                const struct service **g = realloc(all, cap * sizeof *g);
+                if (g == NULL)
+                    break;
+                all = g;
             }
+            all[n_all++] = &n->services[j];
         }
     }
+    if (n_all)
+        qsort(all, n_all, sizeof *all, service_name_cmp);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "consul", cJSON_CreateArray());
+    cJSON *tags = NULL;
+    for (size_t k = 0; k < n_all; k++) {
+        const struct service *s = all[k];
+        if (k == 0 || strcmp(all[k - 1]->name, s->name) != 0)
+            tags = cJSON_AddArrayToObject(o, s->name);
+        const cJSON *t;
+        cJSON_ArrayForEach(t, s->tags) {
+            int dup = 0;
+            const cJSON *x;
+            cJSON_ArrayForEach(x, tags) if (!strcmp(x->valuestring, t->valuestring)) dup = 1;
+            if (!dup)
+                cJSON_AddItemToArray(tags, cJSON_CreateString(t->valuestring));
+        }
+    }
+    free(all);
     *index = S.services_index;
     return o;
 }
