@@ -177,12 +177,13 @@ fuzz: deps-dev
 	done
 
 # ---- benchmarks (never part of check) -------------------------------------
-$(BIN)/bench/%: $(OBJ)/bench/%.o
+$(BIN)/bench/%: $(OBJ)/bench/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+BENCH_BIN := $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
 bench: deps
-	@$(MAKE) --no-print-directory all $(BIN)/bench/propagate $(BIN)/bench/load
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BENCH_BIN=$(BIN)/bench bash bench/run.sh
 
 # ---- the rest -------------------------------------------------------------

@@ -5,6 +5,10 @@
  * connection per agent, so 10,000 registrations take seconds.
  *
  * load PORT_FILE SERVICES PER
+ * load --checks PORT_FILE SERVICES PER pass|fail FROM
+ *   turns the TTL checks of instances FROM..PER of every service (the
+ *   others stay as they are), as fast as one connection per agent allows:
+ *   a burst.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -20,8 +24,16 @@ static size_t sink(char *p, size_t s, size_t n, void *u)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: load PORT_FILE SERVICES PER\n");
+    const char *verb = NULL;
+    int from = 1;
+    if (argc == 7 && strcmp(argv[1], "--checks") == 0) {
+        verb = argv[5];
+        from = (int)strtol(argv[6], NULL, 10);
+        argv++;
+        argc = 4;
+    }
+    if (argc != 4 || (verb && strcmp(verb, "pass") && strcmp(verb, "fail"))) {
+        fprintf(stderr, "usage: load PORT_FILE SERVICES PER | load --checks PORT_FILE SERVICES PER pass|fail FROM\n");
         return 2;
     }
     int services = (int)strtol(argv[2], NULL, 10), per = (int)strtol(argv[3], NULL, 10);
@@ -49,6 +61,21 @@ int main(int argc, char **argv)
         for (int j = 1; j <= per; j++, k++) {
             int a = k % n;
             char url[256], body[512];
+            if (verb) {
+                if (j < from)
+                    continue;
+                snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/agent/check/%s/service:s%d-%d",
+                         ports[a], verb, s, j);
+                curl_easy_setopt(e[a], CURLOPT_URL, url);
+                curl_easy_setopt(e[a], CURLOPT_POSTFIELDS, "");
+                long code = 0;
+                if (curl_easy_perform(e[a]) != CURLE_OK ||
+                    (curl_easy_getinfo(e[a], CURLINFO_RESPONSE_CODE, &code), code != 200)) {
+                    fprintf(stderr, "load: %s of s%d-%d failed (%ld)\n", verb, s, j, code);
+                    return 1;
+                }
+                continue;
+            }
             snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/agent/service/register", ports[a]);
             snprintf(body, sizeof body,
                      "{\"ID\":\"s%d-%d\",\"Name\":\"s%d\",\"Address\":\"127.0.%d.%d\",\"Port\":%d,"

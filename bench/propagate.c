@@ -6,6 +6,16 @@
  * on the admin socket). Prints one latency per line (ms) and a summary.
  *
  * propagate AGENT_URL CHECK_ID HAPROXY_SOCK BACKEND COUNT UP_SERVERS DOWN_SERVERS
+ * propagate --wait-total HAPROXY_SOCK TOTAL
+ * propagate --http FRONT_URL AGENT_URL CHECK_ID NAME COUNT
+ *   COUNT additions observed as a client sees them: the instance NAME's
+ *   check passes and requests go through the proxy in front (fresh
+ *   connections) until NAME answers. Between two, the check fails and the
+ *   probe waits, untimed, until eight answers in a row are not NAME. Used to
+ *   compare proxies whatever their admin interface.
+ *
+ * PROPAGATE_GAP_MS / PROPAGATE_JITTER_MS: quiet time before each timed
+ * change, fixed and uniformly random (a poller's phase); default none.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -73,10 +83,66 @@ static int servers(const char *sock, const char *backend)
     return count;
 }
 
+struct body {
+    char text[256];
+    size_t len;
+};
+
+static size_t keep(char *p, size_t s, size_t n, void *u)
+{
+    struct body *b = u;
+    size_t take = s * n;
+    if (take > sizeof b->text - 1 - b->len)
+        take = sizeof b->text - 1 - b->len;
+    memcpy(b->text + b->len, p, take);
+    b->len += take;
+    b->text[b->len] = '\0';
+    return s * n;
+}
+
+/* 1 when NAME answered, 0 another, -1 no answer. A fresh connection each
+ * time, so a reloaded proxy's new configuration is what answers. */
+static int answered_by(CURL *g, const char *url, const char *name)
+{
+    struct body b = {{0}, 0};
+    curl_easy_setopt(g, CURLOPT_URL, url);
+    curl_easy_setopt(g, CURLOPT_WRITEFUNCTION, keep);
+    curl_easy_setopt(g, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(g, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(g, CURLOPT_TIMEOUT_MS, 2000L);
+    if (curl_easy_perform(g) != CURLE_OK)
+        return -1;
+    return strncmp(b.text, name, strlen(name)) == 0 && (b.text[strlen(name)] == '\0' ||
+                                                        b.text[strlen(name)] == '\n');
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* One line on stderr for the person running it; the latencies went to stdout. */
+static int summary(double *lat, int count)
+{
+    qsort(lat, (size_t)count, sizeof *lat, cmp);
+    fprintf(stderr, "propagate: n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms\n", count,
+            lat[count / 2], lat[(int)(count * 0.99)], lat[count - 1]);
+    free(lat);
+    return 0;
+}
+
+/* PUT /v1/agent/check/{pass,fail}/CHECK on one agent; 0 or -1. */
+static int put_check(CURL *e, const char *agent, const char *check, int fail)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s/v1/agent/check/%s/%s", agent, fail ? "fail" : "pass", check);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (curl_easy_perform(e) != CURLE_OK) {
+        fprintf(stderr, "propagate: PUT %s failed\n", url);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -97,6 +163,41 @@ int main(int argc, char **argv)
         printf("%.0f\n", now_ms() - t0);
         return 0;
     }
+    if (argc == 7 && strcmp(argv[1], "--http") == 0) {
+        const char *front = argv[2], *agent = argv[3], *check = argv[4], *name = argv[5];
+        int count = (int)strtol(argv[6], NULL, 10);
+        double *lat = calloc((size_t)count, sizeof *lat);
+        CURL *e = curl_easy_init(), *g = curl_easy_init();
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+        for (int i = 0; i < count; i++) {
+            for (int step = 0; step < 2; step++) {
+                int fail = step == 0;
+                if (put_check(e, agent, check, fail) < 0)
+                    return 1;
+                double t0 = now_ms();
+                for (int others = 0;;) {
+                    int by = answered_by(g, front, name);
+                    if (!fail && by == 1)
+                        break;
+                    others = fail && by == 0 ? others + 1 : 0;
+                    if (fail && others == 8)
+                        break;
+                    if (now_ms() - t0 > 20000) {
+                        fprintf(stderr, "propagate: change %d not served within 20 s\n", i);
+                        return 1;
+                    }
+                }
+                if (fail) {
+                    usleep(200000);   /* let a reload finish: untimed */
+                    continue;
+                }
+                lat[i] = now_ms() - t0;
+                printf("%.3f\n", lat[i]);
+            }
+        }
+        return summary(lat, count);
+    }
     if (argc != 8) {
         fprintf(stderr, "usage: propagate AGENT_URL CHECK_ID HAPROXY_SOCK BACKEND COUNT UP DOWN\n");
         return 2;
@@ -108,20 +209,24 @@ int main(int argc, char **argv)
     CURL *e = curl_easy_init();
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    /* PROPAGATE_GAP_MS: quiet time before each change (isolated changes,
+     * as a quiescence window sees them); default none (back to back). */
+    const char *gap_env = getenv("PROPAGATE_GAP_MS"), *jit_env = getenv("PROPAGATE_JITTER_MS");
+    long gap_ms = gap_env ? strtol(gap_env, NULL, 10) : 0;
+    long jitter_ms = jit_env ? strtol(jit_env, NULL, 10) : 0;
+    srand((unsigned)now_ms());
     for (int i = 0; i < count; i++) {
         int fail = i % 2 == 0;
-        char url[512];
-        snprintf(url, sizeof url, "%s/v1/agent/check/%s/%s", agent, fail ? "fail" : "pass", check);
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        if (curl_easy_perform(e) != CURLE_OK) {
-            fprintf(stderr, "propagate: PUT %s failed\n", url);
+        long quiet = gap_ms + (jitter_ms > 0 ? rand() % (jitter_ms + 1) : 0);
+        if (quiet > 0)
+            usleep((useconds_t)quiet * 1000);
+        if (put_check(e, agent, check, fail) < 0)
             return 1;
-        }
         double t0 = now_ms();
         int want = fail ? down : up;
         while (servers(sock, backend) != want) {
-            if (now_ms() - t0 > 10000) {
-                fprintf(stderr, "propagate: change %d not applied within 10 s\n", i);
+            if (now_ms() - t0 > 30000) {
+                fprintf(stderr, "propagate: change %d not applied within 30 s\n", i);
                 return 1;
             }
             usleep(200);
@@ -129,8 +234,5 @@ int main(int argc, char **argv)
         lat[i] = now_ms() - t0;
         printf("%.3f\n", lat[i]);
     }
-    qsort(lat, (size_t)count, sizeof *lat, cmp);
-    fprintf(stderr, "propagate: n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms\n", count,
-            lat[count / 2], lat[(int)(count * 0.99)], lat[count - 1]);
-    return 0;
+    return summary(lat, count);
 }
