@@ -1,7 +1,9 @@
 /*
- * HAProxy Runtime API driver; see haproxy.h. One command per connection,
- * commands run one at a time from a queue; every socket operation is
- * non-blocking on the shared loop, with a timeout per command.
+ * HAProxy Runtime API driver; see haproxy.h. Commands are pipelined over
+ * one interactive-mode connection (opened when something is queued, closed
+ * when nothing is), independent ops of an apply run side by side; every
+ * socket operation is non-blocking on the shared loop, with a timeout on
+ * each wait for an answer.
  */
 #include "proxy/haproxy.h"
 
