@@ -684,6 +684,12 @@ static void on_check_update_done(const struct consul_response *resp, void *arg)
                      c->check_id, c->service_id);
             if (s && s->state == REG_SYNCED)
                 s->state = REG_PENDING;
+            /* The agent just answered: a retry still waiting out the backoff
+             * of an earlier outage must not hold this back. */
+            if (r->cleaned) {
+                loop_timer_stop(r->retry_timer);
+                backoff_reset(&r->backoff);
+            }
             reg_kick(r);
             return;
         }
