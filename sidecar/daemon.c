@@ -52,6 +52,7 @@ struct daemon {
     struct loop_timer *once_timer;
     struct loop_timer *once_deadline;
     struct loop_timer *release_wait;   /* shutdown: a Kong write still on the wire */
+    char last_holder[256];             /* writer lock holder at the last scrape */
     uint64_t release_by;
     int pending_stops;
 };
@@ -147,6 +148,17 @@ static void collect(struct metrics *m, void *arg)
         struct metrics_gauge *w = metrics_gauge(m, "consul_sidecar_writer",
                                                 "1 while this sidecar is the elected writer", "proxy");
         metrics_gauge_set(w, "kong", elect_is_writer(d->elect));
+        /* Who holds the lock, as every sidecar sees it: 1 for the holder, 0
+         * for a node that held it before. */
+        struct metrics_gauge *h = metrics_gauge(m, "consul_sidecar_writer_holder",
+                                                "1 for the node holding the Kong writer lock",
+                                                "holder");
+        const char *holder = elect_holder(d->elect) ? elect_holder(d->elect) : "";
+        if (d->last_holder[0] && strcmp(d->last_holder, holder) != 0)
+            metrics_gauge_set(h, d->last_holder, 0);
+        if (holder[0])
+            metrics_gauge_set(h, holder, 1);
+        snprintf(d->last_holder, sizeof d->last_holder, "%s", holder);
     }
 }
 
