@@ -357,8 +357,12 @@ static void job_after_cmd(struct job *j, int status)
         return;
     }
     if (!ok) {
-        snprintf(msg, sizeof msg, "nginx reload failed (%s); the new file is in place and will "
-                 "be used by the next successful reload", why);
+        /* The file goes back to what nginx still runs, so the next read-back
+         * sees the change as not applied and renders, tests and reloads it
+         * again (left in place, an unchanged render would never reload). */
+        int r = restore(j);
+        snprintf(msg, sizeof msg, "nginx reload failed (%s); the previous %s was %s, the change "
+                 "will be tried again", why, j->path, r == 0 ? "put back" : "NOT restored");
         job_finish(j, 0, msg);
         return;
     }
