@@ -43,6 +43,17 @@ struct task {
 
 static void task_step(struct task *t);
 
+/* A target object carries our ownership tag. */
+static int target_is_ours(const char *body, const char *tag)
+{
+    cJSON *o = cJSON_Parse(body);
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags"), *x;
+    int ours = 0;
+    cJSON_ArrayForEach(x, tags) if (cJSON_IsString(x) && strcmp(x->valuestring, tag) == 0) ours = 1;
+    cJSON_Delete(o);
+    return ours;
+}
+
 #define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
 
 /* Tasks run one at a time: starts the next queued one, if any. */
@@ -387,8 +398,20 @@ static void on_response(struct http_response *r, void *arg)
             if (r->status == 201 || r->status == 200) { /* 200: Kong 2.2-2.8 upsert */
                 op_result(t, 1, NULL);
             } else if (r->status == 409) {
-                t->step = 1;           /* exists: make sure of its weight */
+                t->step = 3;           /* exists: ours (tagged)? then its weight */
                 task_step(t);
+            } else {
+                op_result(t, 0, desc);
+            }
+        } else if (t->step == 3) {
+            if (r->status == 200 && target_is_ours(body, k->tag)) {
+                t->step = 1;
+                task_step(t);
+            } else if (r->status == 200 || r->status == 404) {
+                /* A target someone made by hand (no ownership tag): never
+                 * touched, so it stays theirs. */
+                op_result(t, 0, "a target with this address exists in Kong but was not made by "
+                                "consul-sidecar (no ownership tag): left alone");
             } else {
                 op_result(t, 0, desc);
             }
@@ -484,7 +507,10 @@ static void task_step(struct task *t)
     int post = (op->kind == PROXY_OP_ADD && t->step == 0) ||
                (op->kind == PROXY_OP_SET_WEIGHT && t->step == 1);
     int rc;
-    if (op->kind == PROXY_OP_REMOVE) {
+    if (op->kind == PROXY_OP_ADD && t->step == 3) {
+        snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
+        rc = request(k, "GET", path, NULL, err, sizeof err);
+    } else if (op->kind == PROXY_OP_REMOVE) {
         snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
         rc = request(k, "DELETE", path, NULL, err, sizeof err);
     } else if (post) {

@@ -57,6 +57,17 @@ wait_for 15 "applied through a slow Kong" kong_targets_are orders "10.9.9.9:80=5
 deregister_instance node-1 orders-6
 wait_for 10 "and back" kong_targets_are orders "10.9.9.9:80=5 127.0.0.1:9001=1"
 
+# An instance at the address of the hand-made target: the POST meets 409,
+# the target is not ours (no ownership tag), so it is left exactly as it is
+# (no PATCH of its weight).
+curl -s -X DELETE "$KONG_CONTROL/requests" >/dev/null
+curl -sf -X PUT "$(agent_url node-1)/v1/agent/service/register" \
+    -d '{"ID":"orders-9","Name":"orders","Address":"10.9.9.9","Port":80,"Check":{"CheckID":"orders-9-ttl","TTL":"10m","Status":"passing"}}' >/dev/null
+wait_for 10 "the conflict seen" log_has sidecar "was not made by consul-sidecar"
+expect_eq "hand-made target untouched" "10.9.9.9:80=5 127.0.0.1:9001=1" "$(kong_targets orders)"
+expect_not_contains "no PATCH of someone else's target" "PATCH /upstreams/orders/targets/10.9.9.9:80" "$(curl -s "$KONG_CONTROL/requests.txt")"
+deregister_instance node-1 orders-9
+
 # Kong wiped (a fresh database): restored by the periodic read-back.
 curl -s -X POST "$KONG_CONTROL/reset" >/dev/null
 wait_for 10 "upstream and targets restored" kong_targets_are orders "127.0.0.1:9001=1"
