@@ -1432,14 +1432,7 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
             snprintf(err, errlen, "CONSUL_HTTP_SSL: not a boolean: \"%.32s\"", o->http_ssl);
             return -1;
         }
-        if (b && cfg->consul_addr && !strstr(cfg->consul_addr, "://")) {
-            char *https = malloc(strlen(cfg->consul_addr) + 9);
-            if (https == NULL)
-                goto oom;
-            snprintf(https, strlen(cfg->consul_addr) + 9, "https://%s", cfg->consul_addr);
-            free(cfg->consul_addr);
-            cfg->consul_addr = https;
-        }
+        cfg->http_ssl = b;   /* applied once every source is in (config_load) */
     }
     return 0;
 oom:
@@ -1518,6 +1511,20 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
     if (apply_overrides(cfg, env, "environment", err, errlen) < 0 ||
         apply_overrides(cfg, flags, "flag", err, errlen) < 0)
         goto fail;
+    /* CONSUL_HTTP_SSL=true: https for an address given without a scheme,
+     * wherever it came from (file, CONSUL_HTTP_ADDR or -consul-addr), and
+     * for the default one, as the consul CLI does. */
+    if (cfg->http_ssl && (cfg->consul_addr == NULL || !strstr(cfg->consul_addr, "://"))) {
+        const char *a = cfg->consul_addr ? cfg->consul_addr : "127.0.0.1:8500";
+        char *https = malloc(strlen(a) + 9);
+        if (https == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        snprintf(https, strlen(a) + 9, "https://%s", a);
+        free(cfg->consul_addr);
+        cfg->consul_addr = https;
+    }
     if (cfg->node == NULL) {
         char host[256] = "";
         if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
@@ -1683,6 +1690,42 @@ static void add_dur(cJSON *o, const char *k, int64_t ms)
     cJSON_AddStringToObject(o, k, dur_format_ms(ms, b, sizeof b));
 }
 
+/* "http://user:pass@host/x" -> "http://<redacted>@host/x"; others as they are. */
+static const char *redact_userinfo(const char *url, char *out, size_t len)
+{
+    const char *scheme = url ? strstr(url, "://") : NULL;
+    if (scheme == NULL)
+        return url;
+    const char *host = scheme + 3, *end = host + strcspn(host, "/?#"), *at = NULL;
+    for (const char *p = host; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL)
+        return url;
+    snprintf(out, len, "%.*s<redacted>%s", (int)(host - url), url, at);
+    return out;
+}
+
+/* A check definition as -validate prints it: header values (they carry
+ * credentials: Authorization, API keys) and URL passwords hidden. */
+static void redact_check(cJSON *ck)
+{
+    if (!cJSON_IsObject(ck))
+        return;
+    cJSON *hdr = cJSON_GetObjectItemCaseSensitive(ck, "Header"), *h;
+    cJSON_ArrayForEach(h, hdr) {
+        cJSON *v;
+        cJSON_ArrayForEach(v, h) if (cJSON_IsString(v)) cJSON_SetValuestring(v, "<redacted>");
+    }
+    cJSON *u = cJSON_GetObjectItemCaseSensitive(ck, "HTTP");
+    char safe[2048];
+    if (cJSON_IsString(u)) {
+        const char *r = redact_userinfo(u->valuestring, safe, sizeof safe);
+        if (r != u->valuestring)
+            cJSON_SetValuestring(u, r);
+    }
+}
+
 static void add_secret(cJSON *o, const char *k, const char *v)
 {
     if (v)
@@ -1718,6 +1761,10 @@ char *config_effective_json(const struct config *cfg)
         cJSON *d = cJSON_Duplicate(cfg->services[i].definition, 1);
         if (cJSON_GetObjectItemCaseSensitive(d, "Token"))
             cJSON_ReplaceItemInObjectCaseSensitive(d, "Token", cJSON_CreateString("<redacted>"));
+        redact_check(cJSON_GetObjectItemCaseSensitive(d, "Check"));
+        const cJSON *ck;
+        cJSON_ArrayForEach(ck, cJSON_GetObjectItemCaseSensitive(d, "Checks"))
+            redact_check((cJSON *)ck);
         cJSON_AddItemToArray(svcs, d);
     }
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
@@ -1725,7 +1772,9 @@ char *config_effective_json(const struct config *cfg)
         const struct cfg_probe *p = &cfg->probes[i];
         cJSON *x = cJSON_CreateObject();
         add_str(x, "check_id", p->check_id);
-        add_str(x, p->spec.kind == PROBE_HTTP ? "http" : "tcp", p->spec.target);
+        char safe[2048];
+        add_str(x, p->spec.kind == PROBE_HTTP ? "http" : "tcp",
+                redact_userinfo(p->spec.target, safe, sizeof safe));
         add_dur(x, "interval", p->spec.interval_ms);
         add_dur(x, "timeout", p->spec.timeout_ms);
         add_dur(x, "ttl", p->ttl_ms);

@@ -76,6 +76,7 @@ struct config {
     char *node;
     int64_t resync_ms;
     struct http_tls tls;          /* strings owned */
+    int http_ssl;                 /* CONSUL_HTTP_SSL=true */
     char *listen;
     char *state_dir;
     enum log_level log_level;

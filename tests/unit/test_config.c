@@ -249,6 +249,12 @@ START_TEST(test_cli_rejects_unknown_flags_and_missing_values)
     ck_assert_str_eq(cfg.consul_addr, "https://consul:8501");
     ck_assert_int_eq(cfg.tls.insecure, 1);
     config_free(&cfg);
+    /* CONSUL_HTTP_SSL also turns a flag's scheme-less address into https. */
+    char *envp3[] = {"CONSUL_HTTP_SSL=true", NULL};
+    char *argv5[] = {"consul-sidecar", "-consul-addr", "consul:8502", NULL};
+    ck_assert_int_eq(cli_parse(3, argv5, envp3, &a, &cfg, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.consul_addr, "https://consul:8502");
+    config_free(&cfg);
 }
 END_TEST
 
@@ -272,6 +278,19 @@ START_TEST(test_token_files_are_trimmed_checked_and_never_printed)
     ck_assert_ptr_null(strstr(json, "svc-secret"));
     ck_assert_ptr_null(strstr(json, "kong-secret"));
     ck_assert_ptr_nonnull(strstr(json, "<redacted>"));
+    free(json);
+    config_free(&cfg);
+    /* Check headers and URL passwords are credentials too. */
+    ck_assert_msg(load("{\"service\": {\"name\": \"w\", \"checks\": [{\"http\": "
+                       "\"http://u:url-secret@127.0.0.1:1/x\", \"interval\": \"10s\", "
+                       "\"header\": {\"Authorization\": [\"Bearer hdr-secret\"]}}, "
+                       "{\"ttl\": \"30s\", \"probe\": {\"http\": \"http://p:probe-secret@127.0.0.1:2/\"}}]}}",
+                       &cfg, err, sizeof err) == 0, "%s", err);
+    json = config_effective_json(&cfg);
+    ck_assert_ptr_null(strstr(json, "hdr-secret"));
+    ck_assert_ptr_null(strstr(json, "url-secret"));
+    ck_assert_ptr_null(strstr(json, "probe-secret"));
+    ck_assert_ptr_nonnull(strstr(json, "http://<redacted>@127.0.0.1:1/x"));
     free(json);
     config_free(&cfg);
     /* Unreadable: one clear error, and the secret's path is named. */
