@@ -14,6 +14,7 @@ NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/cs-$NAME.XXXXXX")
 PIDS=""
 NAMES=""
+SIDECAR_LOGS=""
 FAILED=0
 CHECKS=0
 
@@ -38,6 +39,12 @@ cleanup() {
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$f"; then
             fail "$(basename "$f" .log): sanitizer report: $(grep -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$f")"
         fi
+    done
+    # SECRETS: words (tokens) that must appear in no sidecar's log.
+    for f in $SIDECAR_LOGS; do
+        for _s in ${SECRETS:-}; do
+            grep -qF -- "$_s" "$f" 2>/dev/null && fail "$(basename "$f" .log) logged a secret"
+        done
     done
     for f in "$T"/*.valgrind; do
         [ -s "$f" ] || continue
@@ -172,6 +179,7 @@ start_sidecar() {
     start_bg "$_sn" $_vg "$BIN/consul-sidecar" -config "$_cfg" -listen 127.0.0.1:0 \
         -state-dir "$T/state-$_sn" "$@"
     SIDECAR_PID=$LAST_PID
+    SIDECAR_LOGS="$SIDECAR_LOGS $T/$_sn.log"
     mkdir -p "$T/state-$_sn"
     wait_for "$( [ "${VALGRIND:-0}" = 1 ] && echo 60 || echo 10 )" "$_sn status endpoint" grep -q 'Status endpoint listening on' "$T/$_sn.log" || return 1
     STATUS_URL="http://$(sed -n 's/.*Status endpoint listening on \([0-9.:]*\).*/\1/p' "$T/$_sn.log" | head -n1)"

@@ -21,6 +21,9 @@ JSON
 start_sidecar sidecar "$T/sidecar.json" || finish
 wait_for 10 "web-1 in the catalog" catalog_has web '"ID":"web-1"'
 wait_for 10 "db in the catalog" catalog_has db '"Service":"db"'
+body=$(curl -s "$CONSUL/v1/catalog/service/web")
+expect_contains "in the catalog itself" '"ServiceID":"web-1"' "$body"
+expect_contains "catalog: port" '"ServicePort":8080' "$body"
 body=$(curl -s "$CONSUL/v1/health/service/web")
 expect_contains "tag sent" '"v1"' "$body"
 expect_contains "meta sent" '"version":"1.4.2"' "$body"

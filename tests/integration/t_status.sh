@@ -4,9 +4,16 @@
 # documented families; unknown paths 404, writes 405; loopback only.
 . "$(dirname "$0")/lib.sh"
 start_consul || finish
+start_kong || finish
+start_backend probe-target || finish
+register_instance node-1 orders-1 orders 9001
 cat > "$T/sidecar.json" <<JSON
-{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1s"}, "node": "node-1", "drain": "0s",
- "service": {"name": "gateway", "id": "gw-1", "port": 8000}}
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1s", "datacenter": "dc1"}, "node": "node-1", "drain": "0s",
+ "service": {"name": "gateway", "id": "gw-1", "port": 8000,
+             "check": {"ttl": "10s", "probe": {"tcp": "127.0.0.1:$BACKEND_PORT", "interval": "1s"}}},
+ "upstreams": [{"service": "orders", "proxy": "kong"}],
+ "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
+ "watch": {"quiescence": {"min": "0s", "max": "0s"}}}
 JSON
 start_sidecar sidecar "$T/sidecar.json" || finish
 wait_for 10 "healthy" sh -c "curl -sf '$STATUS_URL/health' >/dev/null"
@@ -14,19 +21,40 @@ http GET "$STATUS_URL/status"
 expect_eq "/status code" 200 "$STATUS"
 expect_contains "/status node" '"node": "node-1"' "$BODY"
 expect_contains "/status service" '"gw-1"' "$BODY"
+wait_for 10 "upstream synced" kong_targets_are orders "127.0.0.1:9001=1"
+wait_for 10 "probe passing" sh -c "curl -s '$CONSUL/v1/agent/checks' | grep -q '\"Status\":\"passing\"'"
+curl -s -X POST "$CONTROL/leader" -d '{"leader":"server-2"}' >/dev/null
+wait_for 10 "leader change seen" log_has sidecar "New leader elected: 10.0.0.2:8300"
+http GET "$STATUS_URL/status"
+for f in '"datacenter": "dc1"' '"leader": "10.0.0.2:8300"' '"peers"' '"members"' \
+         '"upstreams"' '"name": "orders"' '"target": "127.0.0.1:9001"' '"last_sync"' '"last_result"'; do
+    expect_contains "/status field $f" "$f" "$BODY"
+done
 http GET "$STATUS_URL/metrics"
 metrics=$BODY
 printf '%s\n' "$metrics" > "$T/metrics.txt"
 "$BIN/promcheck" < "$T/metrics.txt" > "$T/samples.txt" 2> "$T/promcheck.err"
 expect_eq "metrics are valid Prometheus text ($(cat "$T/promcheck.err"))" 0 "$?"
 for m in consul_sidecar_build_info consul_sidecar_consul_requests_total \
-         consul_sidecar_registration_state; do
+         consul_sidecar_registration_state consul_sidecar_check_status \
+         consul_sidecar_sync_latency_seconds_bucket consul_sidecar_sync_latency_seconds_count \
+         consul_sidecar_proxy_calls_total consul_sidecar_upstream_targets \
+         consul_sidecar_leader_changes_total consul_sidecar_watch_events_total \
+         consul_sidecar_cluster_members consul_sidecar_consul_writes_total; do
     expect_contains "metric $m" "$m" "$(cat "$T/samples.txt")"
 done
+expect_contains "targets per upstream" 'consul_sidecar_upstream_targets{upstream="orders"} 1' "$metrics"
 http GET "$STATUS_URL/nope";   expect_eq "unknown path" 404 "$STATUS"
 http POST "$STATUS_URL/health" '{}'; expect_eq "no writes" 405 "$STATUS"
 expect_contains "loopback only" "127.0.0.1:" "$(grep 'Status endpoint listening' "$T/sidecar.log")"
 
+# A sync that fails: 503 naming the upstream.
+curl -s -X POST "$KONG_CONTROL/down" >/dev/null
+register_instance node-1 orders-2 orders 9002
+wait_for 10 "503 while the sync fails" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$STATUS_URL/health')\" = 503 ]"
+expect_contains "503 names the upstream" "upstream 'orders'" "$(curl -s "$STATUS_URL/health")"
+curl -s -X POST "$KONG_CONTROL/up" >/dev/null
+wait_for 30 "healthy again once Kong is back" sh -c "curl -sf '$STATUS_URL/health' >/dev/null"
 curl -s -X POST "$CONTROL/agents/node-1/down" >/dev/null
 curl -s -X POST -d '{"persist": false}' "$CONTROL/agents/node-1/restart" >/dev/null
 wait_for 10 "503 while the agent is down" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$STATUS_URL/health')\" = 503 ]"
