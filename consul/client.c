@@ -9,6 +9,10 @@
 
 #define CONSUL_DEFAULT_ADDR "127.0.0.1:8500"
 #define CONSUL_DEFAULT_MAX_BODY (8u * 1024 * 1024)
+/* /v1/health/state/<state> lists every check of the cluster (the change
+ * detector's long-poll): ~300 bytes a check, so 100,000 checks need more
+ * than the default cap. Still bounded. */
+#define CONSUL_CLUSTER_WIDE_MAX_BODY (64u * 1024 * 1024)
 #define CONSUL_DEFAULT_TIMEOUT_MS 10000
 
 struct consul_call {
@@ -340,7 +344,10 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
         .headers = headers,
         .user_agent = c->user_agent,
         .timeout_ms = call->timeout_ms,
-        .max_body = c->max_body,
+        .max_body = strncmp(call->path, "/v1/health/state/", 17) == 0 &&
+                            c->max_body < CONSUL_CLUSTER_WIDE_MAX_BODY
+                        ? CONSUL_CLUSTER_WIDE_MAX_BODY
+                        : c->max_body,
         .tls = &c->tls,
         .connect_to = c->connect_to[0] ? c->connect_to : NULL,
     };

@@ -165,8 +165,11 @@ static void on_nodes(const struct consul_response *r, void *arg)
 static void on_nodes_error(const struct consul_response *r, const char *what, void *arg)
 {
     (void)r;
-    (void)what;
-    (void)arg; /* the registrar and the upstream watches report Consul errors */
+    (void)arg;
+    /* Consul being unreachable is reported by the registrar and the upstream
+     * watches; a long-poll gone silent is this watch's own news. */
+    if (what && strstr(what, "did not return within"))
+        log_warn("cluster view: %s", what);
 }
 
 struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, struct metrics *m,

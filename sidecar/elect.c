@@ -339,6 +339,13 @@ static void on_kv(const struct consul_response *r, void *arg)
 {
     struct elect *e = arg;
     e->kv_call = NULL;
+    if (r->err == HTTP_ERR_TIMEOUT && e->kv_index > 0) {
+        /* The long-poll went silent (the server lost it): say so, ask again. */
+        log_warn("writer election for '%s': blocking read of the lock key did not return in "
+                 "time, restarting", e->what);
+        kv_read(e);
+        return;
+    }
     if (r->err != HTTP_OK || (r->status != 200 && r->status != 404)) {
         loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
         return;

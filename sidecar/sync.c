@@ -939,8 +939,20 @@ void sync_collect(const struct sync *s, struct metrics *m)
         m, "consul_sidecar_watch_index_resets_total",
         "Blocking-query indexes reset because they went backwards", "upstream");
     for (size_t i = 0; i < s->n_ups; i++) {
+        if (s->ups[i]->detected)
+            continue;   /* followed by the detector: its long-polls count below */
         const struct consul_watch_stats *st = consul_watch_stats(s->ups[i]->watch);
         metrics_counter_set(restarts, s->ups[i]->name, (double)st->dead_restarts);
         metrics_counter_set(resets, s->ups[i]->name, (double)st->resets);
+    }
+    /* The change detector's two long-polls, under their own labels. */
+    const struct consul_watch *det[2] = {s->det_checks, s->det_services};
+    const char *det_name[2] = {"(detector) health/state", "(detector) catalog/services"};
+    for (int k = 0; k < 2; k++) {
+        if (det[k] == NULL)
+            continue;
+        const struct consul_watch_stats *st = consul_watch_stats(det[k]);
+        metrics_counter_set(restarts, det_name[k], (double)st->dead_restarts);
+        metrics_counter_set(resets, det_name[k], (double)st->resets);
     }
 }
