@@ -285,7 +285,7 @@ tick=$(getconf CLK_TCK)
     echo "| HAProxy, runtime API (add/drain/del server) | $NH | $(stats "$R/http-haproxy.txt") | 1x |"
     echo "| nginx, render + \`nginx -t\` + reload per change (what consul-template does) | $NH | $(stats "$R/http-nginx.txt") | $(ratio "$(p50 http-nginx)" "$(p50 http-haproxy)")x |"
     echo
-    echo "nginx reloads in that run: $NGX_RELOADS for $((2 * NH)) changes (each addition and removal alters the rendered file)."
+    echo "\"reconfiguring\" notices in nginx's log during that run: $NGX_RELOADS, for $((2 * NH)) changes (each addition and removal is rendered, tested and reloaded)."
     echo
     echo "## 3. Footprint"
     echo
