@@ -146,7 +146,7 @@ static void on_done(struct http_response *r, void *arg)
     p->call = NULL;
     const char *m = p->spec.method ? p->spec.method : "GET";
     if (p->spec.kind == PROBE_TCP) {
-        if (r->err == HTTP_OK || r->err == HTTP_ERR_OTHER) {
+        if (r->err == HTTP_OK) {   /* the port accepted; anything else is a failure */
             snprintf(out, sizeof out, "TCP connect %s: Success", p->spec.target);
             result(p, "passing", out);
         } else {

@@ -87,6 +87,44 @@ static const char *probe_over(const int *statuses, int n, int succ, int fail_war
     return out;
 }
 
+/* A TCP probe passes only when the port accepts: a refused port, or a
+ * target that cannot even be resolved, is critical (never "fails open"). */
+static const char *tcp_probe_once(const char *target)
+{
+    n_reports = 0;
+    char err[128];
+    struct loop *l = loop_new();
+    struct probe_spec spec = {.kind = PROBE_TCP, .target = (char *)target, .interval_ms = 1000,
+                              .timeout_ms = 500};
+    struct probe *p = probe_new(l, &spec, on_probe, NULL, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    probe_start(p);
+    uint64_t t0 = loop_clock_ms();
+    while (n_reports == 0 && loop_clock_ms() - t0 < 3000)
+        loop_run_once(l, 20);
+    probe_free(p);
+    loop_free(l);
+    return n_reports ? reports[0] : "none";
+}
+
+START_TEST(test_tcp_probe_passes_only_when_the_port_accepts)
+{
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+                                            serve_script, NULL, MHD_OPTION_END);
+    ck_assert_ptr_nonnull(d);
+    char open_port[64], closed_port[64];
+    int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    snprintf(open_port, sizeof open_port, "127.0.0.1:%d", port);
+    script_status[0] = 200;
+    n_script = 1;
+    ck_assert_str_eq(tcp_probe_once(open_port), "passing");
+    MHD_stop_daemon(d);
+    snprintf(closed_port, sizeof closed_port, "127.0.0.1:%d", port);  /* now closed */
+    ck_assert_str_eq(tcp_probe_once(closed_port), "critical");
+    ck_assert_str_eq(tcp_probe_once("no-such-host.invalid:80"), "critical");
+}
+END_TEST
+
 START_TEST(test_probe_thresholds_are_consul_s)
 {
     /* failures_before_critical 3: two failures keep passing, the third
@@ -197,6 +235,7 @@ int main(void)
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_ttl_sends_first_result_and_changes_at_once);
     tcase_add_test(t, test_probe_thresholds_are_consul_s);
+    tcase_add_test(t, test_tcp_probe_passes_only_when_the_port_accepts);
     tcase_add_test(t, test_ttl_refreshes_before_it_lapses_and_not_more);
     tcase_add_test(t, test_ttl_retries_failed_sends_before_the_ttl);
     tcase_add_test(t, test_metrics_render_valid_text_with_escaped_labels);
