@@ -851,9 +851,16 @@ void sync_set_writer(struct sync *s, const char *proxy, int is_writer)
         p->driver->writes_stopped = !is_writer;   /* at once, mid-apply too */
     if (!is_writer)
         return;
-    for (size_t i = 0; i < s->n_ups; i++)
-        if (s->ups[i]->proxy == p)
-            up_sync(s->ups[i]);
+    uint64_t now = loop_clock_ms();
+    for (size_t i = 0; i < s->n_ups; i++) {
+        if (s->ups[i]->proxy != p)
+            continue;
+        /* Changes a standby held count from the takeover, or the latency
+         * histogram would show the whole time it was not the writer. */
+        if (s->ups[i]->pending)
+            s->ups[i]->change_at = now;
+        up_sync(s->ups[i]);
+    }
 }
 
 int sync_proxy_writing(const struct sync *s, const char *proxy)
