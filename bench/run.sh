@@ -130,26 +130,7 @@ sed -i 's/be_orders/be_web/' "$T/haproxy.cfg"; stop_pid "$HAPROXY_PID" TERM
 start_bg haproxy-web haproxy -db -f "$T/haproxy.cfg"; HAPROXY_PID=$LAST_PID
 wait_for 10 "web haproxy" test -S "$HAPROXY_SOCK"
 NGINX_PORT=$("$BIN/freeport" 1)
-mkdir -p "$T/ngx/conf.d" "$T/ngx/logs"
-cat > "$T/ngx/nginx.conf" <<CFG
-daemon off;
-worker_processes 1;
-pid $T/ngx/nginx.pid;
-error_log $T/ngx/logs/error.log notice;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $T/ngx/tmp_body;
-    proxy_temp_path $T/ngx/tmp_proxy;
-    fastcgi_temp_path $T/ngx/tmp_fcgi;
-    uwsgi_temp_path $T/ngx/tmp_uwsgi;
-    scgi_temp_path $T/ngx/tmp_scgi;
-    include $T/ngx/conf.d/*.conf;
-    server { listen 127.0.0.1:$NGINX_PORT; location / { proxy_pass http://web; } }
-}
-CFG
-printf 'upstream web { server 127.0.0.1:%s; }\n' "$PORT_a" > "$T/ngx/conf.d/consul-web.conf"
-NGX="nginx -p $T/ngx -c $T/ngx/nginx.conf"
+nginx_setup "$T/ngx" "$NGINX_PORT" web "$PORT_a"
 start_bg nginx $NGX
 wait_for 10 "nginx up" test -s "$T/ngx/nginx.pid"
 web_sidecar() { # NAME PROXY

@@ -242,6 +242,37 @@ CFG
 }
 haproxy_cmd() { printf '%s\n' "$1" | socat - "UNIX-CONNECT:$HAPROXY_SOCK"; }
 
+# nginx_setup DIR PORT UPSTREAM SEED_PORT: an unprivileged nginx in DIR
+# listening on 127.0.0.1:PORT, proxying to the upstream UPSTREAM whose file
+# (DIR/conf.d/consul-UPSTREAM.conf, the sidecar's) starts with one server,
+# SEED_PORT; sets NGX (the command line, for test_cmd) without starting it.
+nginx_setup() {
+    mkdir -p "$1/conf.d" "$1/logs"
+    cat > "$1/nginx.conf" <<CFG
+daemon off;
+master_process on;
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/logs/error.log notice;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $1/tmp_body;
+    proxy_temp_path $1/tmp_proxy;
+    fastcgi_temp_path $1/tmp_fcgi;
+    uwsgi_temp_path $1/tmp_uwsgi;
+    scgi_temp_path $1/tmp_scgi;
+    include $1/conf.d/*.conf;
+    server {
+        listen 127.0.0.1:$2;
+        location / { proxy_pass http://$3; }
+    }
+}
+CFG
+    printf 'upstream %s { server 127.0.0.1:%s; }\n' "$3" "$4" > "$1/conf.d/consul-$3.conf"
+    NGX="nginx -p $1 -c $1/nginx.conf"
+}
+
 # served_by URL N: the set of distinct answers over N requests, sorted, one line.
 served_by() {
     for _i in $(seq "${2:-12}"); do curl -s --max-time 2 "$1"; echo; done | grep -v '^$' | sort -u | tr '\n' ' ' | sed 's/ $//'

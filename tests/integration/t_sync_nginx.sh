@@ -8,30 +8,7 @@ start_consul || finish
 for b in a b; do start_backend "orders-$b" || finish; eval "PORT_$b=$BACKEND_PORT"; done
 register_instance node-1 orders-a orders "$PORT_a"
 NGINX_PORT=$("$BIN/freeport" 1)
-mkdir -p "$T/nginx/conf.d" "$T/nginx/logs"
-cat > "$T/nginx/nginx.conf" <<CFG
-daemon off;
-master_process on;
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $T/nginx/tmp_body;
-    proxy_temp_path $T/nginx/tmp_proxy;
-    fastcgi_temp_path $T/nginx/tmp_fcgi;
-    uwsgi_temp_path $T/nginx/tmp_uwsgi;
-    scgi_temp_path $T/nginx/tmp_scgi;
-    include $T/nginx/conf.d/*.conf;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / { proxy_pass http://orders; }
-    }
-}
-CFG
-printf 'upstream orders { server 127.0.0.1:%s; }\n' "$PORT_a" > "$T/nginx/conf.d/consul-orders.conf"
-NGX="nginx -p $T/nginx -c $T/nginx/nginx.conf"
+nginx_setup "$T/nginx" "$NGINX_PORT" orders "$PORT_a"
 start_bg nginx $NGX; NGINX_PID=$LAST_PID
 FRONT="http://127.0.0.1:$NGINX_PORT"
 wait_for 10 "nginx serves" serves_exactly "$FRONT" "orders-a"
