@@ -132,6 +132,19 @@ wait_for 5 "acquire after lock-delay" sh -c "[ \"\$(curl -s -X PUT '$A/v1/kv/loc
 expect_eq "release" true "$(curl -s -X PUT "$A/v1/kv/lock?release=$s2")"
 expect_eq "release not held" false "$(curl -s -X PUT "$A/v1/kv/lock?release=$s2")"
 expect_eq "re-acquire right after a clean release" true "$(curl -s -X PUT "$A/v1/kv/lock?acquire=$s2" -d holder2)"
+# Behavior "delete": destroying the session deletes the key, wakes a watcher
+# of it, and the lock delay still holds for the key's name.
+s3=$(curl -s -X PUT "$A/v1/session/create" -d '{"TTL":"10s","LockDelay":"2s","Behavior":"delete"}' | sed 's/.*"ID":"\([^"]*\)".*/\1/')
+expect_eq "acquire (delete behavior)" true "$(curl -s -X PUT "$A/v1/kv/dlock?acquire=$s3" -d holder3)"
+didx=$(curl -s -D - -o /dev/null "$A/v1/kv/dlock" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-consul-index" {print $2}')
+( curl -s -o "$T/dlock-watch.out" -w '%{http_code}' "$A/v1/kv/dlock?index=$didx&wait=10s" > "$T/dlock-watch.code" ) &
+watcher=$!
+curl -s -X PUT "$A/v1/session/destroy/$s3" >/dev/null
+wait_for 5 "the key's watcher woke" test -s "$T/dlock-watch.code"
+wait "$watcher" 2>/dev/null
+expect_eq "the key is gone" 404 "$(cat "$T/dlock-watch.code")"
+expect_eq "lock delay kept for the deleted key" false "$(curl -s -X PUT "$A/v1/kv/dlock?acquire=$s2" -d holder2)"
+wait_for 5 "acquire after the lock delay" sh -c "[ \"\$(curl -s -X PUT '$A/v1/kv/dlock?acquire=$s2' -d holder2)\" = true ]"
 
 # Control faults: status, garbage, close, index; restart without persistence.
 curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/status/leader","count":1,"kind":"status","status":503,"body":"boom"}' >/dev/null

@@ -778,12 +778,22 @@ void session_invalidate(struct session *s)
         if (!k->used || strcmp(k->session, s->id) != 0)
             continue;
         if (strcmp(s->behavior, "delete") == 0) {
+            /* The key goes, its lock delay stays (by key name, as Consul's),
+             * and the deletion moves the index so watchers of the key wake. */
+            int d = 0;
+            for (int j = 1; j < 64; j++)
+                if (S.deleted_delay[j].until < S.deleted_delay[d].until)
+                    d = j;
+            snprintf(S.deleted_delay[d].key, sizeof S.deleted_delay[d].key, "%s", k->key);
+            S.deleted_delay[d].until = now + (uint64_t)s->lock_delay_ms;
             free(k->value);
             memset(k, 0, sizeof *k);
-        } else {
-            k->session[0] = '\0';
-            k->modify_index = bump();
+            S.lock_delay_until[i] = 0;
+            S.kv_index = bump();
+            continue;
         }
+        k->session[0] = '\0';
+        k->modify_index = bump();
         S.kv_index = S.raft;
         S.lock_delay_until[i] = now + (uint64_t)s->lock_delay_ms;
     }
@@ -1514,6 +1524,12 @@ static enum MHD_Result kv_write(struct MHD_Connection *c, const char *method, co
         if (slot >= 0 && S.lock_delay_until[slot] > now_ms() && !(k && !strcmp(k->session, acq))) {
             result = "false";
             goto done;
+        }
+        for (int j = 0; k == NULL && j < 64; j++) {
+            if (S.deleted_delay[j].until > now_ms() && !strcmp(S.deleted_delay[j].key, key)) {
+                result = "false";   /* deleted with its session: still delayed */
+                goto done;
+            }
         }
     }
     if (k == NULL) {

@@ -111,6 +111,11 @@ struct dstate {
     struct session sessions[MAX_SESSIONS];
     struct kv kvs[1024];
     uint64_t lock_delay_until[1024]; /* per kv slot */
+    struct {                       /* lock delays of keys deleted with their
+                                      session (Behavior "delete") */
+        char key[512];
+        uint64_t until;
+    } deleted_delay[64];
     struct fault faults[64];
     int n_faults;
     cJSON *requests;               /* request log */
