@@ -784,7 +784,9 @@ void session_invalidate(struct session *s)
             for (int j = 1; j < 64; j++)
                 if (S.deleted_delay[j].until < S.deleted_delay[d].until)
                     d = j;
-            snprintf(S.deleted_delay[d].key, sizeof S.deleted_delay[d].key, "%s", k->key);
+            size_t kl = strnlen(k->key, sizeof k->key - 1);
+            memcpy(S.deleted_delay[d].key, k->key, kl);   /* both 512 bytes */
+            S.deleted_delay[d].key[kl] = '\0';
             S.deleted_delay[d].until = now + (uint64_t)s->lock_delay_ms;
             free(k->value);
             memset(k, 0, sizeof *k);
