@@ -198,6 +198,16 @@ static void close_conn(struct hap *h)
     buf_reset(&h->reply);
 }
 
+static void push(struct cmd **head, struct cmd **tail, struct cmd *c)
+{
+    c->next = NULL;
+    if (*tail)
+        (*tail)->next = c;
+    else
+        *head = c;
+    *tail = c;
+}
+
 static struct cmd *pop(struct cmd **head, struct cmd **tail)
 {
     struct cmd *c = *head;
@@ -209,7 +219,7 @@ static struct cmd *pop(struct cmd **head, struct cmd **tail)
 
 /* Calls each command's callback once, after the queue is consistent again
  * (a callback may queue more). */
-static void fail_list(struct hap *h, struct cmd *list, const char *err)
+static void fail_list(struct cmd *list, const char *err)
 {
     while (list) {
         struct cmd *c = list;
@@ -218,7 +228,6 @@ static void fail_list(struct hap *h, struct cmd *list, const char *err)
         free(c->text);
         free(c);
     }
-    (void)h;
 }
 
 /* The connection is unusable: everything sent fails with err. */
@@ -234,7 +243,7 @@ static void conn_failed(struct hap *h, const char *err)
         sent = pop(&h->head, &h->tail);
         sent->next = NULL;
     }
-    fail_list(h, sent, err);
+    fail_list(sent, err);
     if (h->head)
         loop_timer_start(h->kick, 0);
 }
@@ -376,13 +385,7 @@ static void pump(struct hap *h)
         }
         memcpy(h->out + h->out_len, h->head->text, n);
         h->out_len += n;
-        struct cmd *c = pop(&h->head, &h->tail);
-        c->next = NULL;
-        if (h->sent_tail)
-            h->sent_tail->next = c;
-        else
-            h->sent_head = c;
-        h->sent_tail = c;
+        push(&h->sent_head, &h->sent_tail, pop(&h->head, &h->tail));
         h->n_sent++;
     }
     if (h->sent_head == NULL && !h->prompt_pending && h->head == NULL) {
@@ -445,11 +448,7 @@ static int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
     c->text[n + 1] = '\0';
     c->fn = fn;
     c->arg = arg;
-    if (h->tail)
-        h->tail->next = c;
-    else
-        h->head = c;
-    h->tail = c;
+    push(&h->head, &h->tail, c);
     if (h->fd >= 0)
         pump(h);
     else if (!h->running)
