@@ -407,7 +407,11 @@ static void on_response(struct http_response *r, void *arg)
             if (r->status == 200 && target_is_ours(body, k->tag)) {
                 t->step = 1;
                 task_step(t);
-            } else if (r->status == 200 || r->status == 404) {
+            } else if (r->status == 404) {
+                /* The conflicting target is gone already: retried after a
+                 * fresh read of the proxy, as any failed change is. */
+                op_result(t, 0, "Kong answered 409 (target exists), then had no such target");
+            } else if (r->status == 200) {
                 /* A target someone made by hand (no ownership tag): never
                  * touched, so it stays theirs. */
                 op_result(t, 0, "a target with this address exists in Kong but was not made by "
