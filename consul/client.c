@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/rand.h"
+
 #define CONSUL_DEFAULT_ADDR "127.0.0.1:8500"
 #define CONSUL_DEFAULT_MAX_BODY (8u * 1024 * 1024)
 /* /v1/health/state/<state> lists every check of the cluster (the change
@@ -45,7 +47,20 @@ struct consul_client {
     struct consul_call *queue_head, *queue_tail;
     struct consul_call *active; /* everything started, for free() */
     struct consul_client_stats stats;
+    /* Unreachable: a connection failed and nothing has answered since. A
+     * cheap probe then asks every second, and the first answer tells every
+     * listener at once, so nothing waits out its own backoff. */
+    int unreachable;
+    struct loop_timer *probe_timer;
+    struct consul_call *probe_call;
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } listeners[CONSUL_MAX_LISTENERS];
+    int n_listeners;
 };
+
+static void on_probe_timer(void *arg);
 
 const struct consul_client_stats *consul_client_stats(const struct consul_client *c)
 {
@@ -138,6 +153,9 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
         return NULL;
     }
     c->loop = l;
+    c->probe_timer = loop_timer_new(l, on_probe_timer, c);
+    if (c->probe_timer == NULL)
+        goto oom;
     c->address = strdup(o->address && *o->address ? o->address : CONSUL_DEFAULT_ADDR);
     if (c->address == NULL ||
         consul_parse_address(c->address, c->base, sizeof c->base, c->sock, sizeof c->sock, &tls,
@@ -222,6 +240,7 @@ void consul_client_free(struct consul_client *c)
         c->queue_head = call->next;
         call_free(call);
     }
+    loop_timer_free(c->probe_timer);
     free(c->address);
     free(c->token_header);
     free(c->user_agent);
@@ -314,10 +333,27 @@ static void on_http_done(struct http_response *resp, void *arg)
     if (http_header(resp, "X-Consul-Contenthash", hash, sizeof hash))
         r.content_hash = hash;
 
+    if (call == c->probe_call)
+        c->probe_call = NULL;
+    int recovered = 0;
+    if (resp->err == HTTP_ERR_CONNECT) {
+        c->unreachable = 1;
+        if (!c->probe_call && !loop_timer_active(c->probe_timer))
+            loop_timer_start(c->probe_timer, rand_jitter_around(CONSUL_PROBE_MS, 0.2));
+    } else if (resp->err == HTTP_OK && c->unreachable) {
+        c->unreachable = 0;
+        recovered = 1;
+        loop_timer_stop(c->probe_timer);
+        consul_cancel(c->probe_call);
+        c->probe_call = NULL;
+    }
+
     consul_done_fn fn = call->fn;
     void *fn_arg = call->arg;
     call_free(call);
     fn(&r, fn_arg);
+    for (int i = 0; recovered && i < c->n_listeners; i++)
+        c->listeners[i].fn(c->listeners[i].arg);
     /* The callback may have freed the client only by contract violation;
      * it is still alive here. */
     pump_queue(c);
@@ -436,6 +472,43 @@ void consul_cancel(struct consul_call *call)
         c->inflight--;
     call_free(call);
     pump_queue(c);
+}
+
+static void on_probe_done(const struct consul_response *r, void *arg)
+{
+    struct consul_client *c = arg;
+    /* An answer was handled in on_http_done (recovered), and so was a
+     * refused connection (the next probe is due); anything else (a
+     * timeout) asks again too. */
+    if (c->unreachable && !loop_timer_active(c->probe_timer))
+        loop_timer_start(c->probe_timer, rand_jitter_around(CONSUL_PROBE_MS, 0.2));
+}
+
+static void on_probe_timer(void *arg)
+{
+    struct consul_client *c = arg;
+    char err[128];
+    if (!c->unreachable || c->probe_call)
+        return;
+    c->probe_call = consul_request(c, "GET", "/v1/status/leader", NULL, 0, 2000, 0, on_probe_done,
+                                   c, err, sizeof err);
+    if (c->probe_call == NULL)
+        loop_timer_start(c->probe_timer, rand_jitter_around(CONSUL_PROBE_MS, 0.2));
+}
+
+int consul_client_on_recover(struct consul_client *c, void (*fn)(void *), void *arg)
+{
+    if (c->n_listeners >= CONSUL_MAX_LISTENERS)
+        return -1;
+    c->listeners[c->n_listeners].fn = fn;
+    c->listeners[c->n_listeners].arg = arg;
+    c->n_listeners++;
+    return 0;
+}
+
+int consul_client_unreachable(const struct consul_client *c)
+{
+    return c->unreachable;
 }
 
 struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, long timeout_ms,

@@ -49,6 +49,17 @@ struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, lo
                                        size_t errlen);
 void consul_cancel_adapter(void *ctx, struct consul_call *call);
 
+/* After a refused connection the client probes the agent (GET
+ * /v1/status/leader) about every CONSUL_PROBE_MS; the first answer from the
+ * agent, to the probe or to anything else, calls every listener once, after
+ * that answer's own callback, so callers waiting out a backoff can ask again
+ * at once. Returns -1 when CONSUL_MAX_LISTENERS are taken. */
+#define CONSUL_PROBE_MS 1000
+#define CONSUL_MAX_LISTENERS 8
+int consul_client_on_recover(struct consul_client *c, void (*fn)(void *), void *arg);
+/* 1 from a refused connection until the agent answers again. */
+int consul_client_unreachable(const struct consul_client *c);
+
 /* Requests in flight (ordinary + blocking) and queued. */
 int consul_client_inflight(const struct consul_client *c);
 int consul_client_queued(const struct consul_client *c);

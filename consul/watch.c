@@ -286,6 +286,14 @@ void consul_watch_poke(struct consul_watch *w)
     issue(w);
 }
 
+void consul_watch_retry(struct consul_watch *w)
+{
+    if (w == NULL || !w->failing || w->call)
+        return;
+    loop_timer_stop(w->timer);
+    issue(w);
+}
+
 void consul_watch_set_min_gap(struct consul_watch *w, int64_t min_gap_ms)
 {
     w->min_gap_ms = min_gap_ms > 0 ? min_gap_ms : 0;

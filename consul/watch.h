@@ -60,6 +60,9 @@ struct consul_watch *consul_watch_new(struct loop *l, consul_get_fn get, consul_
 void consul_watch_start(struct consul_watch *w);
 /* Drops the index and asks again at once (e.g. after an agent reconnect). */
 void consul_watch_poke(struct consul_watch *w);
+/* A watch backing off after errors asks again now (the agent is back);
+ * otherwise (or NULL) nothing. The backoff itself is kept. */
+void consul_watch_retry(struct consul_watch *w);
 void consul_watch_free(struct consul_watch *w);
 uint64_t consul_watch_index(const struct consul_watch *w);
 /* Changes min_gap_ms (e.g. with the size of what the watch brings back). */

@@ -206,6 +206,12 @@ void clusterview_start(struct clusterview *cv)
     on_poll(cv);
 }
 
+void clusterview_consul_recovered(struct clusterview *cv)
+{
+    consul_watch_retry(cv->nodes);
+    loop_timer_start(cv->poll, 0);
+}
+
 void clusterview_free(struct clusterview *cv)
 {
     if (cv == NULL)

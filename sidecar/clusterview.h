@@ -28,6 +28,8 @@ struct clusterview;
 struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, struct metrics *m,
                                     char *err, size_t errlen);
 void clusterview_start(struct clusterview *cv);
+/* The agent answers again: the nodes watch and the leader poll ask now. */
+void clusterview_consul_recovered(struct clusterview *cv);
 void clusterview_free(struct clusterview *cv);
 /* Adds "leader", "peers" and "members" to o. */
 void clusterview_status_json(const struct clusterview *cv, cJSON *o);

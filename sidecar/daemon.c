@@ -255,6 +255,17 @@ static void on_sigusr1(int signo, void *arg)
 
 /* ---- writer election ------------------------------------------------------- */
 
+/* The agent answers again after refused connections: whatever waits out a
+ * backoff (up to 30 s after a long outage) asks now. */
+static void on_consul_recovered(void *arg)
+{
+    struct daemon *d = arg;
+    registrar_consul_recovered(d->reg);
+    sync_consul_recovered(d->sync);
+    if (d->cluster)
+        clusterview_consul_recovered(d->cluster);
+}
+
 static void on_writer(int is_writer, const char *holder, void *arg)
 {
     struct daemon *d = arg;
@@ -456,6 +467,7 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
             goto fail;
         log_info("Status endpoint listening on %s", status_server_address(d->status));
     }
+    consul_client_on_recover(d->consul, on_consul_recovered, d);
     if (probes_start(d, err, errlen) < 0)
         goto fail;
     return d;

@@ -539,6 +539,17 @@ static void on_resync_timer(void *arg)
         loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
 }
 
+void registrar_consul_recovered(struct registrar *r)
+{
+    if (r->shutting_down)
+        return;
+    if (loop_timer_active(r->retry_timer))
+        loop_timer_start(r->retry_timer, 0);
+    /* After a reconnect the agent may have lost everything. */
+    if (r->cleaned && !r->list_call && !r->checks_call)
+        loop_timer_start(r->resync_timer, 0);
+}
+
 /* ---- wanted services ------------------------------------------------------ */
 
 static int sync_checks(struct registrar *r)

@@ -59,6 +59,10 @@ int registrar_in_maintenance(const struct registrar *r);
  * called once when finished or after a bounded deadline. */
 void registrar_shutdown(struct registrar *r, int deregister, void (*done)(void *), void *arg);
 
+/* The Consul agent answers again after refused connections: pending
+ * retries run now, and anti-entropy compares at once. */
+void registrar_consul_recovered(struct registrar *r);
+
 /* 1 when every wanted service is registered and in sync. */
 int registrar_healthy(const struct registrar *r, char *why, size_t len);
 /* Services, their checks and states, for /status. Caller owns the result. */

@@ -869,6 +869,14 @@ int sync_proxy_writing(const struct sync *s, const char *proxy)
     return p && p->driver && p->driver->writing;
 }
 
+void sync_consul_recovered(struct sync *s)
+{
+    consul_watch_retry(s->det_checks);
+    consul_watch_retry(s->det_services);
+    for (size_t i = 0; i < s->n_ups; i++)
+        consul_watch_retry(s->ups[i]->watch);
+}
+
 void sync_resync_now(struct sync *s)
 {
     for (size_t i = 0; i < s->n_ups; i++)

@@ -63,6 +63,8 @@ void sync_start(struct sync *s);
 void sync_set_writer(struct sync *s, const char *proxy, int is_writer);
 /* 1 while a write to that proxy is on the wire (its outcome unknown). */
 int sync_proxy_writing(const struct sync *s, const char *proxy);
+/* The Consul agent answers again: watches backing off ask at once. */
+void sync_consul_recovered(struct sync *s);
 /* Re-read every proxy now (e.g. after SIGHUP). */
 void sync_resync_now(struct sync *s);
 
