@@ -209,6 +209,9 @@ int consul_checks_drift(const struct consul_service *want, const cJSON *checks, 
             if (!cJSON_IsString(g))
                 continue;
             int64_t w = dur_or_zero(str_or(d, durs[k], "")), a = dur_or_zero(g->valuestring);
+            /* No timeout asked for: whatever default the agent shows is fine. */
+            if (k == 1 && w == 0)
+                continue;
             if (k == 0 ? !same_interval(w, a, type) : w != a) {
                 snprintf(why, len, "check \"%s\": %s \"%s\" != \"%s\"", id,
                          k == 0 ? "interval" : "timeout", g->valuestring, str_or(d, durs[k], ""));

@@ -28,7 +28,8 @@ int consul_service_drift(const struct consul_service *want, const cJSON *agent_v
 /* Compares the wanted checks with GET /v1/agent/checks (keyed by check ID):
  * each exists, belongs to this service and has the wanted name, notes, type,
  * interval and timeout (durations compared by value, "1m30s" = "90s"; an
- * interval under 1 s reported as 1 s is Consul's own rounding). A check of
+ * interval under 1 s reported as 1 s is Consul's own rounding; a timeout is
+ * compared only when the definition sets one). A check of
  * this service that is not wanted (maintenance excepted) is drift too. The
  * agent does not show a check's URL, address or TTL (its Definition is {}),
  * so a change to those alone is not seen. 0 in sync, 1 drifted (why names

@@ -350,9 +350,14 @@ START_TEST(test_checks_drift_compares_what_the_agent_shows)
     ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
     ck_assert_str_eq(why, "check \"service:web-1:1\": type tcp != http");
     cJSON_ReplaceItemInObject(c1, "Type", cJSON_CreateString("http"));
-    cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString(""));
+    cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString("5s"));
     ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
-    ck_assert_str_eq(why, "check \"service:web-1:1\": timeout \"\" != \"2s\"");
+    ck_assert_str_eq(why, "check \"service:web-1:1\": timeout \"5s\" != \"2s\"");
+    /* The TTL check sets no timeout: a default shown by the agent is fine. */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1:2"), "Timeout",
+                              cJSON_CreateString("10s"));
+    cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString("2s"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
     cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString("2s"));
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1:2"), "Name",
                               cJSON_CreateString("renamed"));
