@@ -511,8 +511,9 @@ static void on_ae_service(const struct consul_response *resp, void *arg)
         view = cJSON_ParseWithLength(resp->body, resp->body_len);
     int missing = resp->err == HTTP_OK && resp->status == 404;
     if (!missing && !cJSON_IsObject(view)) {
-        /* Unreachable, an error or a bad answer: nothing is decided on it. */
-        if (resp->err == HTTP_OK) {
+        /* Unreachable, an error or a bad answer: nothing is decided on it
+         * (one line a round, however many services failed alike). */
+        if (resp->err == HTTP_OK && !r->ae_failed) {
             char line[300];
             consul_describe_error(resp, "GET", "/v1/agent/service/:id", line, sizeof line);
             log_warn("Anti-entropy: could not read service '%s' from the agent (%s); will try again",
