@@ -18,6 +18,7 @@ struct http_call {
     struct http_response resp;
     size_t max_body;
     int truncate_body;
+    int tls_without_client_cert;  /* https and no client certificate given */
     int cancelled;
 };
 
@@ -110,8 +111,21 @@ static void on_done(void *easy, int result)
                  "response body larger than %zu bytes, refused", c->max_body);
     } else if (rc != CURLE_OK) {
         c->resp.err = classify(rc);
-        if (c->resp.error[0] == '\0')
+        /* curl keeps its first message only: when a TLS server drops the
+         * connection right after the handshake (TLS 1.3 servers refuse a
+         * missing client certificate that way), that first message is a
+         * getpeername() failure that hides the cause. */
+        if (c->resp.error[0] == '\0' || strncmp(c->resp.error, "getpeername()", 13) == 0)
             snprintf(c->resp.error, sizeof c->resp.error, "%s", curl_easy_strerror(rc));
+        if (c->tls_without_client_cert &&
+            (rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
+             rc == CURLE_SSL_CONNECT_ERROR) && strlen(c->resp.error) < 160) {
+            char with_hint[sizeof c->resp.error];
+            snprintf(with_hint, sizeof with_hint,
+                     "%s (the TLS server ended the session: it may require a client "
+                     "certificate, and none is configured)", c->resp.error);
+            memcpy(c->resp.error, with_hint, sizeof c->resp.error);
+        }
     } else {
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->resp.status);
         c->resp.error[0] = '\0';
@@ -207,6 +221,8 @@ struct http_call *http_start(struct loop *l, const struct http_request *req,
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
 
     const struct http_tls *tls = req->tls;
+    c->tls_without_client_cert = strncasecmp(req->url, "https://", 8) == 0 &&
+                                 !(tls && tls->client_cert && tls->client_cert[0]);
     if (tls) {
         if (tls->cacert)
             curl_easy_setopt(e, CURLOPT_CAINFO, tls->cacert);

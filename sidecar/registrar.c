@@ -1,8 +1,9 @@
 /*
  * Registration lifecycle; see registrar.h. One entry per wanted service, at
- * most one write in flight per service; all reads for anti-entropy are the
- * two agent-wide listings, so the cost does not grow with the number of
- * services.
+ * most one write in flight per service. An anti-entropy round reads the
+ * agent's checks once, then each registered service with
+ * GET /v1/agent/service/:id (one read per service per round), and decides
+ * when the last answer is in.
  */
 #include "sidecar/registrar.h"
 
@@ -38,6 +39,7 @@ struct reg_service {
     int dirty;                  /* definition changed while writing */
     int remove;                 /* deregister, then forget */
     struct consul_call *call;
+    struct consul_call *read_call;  /* anti-entropy: GET /v1/agent/service/:id */
     char last_error[256];
     int maint;                  /* maintenance as last set on the agent */
     struct registrar *r;
@@ -54,9 +56,12 @@ struct registrar {
     struct loop_timer *retry_timer;
     struct loop_timer *drain_timer;
     struct backoff backoff;
-    struct consul_call *list_call;   /* cleanup or anti-entropy read */
-    struct consul_call *checks_call;
-    cJSON *agent_services;           /* anti-entropy: first read, until the second */
+    struct consul_call *list_call;   /* start-up cleanup read */
+    struct consul_call *checks_call; /* anti-entropy: GET /v1/agent/checks */
+    cJSON *agent_checks;             /* anti-entropy: set while a round's service reads run */
+    size_t ae_pending;               /* service reads of the round still out */
+    int ae_failed;                   /* a read of the round failed: retry with backoff */
+    int ae_again;                    /* asked for while a round ran: start over at once */
     int started;
     int cleaned;                     /* dangling registrations removed */
     int agent_up;                    /* -1 unknown, 0 down, 1 up */
@@ -75,6 +80,7 @@ static void reg_kick(struct registrar *r);
 static void reg_schedule_retry(struct registrar *r);
 static void check_feed(struct reg_check *c);
 static void reg_check_shutdown(struct registrar *r);
+static void ae_finish(struct registrar *r);
 
 /* ---- copies of wanted services ------------------------------------------- */
 
@@ -163,6 +169,10 @@ static void service_free(struct reg_service *s)
     if (s == NULL)
         return;
     consul_cancel(s->call);
+    if (s->read_call) {
+        consul_cancel(s->read_call);
+        s->r->ae_pending--;
+    }
     svc_free_fields(&s->svc);
     free(s);
 }
@@ -179,7 +189,7 @@ void registrar_free(struct registrar *r)
     free(r->checks);
     consul_cancel(r->list_call);
     consul_cancel(r->checks_call);
-    cJSON_Delete(r->agent_services);
+    cJSON_Delete(r->agent_checks);
     loop_timer_free(r->resync_timer);
     loop_timer_free(r->retry_timer);
     loop_timer_free(r->drain_timer);
@@ -291,6 +301,9 @@ static void on_deregister_done(const struct consul_response *resp, void *arg)
             }
         }
         service_free(s);
+        /* Its anti-entropy read, cancelled, may have been the round's last. */
+        if (r->agent_checks && r->ae_pending == 0)
+            ae_finish(r);
     } else {
         char line[300];
         consul_describe_error(resp, "PUT", "/v1/agent/service/deregister", line, sizeof line);
@@ -464,78 +477,121 @@ void registrar_start(struct registrar *r)
 
 /* ---- anti-entropy -------------------------------------------------------- */
 
+static int ae_eligible(const struct reg_service *s)
+{
+    return !s->remove && s->state == REG_SYNCED && s->call == NULL;
+}
+
+/* The round is over: repairs start, the next round is timed. */
+static void ae_finish(struct registrar *r)
+{
+    cJSON_Delete(r->agent_checks);
+    r->agent_checks = NULL;
+    reg_kick(r);
+    if (r->shutting_down)
+        return;
+    if (r->ae_again)
+        loop_timer_start(r->resync_timer, 0);
+    else if (r->ae_failed)
+        loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
+    else
+        loop_timer_start(r->resync_timer, rand_jitter_around((uint64_t)r->o.resync_ms, 0.1));
+    r->ae_again = 0;
+}
+
+static void on_ae_service(const struct consul_response *resp, void *arg)
+{
+    struct reg_service *s = arg;
+    struct registrar *r = s->r;
+    s->read_call = NULL;
+    r->ae_pending--;
+    agent_result(r, resp);
+    cJSON *view = NULL;
+    if (resp->err == HTTP_OK && resp->status == 200)
+        view = cJSON_ParseWithLength(resp->body, resp->body_len);
+    int missing = resp->err == HTTP_OK && resp->status == 404;
+    if (!missing && !cJSON_IsObject(view)) {
+        /* Unreachable, an error or a bad answer: nothing is decided on it
+         * (one line a round, however many services failed alike). */
+        if (resp->err == HTTP_OK && !r->ae_failed) {
+            char line[300];
+            consul_describe_error(resp, "GET", "/v1/agent/service/:id", line, sizeof line);
+            log_warn("Anti-entropy: could not read service '%s' from the agent (%s); will try again",
+                     s->svc.id, resp->status == 200 ? "not a JSON object" : line);
+        }
+        r->ae_failed = 1;
+    } else if (ae_eligible(s)) {
+        char why[256] = "";
+        if (missing) {
+            log_warn("Service '%s' is missing from the agent; re-registering", s->svc.id);
+            s->state = REG_PENDING;
+        } else if (consul_service_drift(&s->svc, view, why, sizeof why) ||
+                   consul_checks_drift(&s->svc, r->agent_checks, why, sizeof why)) {
+            log_warn("Service '%s' drifted on the agent (%s); re-registering", s->svc.id, why);
+            s->state = REG_PENDING;
+        }
+    }
+    cJSON_Delete(view);
+    if (r->ae_pending == 0)
+        ae_finish(r);
+}
+
+/* The agent's checks are in: read each registered service. */
 static void on_ae_checks(const struct consul_response *resp, void *arg)
 {
     struct registrar *r = arg;
+    char path[600], err[256];
     r->checks_call = NULL;
     agent_result(r, resp);
     cJSON *checks = NULL;
     if (resp->err == HTTP_OK && resp->status == 200)
         checks = cJSON_ParseWithLength(resp->body, resp->body_len);
-    if (!cJSON_IsObject(checks) || !cJSON_IsObject(r->agent_services)) {
+    if (!cJSON_IsObject(checks)) {
         if (resp->err == HTTP_OK)
-            log_warn("Anti-entropy: could not read the agent's services and checks; "
-                     "will try again");
+            log_warn("Anti-entropy: could not read the agent's checks; will try again");
         cJSON_Delete(checks);
-        cJSON_Delete(r->agent_services);
-        r->agent_services = NULL;
-        loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
+        if (!r->shutting_down)
+            loop_timer_start(r->resync_timer, r->ae_again ? 0 : backoff_next(&r->backoff));
+        r->ae_again = 0;
         return;
     }
-    for (size_t i = 0; i < r->n_svcs; i++) {
+    r->agent_checks = checks;
+    r->ae_failed = 0;
+    for (size_t i = 0; i < r->n_svcs && !r->shutting_down; i++) {
         struct reg_service *s = r->svcs[i];
-        if (s->remove || s->state != REG_SYNCED || s->call)
+        if (!ae_eligible(s) || s->read_call)
             continue;
-        char why[256] = "";
-        const cJSON *view = cJSON_GetObjectItemCaseSensitive(r->agent_services, s->svc.id);
-        if (view == NULL) {
-            log_warn("Service '%s' is missing from the agent; re-registering", s->svc.id);
-        } else if (consul_service_drift(&s->svc, view, why, sizeof why) ||
-                   consul_checks_drift(&s->svc, checks, why, sizeof why)) {
-            log_warn("Service '%s' drifted on the agent (%s); re-registering", s->svc.id, why);
-        } else {
+        char *id = http_escape(s->svc.id);
+        if (id == NULL) {
+            r->ae_failed = 1;
             continue;
         }
-        s->state = REG_PENDING;
+        snprintf(path, sizeof path, "/v1/agent/service/%s", id);
+        free(id);
+        s->read_call = consul_request(r->o.consul, "GET", path, NULL, 0, REG_TIMEOUT_MS, 0,
+                                      on_ae_service, s, err, sizeof err);
+        if (s->read_call)
+            r->ae_pending++;
+        else
+            r->ae_failed = 1;
     }
-    cJSON_Delete(checks);
-    cJSON_Delete(r->agent_services);
-    r->agent_services = NULL;
-    reg_kick(r);
-    loop_timer_start(r->resync_timer, rand_jitter_around((uint64_t)r->o.resync_ms, 0.1));
-}
-
-static void on_ae_services(const struct consul_response *resp, void *arg)
-{
-    struct registrar *r = arg;
-    char err[256];
-    r->list_call = NULL;
-    agent_result(r, resp);
-    cJSON_Delete(r->agent_services);
-    r->agent_services = NULL;
-    if (resp->err == HTTP_OK && resp->status == 200)
-        r->agent_services = cJSON_ParseWithLength(resp->body, resp->body_len);
-    if (!cJSON_IsObject(r->agent_services)) {
-        cJSON_Delete(r->agent_services);
-        r->agent_services = NULL;
-        loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
-        return;
-    }
-    r->checks_call = consul_request(r->o.consul, "GET", "/v1/agent/checks", NULL, 0,
-                                    REG_TIMEOUT_MS, 0, on_ae_checks, r, err, sizeof err);
-    if (r->checks_call == NULL)
-        loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
+    if (r->ae_pending == 0)
+        ae_finish(r);
 }
 
 static void on_resync_timer(void *arg)
 {
     struct registrar *r = arg;
     char err[256];
-    if (!r->cleaned || r->shutting_down || r->list_call || r->checks_call)
+    if (!r->cleaned || r->shutting_down)
         return;
-    r->list_call = consul_request(r->o.consul, "GET", "/v1/agent/services", NULL, 0,
-                                  REG_TIMEOUT_MS, 0, on_ae_services, r, err, sizeof err);
-    if (r->list_call == NULL)
+    if (r->checks_call || r->agent_checks) {
+        r->ae_again = 1;    /* a reconnect during a round: one more right after */
+        return;
+    }
+    r->checks_call = consul_request(r->o.consul, "GET", "/v1/agent/checks", NULL, 0,
+                                    REG_TIMEOUT_MS, 0, on_ae_checks, r, err, sizeof err);
+    if (r->checks_call == NULL)
         loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
 }
 

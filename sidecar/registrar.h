@@ -6,10 +6,13 @@
  *    mark in Meta, same node) that are no longer configured, then registers
  *    every configured service; an unreachable agent is retried with capped,
  *    jittered backoff, forever.
- *  - anti-entropy: every resync (jittered) and after every reconnect, two
- *    reads (/v1/agent/services and /v1/agent/checks, whatever the number of
- *    services) are compared with the wanted definitions; only what is missing
- *    or drifted is re-registered, so a quiet resync makes zero writes.
+ *  - anti-entropy: every resync (jittered) and after every reconnect, what
+ *    the agent holds (GET /v1/agent/checks once, then
+ *    GET /v1/agent/service/:id per registered service) is compared with the
+ *    wanted definitions (service fields and each check's name, notes, type,
+ *    interval, timeout); only what is missing or drifted is re-registered,
+ *    with one log line each, so a quiet resync makes zero writes. A
+ *    reconnect during a round asks for another round right after it.
  *  - TTL checks fed by local probes: an update is sent only on change or
  *    before the TTL would lapse; a 404 "Unknown check ID" (an agent that lost
  *    its state) re-registers the service at once.

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The Consul API double against the behaviours the Consul API spec lists for
 # doubles (routing, error texts, registration rules, blocking queries, TTL
-# checks, maintenance, status endpoints, sessions and KV). A table of
+# checks, maintenance, status endpoints, sessions and KV, ?filter, ?pretty,
+# restarts and the control faults). A table of
 # "METHOD PATH BODY -> status + substring" cases, then scripted flows.
 . "$(dirname "$0")/lib.sh"
 start_consul --agent node-1 --reap-interval 200ms --reap-min 1s --session-ttl-min 1s || finish
@@ -145,6 +146,167 @@ wait "$watcher" 2>/dev/null
 expect_eq "the key is gone" 404 "$(cat "$T/dlock-watch.code")"
 expect_eq "lock delay kept for the deleted key" false "$(curl -s -X PUT "$A/v1/kv/dlock?acquire=$s2" -d holder2)"
 wait_for 5 "acquire after the lock delay" sh -c "[ \"\$(curl -s -X PUT '$A/v1/kv/dlock?acquire=$s2' -d holder2)\" = true ]"
+
+# ---- SPEC §12 items 12, 16-19, 26, 29-31, 35, 36, 42, 43 -------------------
+checks_now() { curl -s "$A/v1/agent/checks"; }
+# 12: replace-existing-checks only for an empty value or exactly "true".
+two='{"Name":"rep","Checks":[{"CheckID":"rep-a","TTL":"30s"},{"CheckID":"rep-b","TTL":"30s"}]}'
+one='{"Name":"rep","Checks":[{"CheckID":"rep-a","TTL":"30s"}]}'
+for q in '' '?replace-existing-checks=1' '?replace-existing-checks=yes' '?replace-existing-checks=false'; do
+    http PUT "$A/v1/agent/service/register" "$two"
+    http PUT "$A/v1/agent/service/register$q" "$one"; expect_eq "register$q" 200 "$STATUS"
+    expect_contains "stale check kept with '${q:-no flag}'" '"rep-b"' "$(checks_now)"
+done
+for q in '?replace-existing-checks' '?replace-existing-checks=' '?replace-existing-checks=true'; do
+    http PUT "$A/v1/agent/service/register" "$two"
+    http PUT "$A/v1/agent/service/register$q" "$one"; expect_eq "register$q" 200 "$STATUS"
+    expect_not_contains "stale check removed with '$q'" '"rep-b"' "$(checks_now)"
+    expect_contains "wanted check kept with '$q'" '"rep-a"' "$(checks_now)"
+done
+curl -s -X PUT "$A/v1/agent/service/deregister/rep" >/dev/null
+
+# 16: the agent's services, keyed by ID in sorted order, Tags [] and Meta {}, Datacenter.
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"zeta"}' >/dev/null
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"alpha"}' >/dev/null
+body=$(curl -s "$A/v1/agent/services")
+expect_contains "service without tags or meta" '"alpha":{"ID":"alpha","Service":"alpha","Tags":[],"Meta":{},"Port":0,"Address":"","Weights":{"Passing":1,"Warning":1},"EnableTagOverride":false,"Datacenter":"dc1"}' "$body"
+keys=$(printf '%s' "$body" | grep -o '"[^"]*":{"ID"' | cut -d'"' -f2 | tr '\n' ' ')
+expect_eq "keys sorted" "$(printf '%s\n' $keys | LC_ALL=C sort | tr '\n' ' ')" "$keys"
+
+# 17: one service by ID, with ContentHash in the body and the header; it changes with the service.
+h=$(curl -s -D - -o "$T/alpha.json" "$A/v1/agent/service/alpha" | tr -d '\r')
+hash=$(printf '%s\n' "$h" | sed -n 's/^X-Consul-Contenthash: //p')
+[ -n "$hash" ] && ok || fail "no X-Consul-Contenthash header"
+expect_contains "ContentHash in the body, same as the header" "\"ContentHash\":\"$hash\"" "$(cat "$T/alpha.json")"
+expect_not_contains "no index on an agent endpoint" "X-Consul-Index" "$h"
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"alpha","Port":81}' >/dev/null
+expect_not_contains "the hash follows the content" "\"ContentHash\":\"$hash\"" "$(curl -s "$A/v1/agent/service/alpha")"
+
+# 18: check registration: ID defaults to Name, ServiceID must exist, 0s when unset.
+http PUT "$A/v1/agent/check/register" '{"Name":"disk","TTL":"30s"}'; expect_eq "check register" 200 "$STATUS"
+expect_eq "check register: empty body" "" "$BODY"
+expect_contains "ID from Name, 0s interval and timeout" '"disk":{"Node":"node-1","CheckID":"disk","Name":"disk","Status":"critical","Notes":"","Output":"","ServiceID":"","ServiceName":"","ServiceTags":[],"Type":"ttl","Interval":"0s","Timeout":"0s"' "$(checks_now)"
+http PUT "$A/v1/agent/check/register" '{"Name":"x","ServiceID":"ghost","TTL":"30s"}'
+expect_eq "check for an unknown service" 404 "$STATUS"; expect_eq "its text" 'ServiceID "ghost" does not exist' "$BODY"
+http PUT "$A/v1/agent/check/register" '{"ID":"y","TTL":"30s"}'
+expect_eq "check without a name" 400 "$STATUS"; expect_eq "its text" "Missing check name" "$BODY"
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"tagged","Tags":["t1"]}' >/dev/null
+curl -s -X PUT "$A/v1/agent/check/register" -d '{"ID":"tagged-disk","Name":"tagged disk","ServiceID":"tagged","TTL":"30s"}' >/dev/null
+expect_contains "service name and tags copied to the check" '"CheckID":"tagged-disk","Name":"tagged disk","Status":"critical","Notes":"","Output":"","ServiceID":"tagged","ServiceName":"tagged","ServiceTags":["t1"]' "$(checks_now)"
+
+# 19: pass/warn/fail set Output to the note (cleared without one) and re-arm the TTL.
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"rearm","Check":{"TTL":"2s"}}' >/dev/null
+curl -s -X PUT "$A/v1/agent/check/warn/service:rearm?note=slow" >/dev/null
+expect_contains "warn with a note" '"Status":"warning","Notes":"","Output":"slow"' "$(checks_now)"
+curl -s -X PUT "$A/v1/agent/check/pass/service:rearm" >/dev/null
+expect_contains "pass without a note clears the output" '"CheckID":"service:rearm","Name":"Service '"'"'rearm'"'"' check","Status":"passing","Notes":"","Output":""' "$(checks_now)"
+sleep 1.2   # inside the 2 s TTL: the thing measured is the timer being re-armed
+curl -s -X PUT "$A/v1/agent/check/pass/service:rearm?note=again" >/dev/null
+sleep 1.2   # 2.4 s after the first pass, 1.2 s after the second
+expect_contains "re-armed: still passing past the first TTL" '"Status":"passing","Notes":"","Output":"again"' "$(checks_now)"
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"probed","Check":{"HTTP":"http://127.0.0.1:1/","Interval":"10s"}}' >/dev/null
+http PUT "$A/v1/agent/check/pass/service:probed"
+expect_eq "pass on a non-TTL check" 500 "$STATUS"; expect_eq "its text" 'CheckID "service:probed" does not have associated TTL' "$BODY"
+http PUT "$A/v1/agent/check/update/service:probed" '{"Status":"passing"}'
+expect_eq "update on a non-TTL check" 500 "$STATUS"
+
+# 26: serfHealth only in the catalog views, passing and alive.
+expect_not_contains "no serfHealth in the agent's checks" "serfHealth" "$(checks_now)"
+expect_contains "serfHealth in health" '"CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing","Notes":"","Output":"Agent alive and reachable"' "$(curl -s "$A/v1/health/service/alpha")"
+expect_contains "serfHealth in health/node" '"CheckID":"serfHealth"' "$(curl -s "$A/v1/health/node/node-1")"
+
+# 29: ?tag repeatable, AND, case-insensitive; ?filter, and a bad one is a 500.
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"tg","ID":"tg-1","Tags":["v1","Blue"],"Meta":{"zone":"a"}}' >/dev/null
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"tg","ID":"tg-2","Tags":["v1"],"Meta":{"zone":"b"}}' >/dev/null
+ids() { grep -o '"ID":"tg-[0-9]"' | cut -d'"' -f4 | sort | tr '\n' ' ' | sed 's/ $//'; }
+expect_eq "?tag=v1" "tg-1 tg-2" "$(curl -s "$A/v1/health/service/tg?tag=v1" | ids)"
+expect_eq "?tag=V1&tag=blue (AND, any case)" "tg-1" "$(curl -s "$A/v1/health/service/tg?tag=V1&tag=blue" | ids)"
+expect_eq "?tag on the catalog" "tg-1" "$(curl -s "$A/v1/catalog/service/tg?tag=blue" | grep -o '"ServiceID":"tg-[0-9]"' | cut -d'"' -f4)"
+expect_eq "?filter on health" "tg-2" "$(curl -s -G "$A/v1/health/service/tg" --data-urlencode 'filter=Service.Meta.zone == "b"' | ids)"
+expect_eq "?filter with not/contains" "tg-2" "$(curl -s -G "$A/v1/health/service/tg" --data-urlencode 'filter=not (Service.Tags contains "Blue")' | ids)"
+expect_eq "?filter on agent services" '"tg-1"' "$(curl -s -G "$A/v1/agent/services" --data-urlencode 'filter="Blue" in Tags and Service == "tg"' | grep -o '"tg-[0-9]"' | sort -u)"
+expect_eq "?filter on catalog service" "tg-1" "$(curl -s -G "$A/v1/catalog/service/tg" --data-urlencode 'filter=ServiceMeta.zone != "b"' | grep -o '"ServiceID":"tg-[0-9]"' | cut -d'"' -f4)"
+for bad in 'Service ==' 'Service = "x"' '(Service == "x"' '== "x"'; do
+    STATUS=$(curl -s -G -o "$T/last_body" -w '%{http_code}' "$A/v1/health/service/tg" --data-urlencode "filter=$bad")
+    expect_eq "bad filter '$bad'" 500 "$STATUS"
+    expect_contains "bad filter text '$bad'" "Failed to create boolean expression evaluator: " "$(cat "$T/last_body")"
+done
+STATUS=$(curl -s -G -o /dev/null -w '%{http_code}' "$A/v1/agent/checks" --data-urlencode 'filter=Status =')
+expect_eq "bad filter on agent checks" 500 "$STATUS"
+
+# 30: the index family on health and catalog, also on an empty answer.
+h=$(hdr GET /v1/catalog/service/nothing-here)
+expect_contains "index on an empty answer" "X-Consul-Index: " "$h"
+idx=$(printf '%s\n' "$h" | tr -d '\r' | sed -n 's/^X-Consul-Index: //p')
+[ "${idx:-0}" -ge 1 ] && ok || fail "X-Consul-Index must be >= 1, got '$idx'"
+expect_contains "Knownleader" "X-Consul-Knownleader: true" "$h"
+expect_contains "Lastcontact on the leader" "X-Consul-Lastcontact: 0" "$h"
+expect_contains "Query-Backend" "X-Consul-Query-Backend: blocking-query" "$h"
+expect_contains "Effective-Consistency leader" "X-Consul-Effective-Consistency: leader" "$h"
+expect_contains "Effective-Consistency consistent" "X-Consul-Effective-Consistency: consistent" "$(hdr GET '/v1/catalog/nodes?consistent')"
+expect_contains "index on catalog services" "X-Consul-Index: " "$(hdr GET /v1/catalog/services)"
+
+# 31: blocking: index 0 answers at once whatever the wait; a timeout is wait +
+# at most wait/16, with the same body and index; wait=0s means 5 min, not none.
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+t0=$(ms); curl -s -o /dev/null "$A/v1/health/service/tg?index=0&wait=10s"; took=$(( $(ms) - t0 ))
+[ "$took" -lt 1000 ] && ok || fail "index=0 blocked for ${took} ms"
+h=$(curl -s -D - -o "$T/b0" "$A/v1/health/service/tg" | tr -d '\r')
+idx=$(printf '%s\n' "$h" | sed -n 's/^X-Consul-Index: //p')
+t0=$(ms); h2=$(curl -s -D - -o "$T/b1" "$A/v1/health/service/tg?index=$idx&wait=1600ms" | tr -d '\r'); took=$(( $(ms) - t0 ))
+[ "$took" -ge 1600 ] && [ "$took" -le $((1600 + 100 + 500)) ] && ok || fail "wait=1600ms answered after ${took} ms (want 1600..1700 plus slack)"
+expect_contains "timeout: same index" "X-Consul-Index: $idx" "$h2"
+cmp -s "$T/b0" "$T/b1" && ok || fail "timeout: the body changed"
+curl -s -o /dev/null --max-time 2 "$A/v1/health/service/tg?index=$idx&wait=0s"
+expect_eq "wait=0s still blocks (curl gave up first)" 28 "$?"
+
+# 35: catalog services: tags deduplicated over instances; a service without tags has [].
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"tg","ID":"tg-3","Tags":["v1","green"]}' >/dev/null
+tgtags=$(curl -s "$A/v1/catalog/services" | grep -o '"tg":\[[^]]*\]')
+expect_eq "v1 listed once" 1 "$(printf '%s' "$tgtags" | grep -o '"v1"' | wc -l)"
+expect_eq "every tag of tg" '"Blue" "green" "v1"' "$(printf '%s' "$tgtags" | grep -o '"[A-Za-z0-9]*"' | grep -v '"tg"' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')"
+expect_contains "no tags: []" '"zeta":[]' "$(curl -s "$A/v1/catalog/services")"
+
+# 36: the catalog lists critical instances; ServiceMeta null without meta; unknown is [].
+curl -s -X PUT "$A/v1/agent/check/fail/service:rearm" >/dev/null
+expect_eq "?passing hides the critical instance" "[]" "$(curl -s "$A/v1/health/service/rearm?passing")"
+body=$(curl -s "$A/v1/catalog/service/rearm")
+expect_contains "the catalog still lists it" '"ServiceID":"rearm"' "$body"
+expect_contains "ServiceMeta null" '"ServiceMeta":null' "$body"
+expect_eq "unknown service in the catalog" "[]" "$(curl -s "$A/v1/catalog/service/nothing-here")"
+
+# 43: ?pretty: Go's 4-space indentation, empty {} and [], one trailing newline.
+curl -s "$A/v1/agent/service/zeta?pretty" > "$T/pretty.json"
+expect_eq "pretty: second line" '    "ID": "zeta",' "$(sed -n 2p "$T/pretty.json")"
+expect_contains "pretty: empty array" '    "Tags": [],' "$(cat "$T/pretty.json")"
+expect_contains "pretty: empty object" '    "Meta": {},' "$(cat "$T/pretty.json")"
+expect_contains "pretty: nested object" "$(printf '    "Weights": {\n        "Passing": 1,')" "$(cat "$T/pretty.json")"
+expect_eq "pretty: trailing newline" "0a" "$(tail -c1 "$T/pretty.json" | od -An -tx1 | tr -d ' ')"
+expect_eq "pretty: arrays one element a line" "$(printf '[\n    "10.0.0.1:8300",\n    "10.0.0.2:8300",\n    "10.0.0.3:8300"\n]')" "$(curl -s "$A/v1/status/peers?pretty")"
+expect_eq "compact without it" '["10.0.0.1:8300","10.0.0.2:8300","10.0.0.3:8300"]' "$(curl -s "$A/v1/status/peers")"
+rm -f "$T/dev.ports"
+start_bg consul-dev "$BIN/consul-double" --port-file "$T/dev.ports" --dev
+wait_for 10 "dev double" grep -q '^control ' "$T/dev.ports"
+expect_eq "-dev answers pretty" "$(printf '[\n    "10.0.0.1:8300",\n    "10.0.0.2:8300",\n    "10.0.0.3:8300"\n]')" \
+    "$(curl -s "http://127.0.0.1:$(port_of "$T/dev.ports" node-1)/v1/status/peers")"
+
+# The delay fault: the next matching request waits delay_ms, then answers normally.
+curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/status/leader","count":1,"kind":"delay","delay_ms":800}' >/dev/null
+t0=$(ms); http GET "$A/v1/status/leader"; took=$(( $(ms) - t0 ))
+[ "$took" -ge 800 ] && ok || fail "delayed answer after only ${took} ms"
+expect_eq "delayed: normal status" 200 "$STATUS"; expect_eq "delayed: normal body (server-2 leads since the leader change above)" '"10.0.0.2:8300"' "$BODY"
+t0=$(ms); http GET "$A/v1/status/leader"; took=$(( $(ms) - t0 ))
+[ "$took" -lt 500 ] && ok || fail "the delay was used more than once (${took} ms)"
+
+# 42: restart with persistence: registrations kept, checks back to critical,
+# except a TTL check whose state has not expired.
+curl -s -X PUT "$A/v1/agent/service/register" -d '{"Name":"kept","Checks":[{"CheckID":"kept-http","HTTP":"http://127.0.0.1:1/","Interval":"10s","Status":"passing"},{"CheckID":"kept-ttl","TTL":"5m"}]}' >/dev/null
+curl -s -X PUT "$A/v1/agent/check/pass/kept-ttl?note=fresh" >/dev/null
+curl -s -X POST -d '{"persist":true}' "$CONTROL/agents/node-1/restart" >/dev/null
+expect_contains "persisted: the service survives" '"kept":{"ID":"kept"' "$(curl -s "$A/v1/agent/services")"
+expect_contains "persisted: a probing check comes back critical" '"CheckID":"kept-http","Name":"Service '"'"'kept'"'"' check","Status":"critical"' "$(checks_now)"
+expect_contains "persisted: an unexpired TTL state is kept" '"CheckID":"kept-ttl","Name":"Service '"'"'kept'"'"' check","Status":"passing","Notes":"","Output":"fresh"' "$(checks_now)"
+expect_contains "persisted: in the catalog too" '"ServiceID":"kept"' "$(curl -s "$A/v1/catalog/service/kept")"
 
 # Control faults: status, garbage, close, index; restart without persistence.
 curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/status/leader","count":1,"kind":"status","status":503,"body":"boom"}' >/dev/null

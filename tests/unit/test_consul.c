@@ -269,6 +269,134 @@ START_TEST(test_checks_drift_names_the_missing_check)
 }
 END_TEST
 
+START_TEST(test_drift_sees_kind_socket_and_wanted_tagged_addresses)
+{
+    struct consul_service s = make_service();
+    cJSON_AddItemToObject(s.definition, "TaggedAddresses",
+                          cJSON_Parse("{\"lan\":{\"address\":\"10.0.0.9\",\"port\":80}}"));
+    cJSON *view = cJSON_Parse("{\"Service\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
+                              "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"},"
+                              "\"TaggedAddresses\":{\"lan\":{\"Address\":\"10.0.0.9\",\"Port\":80},"
+                              "\"lan_ipv4\":{\"Address\":\"10.0.0.1\",\"Port\":8080}}}");
+    char why[256];
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 0);
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(cJSON_GetObjectItem(view, "TaggedAddresses"), "lan"),
+                              "Port", cJSON_CreateNumber(81));
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 1);
+    ck_assert_str_eq(why, "tagged address \"lan\" differs");
+    cJSON_DeleteItemFromObject(s.definition, "TaggedAddresses");
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 0);
+    cJSON_AddStringToObject(view, "Kind", "connect-proxy");
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 1);
+    ck_assert_str_eq(why, "Kind \"connect-proxy\" != \"\"");
+    cJSON_Delete(view);
+    cJSON_Delete(s.definition);
+}
+END_TEST
+
+START_TEST(test_drift_ignores_tags_under_enable_tag_override)
+{
+    struct consul_service s = make_service();
+    cJSON_AddTrueToObject(s.definition, "EnableTagOverride");
+    cJSON *view = cJSON_Parse("{\"Service\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
+                              "\"Tags\":[\"edited-in-catalog\"],\"Meta\":{\"version\":\"1\"},"
+                              "\"EnableTagOverride\":true}");
+    char why[256];
+    ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 0);
+    cJSON_Delete(view);
+    cJSON_Delete(s.definition);
+}
+END_TEST
+
+/* A service with an HTTP check (90s written as the user did) and a TTL check,
+ * against an agent's checks as Consul renders them. */
+static cJSON *agent_checks_for_web(const char *interval)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"service:web-1:1\":{\"CheckID\":\"service:web-1:1\",\"Name\":\"Service 'web' check\","
+             "\"Notes\":\"\",\"ServiceID\":\"web-1\",\"Type\":\"http\",\"Interval\":\"%s\","
+             "\"Timeout\":\"2s\",\"Definition\":{}},"
+             "\"service:web-1:2\":{\"CheckID\":\"service:web-1:2\",\"Name\":\"alive\",\"Notes\":\"\","
+             "\"ServiceID\":\"web-1\",\"Type\":\"ttl\",\"Interval\":\"\",\"Timeout\":\"\"},"
+             "\"_service_maintenance:web-1\":{\"ServiceID\":\"web-1\",\"Type\":\"maintenance\"},"
+             "\"other\":{\"ServiceID\":\"db\",\"Type\":\"ttl\"}}",
+             interval);
+    return cJSON_Parse(text);
+}
+
+START_TEST(test_checks_drift_compares_what_the_agent_shows)
+{
+    struct consul_service s = make_service();
+    cJSON_AddItemToObject(s.definition, "Checks",
+                          cJSON_Parse("[{\"HTTP\":\"http://127.0.0.1/h\",\"Interval\":\"90s\","
+                                      "\"Timeout\":\"2s\"},{\"TTL\":\"30s\",\"Name\":\"alive\"}]"));
+    struct consul_check_ref refs[] = {{"service:web-1:1", "Service 'web' check", 0},
+                                      {"service:web-1:2", "alive", 30000}};
+    s.checks = refs;
+    s.n_checks = 2;
+    char why[256];
+    cJSON *checks = agent_checks_for_web("1m30s");
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
+    cJSON_Delete(checks);
+    checks = agent_checks_for_web("20s");
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    ck_assert_str_eq(why, "check \"service:web-1:1\": interval \"20s\" != \"90s\"");
+    /* Changed type (an HTTP check replaced by a TCP one). */
+    cJSON_Delete(checks);
+    checks = agent_checks_for_web("1m30s");
+    cJSON *c1 = cJSON_GetObjectItem(checks, "service:web-1:1");
+    cJSON_ReplaceItemInObject(c1, "Type", cJSON_CreateString("tcp"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    ck_assert_str_eq(why, "check \"service:web-1:1\": type tcp != http");
+    cJSON_ReplaceItemInObject(c1, "Type", cJSON_CreateString("http"));
+    cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString("5s"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    ck_assert_str_eq(why, "check \"service:web-1:1\": timeout \"5s\" != \"2s\"");
+    /* The TTL check sets no timeout: a default shown by the agent is fine. */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1:2"), "Timeout",
+                              cJSON_CreateString("10s"));
+    cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString("2s"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
+    cJSON_ReplaceItemInObject(c1, "Timeout", cJSON_CreateString("2s"));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1:2"), "Name",
+                              cJSON_CreateString("renamed"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    ck_assert_str_eq(why, "check \"service:web-1:2\": name \"renamed\" != \"alive\"");
+    cJSON_Delete(checks);
+    /* A check added to our service by hand. */
+    checks = agent_checks_for_web("1m30s");
+    cJSON_AddItemToObject(checks, "extra", cJSON_Parse("{\"ServiceID\":\"web-1\",\"Type\":\"ttl\"}"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    ck_assert_str_eq(why, "check \"extra\" is not in the definition");
+    cJSON_Delete(checks);
+    cJSON_Delete(s.definition);
+}
+END_TEST
+
+START_TEST(test_checks_drift_accepts_consuls_one_second_floor)
+{
+    struct consul_service s = make_service();
+    cJSON_AddItemToObject(s.definition, "Checks",
+                          cJSON_Parse("[{\"TCP\":\"127.0.0.1:1\",\"Interval\":\"500ms\"}]"));
+    struct consul_check_ref refs[] = {{"service:web-1", "Service 'web' check", 0}};
+    s.checks = refs;
+    s.n_checks = 1;
+    char why[256];
+    cJSON *checks = cJSON_Parse("{\"service:web-1\":{\"Name\":\"Service 'web' check\",\"ServiceID\":"
+                                "\"web-1\",\"Type\":\"tcp\",\"Interval\":\"1s\",\"Timeout\":\"\"}}");
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1"), "Interval",
+                              cJSON_CreateString("500ms"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1"), "Interval",
+                              cJSON_CreateString("2s"));
+    ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
+    cJSON_Delete(checks);
+    cJSON_Delete(s.definition);
+}
+END_TEST
+
 /* ---- the watch engine against a scripted fake Consul ---------------------- */
 
 struct answer {
@@ -536,6 +664,10 @@ int main(void)
     tcase_add_test(t, test_error_description_is_one_line_and_drops_the_query);
     tcase_add_test(t, test_drift_ignores_agent_added_fields);
     tcase_add_test(t, test_checks_drift_names_the_missing_check);
+    tcase_add_test(t, test_drift_sees_kind_socket_and_wanted_tagged_addresses);
+    tcase_add_test(t, test_drift_ignores_tags_under_enable_tag_override);
+    tcase_add_test(t, test_checks_drift_compares_what_the_agent_shows);
+    tcase_add_test(t, test_checks_drift_accepts_consuls_one_second_floor);
     tcase_add_test(t, test_watch_sends_index_and_wait_and_times_out_after_wait_plus_jitter);
     tcase_add_test(t, test_watch_resets_index_when_it_goes_backwards);
     tcase_add_test(t, test_watch_never_blocks_on_zero);

@@ -39,13 +39,25 @@ static int has_arg(struct MHD_Connection *c, const char *k)
 static enum MHD_Result json_reply(struct MHD_Connection *c, unsigned status, cJSON *o,
                                   const char *const *headers)
 {
-    char *s = json_out(o);
+    char *s = has_arg(c, "pretty") ? json_pretty(o) : json_out(o);
     cJSON_Delete(o);
     if (s == NULL)
         return reply_text(c, 500, "out of memory");
     enum MHD_Result r = reply(c, status, "application/json", s, strlen(s), headers);
     free(s);
     return r;
+}
+
+/* ?filter over an answer (checked for syntax before the query ran). */
+static void apply_filter(struct MHD_Connection *c, cJSON *body)
+{
+    const char *expr = arg(c, "filter");
+    char err[300];
+    if (expr == NULL || *expr == '\0')
+        return;
+    struct dfilter *f = dfilter_new(expr, err, sizeof err);
+    dfilter_apply(f, body);
+    dfilter_free(f);
 }
 
 static enum MHD_Result empty_ok(struct MHD_Connection *c)
@@ -308,6 +320,9 @@ static int common_params(struct MHD_Connection *c, struct query *q, int need_lea
 
 typedef cJSON *(*view_fn)(struct MHD_Connection *c, const void *ctx, uint64_t *index,
                           int *status);
+static cJSON *view_kv(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *status);
+static cJSON *view_catalog_services(struct MHD_Connection *c, const void *ctx, uint64_t *index,
+                                    int *status);
 
 /* Runs a view, parking while its index has not passed the client's. Call
  * with S.mu held; returns with it held. */
@@ -357,6 +372,8 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
                        q->stale ? "stale" : q->consistent ? "consistent" : "leader",
                        "X-Consul-Query-Backend", "blocking-query", NULL};
     pthread_mutex_unlock(&S.mu);
+    if (fn != view_kv && fn != view_catalog_services)
+        apply_filter(c, body);
     enum MHD_Result r;
     if (body == NULL && status == 400)
         r = reply(c, 400, "text/plain; charset=utf-8", "Invalid value for ?passing", 26, h);
@@ -1725,6 +1742,18 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
     const char *rest = url + strlen(r->pattern);
     struct query q;
     enum MHD_Result ret = MHD_NO;
+    const char *expr = arg(c, "filter");
+    if (expr && *expr && (r->id == R_SERVICES || r->id == R_CHECKS || r->id == R_CAT_SERVICE ||
+                          r->id == R_CAT_NODES || r->id == R_CAT_NODE || r->id == R_H_SERVICE ||
+                          r->id == R_H_CHECKS || r->id == R_H_STATE || r->id == R_H_NODE)) {
+        char ferr[300];
+        struct dfilter *f = dfilter_new(expr, ferr, sizeof ferr);
+        if (f == NULL) {
+            snprintf(err, sizeof err, "Failed to create boolean expression evaluator: %s", ferr);
+            return reply_text(c, 500, err);
+        }
+        dfilter_free(f);
+    }
     switch (r->id) {
     case R_REGISTER:
         return service_register(a, c, body, body_len);
@@ -1794,6 +1823,7 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
             if (a->node->services[i].used)
                 cJSON_AddItemToObject(o, a->node->services[i].id, agent_service_json(&a->node->services[i]));
         pthread_mutex_unlock(&S.mu);
+        apply_filter(c, o);
         return json_reply(c, 200, sorted(o), NULL);
     }
     case R_SERVICE: {
@@ -1824,6 +1854,7 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
             if (a->node->checks[i].used)
                 cJSON_AddItemToObject(o, a->node->checks[i].id, check_json(a->node, &a->node->checks[i], 1));
         pthread_mutex_unlock(&S.mu);
+        apply_filter(c, o);
         return json_reply(c, 200, sorted(o), NULL);
     }
     case R_MEMBERS: {

@@ -163,5 +163,16 @@ enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *cty
                       const char *body, size_t len, const char *const *headers);
 enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text);
 char *json_out(const cJSON *o);    /* compact, or pretty with --pretty / --dev */
+/* Go's json.MarshalIndent with 4 spaces, plus the trailing newline Consul
+ * adds (?pretty, --pretty, --dev). Caller frees. */
+char *json_pretty(const cJSON *o);
+
+/* ?filter (filter.c): a subset of go-bexpr over the answer's JSON. NULL with
+ * err (Consul's parser wording) on a syntax error. */
+struct dfilter;
+struct dfilter *dfilter_new(const char *expr, char *err, size_t errlen);
+/* Keeps the matching elements of an array, or matching values of an object. */
+void dfilter_apply(const struct dfilter *f, cJSON *coll);
+void dfilter_free(struct dfilter *f);
 
 #endif

@@ -139,28 +139,72 @@ enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char
     return reply(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
 }
 
-/* Go's 4-space indentation, from cJSON's tabs. */
+static void indent(struct buf *b, int depth)
+{
+    for (int i = 0; i < depth; i++)
+        buf_puts(b, "    ");
+}
+
+/* One value the way Go's MarshalIndent lays it out: every member and
+ * element on its own line, empty objects and arrays as {} and []. */
+static int pretty_value(struct buf *b, const cJSON *v, int depth)
+{
+    if ((cJSON_IsObject(v) || cJSON_IsArray(v)) && v->child) {
+        int obj = cJSON_IsObject(v);
+        buf_puts(b, obj ? "{\n" : "[\n");
+        for (const cJSON *e = v->child; e; e = e->next) {
+            indent(b, depth + 1);
+            if (obj) {
+                cJSON *key = cJSON_CreateString(e->string ? e->string : "");
+                char *k = key ? cJSON_PrintUnformatted(key) : NULL;
+                cJSON_Delete(key);
+                if (k == NULL)
+                    return -1;
+                buf_puts(b, k);
+                buf_puts(b, ": ");
+                free(k);
+            }
+            if (pretty_value(b, e, depth + 1) < 0)
+                return -1;
+            buf_puts(b, e->next ? ",\n" : "\n");
+        }
+        indent(b, depth);
+        buf_puts(b, obj ? "}" : "]");
+        return 0;
+    }
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        buf_puts(b, cJSON_IsObject(v) ? "{}" : "[]");
+        return 0;
+    }
+    /* A scalar prints the same either way; print a detached copy so a
+     * member's siblings are not printed with it. */
+    cJSON *copy = cJSON_Duplicate(v, 0);
+    char *s = copy ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
+    if (s == NULL)
+        return -1;
+    buf_puts(b, s);
+    free(s);
+    return 0;
+}
+
+char *json_pretty(const cJSON *o)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    if (pretty_value(&b, o, 0) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    buf_puts(&b, "\n");
+    return buf_steal(&b);
+}
+
 char *json_out(const cJSON *o)
 {
     if (!S.pretty && !S.dev)
         return cJSON_PrintUnformatted(o);
-    char *tabs = cJSON_Print(o);
-    if (tabs == NULL)
-        return NULL;
-    struct buf b;
-    buf_init(&b, 0);
-    for (const char *p = tabs; *p; p++) {
-        if (*p == '\t')
-            buf_puts(&b, "    ");
-        else if (*p == ':' && p[1] == '\t') {
-            buf_puts(&b, ": ");
-            p++;
-        } else
-            buf_append(&b, p, 1);
-    }
-    buf_puts(&b, "\n");
-    free(tabs);
-    return buf_steal(&b);
+    return json_pretty(o);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
