@@ -601,8 +601,9 @@ void registrar_consul_recovered(struct registrar *r)
         return;
     if (loop_timer_active(r->retry_timer))
         loop_timer_start(r->retry_timer, 0);
-    /* After a reconnect the agent may have lost everything. */
-    if (r->cleaned && !r->list_call && !r->checks_call)
+    /* After a reconnect the agent may have lost everything (a round in
+     * flight is followed by one more). */
+    if (r->cleaned)
         loop_timer_start(r->resync_timer, 0);
 }
 
