@@ -466,6 +466,12 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
             break;
         }
         case T_PROBE:
+            if (*has_probe) {
+                /* A repeated key: the last one counts, as in Consul's JSON. */
+                free(probe->target);
+                free(probe->method);
+                probe->target = probe->method = NULL;
+            }
             if (parse_probe(c, k, kp, probe) < 0)
                 goto fail;
             *has_probe = 1;
