@@ -133,7 +133,7 @@ unit: $(UNIT_BIN)
 	@sh tests/run-unit.sh $(UNIT_BIN)
 
 integration: all
-	@sh tests/integration/run.sh
+	@bash tests/integration/run.sh
 
 fuzz-replay: $(REPLAY_BIN)
 	@for t in $(FUZZ_NAMES); do printf '%s: ' "$$t"; $(BIN)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done

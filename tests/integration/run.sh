@@ -1,13 +1,45 @@
-#!/bin/sh
+#!/bin/bash
 # Runs every integration scenario (tests/integration/t_*.sh) and prints a
 # closing "N passed, N failed" line. ONLY=pattern runs a subset.
+#
+# JOBS=N runs N scenarios at once (default 3): most of a scenario's time is
+# spent waiting on timers (TTL, resync, quiescence), not on the CPU, and each
+# one has its own directory, its own ports and its own processes. A
+# scenario's output is printed whole when it ends, so lines never interleave.
 cd "$(dirname "$0")" || exit 1
-pass=0; fail=0; failed=""
+jobs=${JOBS:-3}
+out=$(mktemp -d "${TMPDIR:-/tmp}/cs-run.XXXXXX")
+pass=0; fail=0; failed=""; running=0
+
+# Prints the output of, and counts, every scenario that has ended.
+reap() {
+    local rc t
+    for rc in "$out"/*.rc; do
+        [ -e "$rc" ] || continue
+        t=$(basename "$rc" .rc)
+        cat "$out/$t.out"
+        if [ "$(cat "$rc")" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $t"; fi
+        rm -f "$rc" "$out/$t.out"
+        running=$((running - 1))
+    done
+}
+
 for t in t_*.sh; do
     [ -e "$t" ] || continue
     case "$t" in *${ONLY:-}*) ;; *) continue ;; esac
-    if bash "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed ${t%.sh}"; fi
+    while [ "$running" -ge "$jobs" ]; do
+        wait -n 2>/dev/null || sleep 0.1
+        reap
+    done
+    n=${t%.sh}
+    { bash "$t" > "$out/$n.out" 2>&1; echo $? > "$out/$n.rc.tmp"; mv "$out/$n.rc.tmp" "$out/$n.rc"; } &
+    running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do
+    wait -n 2>/dev/null || sleep 0.1
+    reap
+done
+rm -rf "$out"
 [ -n "$failed" ] && echo "failed:$failed"
 echo "integration: $pass passed, $fail failed"
 [ $fail -eq 0 ]
