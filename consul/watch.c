@@ -32,6 +32,7 @@ struct consul_watch {
     int failing;             /* last request failed: errors are reported once */
     int limited;             /* a 429/connection limit was reported */
     int noindex;             /* a missing index was reported */
+    int rejected;            /* on_change called consul_watch_reject */
     double tokens;
     uint64_t tokens_at;
     long request_timeout;
@@ -136,6 +137,32 @@ static void schedule(struct consul_watch *w, uint64_t delay)
     loop_timer_start(w->timer, delay);
 }
 
+/* Hands an answer to on_change. An answer it rejects (garbage under a valid
+ * index) is not taken: the index goes back to what it was, so the data of
+ * that index is asked for again, after a backoff, instead of being blocked
+ * past. Returns 1 when taken. */
+static int deliver(struct consul_watch *w, const struct consul_response *r, uint64_t prev,
+                   int had_answer)
+{
+    w->have_answer = 1;
+    w->rejected = 0;
+    w->on_change(r, w->arg);
+    if (!w->rejected)
+        return 1;
+    w->rejected = 0;
+    w->index = prev;
+    w->index_moved = 0;
+    w->have_answer = had_answer;
+    w->failing = 1;
+    schedule(w, backoff_next(&w->backoff));
+    return 0;
+}
+
+void consul_watch_reject(struct consul_watch *w)
+{
+    w->rejected = 1;
+}
+
 static void on_answer(const struct consul_response *r, void *arg)
 {
     struct consul_watch *w = arg;
@@ -200,8 +227,8 @@ static void on_answer(const struct consul_response *r, void *arg)
             report(w, r, what);
         }
         w->noindex = 1;
-        w->on_change(r, w->arg);
-        schedule(w, bucket_delay(w));
+        if (deliver(w, r, 0, 0))
+            schedule(w, bucket_delay(w));
         return;
     }
     uint64_t idx = r->index;
@@ -218,13 +245,14 @@ static void on_answer(const struct consul_response *r, void *arg)
     }
     if (idx < 1)
         idx = 1;
+    int had_answer = w->have_answer;
     int moved = !w->have_answer || idx > prev;
     w->index = idx;
     w->index_moved = moved;
     if (moved) {
-        w->have_answer = 1;
         w->stats.changes++;
-        w->on_change(r, w->arg);
+        if (!deliver(w, r, prev, had_answer))
+            return;
         /* The first change of a burst was answered at once; the next request
          * waits out min_gap so what follows comes in one answer. */
         uint64_t now = loop_clock_ms(), next = w->sent_at + (uint64_t)w->min_gap_ms;

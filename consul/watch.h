@@ -60,6 +60,10 @@ struct consul_watch *consul_watch_new(struct loop *l, consul_get_fn get, consul_
 void consul_watch_start(struct consul_watch *w);
 /* Drops the index and asks again at once (e.g. after an agent reconnect). */
 void consul_watch_poke(struct consul_watch *w);
+/* Called from on_change: the answer is unusable (its body could not be
+ * decoded). Its index is not taken; the same data is asked for again after
+ * a backoff (a garbled answer must not make the watch block past it). */
+void consul_watch_reject(struct consul_watch *w);
 /* A watch backing off after errors asks again now (the agent is back);
  * otherwise (or NULL) nothing. The backoff itself is kept. */
 void consul_watch_retry(struct consul_watch *w);

@@ -403,6 +403,7 @@ static void on_watch_change(const struct consul_response *r, void *arg)
             log_error("Upstream '%s': %s; keeping the last known good targets", u->name, line);
         snprintf(u->last_watch_error, sizeof u->last_watch_error, "%s", line);
         count(u->s->m_consul, "decode_error");
+        consul_watch_reject(u->watch);
         return;
     }
     if (u->last_watch_error[0]) {
@@ -708,6 +709,7 @@ static void on_det_checks(const struct consul_response *r, void *arg)
         if (strcmp(err, s->det_error) != 0)
             log_error("change detector: bad answer from /v1/health/state/any: %s", err);
         snprintf(s->det_error, sizeof s->det_error, "%s", err);
+        consul_watch_reject(s->det_checks);
         return;
     }
     s->det_error[0] = '\0';

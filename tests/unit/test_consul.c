@@ -418,6 +418,8 @@ struct fake {
     struct loop_timer *timer;
     int changes, errors, backwards;
     uint64_t last_change_index;
+    uint64_t reject_index;      /* on_change rejects the answer of this index */
+    struct consul_watch *w;
 };
 
 static struct consul_call *fake_call = (struct consul_call *)0x1;
@@ -461,6 +463,10 @@ static void fake_cancel(void *ctx, struct consul_call *call)
 static void on_change(const struct consul_response *r, void *arg)
 {
     struct fake *f = arg;
+    if (f->reject_index && r->index == f->reject_index) {
+        consul_watch_reject(f->w);
+        return;
+    }
     f->changes++;
     f->last_change_index = r->index;
 }
@@ -483,8 +489,9 @@ static struct consul_watch *fake_watch(struct fake *f, int64_t min_interval_ms)
     struct consul_watch_opts o = {.path = "/v1/health/service/web", .query = "tag=v1",
                                   .wait_ms = 60000, .min_interval_ms = min_interval_ms,
                                   .backoff_min_ms = 10, .backoff_max_ms = 80};
-    return consul_watch_new(f->loop, fake_get, fake_cancel, f, &o, on_change, on_error, f, err,
+    f->w = consul_watch_new(f->loop, fake_get, fake_cancel, f, &o, on_change, on_error, f, err,
                             sizeof err);
+    return f->w;
 }
 
 static void run_until(struct fake *f, int requests, uint64_t max_ms)
@@ -632,6 +639,58 @@ START_TEST(test_watch_backs_off_on_errors_and_never_gives_up)
 }
 END_TEST
 
+/* A garbled body under an index (a proxy in between, a torn answer): the
+ * index is not taken, so the data of that index is asked for again rather
+ * than blocked past (a change would be missed until the next one). */
+START_TEST(test_watch_rejected_answer_does_not_advance_the_index)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    f.reject_index = 999999;
+    f.script[0] = (struct answer){200, 1, 10, HTTP_OK};
+    f.script[1] = (struct answer){200, 1, 999999, HTTP_OK};
+    f.script[2] = (struct answer){200, 1, 12, HTTP_OK};
+    f.n_script = 3;
+    consul_watch_start(w);
+    run_until(&f, 4, 3000);
+    ck_assert_ptr_nonnull(strstr(f.paths[2], "index=10&"));   /* asked again from 10 */
+    ck_assert_ptr_nonnull(strstr(f.paths[3], "index=12&"));
+    ck_assert_int_eq(f.changes, 2);
+    ck_assert_int_eq(f.last_change_index, 12);
+    fake_free(&f, w);
+}
+END_TEST
+
+/* consul_watch_retry: a watch waiting out its backoff asks at once; one
+ * that is fine is left alone. */
+START_TEST(test_watch_retry_skips_the_backoff)
+{
+    struct fake f;
+    struct consul_watch *w = fake_watch(&f, 1000);
+    consul_watch_free(w);
+    char err[128];
+    struct consul_watch_opts o = {.path = "/v1/health/service/web", .wait_ms = 60000,
+                                  .backoff_min_ms = 60000, .backoff_max_ms = 60000};
+    f.w = w = consul_watch_new(f.loop, fake_get, fake_cancel, &f, &o, on_change, on_error, &f,
+                               err, sizeof err);
+    f.script[0] = (struct answer){0, 0, 0, HTTP_ERR_CONNECT};
+    f.script[1] = (struct answer){200, 1, 7, HTTP_OK};
+    f.n_script = 2;
+    consul_watch_start(w);
+    run_until(&f, 2, 300);
+    ck_assert_int_eq(f.n_requests, 1);   /* backing off for 30-60 s */
+    consul_watch_retry(w);
+    run_until(&f, 2, 300);
+    ck_assert_int_eq(f.n_requests, 2);
+    loop_run_once(f.loop, 20);
+    ck_assert_int_eq(f.last_change_index, 7);
+    int before = f.n_requests;
+    consul_watch_retry(w);                /* healthy (a long-poll in flight): nothing */
+    ck_assert_int_eq(f.n_requests, before);
+    fake_free(&f, w);
+}
+END_TEST
+
 START_TEST(test_watch_restarts_a_dead_blocking_query)
 {
     struct fake f;
@@ -671,6 +730,8 @@ int main(void)
     tcase_add_test(t, test_watch_sends_index_and_wait_and_times_out_after_wait_plus_jitter);
     tcase_add_test(t, test_watch_resets_index_when_it_goes_backwards);
     tcase_add_test(t, test_watch_never_blocks_on_zero);
+    tcase_add_test(t, test_watch_rejected_answer_does_not_advance_the_index);
+    tcase_add_test(t, test_watch_retry_skips_the_backoff);
     tcase_add_test(t, test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeries);
     tcase_add_test(t, test_watch_without_index_header_is_delivered_and_not_busy_looped);
     tcase_add_test(t, test_watch_min_gap_coalesces_a_burst_of_changes);
