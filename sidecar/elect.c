@@ -209,8 +209,8 @@ static void on_renew_timer(void *arg)
         return;
     snprintf(path, sizeof path, "/v1/session/renew/%s", e->session);
     e->renew_sent = loop_clock_ms();
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
-                                     on_renewed, e, err, sizeof err);
+    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
+                                     CONSUL_REQ_URGENT, on_renewed, e, err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->renew_timer, 1000);
 }
@@ -260,8 +260,8 @@ static void try_create(struct elect *e)
     free(text);
     e->renew_sent = loop_clock_ms();
     e->session_call = consul_request(e->o.consul, "PUT", "/v1/session/create", body,
-                                     strlen(body), ELECT_REQ_TIMEOUT_MS, 0, on_created, e, err,
-                                     sizeof err);
+                                     strlen(body), ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT,
+                                     on_created, e, err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->retry, backoff_next(&e->backoff));
 }
@@ -311,7 +311,8 @@ static void try_acquire(struct elect *e)
         return;  /* held by another: wait for the KV watch */
     snprintf(path, sizeof path, "/v1/kv/%s?acquire=%s", e->key, e->session);
     e->session_call = consul_request(e->o.consul, "PUT", path, e->node, strlen(e->node),
-                                     ELECT_REQ_TIMEOUT_MS, 0, on_acquired, e, err, sizeof err);
+                                     ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_acquired, e,
+                                     err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->retry, backoff_next(&e->backoff));
 }
@@ -406,8 +407,10 @@ static void kv_read(struct elect *e)
         snprintf(path, sizeof path, "/v1/kv/%s", e->key);
     long timeout = e->kv_index > 0 ? ELECT_WAIT_MS + ELECT_WAIT_MS / 16 + 5000 : ELECT_REQ_TIMEOUT_MS;
     e->kv_sent = loop_clock_ms();
-    e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout, e->kv_index > 0,
-                                on_kv, e, err, sizeof err);
+    /* Urgent: a first read of the key decides whether we may write. */
+    e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout,
+                                e->kv_index > 0 ? CONSUL_REQ_BLOCKING : CONSUL_REQ_URGENT, on_kv,
+                                e, err, sizeof err);
     if (e->kv_call == NULL)
         loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
 }
@@ -449,8 +452,8 @@ static void on_released(const struct consul_response *r, void *arg)
     e->session_call = NULL;
     log_info("released writer lock for '%s'", e->what);
     snprintf(path, sizeof path, "/v1/session/destroy/%s", e->session);
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
-                                     on_destroyed, e, err, sizeof err);
+    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
+                                     CONSUL_REQ_URGENT, on_destroyed, e, err, sizeof err);
     if (e->session_call == NULL)
         release_finish(e);
 }
@@ -486,9 +489,9 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg)
         snprintf(path, sizeof path, "/v1/kv/%s?release=%s", e->key, e->session);
     else
         snprintf(path, sizeof path, "/v1/session/destroy/%s", e->session);
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
-                                     was_writer ? on_released : on_destroyed, e, err,
-                                     sizeof err);
+    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
+                                     CONSUL_REQ_URGENT, was_writer ? on_released : on_destroyed,
+                                     e, err, sizeof err);
     if (e->session_call == NULL)
         release_finish(e);
 }
