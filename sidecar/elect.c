@@ -30,6 +30,8 @@ struct elect {
     struct loop_timer *deadline;       /* writer must stop by then */
     struct loop_timer *retry;          /* session create / acquire retries */
     struct loop_timer *kv_retry;
+    struct loop_timer *self_retry;     /* reading the agent's datacenter */
+    struct consul_call *self_call;
     struct backoff backoff, kv_backoff;
     int releasing;
     void (*release_done)(void *);
@@ -93,9 +95,9 @@ struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen)
     if (e->o.lock_delay_ms < 0)
         e->o.lock_delay_ms = 15000;
     e->what = strdup(o->what);
-    e->key = strdup(o->key);
+    e->key = o->key ? strdup(o->key) : NULL;
     e->node = strdup(o->node);
-    if (!e->what || !e->key || !e->node)
+    if (!e->what || (o->key && !e->key) || !e->node)
         goto oom;
     backoff_init(&e->backoff, 1000, e->o.session_ttl_ms / 2 > 1000 ? (uint64_t)e->o.session_ttl_ms / 2 : 1000);
     backoff_init(&e->kv_backoff, 500, 30000);
@@ -112,6 +114,8 @@ void elect_free(struct elect *e)
         return;
     consul_cancel(e->session_call);
     consul_cancel(e->kv_call);
+    consul_cancel(e->self_call);
+    loop_timer_free(e->self_retry);
     loop_timer_free(e->renew_timer);
     loop_timer_free(e->deadline);
     loop_timer_free(e->retry);
@@ -240,7 +244,7 @@ static void on_created(const struct consul_response *r, void *arg)
 static void try_create(struct elect *e)
 {
     char err[256], ttl[32], delay[32], body[600];
-    if (e->session_call || e->releasing)
+    if (e->session_call || e->releasing || e->key == NULL)
         return;
     /* Go duration syntax, exact: "2500ms" (whole seconds would shorten it). */
     snprintf(ttl, sizeof ttl, "%lldms", (long long)e->o.session_ttl_ms);
@@ -398,7 +402,7 @@ static void on_kv_retry(void *arg)
 static void kv_read(struct elect *e)
 {
     char path[700], err[256];
-    if (e->kv_call || e->releasing)
+    if (e->kv_call || e->releasing || e->key == NULL)
         return;
     if (e->kv_index > 0)
         snprintf(path, sizeof path, "/v1/kv/%s?index=%llu&wait=%dms", e->key,
@@ -415,12 +419,72 @@ static void kv_read(struct elect *e)
         loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
 }
 
+int elect_default_key(const char *datacenter, char *out, size_t len)
+{
+    if (datacenter == NULL || *datacenter == '\0')
+        return -1;
+    int n = snprintf(out, len, "consul-sidecar/%s/kong-writer", datacenter);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* ---- the agent's datacenter (no key configured) ---------------------------- */
+
+static void read_datacenter(struct elect *e);
+
+static void on_self(const struct consul_response *r, void *arg)
+{
+    struct elect *e = arg;
+    char dc[64], key[512], err[256];
+    e->self_call = NULL;
+    if (r->err != HTTP_OK || r->status != 200) {
+        note_error(e, r, "/v1/agent/self");
+        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
+        return;
+    }
+    if (consul_decode_agent_datacenter(r->body, r->body_len, dc, sizeof dc, err, sizeof err) < 0 ||
+        elect_default_key(dc, key, sizeof key) < 0 || (e->key = strdup(key)) == NULL) {
+        char line[300];
+        snprintf(line, sizeof line, "GET /v1/agent/self: %s", err);
+        if (strcmp(line, e->last_error) != 0)
+            log_warn("writer election for '%s': %s", e->what, line);
+        snprintf(e->last_error, sizeof e->last_error, "%s", line);
+        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
+        return;
+    }
+    backoff_reset(&e->backoff);
+    e->last_error[0] = '\0';
+    try_create(e);
+    kv_read(e);
+}
+
+static void on_self_retry(void *arg)
+{
+    read_datacenter(arg);
+}
+
+static void read_datacenter(struct elect *e)
+{
+    char err[256];
+    if (e->self_call || e->releasing)
+        return;
+    e->self_call = consul_request(e->o.consul, "GET", "/v1/agent/self", NULL, 0,
+                                  ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_self, e, err,
+                                  sizeof err);
+    if (e->self_call == NULL)
+        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
+}
+
 void elect_start(struct elect *e)
 {
     e->renew_timer = loop_timer_new(e->o.loop, on_renew_timer, e);
     e->deadline = loop_timer_new(e->o.loop, on_deadline, e);
     e->retry = loop_timer_new(e->o.loop, on_retry, e);
     e->kv_retry = loop_timer_new(e->o.loop, on_kv_retry, e);
+    e->self_retry = loop_timer_new(e->o.loop, on_self_retry, e);
+    if (e->key == NULL) {
+        read_datacenter(e);   /* then the session and the key watch */
+        return;
+    }
     try_create(e);
     kv_read(e);
 }
@@ -475,9 +539,12 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg)
     e->session_call = NULL;
     consul_cancel(e->kv_call);
     e->kv_call = NULL;
+    consul_cancel(e->self_call);
+    e->self_call = NULL;
     loop_timer_stop(e->renew_timer);
     loop_timer_stop(e->retry);
     loop_timer_stop(e->kv_retry);
+    loop_timer_stop(e->self_retry);
     if (e->session == NULL) {
         release_finish(e);
         return;
@@ -501,7 +568,10 @@ cJSON *elect_status_json(const struct elect *e)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "proxy", e->what);
     cJSON_AddStringToObject(o, "role", e->writer ? "writer" : "standby");
-    cJSON_AddStringToObject(o, "key", e->key);
+    if (e->key)
+        cJSON_AddStringToObject(o, "key", e->key);
+    else
+        cJSON_AddNullToObject(o, "key");   /* the agent's datacenter not known yet */
     if (elect_holder(e))
         cJSON_AddStringToObject(o, "holder", elect_holder(e));
     cJSON_AddBoolToObject(o, "has_session", e->session != NULL);

@@ -215,6 +215,28 @@ START_TEST(test_error_description_is_one_line_and_drops_the_query)
 }
 END_TEST
 
+START_TEST(test_decode_agent_datacenter_from_self_and_refuses_a_path)
+{
+    char *body = fixture("agent_self_min.json");
+    char dc[64], err[256];
+    ck_assert_int_eq(consul_decode_agent_datacenter(body, strlen(body), dc, sizeof dc, err,
+                                                    sizeof err), 0);
+    ck_assert_str_eq(dc, "dc1");
+    free(body);
+    static const char *const refused[] = {
+        "{\"Config\":{\"Datacenter\":\"a/b\"}}", "{\"Config\":{\"Datacenter\":\"\"}}",
+        "{\"Config\":{}}", "{\"Config\":{\"Datacenter\":7}}", "[]",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(dc, sizeof dc, "kept");
+        ck_assert_int_eq(consul_decode_agent_datacenter(refused[i], strlen(refused[i]), dc,
+                                                        sizeof dc, err, sizeof err), -1);
+        ck_assert_str_eq(dc, "kept");
+    }
+    ck_assert_ptr_nonnull(strstr(err, "Config.Datacenter"));
+}
+END_TEST
+
 /* ---- the client's connection budget --------------------------------------- */
 
 /* A server whose /hold/... requests wait until the test lets them go (one
@@ -664,6 +686,7 @@ int main(void)
     tcase_add_test(t, test_client_parses_the_index_header_strictly);
     tcase_add_test(t, test_error_description_is_one_line_and_drops_the_query);
     tcase_add_test(t, test_client_urgent_requests_are_never_queued_behind_ordinary_ones);
+    tcase_add_test(t, test_decode_agent_datacenter_from_self_and_refuses_a_path);
     tcase_add_test(t, test_drift_ignores_agent_added_fields);
     tcase_add_test(t, test_checks_drift_names_the_missing_check);
     tcase_add_test(t, test_watch_sends_index_and_wait_and_times_out_after_wait_plus_jitter);
