@@ -333,7 +333,11 @@ static void on_retry(void *arg)
 static void on_deadline(void *arg)
 {
     struct elect *e = arg;
-    /* No renew for 0.9 x TTL: the servers may already have dropped us. */
+    /* No renew for 0.9 x TTL: the servers may already have dropped us. A
+     * renew still in flight is for the session given up here: cancelled,
+     * or it would keep try_create() from starting a new one. */
+    consul_cancel(e->session_call);
+    e->session_call = NULL;
     drop_session(e, "no successful session renew within the TTL");
     try_create(e);
 }

@@ -1266,7 +1266,10 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
         struct buf b;
         buf_init(&b, 0);
         const cJSON *e;
-        int with_time = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "time") != NULL;
+        const char *tv = NULL;
+        size_t tl = 0;   /* "?time" has no value: look the key up, not the value */
+        int with_time = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "time", 4, &tv,
+                                                      &tl) == MHD_YES;
         cJSON_ArrayForEach(e, K.requests) {
             const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
             const cJSON *st = cJSON_GetObjectItem(e, "status"), *ua = cJSON_GetObjectItem(e, "user_agent");
