@@ -30,6 +30,7 @@ struct elect {
     struct loop_timer *deadline;       /* writer must stop by then */
     struct loop_timer *retry;          /* session create / acquire retries */
     struct loop_timer *kv_retry;
+    int kv_erring;                     /* kv_retry is an error backoff, not pacing */
     struct loop_timer *self_retry;     /* reading the agent's datacenter */
     struct consul_call *self_call;
     struct backoff backoff, kv_backoff;
@@ -150,13 +151,19 @@ static void note_error(struct elect *e, const struct consul_response *r, const c
     snprintf(e->last_error, sizeof e->last_error, "%s", line);
 }
 
+static void kv_backoff_start(struct elect *e)
+{
+    e->kv_erring = 1;
+    loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+}
+
 /* Consul answered again: a key watch waiting out its error backoff (which
  * may have grown to many seconds during an outage) reads now, so a healed
  * node learns the holder at once instead of at the end of that backoff. */
 static void kv_kick(struct elect *e)
 {
-    if (e->kv_call || e->releasing || !loop_timer_active(e->kv_retry))
-        return;
+    if (e->kv_call || e->releasing || !e->kv_erring || !loop_timer_active(e->kv_retry))
+        return;   /* a paced re-read (index did not move) stays paced */
     loop_timer_stop(e->kv_retry);
     backoff_reset(&e->kv_backoff);
     kv_read(e);
@@ -356,10 +363,11 @@ static void on_kv(const struct consul_response *r, void *arg)
         return;
     }
     if (r->err != HTTP_OK || (r->status != 200 && r->status != 404)) {
-        loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+        kv_backoff_start(e);
         return;
     }
     backoff_reset(&e->kv_backoff);
+    e->kv_erring = 0;
     /* The SPEC's index rules, as every watch here: backwards starts over,
      * 0 is floored to 1 (never block on 0), and an answer without an index
      * or with one that did not move waits before the next read, so a
@@ -376,7 +384,7 @@ static void on_kv(const struct consul_response *r, void *arg)
     if (r->status == 200) {
         struct consul_kv kv;
         if (consul_decode_kv(r->body, r->body_len, &kv, err, sizeof err) < 0) {
-            loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+            kv_backoff_start(e);
             return;
         }
         if (kv.session)
@@ -420,7 +428,7 @@ static void kv_read(struct elect *e)
                                 e->kv_index > 0 ? CONSUL_REQ_BLOCKING : CONSUL_REQ_URGENT, on_kv,
                                 e, err, sizeof err);
     if (e->kv_call == NULL)
-        loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+        kv_backoff_start(e);
 }
 
 int elect_default_key(const char *datacenter, char *out, size_t len)
