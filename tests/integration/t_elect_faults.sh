@@ -5,6 +5,7 @@
 # - no datacenter configured: the lock key is the agent's datacenter's;
 # - the session TTL is sent exactly ("2500ms" arrives as 2.5s);
 # - the lock key's watch does not busy-loop on an index that does not move;
+# - renews go out on time while every ordinary Consul request slot is taken;
 # - a renew answered late: the deadline counts from its send;
 # - a renew answered 404: writes stop at once, the lock is sought again, and
 #   nothing is written until a new lock is held;
@@ -79,6 +80,31 @@ expect_eq "still the writer" 1 "$(acquired)"
 expect_eq "never lost the lock" 0 "$(lost)"
 
 acquired_at_least() { [ "$(acquired)" -ge "$1" ]; }
+# agent_since TIME PATH_PREFIX METHOD: kong-1's requests after TIME, their times.
+agent_since() { consul_log | awk -v a="$1" -v u="$2" -v m="$3" '$1 > a && $2 == "kong-1" && $3 == m && index($4, u) == 1 { print $1 }'; }
+
+# A busy client: kong-1's /v1/agent/ and /v1/status/ requests held 10 s
+# (anti-entropy's services and checks, the cluster view's leader, peers and
+# members: five, one at a time each) fill its 4 ordinary slots within one
+# cluster-view poll (5 s); session renews have slots of their own, so they
+# still go out every TTL/2 and the lock is kept. Queued behind the held
+# requests, the first renew would wait seconds, past the 2.25 s deadline.
+t0=$(consul_log | tail -1 | cut -d' ' -f1)
+fault '{"agent":"kong-1","path":"/v1/agent/","count":1000,"kind":"delay","delay_ms":10000}'
+fault '{"agent":"kong-1","path":"/v1/status/","count":1000,"kind":"delay","delay_ms":10000}'
+held() { consul_log | awk -v a="$t0" '$1 > a && $2 == "kong-1" && $3 == "GET" && (index($4, "/v1/agent/") == 1 || index($4, "/v1/status/") == 1) { print $1 }'; }
+saturated() { [ "$(held | wc -l)" -ge 4 ]; }
+wait_for 10 "four ordinary requests held" saturated
+t1=$(held | sed -n 4p)
+renews_since() { [ "$(agent_since "$t1" /v1/session/renew/ PUT | wc -l)" -ge "$1" ]; }
+wait_for 10 "three renews sent while the client is saturated" renews_since 3
+set -- $(agent_since "$t1" /v1/session/renew/ PUT) 0 0 0
+gaps="$(( $1 - t1 )) $(( $2 - $1 )) $(( $3 - $2 ))"
+[ "$(for g in $gaps; do [ "$g" -lt 2000 ] || echo late; done)" = "" ] && ok ||
+    fail "renews waited behind ordinary requests: $gaps ms apart"
+expect_eq "the lock kept" 0 "$(lost)"
+curl -s -X DELETE "$CONTROL/faults" >/dev/null
+
 lost_at_least() { [ "$(lost)" -ge "$1" ]; }
 log_count() { grep -cF -- "$1" "$T/kong-1.log"; }
 # first_after TIME AGENT METHOD URL_PREFIX: the first such Consul request after TIME.
