@@ -446,27 +446,27 @@ static void read_datacenter(struct elect *e);
 static void on_self(const struct consul_response *r, void *arg)
 {
     struct elect *e = arg;
-    char dc[64], key[512], err[256];
+    char dc[64], key[512], err[256], line[300];
     e->self_call = NULL;
     if (r->err != HTTP_OK || r->status != 200) {
-        note_error(e, r, "/v1/agent/self");
-        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
-        return;
-    }
-    if (consul_decode_agent_datacenter(r->body, r->body_len, dc, sizeof dc, err, sizeof err) < 0 ||
-        elect_default_key(dc, key, sizeof key) < 0 || (e->key = strdup(key)) == NULL) {
-        char line[300];
+        consul_describe_error(r, "GET", "/v1/agent/self", line, sizeof line);
+    } else if (consul_decode_agent_datacenter(r->body, r->body_len, dc, sizeof dc, err,
+                                              sizeof err) < 0) {
         snprintf(line, sizeof line, "GET /v1/agent/self: %s", err);
-        if (strcmp(line, e->last_error) != 0)
-            log_warn("writer election for '%s': %s", e->what, line);
-        snprintf(e->last_error, sizeof e->last_error, "%s", line);
-        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
+    } else if (elect_default_key(dc, key, sizeof key) < 0 || (e->key = strdup(key)) == NULL) {
+        snprintf(line, sizeof line, "out of memory");
+    } else {
+        backoff_reset(&e->backoff);
+        e->last_error[0] = '\0';
+        try_create(e);
+        kv_read(e);
         return;
     }
-    backoff_reset(&e->backoff);
-    e->last_error[0] = '\0';
-    try_create(e);
-    kv_read(e);
+    /* No key without the datacenter: no session, no writes; ask again. */
+    if (strcmp(line, e->last_error) != 0)
+        log_warn("writer election for '%s': %s", e->what, line);
+    snprintf(e->last_error, sizeof e->last_error, "%s", line);
+    loop_timer_start(e->self_retry, backoff_next(&e->backoff));
 }
 
 static void on_self_retry(void *arg)
