@@ -24,6 +24,7 @@ struct consul_call {
     size_t body_len;
     long timeout_ms;
     int blocking;
+    int urgent;                 /* counted in urgent_inflight, its own queue */
     consul_done_fn fn;
     void *arg;
     struct consul_call *next;   /* queue / in-flight list */
@@ -44,7 +45,9 @@ struct consul_client {
     int max_inflight;
     int inflight;               /* ordinary requests in flight */
     int blocking_inflight;
+    int urgent_inflight;
     struct consul_call *queue_head, *queue_tail;
+    struct consul_call *urgent_head, *urgent_tail;
     struct consul_call *active; /* everything started, for free() */
     struct consul_client_stats stats;
     /* Unreachable: a connection failed and nothing has answered since. A
@@ -240,6 +243,11 @@ void consul_client_free(struct consul_client *c)
         c->queue_head = call->next;
         call_free(call);
     }
+    while (c->urgent_head) {
+        struct consul_call *call = c->urgent_head;
+        c->urgent_head = call->next;
+        call_free(call);
+    }
     loop_timer_free(c->probe_timer);
     free(c->address);
     free(c->token_header);
@@ -256,7 +264,7 @@ const char *consul_client_address(const struct consul_client *c)
 
 int consul_client_inflight(const struct consul_client *c)
 {
-    return c->inflight + c->blocking_inflight;
+    return c->inflight + c->urgent_inflight + c->blocking_inflight;
 }
 
 int consul_client_queued(const struct consul_client *c)
@@ -264,19 +272,47 @@ int consul_client_queued(const struct consul_client *c)
     int n = 0;
     for (const struct consul_call *q = c->queue_head; q; q = q->next)
         n++;
+    for (const struct consul_call *q = c->urgent_head; q; q = q->next)
+        n++;
     return n;
 }
 
 static int start_call(struct consul_call *call, char *err, size_t errlen);
 
+/* The budget a call is counted against (blocking calls: none that limits). */
+static int *budget(struct consul_client *c, const struct consul_call *call)
+{
+    return call->blocking ? &c->blocking_inflight
+           : call->urgent ? &c->urgent_inflight
+                          : &c->inflight;
+}
+
+/* The next queued call that may start now: urgent ones first, each kind
+ * within its own budget. Unlinked from its queue; NULL if none. */
+static struct consul_call *next_startable(struct consul_client *c)
+{
+    struct consul_call **head, **tail;
+    if (c->urgent_head && c->urgent_inflight < CONSUL_URGENT_SLOTS) {
+        head = &c->urgent_head;
+        tail = &c->urgent_tail;
+    } else if (c->queue_head && c->inflight < c->max_inflight) {
+        head = &c->queue_head;
+        tail = &c->queue_tail;
+    } else {
+        return NULL;
+    }
+    struct consul_call *call = *head;
+    *head = call->next;
+    if (*head == NULL)
+        *tail = NULL;
+    return call;
+}
+
 static void pump_queue(struct consul_client *c)
 {
-    while (c->queue_head && c->inflight < c->max_inflight) {
-        struct consul_call *call = c->queue_head;
+    struct consul_call *call;
+    while ((call = next_startable(c)) != NULL) {
         char err[256];
-        c->queue_head = call->next;
-        if (c->queue_head == NULL)
-            c->queue_tail = NULL;
         call->next = NULL;
         call->queued = 0;
         if (start_call(call, err, sizeof err) < 0) {
@@ -304,10 +340,7 @@ static void on_http_done(struct http_response *resp, void *arg)
     struct consul_response r = {0};
 
     unlink_active(c, call);
-    if (call->blocking)
-        c->blocking_inflight--;
-    else
-        c->inflight--;
+    (*budget(c, call))--;
 
     if (resp->err != HTTP_OK)
         c->stats.transport_error++;
@@ -390,10 +423,7 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
     call->http = http_start(c->loop, &rq, on_http_done, call, err, errlen);
     if (call->http == NULL)
         return -1;
-    if (call->blocking)
-        c->blocking_inflight++;
-    else
-        c->inflight++;
+    (*budget(c, call))++;
     call->next = c->active;
     c->active = call;
     return 0;
@@ -401,9 +431,10 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
 
 struct consul_call *consul_request(struct consul_client *c, const char *method,
                                    const char *path_and_query, const char *body,
-                                   size_t body_len, long timeout_ms, int blocking,
+                                   size_t body_len, long timeout_ms, int flags,
                                    consul_done_fn fn, void *arg, char *err, size_t errlen)
 {
+    int blocking = (flags & CONSUL_REQ_BLOCKING) != 0;
     struct consul_call *call = calloc(1, sizeof *call);
     if (call == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -425,15 +456,20 @@ struct consul_call *consul_request(struct consul_client *c, const char *method,
     call->body_len = body_len;
     call->timeout_ms = timeout_ms > 0 ? timeout_ms : CONSUL_DEFAULT_TIMEOUT_MS;
     call->blocking = blocking;
+    call->urgent = !blocking && (flags & CONSUL_REQ_URGENT);
     call->fn = fn;
     call->arg = arg;
-    if (!blocking && c->inflight >= c->max_inflight) {
+    int full = call->urgent ? c->urgent_inflight >= CONSUL_URGENT_SLOTS
+                            : c->inflight >= c->max_inflight;
+    if (!blocking && full) {
+        struct consul_call **head = call->urgent ? &c->urgent_head : &c->queue_head;
+        struct consul_call **tail = call->urgent ? &c->urgent_tail : &c->queue_tail;
         call->queued = 1;
-        if (c->queue_tail)
-            c->queue_tail->next = call;
+        if (*tail)
+            (*tail)->next = call;
         else
-            c->queue_head = call;
-        c->queue_tail = call;
+            *head = call;
+        *tail = call;
         return call;
     }
     if (start_call(call, err, errlen) < 0) {
@@ -449,15 +485,17 @@ void consul_cancel(struct consul_call *call)
         return;
     struct consul_client *c = call->c;
     if (call->queued) {
+        struct consul_call **head = call->urgent ? &c->urgent_head : &c->queue_head;
+        struct consul_call **tail = call->urgent ? &c->urgent_tail : &c->queue_tail;
         struct consul_call *prev = NULL;
-        for (struct consul_call *q = c->queue_head; q; prev = q, q = q->next) {
+        for (struct consul_call *q = *head; q; prev = q, q = q->next) {
             if (q == call) {
                 if (prev)
                     prev->next = q->next;
                 else
-                    c->queue_head = q->next;
-                if (c->queue_tail == q)
-                    c->queue_tail = prev;
+                    *head = q->next;
+                if (*tail == q)
+                    *tail = prev;
                 break;
             }
         }
@@ -466,10 +504,7 @@ void consul_cancel(struct consul_call *call)
     }
     unlink_active(c, call);
     http_cancel(call->http);
-    if (call->blocking)
-        c->blocking_inflight--;
-    else
-        c->inflight--;
+    (*budget(c, call))--;
     call_free(call);
     pump_queue(c);
 }

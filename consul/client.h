@@ -4,7 +4,10 @@
  * unix://), sends the ACL token only as the X-Consul-Token header, parses the
  * X-Consul-* headers, and keeps a connection budget: at most max_inflight
  * ordinary requests at once (the rest queue FIFO); blocking long-polls are
- * never queued behind them and never counted.
+ * never queued behind them and never counted; urgent requests (what keeps an
+ * elected writer's lock) have their own CONSUL_URGENT_SLOTS and queue, served
+ * first, so a client busy with watches and registrations cannot delay a
+ * session renew past the session's TTL.
  */
 #ifndef CONSUL_CLIENT_H
 #define CONSUL_CLIENT_H
@@ -34,12 +37,22 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
 /* Cancels everything in flight or queued; callbacks do not fire. NULL ok. */
 void consul_client_free(struct consul_client *c);
 
+/* consul_request flags. BLOCKING: a long-poll (not queued, not counted).
+ * URGENT: counted against CONSUL_URGENT_SLOTS only, never against (nor
+ * queued behind) ordinary requests; beyond those slots it waits in its own
+ * queue, which is served before the ordinary one. For the few requests whose
+ * delay costs a lock (session create/renew/destroy, acquire/release, the lock
+ * key's non-blocking reads). */
+#define CONSUL_REQ_BLOCKING 1
+#define CONSUL_REQ_URGENT 2
+#define CONSUL_URGENT_SLOTS 2
+
 /* method + path_and_query ("/v1/..."). body may be NULL. timeout_ms 0 =
- * 10 s. blocking: a long-poll (not queued, not counted). Same contract as
- * http_start. */
+ * 10 s. flags: CONSUL_REQ_* (0: an ordinary request; 1 is BLOCKING). Same
+ * contract as http_start. */
 struct consul_call *consul_request(struct consul_client *c, const char *method,
                                    const char *path_and_query, const char *body,
-                                   size_t body_len, long timeout_ms, int blocking,
+                                   size_t body_len, long timeout_ms, int flags,
                                    consul_done_fn fn, void *arg, char *err, size_t errlen);
 void consul_cancel(struct consul_call *call);   /* NULL ok */
 
@@ -60,7 +73,8 @@ int consul_client_on_recover(struct consul_client *c, void (*fn)(void *), void *
 /* 1 from a refused connection until the agent answers again. */
 int consul_client_unreachable(const struct consul_client *c);
 
-/* Requests in flight (ordinary + blocking) and queued. */
+/* Requests in flight (ordinary + urgent + blocking) and queued (both
+ * queues). */
 int consul_client_inflight(const struct consul_client *c);
 int consul_client_queued(const struct consul_client *c);
 /* Answers so far, by kind, for metrics. */

@@ -2,6 +2,7 @@
 #include "consul/decode.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,6 +444,30 @@ int consul_decode_session_id(const char *body, size_t len, char *out, size_t out
         return -1;
     }
     snprintf(out, outlen, "%s", id->valuestring);
+    cJSON_Delete(root);
+    return 0;
+}
+
+int consul_decode_agent_datacenter(const char *body, size_t len, char *out, size_t outlen,
+                                   char *err, size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    const cJSON *dc = get(get(root, "Config"), "Datacenter");
+    size_t n = is_str(dc) ? strlen(dc->valuestring) : 0;
+    int ok = n > 0 && n < 64 && n < outlen;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)dc->valuestring[i];
+        ok = isalnum(ch) || ch == '-' || ch == '_' || ch == '.';
+    }
+    if (!ok) {
+        snprintf(err, errlen, "Config.Datacenter: expected a datacenter name (letters, digits, "
+                 "'-', '_', '.')");
+        cJSON_Delete(root);
+        return -1;
+    }
+    snprintf(out, outlen, "%s", dc->valuestring);
     cJSON_Delete(root);
     return 0;
 }

@@ -75,4 +75,10 @@ void consul_check_entries_free(struct consul_check_entry *e, size_t n);
 int consul_decode_session_id(const char *body, size_t len, char *out, size_t outlen, char *err,
                              size_t errlen);
 
+/* /v1/agent/self -> Config.Datacenter, the agent's datacenter. Refused
+ * (-1, err) unless it is 1..63 characters of letters, digits, '-', '_', '.'
+ * (it becomes part of a KV path). */
+int consul_decode_agent_datacenter(const char *body, size_t len, char *out, size_t outlen,
+                                   char *err, size_t errlen);
+
 #endif

@@ -26,6 +26,7 @@
 
 #include "lib/buf.h"
 #include "lib/dur.h"
+#include "sidecar/elect.h"
 
 #define CFG_MAX_FILE (4u * 1024 * 1024)
 #define CFG_MAX_FILES 256
@@ -1555,16 +1556,18 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         cfg->kong.upstream_defaults = d ? cJSON_Duplicate(d, 1) : NULL;
         s = mstr(kong, "writer");
         cfg->kong.writer_elected = !s || strcmp(s, "elected") == 0;
+        /* No lock_prefix and no consul.datacenter: NULL, the election reads
+         * the agent's datacenter from /v1/agent/self. */
         char key[512];
+        key[0] = '\0';
         if ((s = mstr(kong, "lock_prefix")))
             snprintf(key, sizeof key, "%s", s);
-        else
-            snprintf(key, sizeof key, "consul-sidecar/%s/kong-writer",
-                     cfg->datacenter ? cfg->datacenter : "dc1");
-        cfg->kong.lock_key = strdup(key);
+        else if (cfg->datacenter)
+            elect_default_key(cfg->datacenter, key, sizeof key);
+        cfg->kong.lock_key = key[0] ? strdup(key) : NULL;
         cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
         cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
-        if (!cfg->kong.admin_url || !cfg->kong.lock_key)
+        if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
             goto oom;
     }
     if (hap) {

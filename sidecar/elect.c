@@ -30,6 +30,9 @@ struct elect {
     struct loop_timer *deadline;       /* writer must stop by then */
     struct loop_timer *retry;          /* session create / acquire retries */
     struct loop_timer *kv_retry;
+    int kv_erring;                     /* kv_retry is an error backoff, not pacing */
+    struct loop_timer *self_retry;     /* reading the agent's datacenter */
+    struct consul_call *self_call;
     struct backoff backoff, kv_backoff;
     int releasing;
     void (*release_done)(void *);
@@ -93,9 +96,9 @@ struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen)
     if (e->o.lock_delay_ms < 0)
         e->o.lock_delay_ms = 15000;
     e->what = strdup(o->what);
-    e->key = strdup(o->key);
+    e->key = o->key ? strdup(o->key) : NULL;
     e->node = strdup(o->node);
-    if (!e->what || !e->key || !e->node)
+    if (!e->what || (o->key && !e->key) || !e->node)
         goto oom;
     backoff_init(&e->backoff, 1000, e->o.session_ttl_ms / 2 > 1000 ? (uint64_t)e->o.session_ttl_ms / 2 : 1000);
     backoff_init(&e->kv_backoff, 500, 30000);
@@ -112,6 +115,8 @@ void elect_free(struct elect *e)
         return;
     consul_cancel(e->session_call);
     consul_cancel(e->kv_call);
+    consul_cancel(e->self_call);
+    loop_timer_free(e->self_retry);
     loop_timer_free(e->renew_timer);
     loop_timer_free(e->deadline);
     loop_timer_free(e->retry);
@@ -146,13 +151,19 @@ static void note_error(struct elect *e, const struct consul_response *r, const c
     snprintf(e->last_error, sizeof e->last_error, "%s", line);
 }
 
+static void kv_backoff_start(struct elect *e)
+{
+    e->kv_erring = 1;
+    loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+}
+
 /* Consul answered again: a key watch waiting out its error backoff (which
  * may have grown to many seconds during an outage) reads now, so a healed
  * node learns the holder at once instead of at the end of that backoff. */
 static void kv_kick(struct elect *e)
 {
-    if (e->kv_call || e->releasing || !loop_timer_active(e->kv_retry))
-        return;
+    if (e->kv_call || e->releasing || !e->kv_erring || !loop_timer_active(e->kv_retry))
+        return;   /* a paced re-read (index did not move) stays paced */
     loop_timer_stop(e->kv_retry);
     backoff_reset(&e->kv_backoff);
     kv_read(e);
@@ -209,8 +220,8 @@ static void on_renew_timer(void *arg)
         return;
     snprintf(path, sizeof path, "/v1/session/renew/%s", e->session);
     e->renew_sent = loop_clock_ms();
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
-                                     on_renewed, e, err, sizeof err);
+    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
+                                     CONSUL_REQ_URGENT, on_renewed, e, err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->renew_timer, 1000);
 }
@@ -240,7 +251,7 @@ static void on_created(const struct consul_response *r, void *arg)
 static void try_create(struct elect *e)
 {
     char err[256], ttl[32], delay[32], body[600];
-    if (e->session_call || e->releasing)
+    if (e->session_call || e->releasing || e->key == NULL)
         return;
     /* Go duration syntax, exact: "2500ms" (whole seconds would shorten it). */
     snprintf(ttl, sizeof ttl, "%lldms", (long long)e->o.session_ttl_ms);
@@ -260,8 +271,8 @@ static void try_create(struct elect *e)
     free(text);
     e->renew_sent = loop_clock_ms();
     e->session_call = consul_request(e->o.consul, "PUT", "/v1/session/create", body,
-                                     strlen(body), ELECT_REQ_TIMEOUT_MS, 0, on_created, e, err,
-                                     sizeof err);
+                                     strlen(body), ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT,
+                                     on_created, e, err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->retry, backoff_next(&e->backoff));
 }
@@ -311,7 +322,8 @@ static void try_acquire(struct elect *e)
         return;  /* held by another: wait for the KV watch */
     snprintf(path, sizeof path, "/v1/kv/%s?acquire=%s", e->key, e->session);
     e->session_call = consul_request(e->o.consul, "PUT", path, e->node, strlen(e->node),
-                                     ELECT_REQ_TIMEOUT_MS, 0, on_acquired, e, err, sizeof err);
+                                     ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_acquired, e,
+                                     err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->retry, backoff_next(&e->backoff));
 }
@@ -328,7 +340,11 @@ static void on_retry(void *arg)
 static void on_deadline(void *arg)
 {
     struct elect *e = arg;
-    /* No renew for 0.9 x TTL: the servers may already have dropped us. */
+    /* No renew for 0.9 x TTL: the servers may already have dropped us. A
+     * renew still in flight is for the session given up here: cancelled,
+     * or it would keep try_create() from starting a new one. */
+    consul_cancel(e->session_call);
+    e->session_call = NULL;
     drop_session(e, "no successful session renew within the TTL");
     try_create(e);
 }
@@ -347,10 +363,11 @@ static void on_kv(const struct consul_response *r, void *arg)
         return;
     }
     if (r->err != HTTP_OK || (r->status != 200 && r->status != 404)) {
-        loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+        kv_backoff_start(e);
         return;
     }
     backoff_reset(&e->kv_backoff);
+    e->kv_erring = 0;
     /* The SPEC's index rules, as every watch here: backwards starts over,
      * 0 is floored to 1 (never block on 0), and an answer without an index
      * or with one that did not move waits before the next read, so a
@@ -367,7 +384,7 @@ static void on_kv(const struct consul_response *r, void *arg)
     if (r->status == 200) {
         struct consul_kv kv;
         if (consul_decode_kv(r->body, r->body_len, &kv, err, sizeof err) < 0) {
-            loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+            kv_backoff_start(e);
             return;
         }
         if (kv.session)
@@ -397,7 +414,7 @@ static void on_kv_retry(void *arg)
 static void kv_read(struct elect *e)
 {
     char path[700], err[256];
-    if (e->kv_call || e->releasing)
+    if (e->kv_call || e->releasing || e->key == NULL)
         return;
     if (e->kv_index > 0)
         snprintf(path, sizeof path, "/v1/kv/%s?index=%llu&wait=%dms", e->key,
@@ -406,10 +423,67 @@ static void kv_read(struct elect *e)
         snprintf(path, sizeof path, "/v1/kv/%s", e->key);
     long timeout = e->kv_index > 0 ? ELECT_WAIT_MS + ELECT_WAIT_MS / 16 + 5000 : ELECT_REQ_TIMEOUT_MS;
     e->kv_sent = loop_clock_ms();
-    e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout, e->kv_index > 0,
-                                on_kv, e, err, sizeof err);
+    /* Urgent: a first read of the key decides whether we may write. */
+    e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout,
+                                e->kv_index > 0 ? CONSUL_REQ_BLOCKING : CONSUL_REQ_URGENT, on_kv,
+                                e, err, sizeof err);
     if (e->kv_call == NULL)
-        loop_timer_start(e->kv_retry, backoff_next(&e->kv_backoff));
+        kv_backoff_start(e);
+}
+
+int elect_default_key(const char *datacenter, char *out, size_t len)
+{
+    if (datacenter == NULL || *datacenter == '\0')
+        return -1;
+    int n = snprintf(out, len, "consul-sidecar/%s/kong-writer", datacenter);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* ---- the agent's datacenter (no key configured) ---------------------------- */
+
+static void read_datacenter(struct elect *e);
+
+static void on_self(const struct consul_response *r, void *arg)
+{
+    struct elect *e = arg;
+    char dc[64], key[512], err[256], line[300];
+    e->self_call = NULL;
+    if (r->err != HTTP_OK || r->status != 200) {
+        consul_describe_error(r, "GET", "/v1/agent/self", line, sizeof line);
+    } else if (consul_decode_agent_datacenter(r->body, r->body_len, dc, sizeof dc, err,
+                                              sizeof err) < 0) {
+        snprintf(line, sizeof line, "GET /v1/agent/self: %s", err);
+    } else if (elect_default_key(dc, key, sizeof key) < 0 || (e->key = strdup(key)) == NULL) {
+        snprintf(line, sizeof line, "out of memory");
+    } else {
+        backoff_reset(&e->backoff);
+        e->last_error[0] = '\0';
+        try_create(e);
+        kv_read(e);
+        return;
+    }
+    /* No key without the datacenter: no session, no writes; ask again. */
+    if (strcmp(line, e->last_error) != 0)
+        log_warn("writer election for '%s': %s", e->what, line);
+    snprintf(e->last_error, sizeof e->last_error, "%s", line);
+    loop_timer_start(e->self_retry, backoff_next(&e->backoff));
+}
+
+static void on_self_retry(void *arg)
+{
+    read_datacenter(arg);
+}
+
+static void read_datacenter(struct elect *e)
+{
+    char err[256];
+    if (e->self_call || e->releasing)
+        return;
+    e->self_call = consul_request(e->o.consul, "GET", "/v1/agent/self", NULL, 0,
+                                  ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_self, e, err,
+                                  sizeof err);
+    if (e->self_call == NULL)
+        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
 }
 
 void elect_start(struct elect *e)
@@ -418,6 +492,11 @@ void elect_start(struct elect *e)
     e->deadline = loop_timer_new(e->o.loop, on_deadline, e);
     e->retry = loop_timer_new(e->o.loop, on_retry, e);
     e->kv_retry = loop_timer_new(e->o.loop, on_kv_retry, e);
+    e->self_retry = loop_timer_new(e->o.loop, on_self_retry, e);
+    if (e->key == NULL) {
+        read_datacenter(e);   /* then the session and the key watch */
+        return;
+    }
     try_create(e);
     kv_read(e);
 }
@@ -449,8 +528,8 @@ static void on_released(const struct consul_response *r, void *arg)
     e->session_call = NULL;
     log_info("released writer lock for '%s'", e->what);
     snprintf(path, sizeof path, "/v1/session/destroy/%s", e->session);
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
-                                     on_destroyed, e, err, sizeof err);
+    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
+                                     CONSUL_REQ_URGENT, on_destroyed, e, err, sizeof err);
     if (e->session_call == NULL)
         release_finish(e);
 }
@@ -472,9 +551,12 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg)
     e->session_call = NULL;
     consul_cancel(e->kv_call);
     e->kv_call = NULL;
+    consul_cancel(e->self_call);
+    e->self_call = NULL;
     loop_timer_stop(e->renew_timer);
     loop_timer_stop(e->retry);
     loop_timer_stop(e->kv_retry);
+    loop_timer_stop(e->self_retry);
     if (e->session == NULL) {
         release_finish(e);
         return;
@@ -486,9 +568,9 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg)
         snprintf(path, sizeof path, "/v1/kv/%s?release=%s", e->key, e->session);
     else
         snprintf(path, sizeof path, "/v1/session/destroy/%s", e->session);
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, 0,
-                                     was_writer ? on_released : on_destroyed, e, err,
-                                     sizeof err);
+    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
+                                     CONSUL_REQ_URGENT, was_writer ? on_released : on_destroyed,
+                                     e, err, sizeof err);
     if (e->session_call == NULL)
         release_finish(e);
 }
@@ -498,7 +580,10 @@ cJSON *elect_status_json(const struct elect *e)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "proxy", e->what);
     cJSON_AddStringToObject(o, "role", e->writer ? "writer" : "standby");
-    cJSON_AddStringToObject(o, "key", e->key);
+    if (e->key)
+        cJSON_AddStringToObject(o, "key", e->key);
+    else
+        cJSON_AddNullToObject(o, "key");   /* the agent's datacenter not known yet */
     if (elect_holder(e))
         cJSON_AddStringToObject(o, "holder", elect_holder(e));
     cJSON_AddBoolToObject(o, "has_session", e->session != NULL);

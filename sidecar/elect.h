@@ -28,7 +28,8 @@ struct elect_opts {
     struct loop *loop;
     struct consul_client *consul;
     const char *what;          /* "kong", for log lines */
-    const char *key;           /* consul-sidecar/<dc>/kong-writer */
+    const char *key;           /* NULL: elect_default_key() of the agent's
+                                * datacenter, read from /v1/agent/self */
     const char *node;          /* our identity, stored as the key's value */
     int64_t session_ttl_ms;    /* 10s..86400s in Consul; default 15s */
     int64_t lock_delay_ms;     /* default 15s */
@@ -37,6 +38,10 @@ struct elect_opts {
 };
 
 struct elect;
+
+/* The default lock key for a datacenter: "consul-sidecar/<dc>/kong-writer".
+ * 0, or -1 when dc is empty or the key does not fit. */
+int elect_default_key(const char *datacenter, char *out, size_t len);
 
 struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen);
 void elect_start(struct elect *e);

@@ -317,6 +317,26 @@ START_TEST(test_defaults_are_documented_values)
 }
 END_TEST
 
+/* The writer lock's key: lock_prefix as given; else the configured
+ * datacenter's default key; else none yet (the election asks the agent). */
+START_TEST(test_kong_lock_key_follows_the_datacenter_or_is_left_to_the_agent)
+{
+    struct config cfg;
+    char err[512];
+    ck_assert_int_eq(load("{\"proxy\": {\"kong\": {}}}", &cfg, err, sizeof err), 0);
+    ck_assert_ptr_null(cfg.kong.lock_key);
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"consul\": {\"datacenter\": \"eu-west\"}, \"proxy\": {\"kong\": {}}}",
+                          &cfg, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.kong.lock_key, "consul-sidecar/eu-west/kong-writer");
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"consul\": {\"datacenter\": \"eu-west\"}, \"proxy\": {\"kong\": "
+                          "{\"lock_prefix\": \"locks/kong\"}}}", &cfg, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.kong.lock_key, "locks/kong");
+    config_free(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -332,6 +352,7 @@ int main(void)
     tcase_add_test(t, test_cli_checks_addresses_and_prefers_the_token_file);
     tcase_add_test(t, test_token_files_are_trimmed_checked_and_never_printed);
     tcase_add_test(t, test_defaults_are_documented_values);
+    tcase_add_test(t, test_kong_lock_key_follows_the_datacenter_or_is_left_to_the_agent);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

@@ -2,6 +2,8 @@
  * hostile inputs), address and index parsing, drift detection, and the
  * blocking-query engine driven by a scripted fake Consul on the real loop. */
 #include <check.h>
+#include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +212,155 @@ START_TEST(test_error_description_is_one_line_and_drops_the_query)
     consul_describe_error(&r, "GET", "/v1/health/service/web?token=secret&index=3", out, sizeof out);
     ck_assert_str_eq(out, "GET /v1/health/service/web: 500 No cluster\\x0aleader");
     ck_assert_ptr_null(strstr(out, "secret"));
+}
+END_TEST
+
+START_TEST(test_decode_agent_datacenter_from_self_and_refuses_a_path)
+{
+    char *body = fixture("agent_self_min.json");
+    char dc[64], err[256];
+    ck_assert_int_eq(consul_decode_agent_datacenter(body, strlen(body), dc, sizeof dc, err,
+                                                    sizeof err), 0);
+    ck_assert_str_eq(dc, "dc1");
+    free(body);
+    static const char *const refused[] = {
+        "{\"Config\":{\"Datacenter\":\"a/b\"}}", "{\"Config\":{\"Datacenter\":\"\"}}",
+        "{\"Config\":{}}", "{\"Config\":{\"Datacenter\":7}}", "[]",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(dc, sizeof dc, "kept");
+        ck_assert_int_eq(consul_decode_agent_datacenter(refused[i], strlen(refused[i]), dc,
+                                                        sizeof dc, err, sizeof err), -1);
+        ck_assert_str_eq(dc, "kept");
+    }
+    ck_assert_ptr_nonnull(strstr(err, "Config.Datacenter"));
+}
+END_TEST
+
+/* ---- the client's connection budget --------------------------------------- */
+
+/* A server whose /hold/... requests wait until the test lets them go (one
+ * thread per connection), and whose other paths answer at once: a client
+ * saturated with ordinary requests, without timing. */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static int hold_released;
+
+static enum MHD_Result serve_held(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **state)
+{
+    (void)cls; (void)method; (void)version; (void)upload;
+    if (*state == NULL) {
+        *state = (void *)1;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (strncmp(url, "/hold/", 6) == 0) {
+        pthread_mutex_lock(&hold_mu);
+        while (!hold_released)
+            pthread_cond_wait(&hold_cv, &hold_mu);
+        pthread_mutex_unlock(&hold_mu);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(4, (void *)"true",
+                                                             MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void release_held(void)
+{
+    pthread_mutex_lock(&hold_mu);
+    hold_released = 1;
+    pthread_cond_broadcast(&hold_cv);
+    pthread_mutex_unlock(&hold_mu);
+}
+
+struct done_log {
+    char order[16][32];
+    int n;
+};
+struct done_arg {
+    struct done_log *log;
+    const char *name;
+};
+
+static void on_budget_done(const struct consul_response *r, void *arg)
+{
+    struct done_arg *a = arg;
+    ck_assert_int_eq(r->err, HTTP_OK);
+    if (a->log->n < 16)
+        snprintf(a->log->order[a->log->n++], 32, "%s", a->name);
+}
+
+static void run_until_done(struct loop *l, const struct done_log *log, int n)
+{
+    uint64_t end = loop_clock_ms() + 5000;
+    while (log->n < n && loop_clock_ms() < end)
+        loop_run_once(l, 50);
+    ck_assert_int_ge(log->n, n);
+}
+
+START_TEST(test_client_urgent_requests_are_never_queued_behind_ordinary_ones)
+{
+    hold_released = 0;
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+                                                MHD_USE_INTERNAL_POLLING_THREAD,
+                                            0, NULL, NULL, serve_held, NULL, MHD_OPTION_END);
+    ck_assert_ptr_nonnull(d);
+    char addr[64], err[256];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d",
+             MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    struct loop *l = loop_new();
+    struct consul_client_opts o = {.address = addr, .max_inflight = 2};
+    struct consul_client *c = consul_client_new(l, &o, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    struct done_log log = {0};
+    struct done_arg a[] = {{&log, "watch-1"}, {&log, "watch-2"}, {&log, "queued-3"},
+                           {&log, "renew"},   {&log, "urgent-1"}, {&log, "urgent-2"},
+                           {&log, "urgent-3"}};
+    /* Every ordinary slot is taken by requests that do not answer, and one
+     * more waits in the queue. */
+    ck_assert_ptr_nonnull(consul_request(c, "GET", "/hold/1", NULL, 0, 5000, 0, on_budget_done,
+                                         &a[0], err, sizeof err));
+    ck_assert_ptr_nonnull(consul_request(c, "GET", "/hold/2", NULL, 0, 5000, 0, on_budget_done,
+                                         &a[1], err, sizeof err));
+    ck_assert_ptr_nonnull(consul_request(c, "GET", "/v1/catalog/services", NULL, 0, 5000, 0,
+                                         on_budget_done, &a[2], err, sizeof err));
+    ck_assert_int_eq(consul_client_queued(c), 1);
+    /* A renew goes out at once and is answered while they still hang. */
+    ck_assert_ptr_nonnull(consul_request(c, "PUT", "/v1/session/renew/x", NULL, 0, 5000,
+                                         CONSUL_REQ_URGENT, on_budget_done, &a[3], err,
+                                         sizeof err));
+    ck_assert_int_eq(consul_client_queued(c), 1);
+    ck_assert_int_eq(consul_client_inflight(c), 3);
+    run_until_done(l, &log, 1);
+    ck_assert_str_eq(log.order[0], "renew");
+
+    /* Urgent requests have a bounded budget of their own: past it they
+     * wait, in their own queue. */
+    ck_assert_ptr_nonnull(consul_request(c, "PUT", "/hold/u1", NULL, 0, 5000, CONSUL_REQ_URGENT,
+                                         on_budget_done, &a[4], err, sizeof err));
+    ck_assert_ptr_nonnull(consul_request(c, "PUT", "/hold/u2", NULL, 0, 5000, CONSUL_REQ_URGENT,
+                                         on_budget_done, &a[5], err, sizeof err));
+    ck_assert_int_eq(consul_client_queued(c), 1);
+    ck_assert_ptr_nonnull(consul_request(c, "PUT", "/v1/kv/k?acquire=x", NULL, 0, 5000,
+                                         CONSUL_REQ_URGENT, on_budget_done, &a[6], err,
+                                         sizeof err));
+    ck_assert_int_eq(consul_client_queued(c), 2);
+    ck_assert_int_eq(consul_client_inflight(c), 4);
+
+    release_held();
+    run_until_done(l, &log, 7);
+    ck_assert_int_eq(consul_client_inflight(c), 0);
+    ck_assert_int_eq(consul_client_queued(c), 0);
+    consul_client_free(c);
+    loop_free(l);
+    MHD_stop_daemon(d);
 }
 END_TEST
 
@@ -721,6 +872,8 @@ int main(void)
                         (int)(sizeof addrs / sizeof addrs[0]));
     tcase_add_test(t, test_client_parses_the_index_header_strictly);
     tcase_add_test(t, test_error_description_is_one_line_and_drops_the_query);
+    tcase_add_test(t, test_client_urgent_requests_are_never_queued_behind_ordinary_ones);
+    tcase_add_test(t, test_decode_agent_datacenter_from_self_and_refuses_a_path);
     tcase_add_test(t, test_drift_ignores_agent_added_fields);
     tcase_add_test(t, test_checks_drift_names_the_missing_check);
     tcase_add_test(t, test_drift_sees_kind_socket_and_wanted_tagged_addresses);

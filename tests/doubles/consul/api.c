@@ -1336,6 +1336,32 @@ static cJSON *session_json(const struct session *s)
     return o;
 }
 
+/* /v1/session/info/:id (by id), /node/:node (by node), /list (all): a
+ * blocking view on the sessions' index, which every create, destroy and
+ * invalidation moves (a renew does not, as in Consul). */
+struct session_query {
+    int by_id, by_node;
+    const char *name;
+};
+
+static cJSON *view_sessions(struct MHD_Connection *c, const void *ctx, uint64_t *index,
+                            int *status)
+{
+    const struct session_query *sq = ctx;
+    (void)c;
+    (void)status;
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < MAX_SESSIONS; i++) {
+        const struct session *s = &S.sessions[i];
+        if (!s->used || (sq->by_id && strcmp(s->id, sq->name)) ||
+            (sq->by_node && strcmp(s->node, sq->name)))
+            continue;
+        cJSON_AddItemToArray(arr, session_json(s));
+    }
+    *index = S.sessions_index ? S.sessions_index : 1;
+    return arr;
+}
+
 static enum MHD_Result session_create(struct agent *a, struct MHD_Connection *c, const char *body,
                                       size_t len)
 {
@@ -1348,8 +1374,19 @@ static enum MHD_Result session_create(struct agent *a, struct MHD_Connection *c,
     int64_t ttl = 0, delay = 15000;
     const cJSON *v;
     if ((v = iget(in, "TTL")) && cJSON_IsString(v) && v->valuestring[0]) {
-        if (dur_parse_ms(v->valuestring, &ttl) < 0 || ttl < S.session_ttl_min_ms || ttl > 86400000) {
-            snprintf(err, sizeof err, "Invalid Session TTL '%s', must be between [10s=24h0m0s]", v->valuestring);
+        /* Consul's texts (Session.Apply): the TTL in nanoseconds, the bounds
+         * as Go durations; "0s" means no TTL. The status is the SPEC's 400. */
+        char lo[32], hi[32];
+        if (dur_parse_ms(v->valuestring, &ttl) < 0) {
+            snprintf(err, sizeof err, "Session TTL '%s' invalid: time: invalid duration \"%s\"",
+                     v->valuestring, v->valuestring);
+            cJSON_Delete(in);
+            return reply_text(c, 400, err);
+        }
+        if (ttl != 0 && (ttl < S.session_ttl_min_ms || ttl > 86400000)) {
+            snprintf(err, sizeof err, "Invalid Session TTL '%lld', must be between [%s=%s]",
+                     (long long)ttl * 1000000LL, dur_format_ms(S.session_ttl_min_ms, lo, sizeof lo),
+                     dur_format_ms(86400000, hi, sizeof hi));
             cJSON_Delete(in);
             return reply_text(c, 400, err);
         }
@@ -1942,24 +1979,15 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
         return json_reply(c, 200, arr, NULL);
     }
     case R_S_INFO:
+        if (rest[0] == '\0')
+            return reply_text(c, 400, "Missing session");
+        break;   /* a blocking view, below */
     case R_S_NODE:
-    case R_S_LIST: {
-        pthread_mutex_lock(&S.mu);
-        cJSON *arr = cJSON_CreateArray();
-        for (int i = 0; i < MAX_SESSIONS; i++) {
-            const struct session *s = &S.sessions[i];
-            if (!s->used)
-                continue;
-            if ((r->id == R_S_INFO && strcmp(s->id, rest)) || (r->id == R_S_NODE && strcmp(s->node, rest)))
-                continue;
-            cJSON_AddItemToArray(arr, session_json(s));
-        }
-        char ibuf[32];
-        snprintf(ibuf, sizeof ibuf, "%" PRIu64, S.sessions_index ? S.sessions_index : 1);
-        pthread_mutex_unlock(&S.mu);
-        const char *h[] = {"X-Consul-Index", ibuf, "X-Consul-Knownleader", "true", NULL};
-        return json_reply(c, 200, arr, h);
-    }
+        if (rest[0] == '\0')
+            return reply_text(c, 400, "Missing node name");
+        break;
+    case R_S_LIST:
+        break;
     case R_KV:
         if (strcmp(method, "GET") != 0)
             return kv_write(c, method, rest, body, body_len);
@@ -1988,6 +2016,7 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
     if (common_params(c, &q, 1, &ret) < 0)
         return ret;
     struct checks_ctx cc = {0, rest};
+    struct session_query sq = {r->id == R_S_INFO, r->id == R_S_NODE, rest};
     pthread_mutex_lock(&S.mu);
     switch (r->id) {
     case R_H_SERVICE: {
@@ -2018,6 +2047,11 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
         break;
     case R_KV:
         ret = blocking_view(a, c, &q, view_kv, rest);
+        break;
+    case R_S_INFO:
+    case R_S_NODE:
+    case R_S_LIST:
+        ret = blocking_view(a, c, &q, view_sessions, &sq);
         break;
     default:
         pthread_mutex_unlock(&S.mu);

@@ -58,11 +58,21 @@ static struct {
     int n_faults;
     struct MHD_Daemon *admin, *control;
     int admin_port, control_port, down;
+    int delayed;                 /* requests held by a delay fault right now */
 } K;
 
 static volatile sig_atomic_t stopping;
 
 /* ---- helpers --------------------------------------------------------------- */
+
+/* Monotonic ms, the clock the Consul double's request log uses too, so a
+ * scenario can order Kong writes against Consul requests. */
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+}
 
 static double now_s(void)
 {
@@ -1174,6 +1184,7 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
     cJSON_AddStringToObject(entry, "user_agent", ua ? ua : "");
     cJSON_AddBoolToObject(entry, "token", MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Kong-Admin-Token") != NULL);
     cJSON_AddStringToObject(entry, "body", (*cs)->body.data ? (*cs)->body.data : "");
+    cJSON_AddNumberToObject(entry, "time_ms", mono_ms());   /* arrival */
     buf_free(&full);
     int status = 0;
     enum MHD_Result ret;
@@ -1183,10 +1194,12 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         return MHD_NO;
     }
     if (faulted && !strcmp(f.kind, "delay")) {
+        K.delayed++;
         pthread_mutex_unlock(&K.mu);
         struct timespec ts = {f.delay_ms / 1000, (f.delay_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&K.mu);
+        K.delayed--;
         faulted = 0;
     }
     if (faulted && !strcmp(f.kind, "status"))
@@ -1248,18 +1261,29 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
     if (!strcmp(url, "/requests") && !strcmp(method, "GET")) {
         ret = send_json(c, 200, cJSON_Duplicate(K.requests, 1), NULL);
     } else if (!strcmp(url, "/requests.txt") && !strcmp(method, "GET")) {
-        /* One line a request: METHOD PATH STATUS USER-AGENT (for grep). */
+        /* One line a request: METHOD PATH STATUS USER-AGENT (for grep);
+         * ?time puts the arrival time (monotonic ms) first. */
         struct buf b;
         buf_init(&b, 0);
         const cJSON *e;
+        const char *tv = NULL;
+        size_t tl = 0;   /* "?time" has no value: look the key up, not the value */
+        int with_time = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "time", 4, &tv,
+                                                      &tl) == MHD_YES;
         cJSON_ArrayForEach(e, K.requests) {
             const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
             const cJSON *st = cJSON_GetObjectItem(e, "status"), *ua = cJSON_GetObjectItem(e, "user_agent");
+            if (with_time)
+                buf_printf(&b, "%.0f ", cJSON_GetObjectItem(e, "time_ms")->valuedouble);
             buf_printf(&b, "%s %s %d %s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
                        ua->valuestring);
         }
         ret = respond(c, 200, b.data ? b.data : "", NULL);
         buf_free(&b);
+    } else if (!strcmp(url, "/delayed") && !strcmp(method, "GET")) {
+        char n[32];
+        snprintf(n, sizeof n, "%d", K.delayed);
+        ret = respond(c, 200, n, NULL);
     } else if (!strcmp(url, "/requests") && !strcmp(method, "DELETE")) {
         cJSON_Delete(K.requests);
         K.requests = cJSON_CreateArray();
