@@ -78,6 +78,7 @@ struct sync {
     struct metrics_counter *m_calls;
     struct metrics_counter *m_consul;
     struct metrics_gauge *m_targets;
+    struct metrics_counter *m_saves;
 };
 
 static void up_sync(struct upstream *u);
@@ -120,6 +121,9 @@ struct sync *sync_new(const struct sync_opts *o, char *err, size_t errlen)
                                       "Watch answers and errors, by kind", "kind");
         s->m_targets = metrics_gauge(o->metrics, "consul_sidecar_upstream_targets",
                                      "Targets currently applied per upstream", "upstream");
+        s->m_saves = metrics_counter(o->metrics, "consul_sidecar_state_saves_total",
+                                     "State file rewrites (at most one a second), by result",
+                                     "result");
     }
     return s;
 }
@@ -151,7 +155,9 @@ static void save_state_now(struct sync *s)
     char err[300];
     s->state_dirty = 0;
     s->last_save_ms = loop_clock_ms();
-    if (state_save(s->state_dir, &s->state, err, sizeof err) < 0) {
+    int rc = state_save(s->state_dir, &s->state, err, sizeof err);
+    metrics_counter_inc(s->m_saves, rc < 0 ? "error" : "ok", 1);
+    if (rc < 0) {
         if (strcmp(err, s->save_error) != 0)
             log_error("Cannot save state: %s (the proxy is up to date; only restart recovery "
                       "is affected)", err);
