@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/rand.h"
+
 static int host_cmp(const char *a, const char *b)
 {
     unsigned char x[16], y[16];
@@ -221,6 +223,12 @@ void recon_quiesce_init(struct recon_quiesce *q, int64_t min_ms, int64_t max_ms)
     memset(q, 0, sizeof *q);
     q->min_ms = min_ms > 0 ? min_ms : 0;
     q->max_ms = max_ms > q->min_ms ? max_ms : q->min_ms;
+}
+
+void recon_quiesce_init_jittered(struct recon_quiesce *q, int64_t min_ms, int64_t max_ms)
+{
+    int64_t j = max_ms > 0 ? (int64_t)rand_jitter_around((uint64_t)max_ms, 0.1) : 0;
+    recon_quiesce_init(q, min_ms, j);
 }
 
 uint64_t recon_quiesce_change(struct recon_quiesce *q, uint64_t now)

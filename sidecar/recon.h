@@ -79,6 +79,10 @@ struct recon_quiesce {
 };
 
 void recon_quiesce_init(struct recon_quiesce *q, int64_t min_ms, int64_t max_ms);
+/* The same with max jittered by ±10 % (never below min): sidecars on every
+ * node of a cluster see the same burst, and must not all apply at the same
+ * instant when it ends (consul-template's synchronised max timer). */
+void recon_quiesce_init_jittered(struct recon_quiesce *q, int64_t min_ms, int64_t max_ms);
 /* A change arrived at now: returns when to apply it (now = at once). */
 uint64_t recon_quiesce_change(struct recon_quiesce *q, uint64_t now);
 void recon_quiesce_applied(struct recon_quiesce *q, uint64_t now);

@@ -287,15 +287,7 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     }
     /* nginx cannot serve an upstream without servers: never render one. */
     recon_policy_init(&u->policy, s->o.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
-    /* The max wait is jittered per upstream (±10 %): sidecars on every node
-     * of a cluster see the same burst, and must not all apply at the same
-     * instant when it ends (consul-template's synchronised max timer). */
-    int64_t qmax = s->o.quiescence_max_ms > 0
-                       ? (int64_t)rand_jitter_around((uint64_t)s->o.quiescence_max_ms, 0.1)
-                       : 0;
-    if (qmax > 0 && qmax < s->o.quiescence_min_ms)
-        qmax = s->o.quiescence_min_ms;
-    recon_quiesce_init(&u->quiesce, s->o.quiescence_min_ms, qmax);
+    recon_quiesce_init_jittered(&u->quiesce, s->o.quiescence_min_ms, s->o.quiescence_max_ms);
     backoff_init(&u->backoff, 500, 30000);
     u->timer = loop_timer_new(s->o.loop, on_up_timer, u);
     u->resync = loop_timer_new(s->o.loop, on_up_resync, u);

@@ -238,6 +238,27 @@ START_TEST(test_quiesce_applies_first_change_at_once_and_coalesces_the_rest)
 }
 END_TEST
 
+START_TEST(test_quiesce_max_is_jittered_per_upstream)
+{
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int i = 0; i < 200; i++) {
+        struct recon_quiesce q;
+        recon_quiesce_init_jittered(&q, 100, 1000);
+        ck_assert_int_ge(q.max_ms, 900);
+        ck_assert_int_le(q.max_ms, 1100);
+        ck_assert_int_eq(q.min_ms, 100);
+        lo = q.max_ms < lo ? q.max_ms : lo;
+        hi = q.max_ms > hi ? q.max_ms : hi;
+    }
+    ck_assert_int_ge(hi - lo, 100);   /* spread, not one synchronised value */
+    struct recon_quiesce q;
+    recon_quiesce_init_jittered(&q, 1000, 1000);   /* never below min */
+    ck_assert_int_ge(q.max_ms, 1000);
+    recon_quiesce_init_jittered(&q, 0, 0);         /* off stays off */
+    ck_assert_int_eq(q.max_ms, 0);
+}
+END_TEST
+
 START_TEST(test_quiesce_off_is_immediate)
 {
     struct recon_quiesce q;
@@ -356,6 +377,7 @@ int main(void)
     tcase_add_test(t, test_policy_never_empties_without_a_leader_or_for_nginx);
     tcase_add_test(t, test_quiesce_applies_first_change_at_once_and_coalesces_the_rest);
     tcase_add_test(t, test_quiesce_off_is_immediate);
+    tcase_add_test(t, test_quiesce_max_is_jittered_per_upstream);
     tcase_add_test(t, test_state_round_trips_and_missing_file_is_empty);
     tcase_add_loop_test(t, test_state_corrupt_file_is_refused_whole, 0,
                         (int)(sizeof corrupt / sizeof corrupt[0]));
