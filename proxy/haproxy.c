@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct hap {
     struct proxy base;
     char *backend_prefix, *server_opts;
     long timeout_ms;
+    long drain_timeout_ms;     /* how long a removal waits for sessions */
     int is_unix;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -532,7 +534,15 @@ struct op_run {
     size_t i;          /* index in ops */
     int step;          /* within the op's script */
     int attempts;
+    int draining;      /* a removal waiting for its sessions to end */
+    uint64_t drain_deadline;   /* loop_clock_ms() after which it waits no more */
 };
+
+/* A removal's script: drain (no new sessions), wait until the server's
+ * sessions have ended (at most drain_timeout), maint (out of the farm),
+ * delete; a delete refused for connections left over shuts them down and
+ * deletes again (a few times). */
+enum { RM_DRAIN, RM_WAIT, RM_MAINT, RM_DEL, RM_SHUTDOWN };
 
 struct batch {
     struct hap *h;
@@ -544,6 +554,12 @@ struct batch {
     proxy_apply_fn fn;
     void *arg;
     struct batch *next_batch;  /* in h->batches */
+    /* Draining removals are polled together: one "show stat <backend>" at a
+     * time answers for all of them. */
+    struct loop_timer *drain_timer;
+    int drain_asking;          /* a show stat is queued or in flight */
+    uint64_t drain_gap_ms;     /* the next poll's delay; grows to 500 ms */
+    int dispatching;           /* in a loop over runs: do not finish yet */
 };
 
 static void op_send(struct op_run *r);
@@ -551,6 +567,7 @@ static void batch_pump(struct batch *b);
 
 static void batch_free(struct batch *b)
 {
+    loop_timer_free(b->drain_timer);
     for (size_t k = 0; b->ops && k < b->n; k++)
         free(b->ops[k].target.host);
     free(b->ops);
@@ -622,6 +639,135 @@ static void next_step(struct op_run *r, int step)
     op_send(r);
 }
 
+/* ---- waiting for a removed server's sessions -------------------------------
+ *
+ * A server in drain takes no new sessions, but the ones in flight (a long
+ * download, a slow API call) go on; putting it in maint and deleting it then
+ * would refuse ("still has connections") and the fallback would cut them.
+ * So a drained server's removal waits until its current and queued sessions
+ * (scur + qcur in show stat) are 0, or drain_timeout has passed, without
+ * blocking the loop: the batch asks "show stat <backend> 4 -1" once for every
+ * removal waiting in it, at once and then after 50 ms, doubling up to 500 ms;
+ * nothing is queued on the socket in between, so the connection closes.
+ */
+
+int haproxy_parse_stat_sessions(const char *text, const char *server)
+{
+    int col_sv = -1, col_scur = -1, col_qcur = -1, col = 0;
+    size_t sl = strlen(server);
+    if (strncmp(text, "# ", 2) != 0)
+        return -2;
+    const char *line = text + 2;
+    int header = 1;
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        const char *end = nl ? nl : line + strlen(line);
+        long scur = -1, qcur = -1;
+        int match = 0;
+        col = 0;
+        for (const char *f = line;; col++) {
+            const char *comma = memchr(f, ',', (size_t)(end - f));
+            const char *fe = comma ? comma : end;
+            size_t n = (size_t)(fe - f);
+            if (header) {
+                if (n == 6 && memcmp(f, "svname", 6) == 0)
+                    col_sv = col;
+                else if (n == 4 && memcmp(f, "scur", 4) == 0)
+                    col_scur = col;
+                else if (n == 4 && memcmp(f, "qcur", 4) == 0)
+                    col_qcur = col;
+            } else if (col == col_sv) {
+                match = n == sl && memcmp(f, server, n) == 0;
+            } else if (col == col_scur || col == col_qcur) {
+                char num[24];
+                char *e;
+                snprintf(num, sizeof num, "%.*s", (int)(n < 23 ? n : 23), f);
+                long v = n ? strtol(num, &e, 10) : 0;
+                if (n && (*e || v < 0))
+                    v = -1;
+                if (col == col_scur)
+                    scur = v;
+                else
+                    qcur = v;
+            }
+            if (comma == NULL)
+                break;
+            f = comma + 1;
+        }
+        if (header) {
+            if (col_sv < 0 || col_scur < 0 || col_qcur < 0)
+                return -2;
+            header = 0;
+        } else if (match) {
+            if (scur < 0 || qcur < 0)
+                return -2;
+            return scur + qcur > 1000000 ? 1000000 : (int)(scur + qcur);
+        }
+        line = nl ? nl + 1 : end;
+    }
+    return -1;
+}
+
+static void drain_ask(struct batch *b);
+
+static void on_drain_stat(int ok, const char *reply, const char *err, void *arg)
+{
+    struct batch *b = arg;
+    uint64_t now = loop_clock_ms(), soonest = UINT64_MAX;
+    int waiting = 0;
+    (void)err;
+    b->drain_asking = 0;
+    b->dispatching = 1;
+    for (size_t k = 0; k < b->n; k++) {
+        struct op_run *r = &b->runs[k];
+        char name[300];
+        if (!r->draining)
+            continue;
+        haproxy_server_name(&b->ops[k].target, name, sizeof name);
+        /* No answer or an unreadable one: carry on as if drained; del server
+         * still refuses a server with sessions, and the fallback applies. */
+        int left = ok ? haproxy_parse_stat_sessions(reply, name) : -2;
+        if (left > 0 && now < r->drain_deadline) {
+            waiting = 1;
+            if (r->drain_deadline < soonest)
+                soonest = r->drain_deadline;
+            continue;
+        }
+        r->draining = 0;
+        next_step(r, RM_MAINT);
+    }
+    b->dispatching = 0;
+    if (waiting) {
+        uint64_t gap = b->drain_gap_ms;
+        b->drain_gap_ms = gap * 2 > 500 ? 500 : gap * 2;
+        if (now + gap > soonest)
+            gap = soonest - now;
+        loop_timer_start(b->drain_timer, gap);
+    }
+    if (b->done == b->n)
+        batch_finish(b);
+}
+
+/* Asks for the sessions of the backend's servers now, unless a question is
+ * already on its way or a poll is due anyway. */
+static void drain_ask(struct batch *b)
+{
+    char cmd[400];
+    if (b->drain_asking || loop_timer_active(b->drain_timer))
+        return;
+    if (b->drain_gap_ms == 0)
+        b->drain_gap_ms = 50;
+    snprintf(cmd, sizeof cmd, "show stat %s 4 -1", b->backend);
+    b->drain_asking = 1;
+    if (enqueue(b->h, cmd, on_drain_stat, b) < 0)
+        on_drain_stat(0, "", "out of memory", b);
+}
+
+static void on_drain_timer(void *arg)
+{
+    drain_ask(arg);
+}
+
 static void on_cmd(int ok, const char *reply, const char *err, void *arg)
 {
     struct op_run *r = arg;
@@ -663,33 +809,45 @@ static void on_cmd(int ok, const char *reply, const char *err, void *arg)
         }
         return;
     case PROXY_OP_REMOVE:
-        if (r->step == 0 || r->step == 3) { /* state drain, then state maint */
+        if (r->step == RM_DRAIN || r->step == RM_MAINT) {
             if (strstr(reply, "No such server")) {
                 op_done(r, 1, NULL);      /* already gone */
                 return;
             }
             if (!reply_empty(reply)) {
-                snprintf(msg, sizeof msg, "set state %s: %s", r->step ? "maint" : "drain", line);
+                snprintf(msg, sizeof msg, "set state %s: %s", r->step == RM_MAINT ? "maint" : "drain",
+                         line);
                 op_done(r, 0, msg);
                 return;
             }
-            next_step(r, r->step == 0 ? 3 : 1);
+            if (r->step == RM_MAINT) {
+                next_step(r, RM_DEL);
+                return;
+            }
+            if (r->b->h->drain_timeout_ms <= 0) {
+                next_step(r, RM_MAINT);   /* configured not to wait */
+                return;
+            }
+            r->step = RM_WAIT;
+            r->draining = 1;
+            r->drain_deadline = loop_clock_ms() + (uint64_t)r->b->h->drain_timeout_ms;
+            drain_ask(r->b);
             return;
         }
-        if (r->step == 1) {               /* del server */
+        if (r->step == RM_DEL) {
             if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
                 op_done(r, 1, NULL);
                 return;
             }
             if (strstr(reply, "still has connections") && r->attempts++ < 3) {
-                next_step(r, 2);          /* shutdown sessions, then del again */
+                next_step(r, RM_SHUTDOWN); /* then delete again */
                 return;
             }
             snprintf(msg, sizeof msg, "del server: %s", line);
             op_done(r, 0, msg);
             return;
         }
-        next_step(r, 1);                  /* after shutdown sessions */
+        next_step(r, RM_DEL);             /* after shutdown sessions */
         return;
     }
 }
@@ -722,12 +880,11 @@ static void op_send(struct op_run *r)
                  hap_weight(op->target.weight));
         break;
     case PROXY_OP_REMOVE:
-        /* drain (no new sessions), maint (out of the farm), then delete. */
-        if (r->step == 0)
+        if (r->step == RM_DRAIN)
             snprintf(cmd, sizeof cmd, "set server %s/%s state drain", b->backend, name);
-        else if (r->step == 3)
+        else if (r->step == RM_MAINT)
             snprintf(cmd, sizeof cmd, "set server %s/%s state maint", b->backend, name);
-        else if (r->step == 1)
+        else if (r->step == RM_DEL)
             snprintf(cmd, sizeof cmd, "del server %s/%s", b->backend, name);
         else
             snprintf(cmd, sizeof cmd, "shutdown sessions server %s/%s", b->backend, name);
@@ -775,7 +932,7 @@ static void batch_pump(struct batch *b)
         b->running++;
         op_send(r);
     }
-    if (b->done == b->n)
+    if (b->done == b->n && !b->dispatching)
         batch_finish(b);
 }
 
@@ -804,6 +961,9 @@ static int hap_apply(struct proxy *p, const char *upstream, const struct proxy_o
         if (b->ops[i].target.host == NULL)
             goto oom;
         b->runs[i] = (struct op_run){.b = b, .i = i};
+        if (ops[i].kind == PROXY_OP_REMOVE && b->drain_timer == NULL &&
+            (b->drain_timer = loop_timer_new(h->base.loop, on_drain_timer, b)) == NULL)
+            goto oom;
     }
     b->next_batch = h->batches;
     h->batches = b;
@@ -867,6 +1027,7 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
     h->base.loop = l;
     h->fd = -1;
     h->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
+    h->drain_timeout_ms = o->drain_timeout_ms > 0 ? o->drain_timeout_ms : 0;
     buf_init(&h->reply, HAP_MAX_REPLY);
     h->backend_prefix = strdup(o->backend_prefix ? o->backend_prefix : "");
     h->server_opts = o->server_opts && *o->server_opts ? strdup(o->server_opts) : NULL;

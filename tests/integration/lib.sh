@@ -215,6 +215,8 @@ deregister_instance() { curl -sf -X PUT "$(agent_url "$1")/v1/agent/service/dere
 
 # start_haproxy: HAProxy with backend be_orders (roundrobin) holding one
 # hand-made server "manual" and an admin socket; sets HAPROXY_SOCK, FRONT.
+# HAPROXY_EXTRA, if set, is appended to the configuration (more frontends
+# and backends).
 start_haproxy() {
     _ports=$("$BIN/freeport" 1)
     FRONT_PORT=$_ports
@@ -235,6 +237,7 @@ frontend fe
 backend be_orders
     balance roundrobin
     server manual 127.0.0.1:${1:-1} weight 1 ${2:-disabled}
+${HAPROXY_EXTRA:-}
 CFG
     start_bg haproxy haproxy -db -f "$T/haproxy.cfg"
     HAPROXY_PID=$LAST_PID

@@ -65,6 +65,28 @@ START_TEST(test_haproxy_reads_only_its_own_servers)
 }
 END_TEST
 
+START_TEST(test_haproxy_counts_sessions_of_a_draining_server)
+{
+    /* Captured from 2.6.12: "show stat be_x 4 -1" with two idle servers. */
+    char *fx = slurp("tests/fixtures/haproxy/show_stat_servers.csv");
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1:9"), 0);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "manual"), 0);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1:10"), -1);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1"), -1);  /* whole name only */
+    free(fx);
+    /* Sessions in flight (scur 2) and queued (qcur 1) both count. */
+    const char *busy = "# pxname,svname,qcur,qmax,scur,smax\n"
+                       "be,cs-10.0.0.1:80,1,1,2,5\n"
+                       "be,cs-fd00::1:81,,0,0,1\n";
+    ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-10.0.0.1:80"), 3);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-fd00::1:81"), 0);
+    /* Error lines and unknown layouts are not a count. */
+    ck_assert_int_eq(haproxy_parse_stat_sessions("No such proxy.\n", "cs-10.0.0.1:80"), -2);
+    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname\nbe,cs-x,1\n", "cs-x"), -2);
+    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\nbe,cs-x,0,z\n", "cs-x"), -2);
+}
+END_TEST
+
 static const struct {
     const char *host;
     int port;
@@ -249,6 +271,7 @@ int main(void)
     Suite *s = suite_create("proxy");
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_haproxy_reads_only_its_own_servers);
+    tcase_add_test(t, test_haproxy_counts_sessions_of_a_draining_server);
     tcase_add_test(t, test_haproxy_unreachable_socket_fails_from_the_loop);
     tcase_add_loop_test(t, test_kong_normalizes_targets_like_kong, 0, (int)(sizeof norms / sizeof norms[0]));
     tcase_add_test(t, test_kong_pages_keep_only_owned_targets_and_follow_next);
