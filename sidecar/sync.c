@@ -826,7 +826,7 @@ void sync_start(struct sync *s)
     }
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
-        const struct state_upstream *saved = state_get(&s->state, u->name);
+        const struct state_upstream *saved = state_get(&s->state, u->proxy_name, u->name);
         if (saved && saved->targets.n > 0 && recon_policy_seed(&u->policy, &saved->targets) == 0) {
             log_info("Upstream '%s': restoring %zu saved target(s) before Consul answers",
                      u->name, saved->targets.n);
