@@ -19,6 +19,10 @@ struct sync_proxy {
     char *name;
     struct proxy *driver;
     int writer;
+    /* The failure last logged for one of its upstreams: the same one on
+     * the others (Kong DB-less, the proxy down) is not logged again until an
+     * upstream of this proxy has synced. */
+    char last_failure[300];
 };
 
 struct upstream {
@@ -444,8 +448,14 @@ static void up_failed(struct upstream *u, const char *what, const char *detail)
 {
     char line[300];
     snprintf(line, sizeof line, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-    if (u->last_ok != 0 || strcmp(line, u->last_error) != 0)
-        log_error("Upstream '%s': %s; will retry", u->name, line);
+    if (u->last_ok != 0 || strcmp(line, u->last_error) != 0) {
+        if (strcmp(line, u->proxy->last_failure) != 0)
+            log_error("Upstream '%s': %s; will retry", u->name, line);
+        else   /* one event for the whole proxy, logged once */
+            log_debug("Upstream '%s': %s (as logged for another upstream); will retry",
+                      u->name, line);
+        snprintf(u->proxy->last_failure, sizeof u->proxy->last_failure, "%s", line);
+    }
     snprintf(u->last_error, sizeof u->last_error, "%s", line);
     u->last_ok = 0;
     u->last_sync = time(NULL);
@@ -459,6 +469,7 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
     struct sync *s = u->s;
     if (u->last_ok == 0)
         log_info("Upstream '%s': proxy sync recovered", u->name);
+    u->proxy->last_failure[0] = '\0';
     u->last_ok = 1;
     u->last_error[0] = '\0';
     u->last_sync = time(NULL);

@@ -171,13 +171,16 @@ wait_for 5 "removal applied past the first page" ours_are "127.0.0.1:9001=1"
 expect_eq "exactly its DELETE" 'DELETE /upstreams/orders/targets/127.0.0.1:9005 204' "$(kong_write_log)"
 expect_eq "the hand-made ones untouched" 1000 "$(kong_targets orders | tr ' ' '\n' | grep -c '^10\.8\.')"
 
-# DB-less Kong: one clear error line, logged once (not at every read-back),
-# and nothing but the one GET / that found out.
+# DB-less Kong: one clear error line, logged once (not for each upstream,
+# not at every read-back), and nothing but the one GET / that found out.
 stop_pid "$SIDECAR_PID" TERM
 stop_pid "$KONG_PID" TERM
 start_kong --dbless || finish
-sed -i "s|\"admin_url\": \"[^\"]*\"|\"admin_url\": \"$KONG\"|" "$T/sidecar.json"
-start_sidecar sidecar3 "$T/sidecar.json" || finish
+register_instance node-1 pay-1 pay 9101
+sed -e "s|\"admin_url\": \"[^\"]*\"|\"admin_url\": \"$KONG\"|" \
+    -e 's|"upstreams": \[|"upstreams": [{"service": "pay", "proxy": "kong"}, |' \
+    "$T/sidecar.json" > "$T/sidecar-dbless.json"
+start_sidecar sidecar3 "$T/sidecar-dbless.json" || finish
 wait_for 10 "DB-less refusal explained" log_has sidecar3 "runs DB-less (database=off): target writes are impossible"
 sleep 3  # three read-backs and retries: measuring that the line is not repeated
 expect_eq "DB-less error logged once" 1 "$(count_lines "$T/sidecar3.log" "DB-less")"
