@@ -155,8 +155,9 @@ curl -s -X POST "$CONTROL/agents/node-1/up" >/dev/null
 # nothing is written while nothing changes, and one change is one call.
 {
     for i in $(seq 0 999); do
+        [ "$i" -eq 0 ] || echo next
         printf 'url = "%s/upstreams/orders/targets"\nrequest = "POST"\nheader = "Content-Type: application/json"\n' "$KONG"
-        printf 'data = "{\\"target\\":\\"10.8.%d.%d:80\\",\\"weight\\":1}"\noutput = "/dev/null"\nnext\n' $((i / 200)) $((i % 200 + 1))
+        printf 'data = "{\\"target\\":\\"10.8.%d.%d:80\\",\\"weight\\":1}"\noutput = "/dev/null"\n' $((i / 200)) $((i % 200 + 1))
     done
 } > "$T/bulk.curl"
 curl -s -K "$T/bulk.curl"
