@@ -685,6 +685,8 @@ int haproxy_parse_stat_sessions(const char *text, const char *server)
                 long v = n ? strtol(num, &e, 10) : 0;
                 if (n && (*e || v < 0))
                     v = -1;
+                else if (v > 1000000)
+                    v = 1000000;   /* a count, not a number to add up unbounded */
                 if (col == col_scur)
                     scur = v;
                 else
@@ -701,7 +703,7 @@ int haproxy_parse_stat_sessions(const char *text, const char *server)
         } else if (match) {
             if (scur < 0 || qcur < 0)
                 return -2;
-            return scur + qcur > 1000000 ? 1000000 : (int)(scur + qcur);
+            return (int)(scur + qcur);
         }
         line = nl ? nl + 1 : end;
     }

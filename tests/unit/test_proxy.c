@@ -80,6 +80,9 @@ START_TEST(test_haproxy_counts_sessions_of_a_draining_server)
                        "be,cs-fd00::1:81,,0,0,1\n";
     ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-10.0.0.1:80"), 3);
     ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-fd00::1:81"), 0);
+    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\n"
+                                                 "be,cs-x,99999999999999999999,99999999999999999999\n",
+                                                 "cs-x"), 2000000);
     /* Error lines and unknown layouts are not a count. */
     ck_assert_int_eq(haproxy_parse_stat_sessions("No such proxy.\n", "cs-10.0.0.1:80"), -2);
     ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname\nbe,cs-x,1\n", "cs-x"), -2);
