@@ -39,6 +39,9 @@ struct hap {
     char *backend_prefix, *server_opts;
     long timeout_ms;
     long drain_timeout_ms;     /* how long a removal waits for sessions */
+    struct drain *drains;      /* removals finishing after their apply */
+    struct loop_timer *drain_timer;  /* the next look at their sessions */
+    uint64_t drain_gap_ms;     /* its delay: 50 ms, doubling up to 500 ms */
     int is_unix;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -534,8 +537,6 @@ struct op_run {
     size_t i;          /* index in ops */
     int step;          /* within the op's script */
     int attempts;
-    int draining;      /* a removal waiting for its sessions to end */
-    uint64_t drain_deadline;   /* loop_clock_ms() after which it waits no more */
 };
 
 /* A removal's script: drain (no new sessions), wait until the server's
@@ -554,12 +555,6 @@ struct batch {
     proxy_apply_fn fn;
     void *arg;
     struct batch *next_batch;  /* in h->batches */
-    /* Draining removals are polled together: one "show stat <backend>" at a
-     * time answers for all of them. */
-    struct loop_timer *drain_timer;
-    int drain_asking;          /* a show stat is queued or in flight */
-    uint64_t drain_gap_ms;     /* the next poll's delay; grows to 500 ms */
-    int dispatching;           /* in a loop over runs: do not finish yet */
 };
 
 static void op_send(struct op_run *r);
@@ -567,7 +562,6 @@ static void batch_pump(struct batch *b);
 
 static void batch_free(struct batch *b)
 {
-    loop_timer_free(b->drain_timer);
     for (size_t k = 0; b->ops && k < b->n; k++)
         free(b->ops[k].target.host);
     free(b->ops);
@@ -639,16 +633,20 @@ static void next_step(struct op_run *r, int step)
     op_send(r);
 }
 
-/* ---- waiting for a removed server's sessions -------------------------------
+/* ---- removals finishing in the background ---------------------------------
  *
  * A server in drain takes no new sessions, but the ones in flight (a long
  * download, a slow API call) go on; putting it in maint and deleting it then
- * would refuse ("still has connections") and the fallback would cut them.
- * So a drained server's removal waits until its current and queued sessions
- * (scur + qcur in show stat) are 0, or drain_timeout has passed, without
- * blocking the loop: the batch asks "show stat <backend> 4 -1" once for every
- * removal waiting in it, at once and then after 50 ms, doubling up to 500 ms;
- * nothing is queued on the socket in between, so the connection closes.
+ * would be refused ("still has connections") and the fallback would cut
+ * them. So once "state drain" is answered the removal counts as applied (the
+ * server takes no new traffic; the upstream's next change can go ahead), and
+ * the rest goes on here, without blocking anything: it waits until the
+ * server's current and queued sessions (scur + qcur in `show stat <backend>
+ * 4 -1`, one question per backend for all its waiting removals, asked at
+ * once and then after 50 ms, doubling up to 500 ms) are 0, or drain_timeout
+ * has passed, then "state maint" and "del server". Nothing is queued on the
+ * socket while it waits, so the connection closes meanwhile. An op on the
+ * same server (it was added back) cancels its pending removal.
  */
 
 int haproxy_parse_stat_sessions(const char *text, const char *server)
@@ -710,64 +708,201 @@ int haproxy_parse_stat_sessions(const char *text, const char *server)
     return -1;
 }
 
-static void drain_ask(struct batch *b);
+struct drain {
+    struct hap *h;
+    char backend[300], server[300];
+    uint64_t deadline;         /* loop_clock_ms() after which it waits no more */
+    int step;                  /* RM_WAIT, then RM_MAINT, RM_DEL (RM_SHUTDOWN) */
+    int attempts;              /* deletes refused for connections */
+    int failures;              /* commands that got no answer */
+    int busy;                  /* one of its commands awaits its answer */
+    int asked;                 /* a show stat of its backend is on its way */
+    int cancelled;             /* an op on the same server came: stop */
+    struct drain *next;
+};
+
+/* A show stat question; it names its backend (a drain may be gone when the
+ * answer arrives). */
+struct drain_question {
+    struct hap *h;
+    char backend[300];
+};
+
+static void drain_free(struct drain *d)
+{
+    for (struct drain **pp = &d->h->drains; *pp; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    }
+    free(d);
+}
+
+static void drain_poll(struct hap *h);
+static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg);
+
+/* After an answer: looks again later while some removal still waits. */
+static void drain_schedule(struct hap *h)
+{
+    for (struct drain *d = h->drains; d; d = d->next) {
+        if (d->step == RM_WAIT && !d->asked && !d->busy) {
+            if (!loop_timer_active(h->drain_timer))
+                loop_timer_start(h->drain_timer, h->drain_gap_ms);
+            return;
+        }
+    }
+}
+
+static void drain_send(struct drain *d)
+{
+    char cmd[700];
+    if (d->step == RM_MAINT)
+        snprintf(cmd, sizeof cmd, "set server %s/%s state maint", d->backend, d->server);
+    else if (d->step == RM_DEL)
+        snprintf(cmd, sizeof cmd, "del server %s/%s", d->backend, d->server);
+    else
+        snprintf(cmd, sizeof cmd, "shutdown sessions server %s/%s", d->backend, d->server);
+    d->busy = 1;
+    if (enqueue(d->h, cmd, on_drain_cmd, d) < 0)
+        drain_free(d);   /* out of memory: left in drain (it reads as absent) */
+}
+
+static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg)
+{
+    struct drain *d = arg;
+    (void)err;
+    d->busy = 0;
+    if (d->cancelled) {
+        drain_free(d);
+        return;
+    }
+    if (!ok) {
+        /* No answer (the connection broke): again from maint, a few times;
+         * a restarted HAProxy answers "No such server". */
+        if (++d->failures > 5) {
+            drain_free(d);
+            return;
+        }
+        d->step = RM_WAIT;
+        d->deadline = 0;
+        drain_schedule(d->h);
+        return;
+    }
+    switch (d->step) {
+    case RM_MAINT:
+        if (!reply_empty(reply)) {
+            drain_free(d);   /* gone ("No such server") or refused: nothing to do */
+            return;
+        }
+        d->step = RM_DEL;
+        drain_send(d);
+        return;
+    case RM_DEL:
+        if (strstr(reply, "still has connections") && d->attempts++ < 3) {
+            d->step = RM_SHUTDOWN;   /* then delete again */
+            drain_send(d);
+            return;
+        }
+        drain_free(d);   /* deleted, already gone, or left in maint */
+        return;
+    default:
+        d->step = RM_DEL;   /* after shutdown sessions */
+        drain_send(d);
+        return;
+    }
+}
 
 static void on_drain_stat(int ok, const char *reply, const char *err, void *arg)
 {
-    struct batch *b = arg;
-    uint64_t now = loop_clock_ms(), soonest = UINT64_MAX;
-    int waiting = 0;
+    struct drain_question *q = arg;
+    struct hap *h = q->h;
+    uint64_t now = loop_clock_ms();
     (void)err;
-    b->drain_asking = 0;
-    b->dispatching = 1;
-    for (size_t k = 0; k < b->n; k++) {
-        struct op_run *r = &b->runs[k];
-        char name[300];
-        if (!r->draining)
+    for (struct drain *d = h->drains, *next; d; d = next) {
+        next = d->next;
+        if (!d->asked || strcmp(d->backend, q->backend) != 0)
             continue;
-        haproxy_server_name(&b->ops[k].target, name, sizeof name);
-        /* No answer or an unreadable one: carry on as if drained; del server
-         * still refuses a server with sessions, and the fallback applies. */
-        int left = ok ? haproxy_parse_stat_sessions(reply, name) : -2;
-        if (left > 0 && now < r->drain_deadline) {
-            waiting = 1;
-            if (r->drain_deadline < soonest)
-                soonest = r->drain_deadline;
-            continue;
-        }
-        r->draining = 0;
-        next_step(r, RM_MAINT);
+        d->asked = 0;
+        /* No answer (the connection broke): unknown, so wait on. An
+         * unreadable one (the backend is gone): carry on; del server still
+         * refuses a server with sessions, and the fallback applies. */
+        int left = ok ? haproxy_parse_stat_sessions(reply, d->server) : 1;
+        if (left > 0 && now < d->deadline)
+            continue;   /* sessions in flight: wait */
+        d->step = RM_MAINT;
+        drain_send(d);  /* may free d (next is kept) */
     }
-    b->dispatching = 0;
-    if (waiting) {
-        uint64_t gap = b->drain_gap_ms;
-        b->drain_gap_ms = gap * 2 > 500 ? 500 : gap * 2;
-        if (now + gap > soonest)
-            gap = soonest - now;
-        loop_timer_start(b->drain_timer, gap);
-    }
-    if (b->done == b->n)
-        batch_finish(b);
+    free(q);
+    drain_schedule(h);
 }
 
-/* Asks for the sessions of the backend's servers now, unless a question is
- * already on its way or a poll is due anyway. */
-static void drain_ask(struct batch *b)
+/* Asks, for every backend with a removal waiting and no question on its
+ * way yet, how many sessions its servers have. */
+static void drain_poll(struct hap *h)
 {
-    char cmd[400];
-    if (b->drain_asking || loop_timer_active(b->drain_timer))
-        return;
-    if (b->drain_gap_ms == 0)
-        b->drain_gap_ms = 50;
-    snprintf(cmd, sizeof cmd, "show stat %s 4 -1", b->backend);
-    b->drain_asking = 1;
-    if (enqueue(b->h, cmd, on_drain_stat, b) < 0)
-        on_drain_stat(0, "", "out of memory", b);
+    for (struct drain *d = h->drains; d; d = d->next) {
+        if (d->step != RM_WAIT || d->asked || d->busy)
+            continue;
+        struct drain_question *q = calloc(1, sizeof *q);
+        char cmd[400];
+        if (q == NULL)
+            return;   /* out of memory: the timer asks again */
+        q->h = h;
+        snprintf(q->backend, sizeof q->backend, "%s", d->backend);
+        snprintf(cmd, sizeof cmd, "show stat %s 4 -1", q->backend);
+        if (enqueue(h, cmd, on_drain_stat, q) < 0) {
+            free(q);
+            return;
+        }
+        for (struct drain *o = d; o; o = o->next)
+            if (o->step == RM_WAIT && !o->busy && strcmp(o->backend, q->backend) == 0)
+                o->asked = 1;
+    }
 }
 
 static void on_drain_timer(void *arg)
 {
-    drain_ask(arg);
+    struct hap *h = arg;
+    h->drain_gap_ms = h->drain_gap_ms * 2 > 500 ? 500 : h->drain_gap_ms * 2;
+    drain_poll(h);
+    drain_schedule(h);   /* nothing could be asked (out of memory): later */
+}
+
+/* Takes over a removal whose drain was answered; -1 if it cannot. */
+static int drain_start(struct hap *h, const char *backend, const char *server)
+{
+    struct drain *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return -1;
+    d->h = h;
+    snprintf(d->backend, sizeof d->backend, "%s", backend);
+    snprintf(d->server, sizeof d->server, "%s", server);
+    d->step = RM_WAIT;
+    d->deadline = loop_clock_ms() + (uint64_t)h->drain_timeout_ms;
+    if (h->drains == NULL) {
+        h->drain_gap_ms = 50;   /* a new spell of waiting: look often first */
+        loop_timer_stop(h->drain_timer);
+    }
+    d->next = h->drains;
+    h->drains = d;
+    drain_poll(h);
+    return 0;
+}
+
+/* An op on a server stops its removal still under way (it was added back,
+ * or is being removed again). */
+static void drain_cancel(struct hap *h, const char *backend, const char *server)
+{
+    for (struct drain *d = h->drains, *next; d; d = next) {
+        next = d->next;
+        if (strcmp(d->backend, backend) != 0 || strcmp(d->server, server) != 0)
+            continue;
+        if (d->busy)
+            d->cancelled = 1;   /* freed when its answer comes */
+        else
+            drain_free(d);      /* a show stat on its way names only the backend */
+    }
 }
 
 static void on_cmd(int ok, const char *reply, const char *err, void *arg)
@@ -826,14 +961,16 @@ static void on_cmd(int ok, const char *reply, const char *err, void *arg)
                 next_step(r, RM_DEL);
                 return;
             }
-            if (r->b->h->drain_timeout_ms <= 0) {
-                next_step(r, RM_MAINT);   /* configured not to wait */
+            /* Drained: no new sessions. The wait for the ones in flight,
+             * maint and delete go on in the background (none configured, or
+             * out of memory: here, at once). */
+            char name[300];
+            haproxy_server_name(&op->target, name, sizeof name);
+            if (r->b->h->drain_timeout_ms > 0 && drain_start(r->b->h, r->b->backend, name) == 0) {
+                op_done(r, 1, NULL);
                 return;
             }
-            r->step = RM_WAIT;
-            r->draining = 1;
-            r->drain_deadline = loop_clock_ms() + (uint64_t)r->b->h->drain_timeout_ms;
-            drain_ask(r->b);
+            next_step(r, RM_MAINT);
             return;
         }
         if (r->step == RM_DEL) {
@@ -861,6 +998,8 @@ static void op_send(struct op_run *r)
     const struct proxy_op *op = &b->ops[r->i];
     char cmd[1200], name[300], addr[300];
     haproxy_server_name(&op->target, name, sizeof name);
+    if (r->step == 0)
+        drain_cancel(b->h, b->backend, name);
     if (strchr(op->target.host, ':'))
         snprintf(addr, sizeof addr, "[%s]:%d", op->target.host, op->target.port);
     else
@@ -934,7 +1073,7 @@ static void batch_pump(struct batch *b)
         b->running++;
         op_send(r);
     }
-    if (b->done == b->n && !b->dispatching)
+    if (b->done == b->n)
         batch_finish(b);
 }
 
@@ -963,9 +1102,6 @@ static int hap_apply(struct proxy *p, const char *upstream, const struct proxy_o
         if (b->ops[i].target.host == NULL)
             goto oom;
         b->runs[i] = (struct op_run){.b = b, .i = i};
-        if (ops[i].kind == PROXY_OP_REMOVE && b->drain_timer == NULL &&
-            (b->drain_timer = loop_timer_new(h->base.loop, on_drain_timer, b)) == NULL)
-            goto oom;
     }
     b->next_batch = h->batches;
     h->batches = b;
@@ -996,8 +1132,8 @@ static void hap_free(struct proxy *p)
         while (lists[k]) {
             struct cmd *c = lists[k];
             lists[k] = c->next;
-            if (c->fn == on_state)
-                free(c->arg);
+            if (c->fn == on_state || c->fn == on_drain_stat)
+                free(c->arg);   /* drains are freed below */
             free(c->text);
             free(c);
         }
@@ -1007,6 +1143,12 @@ static void hap_free(struct proxy *p)
         h->batches = b->next_batch;
         batch_free(b);
     }
+    while (h->drains) {
+        struct drain *d = h->drains;
+        h->drains = d->next;
+        free(d);
+    }
+    loop_timer_free(h->drain_timer);
     loop_timer_free(h->timer);
     loop_timer_free(h->kick);
     free(h->out);
@@ -1035,6 +1177,7 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
     h->server_opts = o->server_opts && *o->server_opts ? strdup(o->server_opts) : NULL;
     h->timer = loop_timer_new(l, on_timeout, h);
     h->kick = loop_timer_new(l, on_kick, h);
+    h->drain_timer = loop_timer_new(l, on_drain_timer, h);
     h->out_cap = 4096;
     h->out = malloc(h->out_cap);
     const char *rt = o->runtime ? o->runtime : "";
@@ -1073,7 +1216,8 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
         snprintf(err, errlen, "haproxy runtime \"%s\": expected unix:///path or tcp://host:port", rt);
         goto fail;
     }
-    if (h->backend_prefix == NULL || h->timer == NULL || h->kick == NULL || h->out == NULL) {
+    if (h->backend_prefix == NULL || h->timer == NULL || h->kick == NULL ||
+        h->drain_timer == NULL || h->out == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

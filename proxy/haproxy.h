@@ -6,8 +6,10 @@
  * (named <backend_prefix><upstream>) with a dynamic balance algorithm
  * (roundrobin, leastconn, random, first, or consistent hashing).
  *
- * Removal: drain, wait until the server's sessions have ended (at most
- * drain_timeout_ms), maint, del server.
+ * Removal: drain (the op is reported applied there), then in the
+ * background: wait until the server's sessions have ended (at most
+ * drain_timeout_ms), maint, del server; an op on the same server meanwhile
+ * cancels that.
  *
  * Weights: Kong-style 0..65535 in, HAProxy 0..256 out (values above 256 are
  * capped). Host names are refused: HAProxy 2.6 does not resolve names for
