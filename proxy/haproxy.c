@@ -838,11 +838,18 @@ static void on_drain_stat(int ok, const char *reply, const char *err, void *arg)
 }
 
 /* Asks, for every backend with a removal waiting and no question on its
- * way yet, how many sessions its servers have. */
+ * way yet, how many sessions its servers have. A question already on its
+ * way answers for a removal drained since: it was sent after that drain
+ * (answers come in order), so a burst of removals asks once, not once each. */
 static void drain_poll(struct hap *h)
 {
     for (struct drain *d = h->drains; d; d = d->next) {
         if (d->step != RM_WAIT || d->asked || d->busy)
+            continue;
+        for (struct drain *o = h->drains; o && !d->asked; o = o->next)
+            if (o->asked && strcmp(o->backend, d->backend) == 0)
+                d->asked = 1;
+        if (d->asked)
             continue;
         struct drain_question *q = calloc(1, sizeof *q);
         char cmd[400];
