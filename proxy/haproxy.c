@@ -807,8 +807,12 @@ static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg)
         drain_free(d);   /* deleted, already gone, or left in maint */
         return;
     default:
-        d->step = RM_DEL;   /* after shutdown sessions */
-        drain_send(d);
+        /* After shutdown sessions: HAProxy closes them asynchronously, so a
+         * delete sent at once can still find them; wait (briefly) until the
+         * count is 0, then maint and delete again. */
+        d->step = RM_WAIT;
+        d->deadline = loop_clock_ms() + 2000;
+        drain_schedule(d->h);
         return;
     }
 }

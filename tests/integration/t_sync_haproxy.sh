@@ -31,6 +31,8 @@ server_ready() { [ "$(server_field "$1" "$2" 7)" = 0 ]; }
 # server_sessions BACKEND SERVER: its scur in show stat.
 server_sessions() { haproxy_cmd "show stat $1 4 -1" | awk -F, -v s="$2" '$2 == s { print $5 }'; }
 server_busy() { [ "$(server_sessions "$1" "$2")" -gt 0 ] 2>/dev/null; }
+# answered FILE: a slow request's output is complete (its status code written last).
+answered() { grep -q ' [0-9][0-9][0-9]$' "$1" 2>/dev/null; }
 # register_weighted AGENT ID SERVICE PORT PASSING WARNING
 register_weighted() {
     curl -sf -X PUT "$(agent_url "$1")/v1/agent/service/register" \
@@ -135,7 +137,7 @@ wait_for 3 "a change during the drain applied" server_weight_is be_slow "$S2" 3
 kill -0 "$LONG1" 2>/dev/null && ok || fail "the weight change waited for the drain to end"
 set_check node-1 slow-2-ttl pass
 wait_for 3 "and back" server_weight_is be_slow "$S2" 10
-wait_for 10 "long request finished" test -s "$T/long1.out"
+wait_for 10 "long request finished" answered "$T/long1.out"
 expect_eq "the long request through the removed server completed" "slow-1 200" "$(tr -d '\n' < "$T/long1.out")"
 wait_for 5 "removed server deleted after its session ended" server_absent be_slow "$S1"
 
@@ -149,7 +151,7 @@ wait_for 14 "server deleted once drain_timeout passed" server_absent be_slow "$S
 el=$(( ($(date +%s%N) - t0) / 1000000 ))
 if [ "$el" -ge 5800 ] && [ "$el" -le 11000 ]; then ok; else
     fail "server with a 15 s session deleted after ${el} ms (drain_timeout 6s)"; fi
-wait_for 5 "the cut request returned" test -s "$T/long2.out"
+wait_for 5 "the cut request returned" answered "$T/long2.out"
 expect_not_contains "the session beyond drain_timeout was cut" "slow-2 200" "$(tr -d '\n' < "$T/long2.out")"
 expect_eq "slow-1 serves again" "slow-1 200" "$(slow_get /)"
 
@@ -163,7 +165,7 @@ deregister_instance node-1 slow-1
 wait_for 5 "slow-1 draining" server_draining be_slow "$S1"
 register_weighted node-1 slow-1 slow "$SPORT_1" 10 3
 wait_for 5 "slow-1 serving again" server_ready be_slow "$S1"
-wait_for 10 "its long request finished" test -s "$T/long3.out"
+wait_for 10 "its long request finished" answered "$T/long3.out"
 expect_eq "the long request completed" "slow-1 200" "$(tr -d '\n' < "$T/long3.out")"
 sleep 1   # past the next looks at sessions: measuring that no delete follows
 server_ready be_slow "$S1" && ok || fail "the server added back was deleted or parked after its session"
