@@ -972,12 +972,12 @@ static void on_cmd(int ok, const char *reply, const char *err, void *arg)
                 next_step(r, RM_DEL);
                 return;
             }
-            /* Drained: no new sessions. The wait for the ones in flight,
-             * maint and delete go on in the background (none configured, or
-             * out of memory: here, at once). */
+            /* Drained: no new sessions. The wait for the ones in flight
+             * (none with drain_timeout 0), maint and delete go on in the
+             * background (out of memory: here, at once). */
             char name[300];
             haproxy_server_name(&op->target, name, sizeof name);
-            if (r->b->h->drain_timeout_ms > 0 && drain_start(r->b->h, r->b->backend, name) == 0) {
+            if (drain_start(r->b->h, r->b->backend, name) == 0) {
                 op_done(r, 1, NULL);
                 return;
             }

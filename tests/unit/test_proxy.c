@@ -530,6 +530,36 @@ START_TEST(test_haproxy_drain_is_bounded_and_cancelled_by_an_add)
 }
 END_TEST
 
+/* drain_timeout 0: sessions are not waited for; the server is deleted at
+ * once (its sessions cut), still after the drain was reported applied. */
+START_TEST(test_haproxy_drain_timeout_0_deletes_at_once)
+{
+    struct loop *l = loop_new();
+    struct fake_hap f;
+    char err[256], rt[220];
+    fake_start(&f, l);
+    snprintf(rt, sizeof rt, "unix://%s", f.path);
+    struct haproxy_opts o = {.runtime = rt, .backend_prefix = "be_", .drain_timeout_ms = 0};
+    struct proxy *p = haproxy_new(l, &o, err, sizeof err);
+    struct proxy_target_set want = {0};
+    struct proxy_op rm = rm_op("10.0.0.2");
+    struct applied a = {0};
+    f.scur = 1;
+    uint64_t t0 = loop_clock_ms();
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err), 0);
+    run_until(l, &a.done, 3000);
+    ck_assert_int_eq(a.ok, 1);
+    while (!f.deleted && loop_clock_ms() < t0 + 3000)
+        loop_run_once(l, 10);
+    ck_assert_int_eq(f.deleted, 1);
+    ck_assert_uint_lt(loop_clock_ms() - t0, 1500);
+    ck_assert_int_eq(fake_count(&f, "shutdown sessions server be_orders/cs-10.0.0.2:80"), 1);
+    p->ops->free(p);
+    fake_stop(&f);
+    loop_free(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("proxy");
@@ -540,6 +570,7 @@ int main(void)
     tcase_add_test(t, test_haproxy_unreachable_socket_fails_from_the_loop);
     tcase_add_test(t, test_haproxy_removal_waits_for_sessions_in_the_background);
     tcase_add_test(t, test_haproxy_drain_is_bounded_and_cancelled_by_an_add);
+    tcase_add_test(t, test_haproxy_drain_timeout_0_deletes_at_once);
     tcase_add_loop_test(t, test_kong_normalizes_targets_like_kong, 0, (int)(sizeof norms / sizeof norms[0]));
     tcase_add_test(t, test_kong_pages_keep_only_owned_targets_and_follow_next);
     tcase_add_test(t, test_kong_error_bodies_are_described_by_their_message);
