@@ -148,6 +148,9 @@ start_sidecar sidecar2 "$T/sidecar.json" -state-dir "$T/state-sidecar" || finish
 wait_for 10 "Kong restored from state while Consul is down" kong_targets_are orders "127.0.0.1:9001=1 127.0.0.1:9005=7"
 expect_contains "restore logged" "restoring 2 saved target(s)" "$(cat "$T/sidecar2.log")"
 expect_eq "restored with the upstream and two targets: three writes" 3 "$(kong_writes)"
+w=$(kong_write_log)
+expect_eq "the upstream created once" 1 "$(printf '%s\n' "$w" | grep -c '^POST /upstreams 201 ')"
+expect_eq "both saved targets posted" 2 "$(printf '%s\n' "$w" | grep -cE '^POST /upstreams/orders/targets 201 \{"target":"127\.0\.0\.1:900[15]"')"
 curl -s -X POST "$CONTROL/agents/node-1/up" >/dev/null
 
 # More targets than one page (1,000 hand-made ones, newer than ours, so
