@@ -629,7 +629,8 @@ static void on_up_resync(void *arg)
  *
  * Following many services with one long-poll each would use as many
  * connections (Consul limits them per client address, 200 by default). Above
- * max_blocking upstreams, two long-polls serve them all:
+ * max_blocking upstreams, two long-polls serve all the upstreams of one
+ * datacenter (a detector per datacenter, each asking with its ?dc=):
  *   /v1/health/state/any  - its index moves on every check change, and each
  *                           check carries its service name, node and
  *                           ModifyIndex;
@@ -638,8 +639,8 @@ static void on_up_resync(void *arg)
  * queued request) only when the highest ModifyIndex among its service's
  * checks, or among node-level checks of nodes hosting it, moved. A
  * catalog/services change (a registration or deregistration, which a check
- * may not reveal: an instance without checks) re-reads every upstream: rarer,
- * and still bounded by the client's 4 requests in flight.
+ * may not reveal: an instance without checks) re-reads every upstream of that
+ * datacenter: rarer, and still bounded by the client's 4 requests in flight.
  */
 
 static void on_fetch(const struct consul_response *r, void *arg);
