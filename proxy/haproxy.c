@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,10 @@ struct hap {
     struct proxy base;
     char *backend_prefix, *server_opts;
     long timeout_ms;
+    long drain_timeout_ms;     /* how long a removal waits for sessions */
+    struct drain *drains;      /* removals finishing after their apply */
+    struct loop_timer *drain_timer;  /* the next look at their sessions */
+    uint64_t drain_gap_ms;     /* its delay: 50 ms, doubling up to 500 ms */
     int is_unix;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -534,6 +539,12 @@ struct op_run {
     int attempts;
 };
 
+/* A removal's script: drain (no new sessions), wait until the server's
+ * sessions have ended (at most drain_timeout), maint (out of the farm),
+ * delete; a delete refused for connections left over shuts them down and
+ * deletes again (a few times). */
+enum { RM_DRAIN, RM_WAIT, RM_MAINT, RM_DEL, RM_SHUTDOWN };
+
 struct batch {
     struct hap *h;
     char backend[300];
@@ -622,6 +633,289 @@ static void next_step(struct op_run *r, int step)
     op_send(r);
 }
 
+/* ---- removals finishing in the background ---------------------------------
+ *
+ * A server in drain takes no new sessions, but the ones in flight (a long
+ * download, a slow API call) go on; putting it in maint and deleting it then
+ * would be refused ("still has connections") and the fallback would cut
+ * them. So once "state drain" is answered the removal counts as applied (the
+ * server takes no new traffic; the upstream's next change can go ahead), and
+ * the rest goes on here, without blocking anything: it waits until the
+ * server's current and queued sessions (scur + qcur in `show stat <backend>
+ * 4 -1`, one question per backend for all its waiting removals, asked at
+ * once and then after 50 ms, doubling up to 500 ms) are 0, or drain_timeout
+ * has passed, then "state maint" and "del server". Nothing is queued on the
+ * socket while it waits, so the connection closes meanwhile. An op on the
+ * same server (it was added back) cancels its pending removal.
+ */
+
+int haproxy_parse_stat_sessions(const char *text, const char *server)
+{
+    int col_sv = -1, col_scur = -1, col_qcur = -1, col = 0;
+    size_t sl = strlen(server);
+    if (strncmp(text, "# ", 2) != 0)
+        return -2;
+    const char *line = text + 2;
+    int header = 1;
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        const char *end = nl ? nl : line + strlen(line);
+        long scur = -1, qcur = -1;
+        int match = 0;
+        col = 0;
+        for (const char *f = line;; col++) {
+            const char *comma = memchr(f, ',', (size_t)(end - f));
+            const char *fe = comma ? comma : end;
+            size_t n = (size_t)(fe - f);
+            if (header) {
+                if (n == 6 && memcmp(f, "svname", 6) == 0)
+                    col_sv = col;
+                else if (n == 4 && memcmp(f, "scur", 4) == 0)
+                    col_scur = col;
+                else if (n == 4 && memcmp(f, "qcur", 4) == 0)
+                    col_qcur = col;
+            } else if (col == col_sv) {
+                match = n == sl && memcmp(f, server, n) == 0;
+            } else if (col == col_scur || col == col_qcur) {
+                char num[24];
+                char *e;
+                snprintf(num, sizeof num, "%.*s", (int)(n < 23 ? n : 23), f);
+                long v = n ? strtol(num, &e, 10) : 0;
+                if (n && (*e || v < 0))
+                    v = -1;
+                else if (v > 1000000)
+                    v = 1000000;   /* a count, not a number to add up unbounded */
+                if (col == col_scur)
+                    scur = v;
+                else
+                    qcur = v;
+            }
+            if (comma == NULL)
+                break;
+            f = comma + 1;
+        }
+        if (header) {
+            if (col_sv < 0 || col_scur < 0 || col_qcur < 0)
+                return -2;
+            header = 0;
+        } else if (match) {
+            if (scur < 0 || qcur < 0)
+                return -2;
+            return (int)(scur + qcur);
+        }
+        line = nl ? nl + 1 : end;
+    }
+    return -1;
+}
+
+struct drain {
+    struct hap *h;
+    char backend[300], server[300];
+    uint64_t deadline;         /* loop_clock_ms() after which it waits no more */
+    int step;                  /* RM_WAIT, then RM_MAINT, RM_DEL (RM_SHUTDOWN) */
+    int attempts;              /* deletes refused for connections */
+    int failures;              /* commands that got no answer */
+    int busy;                  /* one of its commands awaits its answer */
+    int asked;                 /* a show stat of its backend is on its way */
+    int cancelled;             /* an op on the same server came: stop */
+    struct drain *next;
+};
+
+/* A show stat question; it names its backend (a drain may be gone when the
+ * answer arrives). */
+struct drain_question {
+    struct hap *h;
+    char backend[300];
+};
+
+static void drain_free(struct drain *d)
+{
+    for (struct drain **pp = &d->h->drains; *pp; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    }
+    free(d);
+}
+
+static void drain_poll(struct hap *h);
+static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg);
+
+/* After an answer: looks again later while some removal still waits. */
+static void drain_schedule(struct hap *h)
+{
+    for (struct drain *d = h->drains; d; d = d->next) {
+        if (d->step == RM_WAIT && !d->asked && !d->busy) {
+            if (!loop_timer_active(h->drain_timer))
+                loop_timer_start(h->drain_timer, h->drain_gap_ms);
+            return;
+        }
+    }
+}
+
+static void drain_send(struct drain *d)
+{
+    char cmd[700];
+    if (d->step == RM_MAINT)
+        snprintf(cmd, sizeof cmd, "set server %s/%s state maint", d->backend, d->server);
+    else if (d->step == RM_DEL)
+        snprintf(cmd, sizeof cmd, "del server %s/%s", d->backend, d->server);
+    else
+        snprintf(cmd, sizeof cmd, "shutdown sessions server %s/%s", d->backend, d->server);
+    d->busy = 1;
+    if (enqueue(d->h, cmd, on_drain_cmd, d) < 0)
+        drain_free(d);   /* out of memory: left in drain (it reads as absent) */
+}
+
+static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg)
+{
+    struct drain *d = arg;
+    (void)err;
+    d->busy = 0;
+    if (d->cancelled) {
+        drain_free(d);
+        return;
+    }
+    if (!ok) {
+        /* No answer (the connection broke): again from maint, a few times;
+         * a restarted HAProxy answers "No such server". */
+        if (++d->failures > 5) {
+            drain_free(d);
+            return;
+        }
+        d->step = RM_WAIT;
+        d->deadline = 0;
+        drain_schedule(d->h);
+        return;
+    }
+    switch (d->step) {
+    case RM_MAINT:
+        if (!reply_empty(reply)) {
+            drain_free(d);   /* gone ("No such server") or refused: nothing to do */
+            return;
+        }
+        d->step = RM_DEL;
+        drain_send(d);
+        return;
+    case RM_DEL:
+        if (strstr(reply, "still has connections") && d->attempts++ < 3) {
+            d->step = RM_SHUTDOWN;   /* then delete again */
+            drain_send(d);
+            return;
+        }
+        drain_free(d);   /* deleted, already gone, or left in maint */
+        return;
+    default:
+        /* After shutdown sessions: HAProxy closes them asynchronously, so a
+         * delete sent at once can still find them; wait (briefly) until the
+         * count is 0, then maint and delete again. */
+        d->step = RM_WAIT;
+        d->deadline = loop_clock_ms() + 2000;
+        drain_schedule(d->h);
+        return;
+    }
+}
+
+static void on_drain_stat(int ok, const char *reply, const char *err, void *arg)
+{
+    struct drain_question *q = arg;
+    struct hap *h = q->h;
+    uint64_t now = loop_clock_ms();
+    (void)err;
+    for (struct drain *d = h->drains, *next; d; d = next) {
+        next = d->next;
+        if (!d->asked || strcmp(d->backend, q->backend) != 0)
+            continue;
+        d->asked = 0;
+        /* No answer (the connection broke): unknown, so wait on. An
+         * unreadable one (the backend is gone): carry on; del server still
+         * refuses a server with sessions, and the fallback applies. */
+        int left = ok ? haproxy_parse_stat_sessions(reply, d->server) : 1;
+        if (left > 0 && now < d->deadline)
+            continue;   /* sessions in flight: wait */
+        d->step = RM_MAINT;
+        drain_send(d);  /* may free d (next is kept) */
+    }
+    free(q);
+    drain_schedule(h);
+}
+
+/* Asks, for every backend with a removal waiting and no question on its
+ * way yet, how many sessions its servers have. A question already on its
+ * way answers for a removal drained since: it was sent after that drain
+ * (answers come in order), so a burst of removals asks once, not once each. */
+static void drain_poll(struct hap *h)
+{
+    for (struct drain *d = h->drains; d; d = d->next) {
+        if (d->step != RM_WAIT || d->asked || d->busy)
+            continue;
+        for (struct drain *o = h->drains; o && !d->asked; o = o->next)
+            if (o->asked && strcmp(o->backend, d->backend) == 0)
+                d->asked = 1;
+        if (d->asked)
+            continue;
+        struct drain_question *q = calloc(1, sizeof *q);
+        char cmd[400];
+        if (q == NULL)
+            return;   /* out of memory: the timer asks again */
+        q->h = h;
+        snprintf(q->backend, sizeof q->backend, "%s", d->backend);
+        snprintf(cmd, sizeof cmd, "show stat %s 4 -1", q->backend);
+        if (enqueue(h, cmd, on_drain_stat, q) < 0) {
+            free(q);
+            return;
+        }
+        for (struct drain *o = d; o; o = o->next)
+            if (o->step == RM_WAIT && !o->busy && strcmp(o->backend, q->backend) == 0)
+                o->asked = 1;
+    }
+}
+
+static void on_drain_timer(void *arg)
+{
+    struct hap *h = arg;
+    h->drain_gap_ms = h->drain_gap_ms * 2 > 500 ? 500 : h->drain_gap_ms * 2;
+    drain_poll(h);
+    drain_schedule(h);   /* nothing could be asked (out of memory): later */
+}
+
+/* Takes over a removal whose drain was answered; -1 if it cannot. */
+static int drain_start(struct hap *h, const char *backend, const char *server)
+{
+    struct drain *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return -1;
+    d->h = h;
+    snprintf(d->backend, sizeof d->backend, "%s", backend);
+    snprintf(d->server, sizeof d->server, "%s", server);
+    d->step = RM_WAIT;
+    d->deadline = loop_clock_ms() + (uint64_t)h->drain_timeout_ms;
+    if (h->drains == NULL) {
+        h->drain_gap_ms = 50;   /* a new spell of waiting: look often first */
+        loop_timer_stop(h->drain_timer);
+    }
+    d->next = h->drains;
+    h->drains = d;
+    drain_poll(h);
+    return 0;
+}
+
+/* An op on a server stops its removal still under way (it was added back,
+ * or is being removed again). */
+static void drain_cancel(struct hap *h, const char *backend, const char *server)
+{
+    for (struct drain *d = h->drains, *next; d; d = next) {
+        next = d->next;
+        if (strcmp(d->backend, backend) != 0 || strcmp(d->server, server) != 0)
+            continue;
+        if (d->busy)
+            d->cancelled = 1;   /* freed when its answer comes */
+        else
+            drain_free(d);      /* a show stat on its way names only the backend */
+    }
+}
+
 static void on_cmd(int ok, const char *reply, const char *err, void *arg)
 {
     struct op_run *r = arg;
@@ -663,33 +957,47 @@ static void on_cmd(int ok, const char *reply, const char *err, void *arg)
         }
         return;
     case PROXY_OP_REMOVE:
-        if (r->step == 0 || r->step == 3) { /* state drain, then state maint */
+        if (r->step == RM_DRAIN || r->step == RM_MAINT) {
             if (strstr(reply, "No such server")) {
                 op_done(r, 1, NULL);      /* already gone */
                 return;
             }
             if (!reply_empty(reply)) {
-                snprintf(msg, sizeof msg, "set state %s: %s", r->step ? "maint" : "drain", line);
+                snprintf(msg, sizeof msg, "set state %s: %s", r->step == RM_MAINT ? "maint" : "drain",
+                         line);
                 op_done(r, 0, msg);
                 return;
             }
-            next_step(r, r->step == 0 ? 3 : 1);
+            if (r->step == RM_MAINT) {
+                next_step(r, RM_DEL);
+                return;
+            }
+            /* Drained: no new sessions. The wait for the ones in flight
+             * (none with drain_timeout 0), maint and delete go on in the
+             * background (out of memory: here, at once). */
+            char name[300];
+            haproxy_server_name(&op->target, name, sizeof name);
+            if (drain_start(r->b->h, r->b->backend, name) == 0) {
+                op_done(r, 1, NULL);
+                return;
+            }
+            next_step(r, RM_MAINT);
             return;
         }
-        if (r->step == 1) {               /* del server */
+        if (r->step == RM_DEL) {
             if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
                 op_done(r, 1, NULL);
                 return;
             }
             if (strstr(reply, "still has connections") && r->attempts++ < 3) {
-                next_step(r, 2);          /* shutdown sessions, then del again */
+                next_step(r, RM_SHUTDOWN); /* then delete again */
                 return;
             }
             snprintf(msg, sizeof msg, "del server: %s", line);
             op_done(r, 0, msg);
             return;
         }
-        next_step(r, 1);                  /* after shutdown sessions */
+        next_step(r, RM_DEL);             /* after shutdown sessions */
         return;
     }
 }
@@ -701,6 +1009,8 @@ static void op_send(struct op_run *r)
     const struct proxy_op *op = &b->ops[r->i];
     char cmd[1200], name[300], addr[300];
     haproxy_server_name(&op->target, name, sizeof name);
+    if (r->step == 0)
+        drain_cancel(b->h, b->backend, name);
     if (strchr(op->target.host, ':'))
         snprintf(addr, sizeof addr, "[%s]:%d", op->target.host, op->target.port);
     else
@@ -722,12 +1032,11 @@ static void op_send(struct op_run *r)
                  hap_weight(op->target.weight));
         break;
     case PROXY_OP_REMOVE:
-        /* drain (no new sessions), maint (out of the farm), then delete. */
-        if (r->step == 0)
+        if (r->step == RM_DRAIN)
             snprintf(cmd, sizeof cmd, "set server %s/%s state drain", b->backend, name);
-        else if (r->step == 3)
+        else if (r->step == RM_MAINT)
             snprintf(cmd, sizeof cmd, "set server %s/%s state maint", b->backend, name);
-        else if (r->step == 1)
+        else if (r->step == RM_DEL)
             snprintf(cmd, sizeof cmd, "del server %s/%s", b->backend, name);
         else
             snprintf(cmd, sizeof cmd, "shutdown sessions server %s/%s", b->backend, name);
@@ -834,8 +1143,8 @@ static void hap_free(struct proxy *p)
         while (lists[k]) {
             struct cmd *c = lists[k];
             lists[k] = c->next;
-            if (c->fn == on_state)
-                free(c->arg);
+            if (c->fn == on_state || c->fn == on_drain_stat)
+                free(c->arg);   /* drains are freed below */
             free(c->text);
             free(c);
         }
@@ -845,6 +1154,12 @@ static void hap_free(struct proxy *p)
         h->batches = b->next_batch;
         batch_free(b);
     }
+    while (h->drains) {
+        struct drain *d = h->drains;
+        h->drains = d->next;
+        free(d);
+    }
+    loop_timer_free(h->drain_timer);
     loop_timer_free(h->timer);
     loop_timer_free(h->kick);
     free(h->out);
@@ -867,11 +1182,13 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
     h->base.loop = l;
     h->fd = -1;
     h->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
+    h->drain_timeout_ms = o->drain_timeout_ms > 0 ? o->drain_timeout_ms : 0;
     buf_init(&h->reply, HAP_MAX_REPLY);
     h->backend_prefix = strdup(o->backend_prefix ? o->backend_prefix : "");
     h->server_opts = o->server_opts && *o->server_opts ? strdup(o->server_opts) : NULL;
     h->timer = loop_timer_new(l, on_timeout, h);
     h->kick = loop_timer_new(l, on_kick, h);
+    h->drain_timer = loop_timer_new(l, on_drain_timer, h);
     h->out_cap = 4096;
     h->out = malloc(h->out_cap);
     const char *rt = o->runtime ? o->runtime : "";
@@ -910,7 +1227,8 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
         snprintf(err, errlen, "haproxy runtime \"%s\": expected unix:///path or tcp://host:port", rt);
         goto fail;
     }
-    if (h->backend_prefix == NULL || h->timer == NULL || h->kick == NULL || h->out == NULL) {
+    if (h->backend_prefix == NULL || h->timer == NULL || h->kick == NULL ||
+        h->drain_timer == NULL || h->out == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -1059,7 +1059,8 @@ static int check_settings(struct ctx *c, const cJSON *root)
         static const char *const kong_keys[] = {"admin_url", "token", "token_file",
                                                 "upstream_defaults", "writer", "lock_prefix",
                                                 "session_ttl", "lock_delay"};
-        static const char *const hap_keys[] = {"runtime", "backend_prefix", "writer"};
+        static const char *const hap_keys[] = {"runtime", "backend_prefix", "writer",
+                                               "drain_timeout"};
         static const char *const ngx_keys[] = {"upstream_dir", "test_cmd", "reload_cmd", "writer"};
         static const char *const writers[] = {"elected", "per-node"};
         if ((k = cJSON_GetObjectItemCaseSensitive(v, "kong"))) {
@@ -1093,7 +1094,7 @@ static int check_settings(struct ctx *c, const cJSON *root)
         }
         if ((k = cJSON_GetObjectItemCaseSensitive(v, "haproxy"))) {
             if (want_obj(c, k, "proxy.haproxy") < 0 ||
-                known_keys(c, k, "proxy.haproxy", hap_keys, 3) < 0)
+                known_keys(c, k, "proxy.haproxy", hap_keys, 4) < 0)
                 return -1;
             const cJSON *f;
             cJSON_ArrayForEach(f, k) {
@@ -1106,6 +1107,11 @@ static int check_settings(struct ctx *c, const cJSON *root)
                         return fail(c, kp, "\"%s\" is for Kong only: each HAProxy keeps its own "
                                     "servers, so every node's sidecar writes them (per-node)",
                                     writers[iv]);
+                } else if (strcmp(f->string, "drain_timeout") == 0) {
+                    if (want_nonneg_dur(c, f, kp, &dv) < 0)
+                        return -1;
+                    if (dv > 3600000)
+                        return fail(c, kp, "must be at most 1h");
                 } else if (want_str(c, f, kp, &sv) < 0) {
                     return -1;
                 } else if (strcmp(f->string, "runtime") == 0 && strncmp(sv, "unix:///", 8) &&
@@ -1574,6 +1580,7 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         cfg->haproxy.enabled = 1;
         cfg->haproxy.runtime = strdup((s = mstr(hap, "runtime")) ? s : "unix:///run/haproxy/admin.sock");
         cfg->haproxy.backend_prefix = strdup((s = mstr(hap, "backend_prefix")) ? s : "");
+        cfg->haproxy.drain_timeout_ms = mdur(hap, "drain_timeout", 5000);
         if (!cfg->haproxy.runtime || !cfg->haproxy.backend_prefix)
             goto oom;
     }
@@ -1819,6 +1826,7 @@ char *config_effective_json(const struct config *cfg)
         cJSON *h = cJSON_AddObjectToObject(px, "haproxy");
         add_str(h, "runtime", cfg->haproxy.runtime);
         add_str(h, "backend_prefix", cfg->haproxy.backend_prefix);
+        add_dur(h, "drain_timeout", cfg->haproxy.drain_timeout_ms);
     }
     if (cfg->nginx.enabled) {
         cJSON *n = cJSON_AddObjectToObject(px, "nginx");

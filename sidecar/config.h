@@ -54,6 +54,7 @@ struct cfg_haproxy {
     int enabled;
     char *runtime;                /* unix:///path or tcp://host:port */
     char *backend_prefix;
+    int64_t drain_timeout_ms;     /* a removed server's sessions may end within it */
 };
 
 struct cfg_nginx {

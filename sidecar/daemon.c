@@ -331,6 +331,7 @@ static int add_drivers(struct daemon *d, char *err, size_t errlen)
         struct haproxy_opts ho = {
             .runtime = d->cfg.haproxy.runtime,
             .backend_prefix = d->cfg.haproxy.backend_prefix,
+            .drain_timeout_ms = (long)d->cfg.haproxy.drain_timeout_ms,
         };
         if ((p = haproxy_new(d->loop, &ho, err, errlen)) == NULL ||
             sync_add_proxy(d->sync, "haproxy", p) < 0)

@@ -28,12 +28,18 @@ void state_free(struct state *st)
     st->n = 0;
 }
 
-const struct state_upstream *state_get(const struct state *st, const char *name)
+static struct state_upstream *find(const struct state *st, const char *proxy, const char *name)
 {
     for (size_t i = 0; i < st->n; i++)
-        if (strcmp(st->items[i].name, name) == 0)
+        if (strcmp(st->items[i].name, name) == 0 && strcmp(st->items[i].proxy, proxy) == 0)
             return &st->items[i];
     return NULL;
+}
+
+const struct state_upstream *state_get(const struct state *st, const char *proxy,
+                                       const char *name)
+{
+    return find(st, proxy ? proxy : "", name);
 }
 
 int state_set(struct state *st, const char *name, const char *proxy, uint64_t index,
@@ -45,15 +51,14 @@ int state_set(struct state *st, const char *name, const char *proxy, uint64_t in
         free(pcopy);
         return -1;
     }
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(st->items[i].name, name) == 0) {
-            proxy_target_set_free(&st->items[i].targets);
-            free(st->items[i].proxy);
-            st->items[i].targets = copy;
-            st->items[i].proxy = pcopy;
-            st->items[i].index = index;
-            return 0;
-        }
+    struct state_upstream *old = find(st, pcopy, name);
+    if (old) {
+        proxy_target_set_free(&old->targets);
+        free(old->proxy);
+        old->targets = copy;
+        old->proxy = pcopy;
+        old->index = index;
+        return 0;
     }
     struct state_upstream *n = realloc(st->items, (st->n + 1) * sizeof *n);
     char *ncopy = strdup(name);
@@ -70,6 +75,66 @@ int state_set(struct state *st, const char *name, const char *proxy, uint64_t in
     return 0;
 }
 
+/* One upstream's entry (its name from the version-1 key or the version-2
+ * "name" field) into out. */
+static int parse_entry(const cJSON *u, const char *name, struct state *out, char *err,
+                       size_t errlen)
+{
+    const cJSON *proxy = cJSON_GetObjectItemCaseSensitive(u, "proxy");
+    const cJSON *index = cJSON_GetObjectItemCaseSensitive(u, "index");
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(u, "targets");
+    if (!cJSON_IsObject(u) || !cJSON_IsString(proxy) || !cJSON_IsNumber(index) ||
+        index->valuedouble < 0 || !cJSON_IsArray(targets)) {
+        snprintf(err, errlen, "upstreams.%.64s: expected proxy, index and targets", name);
+        return -1;
+    }
+    struct proxy_target_set set = {0};
+    int n = cJSON_GetArraySize(targets);
+    set.items = n ? calloc((size_t)n, sizeof *set.items) : NULL;
+    if (n && set.items == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, targets) {
+        const cJSON *host = cJSON_GetObjectItemCaseSensitive(t, "host");
+        const cJSON *port = cJSON_GetObjectItemCaseSensitive(t, "port");
+        const cJSON *weight = cJSON_GetObjectItemCaseSensitive(t, "weight");
+        if (!cJSON_IsString(host) || host->valuestring[0] == '\0' ||
+            strlen(host->valuestring) > 255 || !cJSON_IsNumber(port) ||
+            port->valueint < 1 || port->valueint > 65535 || !cJSON_IsNumber(weight) ||
+            weight->valueint < 0 || weight->valueint > 65535) {
+            snprintf(err, errlen, "upstreams.%.64s.targets[%zu]: bad target", name, set.n);
+            proxy_target_set_free(&set);
+            return -1;
+        }
+        set.items[set.n].host = strdup(host->valuestring);
+        set.items[set.n].port = port->valueint;
+        set.items[set.n].weight = weight->valueint;
+        if (set.items[set.n].host == NULL) {
+            proxy_target_set_free(&set);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        set.n++;
+    }
+    if (find(out, proxy->valuestring, name)) {
+        snprintf(err, errlen, "upstreams.%.64s: a second entry for %.32s", name, proxy->valuestring);
+        proxy_target_set_free(&set);
+        return -1;
+    }
+    int rc = state_set(out, name, proxy->valuestring, (uint64_t)index->valuedouble, &set);
+    proxy_target_set_free(&set);
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory");
+    return rc;
+}
+
+/* Version 2 is a list of entries, each naming its upstream and proxy.
+ * Version 1 (until upstreams were told apart by proxy) was an object keyed
+ * by upstream name alone, its proxy inside: each of its entries is read as
+ * the upstream of that name on that proxy, and the next save writes
+ * version 2. */
 int state_parse(const char *text, struct state *st, char *err, size_t errlen)
 {
     struct state out = {0};
@@ -80,62 +145,33 @@ int state_parse(const char *text, struct state *st, char *err, size_t errlen)
     }
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
     const cJSON *ups = cJSON_GetObjectItemCaseSensitive(root, "upstreams");
-    if (!cJSON_IsNumber(ver) || ver->valuedouble != 1) {
-        snprintf(err, errlen, "version: expected 1");
+    int v = cJSON_IsNumber(ver) && (ver->valuedouble == 1 || ver->valuedouble == 2)
+                ? (int)ver->valuedouble : 0;
+    if (v == 0) {
+        snprintf(err, errlen, "version: expected 1 or 2");
         goto fail;
     }
-    if (!cJSON_IsObject(ups)) {
-        snprintf(err, errlen, "upstreams: expected an object");
+    if (v == 1 ? !cJSON_IsObject(ups) : !cJSON_IsArray(ups)) {
+        snprintf(err, errlen, "upstreams: expected %s", v == 1 ? "an object" : "an array");
         goto fail;
     }
     const cJSON *u;
+    size_t k = 0;
     cJSON_ArrayForEach(u, ups) {
-        const cJSON *proxy = cJSON_GetObjectItemCaseSensitive(u, "proxy");
-        const cJSON *index = cJSON_GetObjectItemCaseSensitive(u, "index");
-        const cJSON *targets = cJSON_GetObjectItemCaseSensitive(u, "targets");
-        if (!cJSON_IsObject(u) || !cJSON_IsString(proxy) || !cJSON_IsNumber(index) ||
-            index->valuedouble < 0 || !cJSON_IsArray(targets)) {
-            snprintf(err, errlen, "upstreams.%.64s: expected proxy, index and targets",
-                     u->string);
-            goto fail;
-        }
-        struct proxy_target_set set = {0};
-        int n = cJSON_GetArraySize(targets);
-        set.items = n ? calloc((size_t)n, sizeof *set.items) : NULL;
-        if (n && set.items == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        const cJSON *t;
-        cJSON_ArrayForEach(t, targets) {
-            const cJSON *host = cJSON_GetObjectItemCaseSensitive(t, "host");
-            const cJSON *port = cJSON_GetObjectItemCaseSensitive(t, "port");
-            const cJSON *weight = cJSON_GetObjectItemCaseSensitive(t, "weight");
-            if (!cJSON_IsString(host) || host->valuestring[0] == '\0' ||
-                strlen(host->valuestring) > 255 || !cJSON_IsNumber(port) ||
-                port->valueint < 1 || port->valueint > 65535 || !cJSON_IsNumber(weight) ||
-                weight->valueint < 0 || weight->valueint > 65535) {
-                snprintf(err, errlen, "upstreams.%.64s.targets[%zu]: bad target", u->string,
-                         set.n);
-                proxy_target_set_free(&set);
+        const char *name = u->string;
+        char where[32];
+        if (v == 2) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(u, "name");
+            snprintf(where, sizeof where, "[%zu]", k);
+            if (!cJSON_IsString(nm) || nm->valuestring[0] == '\0') {
+                snprintf(err, errlen, "upstreams%s: expected a name", where);
                 goto fail;
             }
-            set.items[set.n].host = strdup(host->valuestring);
-            set.items[set.n].port = port->valueint;
-            set.items[set.n].weight = weight->valueint;
-            if (set.items[set.n].host == NULL) {
-                proxy_target_set_free(&set);
-                snprintf(err, errlen, "out of memory");
-                goto fail;
-            }
-            set.n++;
+            name = nm->valuestring;
         }
-        int rc = state_set(&out, u->string, proxy->valuestring, (uint64_t)index->valuedouble, &set);
-        proxy_target_set_free(&set);
-        if (rc < 0) {
-            snprintf(err, errlen, "out of memory");
+        k++;
+        if (parse_entry(u, name, &out, err, errlen) < 0)
             goto fail;
-        }
     }
     cJSON_Delete(root);
     state_free(st);
@@ -187,12 +223,13 @@ int state_load(const char *dir, struct state *st, char *err, size_t errlen)
 static char *state_render(const struct state *st)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON *ups = cJSON_AddObjectToObject(root, "upstreams");
-    cJSON_AddNumberToObject(root, "version", 1);
+    cJSON_AddNumberToObject(root, "version", 2);
+    cJSON *ups = cJSON_AddArrayToObject(root, "upstreams");
     for (size_t i = 0; i < st->n; i++) {
         const struct state_upstream *u = &st->items[i];
-        cJSON *o = cJSON_AddObjectToObject(ups, u->name);
+        cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "proxy", u->proxy);
+        cJSON_AddStringToObject(o, "name", u->name);
         cJSON_AddNumberToObject(o, "index", (double)u->index);
         cJSON *arr = cJSON_AddArrayToObject(o, "targets");
         for (size_t j = 0; j < u->targets.n; j++) {
@@ -202,6 +239,7 @@ static char *state_render(const struct state *st)
             cJSON_AddNumberToObject(t, "weight", u->targets.items[j].weight);
             cJSON_AddItemToArray(arr, t);
         }
+        cJSON_AddItemToArray(ups, o);
     }
     char *s = cJSON_Print(root);
     cJSON_Delete(root);

@@ -4,8 +4,12 @@
  * a proxy that lost its state before Consul answers.
  *
  *   <state_dir>/upstreams.json
- *   {"version":1,"upstreams":{"orders":{"proxy":"haproxy","index":42,
- *     "targets":[{"host":"10.0.0.1","port":8080,"weight":1}]}}}
+ *   {"version":2,"upstreams":[{"proxy":"haproxy","name":"orders","index":42,
+ *     "targets":[{"host":"10.0.0.1","port":8080,"weight":1}]}]}
+ *
+ * An upstream is known by its proxy and its name together: "orders" on Kong
+ * and "orders" on HAProxy are two entries. Version-1 files (an object keyed
+ * by name alone, the proxy inside) are still read; saves write version 2.
  *
  * A corrupt or unreadable file is reported and ignored (never half-loaded);
  * a failed write leaves the previous file intact.
@@ -35,10 +39,12 @@ struct state {
 int state_load(const char *dir, struct state *st, char *err, size_t errlen);
 /* Writes atomically (temp file, fsync, rename, directory fsync). */
 int state_save(const char *dir, const struct state *st, char *err, size_t errlen);
-/* Sets (replacing) one upstream's entry; copies everything. */
+/* Sets (replacing) the entry of upstream name on proxy; copies everything. */
 int state_set(struct state *st, const char *name, const char *proxy, uint64_t index,
               const struct proxy_target_set *targets);
-const struct state_upstream *state_get(const struct state *st, const char *name);
+/* The entry of upstream name on proxy, or NULL. */
+const struct state_upstream *state_get(const struct state *st, const char *proxy,
+                                       const char *name);
 void state_free(struct state *st);
 
 /* Parses the file's text (fuzzing and tests). */

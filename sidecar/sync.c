@@ -19,6 +19,10 @@ struct sync_proxy {
     char *name;
     struct proxy *driver;
     int writer;
+    /* The failure last logged for one of its upstreams: the same one on
+     * the others (Kong DB-less, the proxy down) is not logged again until an
+     * upstream of this proxy has synced. */
+    char last_failure[300];
 };
 
 struct upstream {
@@ -29,7 +33,7 @@ struct upstream {
     struct sync_proxy *proxy;
     struct consul_watch *watch;
     char fetch_path[1600];          /* the same query, non-blocking */
-    int detected;                   /* followed by the change detector */
+    struct detector *det;           /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
     int fetch_again;
     uint64_t seen_fp;               /* detector: fingerprint of its checks */
@@ -56,6 +60,17 @@ struct upstream {
     char last_watch_error[300];
 };
 
+/* The change detector of one datacenter (see below). */
+struct detector {
+    struct sync *s;
+    char *dc;                       /* ?dc= of its queries; NULL: the default */
+    size_t n_ups;
+    struct consul_watch *checks, *services;
+    int services_seen, checks_started;
+    char error[300];
+    char label[2][160];             /* metrics: health/state, catalog/services */
+};
+
 struct sync {
     struct sync_opts o;
     char *datacenter;               /* owned copy of o.datacenter */
@@ -71,9 +86,8 @@ struct sync {
     uint64_t last_save_ms;
     int state_dirty;
     char save_error[300];
-    struct consul_watch *det_checks, *det_services;
-    int det_services_seen, det_checks_started;
-    char det_error[300];
+    struct detector **dets;         /* one per datacenter followed by a detector */
+    size_t n_dets;
     struct metrics_histogram *m_latency;
     struct metrics_counter *m_calls;
     struct metrics_counter *m_consul;
@@ -190,8 +204,13 @@ void sync_free(struct sync *s)
     if (s->state_dirty)
         save_state_now(s);   /* what the last second applied */
     loop_timer_free(s->save_timer);
-    consul_watch_free(s->det_checks);
-    consul_watch_free(s->det_services);
+    for (size_t i = 0; i < s->n_dets; i++) {
+        consul_watch_free(s->dets[i]->checks);
+        consul_watch_free(s->dets[i]->services);
+        free(s->dets[i]->dc);
+        free(s->dets[i]);
+    }
+    free(s->dets);
     for (size_t i = 0; i < s->n_ups; i++)
         up_free(s->ups[i]);
     free(s->ups);
@@ -443,8 +462,14 @@ static void up_failed(struct upstream *u, const char *what, const char *detail)
 {
     char line[300];
     snprintf(line, sizeof line, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-    if (u->last_ok != 0 || strcmp(line, u->last_error) != 0)
-        log_error("Upstream '%s': %s; will retry", u->name, line);
+    if (u->last_ok != 0 || strcmp(line, u->last_error) != 0) {
+        if (strcmp(line, u->proxy->last_failure) != 0)
+            log_error("Upstream '%s': %s; will retry", u->name, line);
+        else   /* one event for the whole proxy, logged once */
+            log_debug("Upstream '%s': %s (as logged for another upstream); will retry",
+                      u->name, line);
+        snprintf(u->proxy->last_failure, sizeof u->proxy->last_failure, "%s", line);
+    }
     snprintf(u->last_error, sizeof u->last_error, "%s", line);
     u->last_ok = 0;
     u->last_sync = time(NULL);
@@ -458,6 +483,7 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
     struct sync *s = u->s;
     if (u->last_ok == 0)
         log_info("Upstream '%s': proxy sync recovered", u->name);
+    u->proxy->last_failure[0] = '\0';
     u->last_ok = 1;
     u->last_error[0] = '\0';
     u->last_sync = time(NULL);
@@ -602,7 +628,8 @@ static void on_up_resync(void *arg)
  *
  * Following many services with one long-poll each would use as many
  * connections (Consul limits them per client address, 200 by default). Above
- * max_blocking upstreams, two long-polls serve them all:
+ * max_blocking upstreams, two long-polls serve all the upstreams of one
+ * datacenter (a detector per datacenter, each asking with its ?dc=):
  *   /v1/health/state/any  - its index moves on every check change, and each
  *                           check carries its service name, node and
  *                           ModifyIndex;
@@ -611,8 +638,8 @@ static void on_up_resync(void *arg)
  * queued request) only when the highest ModifyIndex among its service's
  * checks, or among node-level checks of nodes hosting it, moved. A
  * catalog/services change (a registration or deregistration, which a check
- * may not reveal: an instance without checks) re-reads every upstream: rarer,
- * and still bounded by the client's 4 requests in flight.
+ * may not reveal: an instance without checks) re-reads every upstream of that
+ * datacenter: rarer, and still bounded by the client's 4 requests in flight.
  */
 
 static void on_fetch(const struct consul_response *r, void *arg);
@@ -699,22 +726,24 @@ static uint64_t det_fingerprint(const struct consul_check_entry *e, size_t n, co
 
 static void on_det_checks(const struct consul_response *r, void *arg)
 {
-    struct sync *s = arg;
+    struct detector *d = arg;
+    struct sync *s = d->s;
     struct consul_check_entry *e;
     size_t n;
     char err[256];
     if (consul_decode_health_state(r->body, r->body_len, &e, &n, err, sizeof err) < 0) {
-        if (strcmp(err, s->det_error) != 0)
-            log_error("change detector: bad answer from /v1/health/state/any: %s", err);
-        snprintf(s->det_error, sizeof s->det_error, "%s", err);
-        consul_watch_reject(s->det_checks);
+        if (strcmp(err, d->error) != 0)
+            log_error("change detector%s%s%s: bad answer from /v1/health/state/any: %s",
+                      d->dc ? " (datacenter '" : "", d->dc ? d->dc : "", d->dc ? "')" : "", err);
+        snprintf(d->error, sizeof d->error, "%s", err);
+        consul_watch_reject(d->checks);
         return;
     }
-    s->det_error[0] = '\0';
+    d->error[0] = '\0';
     qsort(e, n, sizeof *e, by_service_node);
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
-        if (!u->detected)
+        if (u->det != d)
             continue;
         uint64_t fp = det_fingerprint(e, n, u->service);
         if (fp != u->seen_fp || !u->seen_once) {
@@ -731,75 +760,153 @@ static void on_det_checks(const struct consul_response *r, void *arg)
      * ~190 ms; capped at 1 s), so a small cluster keeps its low latency and
      * a large one is not re-sent thousands of times a second. The first
      * change after a quiet spell is asked about at once. */
-    consul_watch_set_min_gap(s->det_checks, (int64_t)(r->body_len / 16384 > 1000 ? 1000
-                                                                                 : r->body_len / 16384));
+    consul_watch_set_min_gap(d->checks, (int64_t)(r->body_len / 16384 > 1000 ? 1000
+                                                                              : r->body_len / 16384));
 }
 
 /* The checks long-poll starts once this one has its baseline: every read
  * its first answer triggers is then sent after the baseline was taken, so
  * a registration either shows in those reads or moves this index later. */
-static void start_det_checks(struct sync *s)
+static void start_det_checks(struct detector *d)
 {
-    if (!s->det_checks_started) {
-        s->det_checks_started = 1;
-        consul_watch_start(s->det_checks);
+    if (!d->checks_started) {
+        d->checks_started = 1;
+        consul_watch_start(d->checks);
     }
 }
 
 static void on_det_services(const struct consul_response *r, void *arg)
 {
-    struct sync *s = arg;
+    struct detector *d = arg;
+    struct sync *s = d->s;
     (void)r;
-    if (!s->det_services_seen) {
-        s->det_services_seen = 1;   /* a baseline, not a change */
-        start_det_checks(s);
+    if (!d->services_seen) {
+        d->services_seen = 1;   /* a baseline, not a change */
+        start_det_checks(d);
         return;
     }
     for (size_t i = 0; i < s->n_ups; i++)
-        if (s->ups[i]->detected)
+        if (s->ups[i]->det == d)
             up_fetch(s->ups[i]);
 }
 
 static void on_det_error(const struct consul_response *r, const char *what, void *arg)
 {
-    struct sync *s = arg;
+    struct detector *d = arg;
     (void)r;
-    if (strcmp(what, s->det_error) != 0)
-        log_warn("change detector: %s; keeping the last known good targets", what);
-    snprintf(s->det_error, sizeof s->det_error, "%s", what);
+    if (strcmp(what, d->error) != 0)
+        log_warn("change detector%s%s%s: %s; keeping the last known good targets",
+                 d->dc ? " (datacenter '" : "", d->dc ? d->dc : "", d->dc ? "')" : "", what);
+    snprintf(d->error, sizeof d->error, "%s", what);
     /* No baseline to be had (catalog/services refused): the checks
      * long-poll still reads everything on its first answer. */
-    start_det_checks(s);
+    start_det_checks(d);
 }
 
-static int start_detector(struct sync *s)
+/* The datacenter an upstream's queries go to (NULL: the agent's). */
+static const char *up_dc(const struct sync *s, const struct upstream *u)
 {
-    char err[256];
+    return u->dc ? u->dc : s->o.datacenter;
+}
+
+static int same_dc(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* A detector for datacenter dc (NULL: the default one), its long-polls
+ * made but not started; NULL on failure (logged). */
+static struct detector *detector_new(struct sync *s, const char *dc)
+{
+    char err[256], dcq[300] = "";
+    struct detector *d = calloc(1, sizeof *d);
+    struct detector **arr = realloc(s->dets, (s->n_dets + 1) * sizeof *arr);
+    if (arr)
+        s->dets = arr;
+    if (d == NULL || arr == NULL || (dc && (d->dc = strdup(dc)) == NULL)) {
+        free(d);
+        log_error("change detector: out of memory");
+        return NULL;
+    }
+    d->s = s;
+    s->dets[s->n_dets++] = d;
     struct consul_watch_opts o = {.wait_ms = s->o.wait_ms, .min_interval_ms = 1000,
                                   .backoff_min_ms = 500, .backoff_max_ms = 30000,
                                   .stale = s->o.stale};
-    char dcq[300] = "";
-    if (s->o.datacenter) {
-        char *d = http_escape(s->o.datacenter);
-        if (d == NULL)
-            return -1;
-        snprintf(dcq, sizeof dcq, "dc=%s", d);
-        free(d);
+    if (dc) {
+        char *esc = http_escape(dc);
+        if (esc == NULL)
+            return NULL;
+        snprintf(dcq, sizeof dcq, "dc=%s", esc);
+        free(esc);
         o.query = dcq;
     }
+    /* Metric labels: the default datacenter's keep their historic names. */
+    int other = dc && !same_dc(dc, s->o.datacenter);
+    snprintf(d->label[0], sizeof d->label[0], "(detector%s%.100s) health/state",
+             other ? " " : "", other ? dc : "");
+    snprintf(d->label[1], sizeof d->label[1], "(detector%s%.100s) catalog/services",
+             other ? " " : "", other ? dc : "");
     o.path = "/v1/health/state/any";
-    s->det_checks = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
-                                     s->o.consul, &o, on_det_checks, on_det_error, s, err, sizeof err);
+    d->checks = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
+                                 s->o.consul, &o, on_det_checks, on_det_error, d, err, sizeof err);
     o.path = "/v1/catalog/services";
-    s->det_services = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
-                                       s->o.consul, &o, on_det_services, on_det_error, s, err,
-                                       sizeof err);
-    if (s->det_checks == NULL || s->det_services == NULL) {
+    d->services = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
+                                   s->o.consul, &o, on_det_services, on_det_error, d, err,
+                                   sizeof err);
+    if (d->checks == NULL || d->services == NULL) {
         log_error("change detector: %s", err);
-        return -1;
+        return NULL;
     }
-    consul_watch_start(s->det_services);
-    return 0;
+    return d;
+}
+
+/* Above max_blocking upstreams, the upstreams of each datacenter are
+ * followed by that datacenter's change detector (two long-polls) instead of
+ * one long-poll each; a datacenter with one or two upstreams keeps theirs,
+ * a detector would not use fewer. */
+static void assign_detectors(struct sync *s)
+{
+    if (s->o.max_blocking <= 0 || s->n_ups <= (size_t)s->o.max_blocking)
+        return;
+    for (size_t i = 0; i < s->n_ups; i++) {
+        struct upstream *u = s->ups[i];
+        const char *dc = up_dc(s, u);
+        size_t in_dc = 0, k;
+        if (u->det)
+            continue;
+        for (k = 0; k < s->n_ups; k++)
+            in_dc += same_dc(dc, up_dc(s, s->ups[k]));
+        if (in_dc <= 2)
+            continue;
+        for (k = 0; k < s->n_dets && !same_dc(dc, s->dets[k]->dc); k++)
+            ;
+        struct detector *d = k < s->n_dets ? s->dets[k] : detector_new(s, dc);
+        if (d == NULL)
+            continue;   /* logged: these keep their own long-polls */
+        for (k = i; k < s->n_ups; k++) {
+            if (same_dc(dc, up_dc(s, s->ups[k]))) {
+                s->ups[k]->det = d;
+                d->n_ups++;
+            }
+        }
+    }
+    for (size_t k = 0; k < s->n_dets; k++) {
+        struct detector *d = s->dets[k];
+        if (d->checks == NULL || d->services == NULL) {
+            for (size_t i = 0; i < s->n_ups; i++)
+                if (s->ups[i]->det == d)
+                    s->ups[i]->det = NULL;
+            continue;
+        }
+        consul_watch_start(d->services);
+        if (d->dc && !same_dc(d->dc, s->o.datacenter))
+            log_info("Following %zu upstreams in datacenter '%s' with the change detector "
+                     "(2 long-polls instead of %zu)", d->n_ups, d->dc, d->n_ups);
+        else
+            log_info("Following %zu upstreams with the change detector (2 long-polls instead of "
+                     "%zu)", d->n_ups, d->n_ups);
+    }
 }
 
 /* ---- control -------------------------------------------------------------- */
@@ -811,29 +918,17 @@ void sync_start(struct sync *s)
         log_error("Ignoring saved state: %s", err);
     if (s->state_dir)
         s->save_timer = loop_timer_new(s->o.loop, on_save_timer, s);
-    size_t followable = 0;
-    for (size_t i = 0; i < s->n_ups; i++)
-        followable += s->ups[i]->dc == NULL;
-    if (s->o.max_blocking > 0 && followable > (size_t)s->o.max_blocking) {
-        for (size_t i = 0; i < s->n_ups; i++)
-            s->ups[i]->detected = s->ups[i]->dc == NULL;
-        if (start_detector(s) == 0)
-            log_info("Following %zu upstreams with the change detector (2 long-polls instead of "
-                     "%zu)", followable, followable);
-        else
-            for (size_t i = 0; i < s->n_ups; i++)
-                s->ups[i]->detected = 0;
-    }
+    assign_detectors(s);
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
-        const struct state_upstream *saved = state_get(&s->state, u->name);
+        const struct state_upstream *saved = state_get(&s->state, u->proxy_name, u->name);
         if (saved && saved->targets.n > 0 && recon_policy_seed(&u->policy, &saved->targets) == 0) {
             log_info("Upstream '%s': restoring %zu saved target(s) before Consul answers",
                      u->name, saved->targets.n);
             u->index = saved->index;
             up_sync(u);
         }
-        if (!u->detected)
+        if (!u->det)
             consul_watch_start(u->watch);
         if (s->o.proxy_resync_ms > 0)
             loop_timer_start(u->resync,
@@ -871,8 +966,10 @@ int sync_proxy_writing(const struct sync *s, const char *proxy)
 
 void sync_consul_recovered(struct sync *s)
 {
-    consul_watch_retry(s->det_checks);
-    consul_watch_retry(s->det_services);
+    for (size_t i = 0; i < s->n_dets; i++) {
+        consul_watch_retry(s->dets[i]->checks);
+        consul_watch_retry(s->dets[i]->services);
+    }
     for (size_t i = 0; i < s->n_ups; i++)
         consul_watch_retry(s->ups[i]->watch);
 }
@@ -954,20 +1051,21 @@ void sync_collect(const struct sync *s, struct metrics *m)
         m, "consul_sidecar_watch_index_resets_total",
         "Blocking-query indexes reset because they went backwards", "upstream");
     for (size_t i = 0; i < s->n_ups; i++) {
-        if (s->ups[i]->detected)
-            continue;   /* followed by the detector: its long-polls count below */
+        if (s->ups[i]->det)
+            continue;   /* followed by a detector: its long-polls count below */
         const struct consul_watch_stats *st = consul_watch_stats(s->ups[i]->watch);
         metrics_counter_set(restarts, s->ups[i]->name, (double)st->dead_restarts);
         metrics_counter_set(resets, s->ups[i]->name, (double)st->resets);
     }
-    /* The change detector's two long-polls, under their own labels. */
-    const struct consul_watch *det[2] = {s->det_checks, s->det_services};
-    const char *det_name[2] = {"(detector) health/state", "(detector) catalog/services"};
-    for (int k = 0; k < 2; k++) {
-        if (det[k] == NULL)
-            continue;
-        const struct consul_watch_stats *st = consul_watch_stats(det[k]);
-        metrics_counter_set(restarts, det_name[k], (double)st->dead_restarts);
-        metrics_counter_set(resets, det_name[k], (double)st->resets);
+    /* Each change detector's two long-polls, under their own labels. */
+    for (size_t i = 0; i < s->n_dets; i++) {
+        const struct consul_watch *det[2] = {s->dets[i]->checks, s->dets[i]->services};
+        for (int k = 0; k < 2; k++) {
+            if (det[k] == NULL)
+                continue;
+            const struct consul_watch_stats *st = consul_watch_stats(det[k]);
+            metrics_counter_set(restarts, s->dets[i]->label[k], (double)st->dead_restarts);
+            metrics_counter_set(resets, s->dets[i]->label[k], (double)st->resets);
+        }
     }
 }

@@ -1,5 +1,5 @@
 /* Fuzz target: the proxy reply parsers (Kong targets pages and error bodies,
- * HAProxy `show servers state`, the nginx file read back). */
+ * HAProxy `show servers state` and `show stat`, the nginx file read back). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kong_describe_error(500, text, desc, sizeof desc);
     if (haproxy_parse_servers_state(text, HAPROXY_SERVER_PREFIX, &set, err, sizeof err) == 0)
         proxy_target_set_free(&set);
+    (void)haproxy_parse_stat_sessions(text, "cs-127.0.0.1:9");
     if (nginx_parse(text, &set, err, sizeof err) == 0)
         proxy_target_set_free(&set);
     free(text);

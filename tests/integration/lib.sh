@@ -215,6 +215,8 @@ deregister_instance() { curl -sf -X PUT "$(agent_url "$1")/v1/agent/service/dere
 
 # start_haproxy: HAProxy with backend be_orders (roundrobin) holding one
 # hand-made server "manual" and an admin socket; sets HAPROXY_SOCK, FRONT.
+# HAPROXY_EXTRA, if set, is appended to the configuration (more frontends
+# and backends).
 start_haproxy() {
     _ports=$("$BIN/freeport" 1)
     FRONT_PORT=$_ports
@@ -235,6 +237,7 @@ frontend fe
 backend be_orders
     balance roundrobin
     server manual 127.0.0.1:${1:-1} weight 1 ${2:-disabled}
+${HAPROXY_EXTRA:-}
 CFG
     start_bg haproxy haproxy -db -f "$T/haproxy.cfg"
     HAPROXY_PID=$LAST_PID
@@ -290,10 +293,16 @@ start_kong() {
     KONG="http://127.0.0.1:$(port_of "$T/kong.ports" admin)"
     KONG_CONTROL="http://127.0.0.1:$(port_of "$T/kong.ports" control)"
 }
-# kong_targets UPSTREAM: "host:port=weight" lines, sorted.
+# kong_targets UPSTREAM: "host:port=weight" of every target (every page),
+# sorted, on one line.
 kong_targets() {
-    curl -s "$KONG/upstreams/$1/targets?size=1000" | grep -o '"target":"[^"]*"\|"weight":[0-9]*' |
-        paste -d' ' - - 2>/dev/null | sed 's/"target":"\([^"]*\)" "weight":\([0-9]*\)/\1=\2/;s/"weight":\([0-9]*\) "target":"\([^"]*\)"/\2=\1/' | sort | tr '\n' ' ' | sed 's/ $//'
+    _ko=""
+    while :; do
+        _kp=$(curl -s "$KONG/upstreams/$1/targets?size=1000${_ko:+&offset=$_ko}")
+        printf '%s' "$_kp" | grep -o '"target":"[^"]*"\|"weight":[0-9]*' | paste -d' ' - - 2>/dev/null
+        _ko=$(printf '%s' "$_kp" | grep -o '"offset":"[0-9]*"' | grep -o '[0-9][0-9]*')
+        [ -n "$_ko" ] || break
+    done | sed 's/"target":"\([^"]*\)" "weight":\([0-9]*\)/\1=\2/;s/"weight":\([0-9]*\) "target":"\([^"]*\)"/\2=\1/' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 kong_targets_are() { [ "$(kong_targets "$1")" = "$2" ]; }
 # kong_writes [UA_SUBSTRING]: number of write requests in the double's log.

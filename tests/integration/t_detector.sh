@@ -2,7 +2,9 @@
 # A sidecar following more services than watch.max_blocking holds two
 # long-polls (the change detector), not one per service, reads each service
 # once at start, re-reads only the service whose checks changed, and sees a
-# node recovering (a node-level check) for the services it hosts.
+# node recovering (a node-level check) for the services it hosts. Upstreams
+# with their own "datacenter" are followed by that datacenter's detector
+# (one pair of long-polls per datacenter), not by a long-poll each.
 . "$(dirname "$0")/lib.sh"
 start_consul --agent node-1 --agent node-2 || finish
 start_kong || finish
@@ -50,4 +52,50 @@ wait_for 10 "recovered node's instance back" kong_targets_are s5 "127.0.0.1:9005
 # A new instance of s3 (a registration) reaches Kong.
 register_instance node-1 s3-b s3 9103
 wait_for 10 "registration followed" kong_targets_are s3 "127.0.0.1:9003=1 127.0.0.1:9103=1"
+
+# Per datacenter: 4 upstreams in the agent's datacenter and 3 with their own
+# "datacenter" (dc1, which the double serves too): 7 > max_blocking 4, so
+# each datacenter gets its own detector, and none keeps a long-poll per
+# service.
+stop_pid "$SIDECAR_PID" TERM
+ups=""
+for i in 1 2 3 4; do
+    register_instance node-1 "e$i-a" "e$i" $((9200 + i))
+    ups="$ups{\"service\": \"e$i\", \"proxy\": \"kong\"},"
+done
+for i in 1 2 3; do
+    register_instance node-1 "d$i-a" "d$i" $((9300 + i))
+    ups="$ups{\"service\": \"d$i\", \"proxy\": \"kong\", \"datacenter\": \"dc1\"},"
+done
+cat > "$T/sidecar-dc.json" <<JSON
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "kong-1", "drain": "0s",
+ "upstreams": [${ups%,}],
+ "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
+ "watch": {"max_blocking": 4, "quiescence": {"min": "0s", "max": "0s"}}}
+JSON
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+start_sidecar sidecar2 "$T/sidecar-dc.json" || finish
+wait_for 10 "the agent's datacenter's detector announced" log_has sidecar2 "Following 4 upstreams with the change detector (2 long-polls instead of 4)"
+wait_for 10 "dc1's detector announced" log_has sidecar2 "Following 3 upstreams in datacenter 'dc1' with the change detector (2 long-polls instead of 3)"
+wait_for 15 "e4 synced" kong_targets_are e4 "127.0.0.1:9204=1"
+wait_for 15 "d3 synced" kong_targets_are d3 "127.0.0.1:9303=1"
+reqs=$(curl -s "$CONTROL/requests")
+blocking=$(printf '%s' "$reqs" | grep -o '"url":"[^"]*index=[0-9]*&wait=[^"]*"' | grep -c '/v1/health/service/' || true)
+expect_eq "no per-service long-poll, in any datacenter" 0 "$blocking"
+expect_contains "the agent's datacenter's health/state long-poll" '/v1/health/state/any?index=' "$reqs"
+expect_contains "dc1's health/state long-poll" '/v1/health/state/any?dc=dc1&index=' "$reqs"
+expect_contains "dc1's catalog/services long-poll" '/v1/catalog/services?dc=dc1&index=' "$reqs"
+expect_contains "dc1's services read in dc1" '/v1/health/service/d2?dc=dc1' "$reqs"
+# A change in dc1 reaches Kong through dc1's detector, re-reading that
+# service only (in both detectors' answers only d2's checks moved).
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+register_instance node-1 d2-b d2 9312
+wait_for 10 "dc1 registration followed" kong_targets_are d2 "127.0.0.1:9302=1 127.0.0.1:9312=1"
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+set_check node-1 d2-b-ttl fail
+wait_for 10 "dc1 check change followed" kong_targets_are d2 "127.0.0.1:9302=1"
+sleep 1   # let any further (wrong) re-reads happen before counting
+reqs=$(curl -s "$CONTROL/requests")
+others=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/[a-z0-9]*' | grep -vc '/d2$' || true)
+expect_eq "only the changed dc1 service was re-read" 0 "$others"
 finish

@@ -6,6 +6,8 @@
  *
  *   PUT /_backend/status/<code>   answer that status from now on (429, 500)
  *   PUT /_backend/delay/<ms>      delay every answer
+ *   GET /_backend/slow/<ms>       this answer only comes after <ms> (a long
+ *                                 request in flight, for drain scenarios)
  *
  * backend --name NAME --port-file FILE [--port N] [--listen ADDR]
  * writes the chosen port to FILE (atomically) once listening.
@@ -62,6 +64,14 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         if (v >= 0)
             delay_ms = v;
         snprintf(body, sizeof body, "delay %ld\n", v);
+    } else if (strncmp(url, "/_backend/slow/", 15) == 0) {
+        long v = parse_num(url + 15, 0, 600000);
+        if (v > 0) {
+            struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+            nanosleep(&ts, NULL);   /* this connection's own thread */
+        }
+        code = v < 0 ? 400 : code;
+        snprintf(body, sizeof body, "%s\n", name);
     } else {
         if (delay_ms > 0) {
             struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};

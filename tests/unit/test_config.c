@@ -85,6 +85,8 @@ static const struct {
     {"{\"watch\": {\"quiescence\": {\"mni\": \"1s\"}}}", "watch.quiescence: unknown key \"mni\""},
     {"{\"watch\": {\"wait\": \"20m\"}}", "watch.wait: must be between 1s and 10m"},
     {"{\"proxy\": {\"haproxy\": {\"runtime\": \"/run/x.sock\"}}}", "proxy.haproxy.runtime: expected unix:///path"},
+    {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"2h\"}}}", "proxy.haproxy.drain_timeout: must be at most 1h"},
+    {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"5\"}}}", "proxy.haproxy.drain_timeout: invalid duration"},
     {"{\"proxy\": {\"kong\": {\"lock_delay\": \"2m\"}}}", "proxy.kong.lock_delay: must be at most 60s"},
     {"{\"service\": {\"name\": \"w\",}}", "invalid JSON at line 1, column"},
     {"[]", "expected a JSON object"},

@@ -2,12 +2,17 @@
  * naming, Kong target normalization, page parsing and error bodies, nginx
  * rendering and reading back. */
 #include <check.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/loop.h"
 #include "proxy/haproxy.h"
 #include "proxy/kong.h"
 #include "proxy/nginx.h"
@@ -62,6 +67,31 @@ START_TEST(test_haproxy_reads_only_its_own_servers)
     /* Another spelling of an IPv6 address names the server HAProxy shows. */
     struct proxy_target t6 = {"FD00:0:0::1", 81, 1};
     ck_assert_str_eq(haproxy_server_name(&t6, name, sizeof name), "cs-fd00::1:81");
+}
+END_TEST
+
+START_TEST(test_haproxy_counts_sessions_of_a_draining_server)
+{
+    /* Captured from 2.6.12: "show stat be_x 4 -1" with two idle servers. */
+    char *fx = slurp("tests/fixtures/haproxy/show_stat_servers.csv");
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1:9"), 0);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "manual"), 0);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1:10"), -1);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1"), -1);  /* whole name only */
+    free(fx);
+    /* Sessions in flight (scur 2) and queued (qcur 1) both count. */
+    const char *busy = "# pxname,svname,qcur,qmax,scur,smax\n"
+                       "be,cs-10.0.0.1:80,1,1,2,5\n"
+                       "be,cs-fd00::1:81,,0,0,1\n";
+    ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-10.0.0.1:80"), 3);
+    ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-fd00::1:81"), 0);
+    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\n"
+                                                 "be,cs-x,99999999999999999999,99999999999999999999\n",
+                                                 "cs-x"), 2000000);
+    /* Error lines and unknown layouts are not a count. */
+    ck_assert_int_eq(haproxy_parse_stat_sessions("No such proxy.\n", "cs-10.0.0.1:80"), -2);
+    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname\nbe,cs-x,1\n", "cs-x"), -2);
+    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\nbe,cs-x,0,z\n", "cs-x"), -2);
 }
 END_TEST
 
@@ -244,12 +274,303 @@ START_TEST(test_nginx_renders_deterministically_and_reads_back)
 }
 END_TEST
 
+/* A scripted HAProxy runtime API on a unix socket, served by the same loop:
+ * it logs every command and answers like 2.6 in interactive mode; "show
+ * stat" reports `scur` sessions on every server. */
+struct fake_hap {
+    struct loop *l;
+    int lfd, cfd;
+    char path[200];
+    char in[8192];
+    size_t in_len;
+    char cmds[256][200];
+    int n_cmds;
+    int scur;
+    int dying;       /* shutdown sessions sent: they close a moment later */
+    int deleted;     /* del server answered "Server deleted." */
+};
+
+static void fake_reply(struct fake_hap *f, const char *cmd)
+{
+    char out[2048];
+    const char *server = strrchr(cmd, '/');
+    if (strcmp(cmd, "prompt") == 0) {
+        snprintf(out, sizeof out, "\n> ");
+    } else if (strncmp(cmd, "show stat ", 10) == 0) {
+        if (f->dying)
+            f->scur = f->dying = 0;   /* by now the killed sessions are gone */
+        snprintf(out, sizeof out, "# pxname,svname,qcur,qmax,scur,smax\n"
+                 "be_orders,cs-10.0.0.1:80,0,0,%d,9\nbe_orders,cs-10.0.0.2:80,0,0,%d,9\n"
+                 "be_orders,cs-10.0.0.3:80,0,0,%d,9\n\n> ", f->scur, f->scur, f->scur);
+    } else if (strncmp(cmd, "add server ", 11) == 0) {
+        snprintf(out, sizeof out, "Already exists a server with the same name in backend.\n\n> ");
+    } else if (strncmp(cmd, "del server ", 11) == 0) {
+        f->deleted += !f->scur;
+        snprintf(out, sizeof out, "%s\n> ", f->scur ? "Server still has connections attached to it, "
+                 "cannot remove it.\n" : "Server deleted.\n");
+    } else if (strncmp(cmd, "shutdown sessions ", 18) == 0) {
+        f->dying = 1;   /* like 2.6: closed asynchronously, not at once */
+        snprintf(out, sizeof out, "\n\n> ");
+    } else {
+        snprintf(out, sizeof out, "\n\n> ");   /* set server ...: success */
+    }
+    (void)server;
+    ck_assert(send(f->cfd, out, strlen(out), MSG_NOSIGNAL) == (ssize_t)strlen(out));
+}
+
+static void fake_on_conn(int fd, short revents, void *arg)
+{
+    struct fake_hap *f = arg;
+    (void)revents;
+    ssize_t n = recv(fd, f->in + f->in_len, sizeof f->in - f->in_len - 1, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        loop_fd_unwatch(f->l, fd);
+        close(fd);
+        f->cfd = -1;
+        f->in_len = 0;
+        return;
+    }
+    f->in_len += (size_t)n;
+    f->in[f->in_len] = '\0';
+    char *nl;
+    while ((nl = strchr(f->in, '\n')) != NULL) {
+        *nl = '\0';
+        if (strcmp(f->in, "prompt") != 0 && f->n_cmds < 256)
+            snprintf(f->cmds[f->n_cmds++], sizeof f->cmds[0], "%s", f->in);
+        fake_reply(f, f->in);
+        size_t used = (size_t)(nl + 1 - f->in);
+        memmove(f->in, nl + 1, f->in_len - used + 1);
+        f->in_len -= used;
+    }
+}
+
+static void fake_on_accept(int fd, short revents, void *arg)
+{
+    struct fake_hap *f = arg;
+    (void)revents;
+    int c = accept(fd, NULL, NULL);
+    if (c < 0)
+        return;
+    ck_assert_int_eq(f->cfd, -1);   /* the driver uses one connection at a time */
+    f->cfd = c;
+    f->in_len = 0;
+    loop_fd_watch(f->l, c, POLLIN, fake_on_conn, f);
+}
+
+static void fake_start(struct fake_hap *f, struct loop *l)
+{
+    memset(f, 0, sizeof *f);
+    f->l = l;
+    f->cfd = -1;
+    snprintf(f->path, sizeof f->path, "/tmp/cs-unit-fake-haproxy-%d.sock", (int)getpid());
+    unlink(f->path);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", f->path);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(f->lfd, 0);
+    ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(f->lfd, 4), 0);
+    loop_fd_watch(l, f->lfd, POLLIN, fake_on_accept, f);
+}
+
+static void fake_stop(struct fake_hap *f)
+{
+    if (f->cfd >= 0) {
+        loop_fd_unwatch(f->l, f->cfd);
+        close(f->cfd);
+    }
+    loop_fd_unwatch(f->l, f->lfd);
+    close(f->lfd);
+    unlink(f->path);
+}
+
+static int fake_count(const struct fake_hap *f, const char *prefix)
+{
+    int n = 0;
+    for (int i = 0; i < f->n_cmds; i++)
+        n += strncmp(f->cmds[i], prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+struct applied {
+    int done, ok;
+};
+
+static void on_applied_ok(int ok, const struct proxy_op_result *r, size_t n, const char *err,
+                          void *arg)
+{
+    struct applied *a = arg;
+    (void)r;
+    (void)n;
+    (void)err;
+    a->done++;
+    a->ok = ok;
+}
+
+static void run_until(struct loop *l, const int *flag, int ms)
+{
+    uint64_t end = loop_clock_ms() + (uint64_t)ms;
+    while (!*flag && loop_clock_ms() < end)
+        loop_run_once(l, 10);
+}
+
+static void run_for(struct loop *l, int ms)
+{
+    int never = 0;
+    run_until(l, &never, ms);
+}
+
+static struct proxy_op rm_op(const char *host)
+{
+    struct proxy_op op = {PROXY_OP_REMOVE, {(char *)host, 80, 1}};
+    return op;
+}
+
+/* A removal is applied once the server is drained; the delete waits in the
+ * background until its sessions have ended, then maint, then del server.
+ * Three removals drained together ask for sessions once. */
+START_TEST(test_haproxy_removal_waits_for_sessions_in_the_background)
+{
+    struct loop *l = loop_new();
+    struct fake_hap f;
+    char err[256], rt[220];
+    fake_start(&f, l);
+    snprintf(rt, sizeof rt, "unix://%s", f.path);
+    struct haproxy_opts o = {.runtime = rt, .backend_prefix = "be_", .drain_timeout_ms = 5000};
+    struct proxy *p = haproxy_new(l, &o, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    struct proxy_target_set want = {0};
+    struct applied a = {0};
+    struct proxy_op ops[3] = {rm_op("10.0.0.1"), rm_op("10.0.0.2"), rm_op("10.0.0.3")};
+    f.scur = 1;
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, on_applied_ok, &a, err, sizeof err), 0);
+    run_until(l, &a.done, 3000);
+    ck_assert_int_eq(a.done, 1);
+    ck_assert_int_eq(a.ok, 1);                         /* applied at the drain */
+    ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state drain"), 1);
+    run_for(l, 400);                                   /* sessions in flight: only questions */
+    ck_assert_int_ge(fake_count(&f, "show stat be_orders 4 -1"), 2);
+    ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state maint"), 0);
+    ck_assert_int_eq(fake_count(&f, "del server"), 0);
+    f.scur = 0;                                        /* the sessions end */
+    run_for(l, 800);
+    for (int k = 1; k <= 3; k++) {
+        char m[100], d[100];
+        snprintf(m, sizeof m, "set server be_orders/cs-10.0.0.%d:80 state maint", k);
+        snprintf(d, sizeof d, "del server be_orders/cs-10.0.0.%d:80", k);
+        ck_assert_int_eq(fake_count(&f, m), 1);
+        ck_assert_int_eq(fake_count(&f, d), 1);
+    }
+    ck_assert_int_eq(fake_count(&f, "shutdown sessions"), 0);   /* nothing was cut */
+    /* Drained together, asked together: once idle, one question sees all three. */
+    int asked = fake_count(&f, "show stat");
+    f.n_cmds = 0;
+    struct applied b = {0};
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, on_applied_ok, &b, err, sizeof err), 0);
+    run_until(l, &b.done, 3000);
+    run_for(l, 300);
+    ck_assert_int_eq(fake_count(&f, "del server"), 3);
+    ck_assert_int_eq(fake_count(&f, "show stat"), 1);
+    ck_assert_int_gt(asked, 1);
+    p->ops->free(p);
+    fake_stop(&f);
+    loop_free(l);
+}
+END_TEST
+
+/* A session that outlives drain_timeout is cut then (and the delete waits
+ * for the cut sessions to be gone: a delete right after "shutdown sessions"
+ * can still be refused); an instance added back while its server drains
+ * cancels the pending removal. */
+START_TEST(test_haproxy_drain_is_bounded_and_cancelled_by_an_add)
+{
+    struct loop *l = loop_new();
+    struct fake_hap f;
+    char err[256], rt[220];
+    fake_start(&f, l);
+    snprintf(rt, sizeof rt, "unix://%s", f.path);
+    struct haproxy_opts o = {.runtime = rt, .backend_prefix = "be_", .drain_timeout_ms = 300};
+    struct proxy *p = haproxy_new(l, &o, err, sizeof err);
+    struct proxy_target_set want = {0};
+    struct proxy_op rm = rm_op("10.0.0.1");
+    struct applied a = {0};
+    f.scur = 1;
+    uint64_t t0 = loop_clock_ms();
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err), 0);
+    run_until(l, &a.done, 3000);
+    ck_assert_int_eq(fake_count(&f, "del server"), 0);
+    while (!f.deleted && loop_clock_ms() < t0 + 3000)
+        loop_run_once(l, 10);
+    ck_assert_int_eq(f.deleted, 1);   /* refused, shutdown, the cut sessions gone, deleted */
+    ck_assert_uint_ge(loop_clock_ms() - t0, 300);      /* not before the timeout */
+    ck_assert_int_eq(fake_count(&f, "shutdown sessions server be_orders/cs-10.0.0.1:80"), 1);
+    /* Removed, then added back while its sessions run: no delete follows. */
+    f.n_cmds = 0;
+    f.scur = 1;
+    struct applied b = {0}, c = {0};
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &b, err, sizeof err), 0);
+    run_until(l, &b.done, 3000);
+    struct proxy_op add = {PROXY_OP_ADD, {"10.0.0.1", 80, 5}};
+    ck_assert_int_eq(p->ops->apply(p, "orders", &add, 1, &want, on_applied_ok, &c, err, sizeof err), 0);
+    run_until(l, &c.done, 3000);
+    ck_assert_int_eq(c.ok, 1);
+    ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state ready"), 1);
+    run_for(l, 800);                                   /* past the drain timeout */
+    ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state maint"), 0);
+    ck_assert_int_eq(fake_count(&f, "del server"), 0);
+    /* Freed with a removal waiting in the background: nothing leaks. */
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &b, err, sizeof err), 0);
+    b.done = 0;
+    run_until(l, &b.done, 3000);
+    p->ops->free(p);
+    fake_stop(&f);
+    loop_free(l);
+}
+END_TEST
+
+/* drain_timeout 0: sessions are not waited for; the server is deleted at
+ * once (its sessions cut), still after the drain was reported applied. */
+START_TEST(test_haproxy_drain_timeout_0_deletes_at_once)
+{
+    struct loop *l = loop_new();
+    struct fake_hap f;
+    char err[256], rt[220];
+    fake_start(&f, l);
+    snprintf(rt, sizeof rt, "unix://%s", f.path);
+    struct haproxy_opts o = {.runtime = rt, .backend_prefix = "be_", .drain_timeout_ms = 0};
+    struct proxy *p = haproxy_new(l, &o, err, sizeof err);
+    struct proxy_target_set want = {0};
+    struct proxy_op rm = rm_op("10.0.0.2");
+    struct applied a = {0};
+    f.scur = 1;
+    uint64_t t0 = loop_clock_ms();
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err), 0);
+    run_until(l, &a.done, 3000);
+    ck_assert_int_eq(a.ok, 1);
+    while (!f.deleted && loop_clock_ms() < t0 + 3000)
+        loop_run_once(l, 10);
+    ck_assert_int_eq(f.deleted, 1);
+    ck_assert_uint_lt(loop_clock_ms() - t0, 1500);
+    ck_assert_int_eq(fake_count(&f, "shutdown sessions server be_orders/cs-10.0.0.2:80"), 1);
+    p->ops->free(p);
+    fake_stop(&f);
+    loop_free(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("proxy");
     TCase *t = tcase_create("core");
+    tcase_set_timeout(t, 20);   /* the drain tests run a loop for about a second each */
     tcase_add_test(t, test_haproxy_reads_only_its_own_servers);
+    tcase_add_test(t, test_haproxy_counts_sessions_of_a_draining_server);
     tcase_add_test(t, test_haproxy_unreachable_socket_fails_from_the_loop);
+    tcase_add_test(t, test_haproxy_removal_waits_for_sessions_in_the_background);
+    tcase_add_test(t, test_haproxy_drain_is_bounded_and_cancelled_by_an_add);
+    tcase_add_test(t, test_haproxy_drain_timeout_0_deletes_at_once);
     tcase_add_loop_test(t, test_kong_normalizes_targets_like_kong, 0, (int)(sizeof norms / sizeof norms[0]));
     tcase_add_test(t, test_kong_pages_keep_only_owned_targets_and_follow_next);
     tcase_add_test(t, test_kong_error_bodies_are_described_by_their_message);

@@ -298,7 +298,7 @@ START_TEST(test_state_round_trips_and_missing_file_is_empty)
     ck_assert_int_eq(state_set(&st, "orders", "haproxy", 42, &s), 0);
     ck_assert_int_eq(state_save(dir, &st, err, sizeof err), 0);
     ck_assert_int_eq(state_load(dir, &back, err, sizeof err), 0);
-    const struct state_upstream *u = state_get(&back, "orders");
+    const struct state_upstream *u = state_get(&back, "haproxy", "orders");
     ck_assert_ptr_nonnull(u);
     ck_assert_str_eq(u->proxy, "haproxy");
     ck_assert_uint_eq(u->index, 42);
@@ -310,11 +310,92 @@ START_TEST(test_state_round_trips_and_missing_file_is_empty)
 }
 END_TEST
 
+START_TEST(test_state_tells_apart_the_same_name_on_two_proxies)
+{
+    mkdir_tmp();
+    struct state st = {0}, back = {0};
+    char err[256];
+    struct proxy_target_set k = SET("10.0.0.1:80=1"), h = SET("10.0.0.2:8080=5", "10.0.0.3:8080=5");
+    ck_assert_int_eq(state_set(&st, "orders", "kong", 7, &k), 0);
+    ck_assert_int_eq(state_set(&st, "orders", "haproxy", 9, &h), 0);
+    ck_assert_uint_eq(st.n, 2);
+    /* Saving one proxy's upstream again replaces only its own entry. */
+    ck_assert_int_eq(state_set(&st, "orders", "kong", 8, &k), 0);
+    ck_assert_uint_eq(st.n, 2);
+    ck_assert_int_eq(state_save(dir, &st, err, sizeof err), 0);
+    ck_assert_int_eq(state_load(dir, &back, err, sizeof err), 0);
+    ck_assert_uint_eq(back.n, 2);
+    const struct state_upstream *uk = state_get(&back, "kong", "orders");
+    const struct state_upstream *uh = state_get(&back, "haproxy", "orders");
+    ck_assert_ptr_nonnull(uk);
+    ck_assert_ptr_nonnull(uh);
+    ck_assert_uint_eq(uk->index, 8);
+    ck_assert(recon_sets_equal(&uk->targets, &k));
+    ck_assert_uint_eq(uh->index, 9);
+    ck_assert(recon_sets_equal(&uh->targets, &h));
+    ck_assert_ptr_null(state_get(&back, "nginx", "orders"));
+    state_free(&st);
+    state_free(&back);
+    proxy_target_set_free(&k);
+    proxy_target_set_free(&h);
+    rm_tmp();
+}
+END_TEST
+
+START_TEST(test_state_reads_a_version_1_file_and_saves_version_2)
+{
+    mkdir_tmp();
+    /* Written by an older sidecar: keyed by upstream name, proxy inside. */
+    const char *v1 =
+        "{\"version\":1,\"upstreams\":{"
+        "\"orders\":{\"proxy\":\"haproxy\",\"index\":42,"
+        "\"targets\":[{\"host\":\"10.0.0.1\",\"port\":8080,\"weight\":1}]},"
+        "\"pay\":{\"proxy\":\"kong\",\"index\":3,\"targets\":[]}}}\n";
+    char p[128], err[256];
+    snprintf(p, sizeof p, "%s/upstreams.json", dir);
+    FILE *f = fopen(p, "w");
+    fputs(v1, f);
+    fclose(f);
+    struct state st = {0}, back = {0};
+    ck_assert_int_eq(state_load(dir, &st, err, sizeof err), 0);
+    ck_assert_uint_eq(st.n, 2);
+    const struct state_upstream *u = state_get(&st, "haproxy", "orders");
+    ck_assert_ptr_nonnull(u);
+    ck_assert_uint_eq(u->index, 42);
+    ck_assert_uint_eq(u->targets.n, 1);
+    ck_assert_str_eq(u->targets.items[0].host, "10.0.0.1");
+    ck_assert_ptr_null(state_get(&st, "kong", "orders"));  /* it was HAProxy's */
+    ck_assert_ptr_nonnull(state_get(&st, "kong", "pay"));
+    /* A Kong "orders" saved now sits beside HAProxy's, in a version-2 file. */
+    struct proxy_target_set k = SET("10.0.0.9:80=1");
+    ck_assert_int_eq(state_set(&st, "orders", "kong", 50, &k), 0);
+    ck_assert_int_eq(state_save(dir, &st, err, sizeof err), 0);
+    char text[4096];
+    f = fopen(p, "r");
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(text, "\"version\":\t2"));
+    ck_assert_int_eq(state_load(dir, &back, err, sizeof err), 0);
+    ck_assert_uint_eq(back.n, 3);
+    ck_assert_uint_eq(state_get(&back, "haproxy", "orders")->index, 42);
+    ck_assert_uint_eq(state_get(&back, "kong", "orders")->index, 50);
+    state_free(&st);
+    state_free(&back);
+    proxy_target_set_free(&k);
+    rm_tmp();
+}
+END_TEST
+
 static const char *const corrupt[] = {
     "", "{", "[]", "{\"version\":2,\"upstreams\":{}}",
     "{\"version\":1,\"upstreams\":{\"a\":{\"proxy\":\"kong\",\"index\":1,\"targets\":[{\"host\":\"x\",\"port\":0,\"weight\":1}]}}}",
     "{\"version\":1,\"upstreams\":{\"a\":{\"proxy\":\"kong\",\"index\":1,\"targets\":[{\"host\":1,\"port\":80,\"weight\":1}]}}}",
     "{\"version\":1,\"upstreams\":{\"a\":{\"proxy\":\"kong\",\"index\":1}}}",
+    "{\"version\":3,\"upstreams\":[]}",
+    "{\"version\":2,\"upstreams\":[{\"proxy\":\"kong\",\"index\":1,\"targets\":[]}]}",
+    "{\"version\":2,\"upstreams\":[{\"proxy\":\"kong\",\"name\":\"a\",\"index\":1,\"targets\":[]},"
+    "{\"proxy\":\"kong\",\"name\":\"a\",\"index\":2,\"targets\":[]}]}",
 };
 
 START_TEST(test_state_corrupt_file_is_refused_whole)
@@ -354,7 +435,7 @@ START_TEST(test_state_failed_write_keeps_the_old_file)
     ck_assert_int_eq(state_save(dir, &st, err, sizeof err), -1);
     chmod(dir, 0700);
     ck_assert_int_eq(state_load(dir, &back, err, sizeof err), 0);
-    ck_assert_uint_eq(state_get(&back, "orders")->index, 1);
+    ck_assert_uint_eq(state_get(&back, "kong", "orders")->index, 1);
     state_free(&st);
     state_free(&back);
     proxy_target_set_free(&s);
@@ -379,6 +460,8 @@ int main(void)
     tcase_add_test(t, test_quiesce_off_is_immediate);
     tcase_add_test(t, test_quiesce_max_is_jittered_per_upstream);
     tcase_add_test(t, test_state_round_trips_and_missing_file_is_empty);
+    tcase_add_test(t, test_state_tells_apart_the_same_name_on_two_proxies);
+    tcase_add_test(t, test_state_reads_a_version_1_file_and_saves_version_2);
     tcase_add_loop_test(t, test_state_corrupt_file_is_refused_whole, 0,
                         (int)(sizeof corrupt / sizeof corrupt[0]));
     tcase_add_test(t, test_state_failed_write_keeps_the_old_file);

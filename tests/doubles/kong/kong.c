@@ -1284,6 +1284,22 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
         char n[32];
         snprintf(n, sizeof n, "%d", K.delayed);
         ret = respond(c, 200, n, NULL);
+    } else if (!strcmp(url, "/writes.txt") && !strcmp(method, "GET")) {
+        /* Writes only, with their bodies: METHOD PATH STATUS[ BODY]. */
+        struct buf b;
+        buf_init(&b, 0);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, K.requests) {
+            const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
+            const cJSON *st = cJSON_GetObjectItem(e, "status"), *bd = cJSON_GetObjectItem(e, "body");
+            if (!strcmp(m->valuestring, "GET") || !strcmp(m->valuestring, "HEAD") ||
+                !strcmp(m->valuestring, "OPTIONS"))
+                continue;
+            buf_printf(&b, "%s %s %d%s%s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
+                       bd->valuestring[0] ? " " : "", bd->valuestring);
+        }
+        ret = respond(c, 200, b.data ? b.data : "", NULL);
+        buf_free(&b);
     } else if (!strcmp(url, "/requests") && !strcmp(method, "DELETE")) {
         cJSON_Delete(K.requests);
         K.requests = cJSON_CreateArray();
