@@ -305,6 +305,16 @@ kong_targets() {
     done | sed 's/"target":"\([^"]*\)" "weight":\([0-9]*\)/\1=\2/;s/"weight":\([0-9]*\) "target":"\([^"]*\)"/\2=\1/' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 kong_targets_are() { [ "$(kong_targets "$1")" = "$2" ]; }
+# kong_services N: services s1..sN, one instance each on node-1 (s<i>-a,
+# port 9000+i), and UPS set to their upstreams on Kong (JSON list items).
+kong_services() {
+    UPS=""
+    for _i in $(seq 1 "$1"); do
+        register_instance node-1 "s$_i-a" "s$_i" $((9000 + _i))
+        UPS="$UPS{\"service\": \"s$_i\", \"proxy\": \"kong\"},"
+    done
+    UPS=${UPS%,}
+}
 # kong_writes [UA_SUBSTRING]: number of write requests in the double's log.
 kong_writes() {
     curl -s "$KONG_CONTROL/requests.txt" | grep -E '^(POST|PATCH|PUT|DELETE) ' |

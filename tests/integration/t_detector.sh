@@ -8,15 +8,11 @@
 . "$(dirname "$0")/lib.sh"
 start_consul --agent node-1 --agent node-2 || finish
 start_kong || finish
-ups=""
-for i in $(seq 1 12); do
-    register_instance node-1 "s$i-a" "s$i" $((9000 + i))
-    ups="$ups{\"service\": \"s$i\", \"proxy\": \"kong\"},"
-done
+kong_services 12
 register_instance node-2 s5-b s5 9105
 cat > "$T/sidecar.json" <<JSON
 {"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s", "datacenter": "dc1"}, "node": "kong-1", "drain": "0s",
- "upstreams": [${ups%,}],
+ "upstreams": [$UPS],
  "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
  "watch": {"max_blocking": 4, "quiescence": {"min": "0s", "max": "0s"}}}
 JSON

@@ -7,14 +7,10 @@
 . "$(dirname "$0")/lib.sh"
 start_consul || finish
 start_kong || finish
-ups=""
-for i in 1 2 3 4 5 6; do
-    register_instance node-1 "s$i-a" "s$i" $((9000 + i))
-    ups="$ups{\"service\": \"s$i\", \"proxy\": \"kong\"},"
-done
+kong_services 6
 cat > "$T/sidecar.json" <<JSON
 {"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "kong-1", "drain": "0s",
- "upstreams": [${ups%,}],
+ "upstreams": [$UPS],
  "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
  "watch": {"max_blocking": 2, "quiescence": {"min": "0s", "max": "0s"}}}
 JSON

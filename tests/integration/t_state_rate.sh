@@ -6,14 +6,10 @@
 start_consul || finish
 start_kong || finish
 N=30
-ups=""
-for i in $(seq 1 $N); do
-    register_instance node-1 "s$i-a" "s$i" $((9000 + i))
-    ups="$ups{\"service\": \"s$i\", \"proxy\": \"kong\"},"
-done
+kong_services $N
 cat > "$T/sidecar.json" <<JSON
 {"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s"}, "node": "kong-1", "drain": "0s",
- "upstreams": [${ups%,}],
+ "upstreams": [$UPS],
  "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
  "watch": {"quiescence": {"min": "0s", "max": "0s"}}}
 JSON
