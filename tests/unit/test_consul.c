@@ -631,18 +631,23 @@ static void on_error(const struct consul_response *r, const char *what, void *ar
         f->backwards++;
 }
 
-static struct consul_watch *fake_watch(struct fake *f, int64_t min_interval_ms)
+static struct consul_watch *fake_watch_with(struct fake *f, const struct consul_watch_opts *o)
 {
     char err[128];
     memset(f, 0, sizeof *f);
     f->loop = loop_new();
     f->timer = loop_timer_new(f->loop, fake_deliver, f);
+    f->w = consul_watch_new(f->loop, fake_get, fake_cancel, f, o, on_change, on_error, f, err,
+                            sizeof err);
+    return f->w;
+}
+
+static struct consul_watch *fake_watch(struct fake *f, int64_t min_interval_ms)
+{
     struct consul_watch_opts o = {.path = "/v1/health/service/web", .query = "tag=v1",
                                   .wait_ms = 60000, .min_interval_ms = min_interval_ms,
                                   .backoff_min_ms = 10, .backoff_max_ms = 80};
-    f->w = consul_watch_new(f->loop, fake_get, fake_cancel, f, &o, on_change, on_error, f, err,
-                            sizeof err);
-    return f->w;
+    return fake_watch_with(f, &o);
 }
 
 static void run_until(struct fake *f, int requests, uint64_t max_ms)
@@ -733,14 +738,10 @@ END_TEST
 START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
 {
     struct fake f;
-    struct consul_watch *w = fake_watch(&f, 1000);
-    consul_watch_free(w);
-    char err[128];
     struct consul_watch_opts o = {.path = "/v1/health/state/any", .wait_ms = 60000,
                                   .min_interval_ms = 1000, .min_gap_ms = 100,
                                   .backoff_min_ms = 10, .backoff_max_ms = 80};
-    w = consul_watch_new(f.loop, fake_get, fake_cancel, &f, &o, on_change, on_error, &f, err,
-                         sizeof err);
+    struct consul_watch *w = fake_watch_with(&f, &o);
     for (int i = 0; i < 64; i++)
         f.script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
     f.n_script = 64;
@@ -817,13 +818,9 @@ END_TEST
 START_TEST(test_watch_retry_skips_the_backoff)
 {
     struct fake f;
-    struct consul_watch *w = fake_watch(&f, 1000);
-    consul_watch_free(w);
-    char err[128];
     struct consul_watch_opts o = {.path = "/v1/health/service/web", .wait_ms = 60000,
                                   .backoff_min_ms = 60000, .backoff_max_ms = 60000};
-    f.w = w = consul_watch_new(f.loop, fake_get, fake_cancel, &f, &o, on_change, on_error, &f,
-                               err, sizeof err);
+    struct consul_watch *w = fake_watch_with(&f, &o);
     f.script[0] = (struct answer){0, 0, 0, HTTP_ERR_CONNECT};
     f.script[1] = (struct answer){200, 1, 7, HTTP_OK};
     f.n_script = 2;
