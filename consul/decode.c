@@ -212,6 +212,33 @@ int consul_decode_leader(const char *body, size_t len, char *out, size_t outlen,
     return 0;
 }
 
+int consul_decode_agent_self(const char *body, size_t len, char *dc, size_t dclen, char *node,
+                             size_t nodelen, char *err, size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "Config");
+    const cJSON *d = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "Datacenter") : NULL;
+    const cJSON *n = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "NodeName") : NULL;
+    const char *bad = !cJSON_IsObject(cfg) ? "Config: expected an object"
+                      : !is_str(d) || !d->valuestring[0] ? "Config.Datacenter: expected a non-empty string"
+                      : !is_str(n) || !n->valuestring[0] ? "Config.NodeName: expected a non-empty string"
+                      : strlen(d->valuestring) >= dclen || strlen(n->valuestring) >= nodelen ||
+                                strlen(d->valuestring) > CONSUL_DECODE_MAX_STR
+                          ? "Config: Datacenter or NodeName too long"
+                          : NULL;
+    if (bad) {
+        snprintf(err, errlen, "%s", bad);
+        cJSON_Delete(root);
+        return -1;
+    }
+    snprintf(dc, dclen, "%s", d->valuestring);
+    snprintf(node, nodelen, "%s", n->valuestring);
+    cJSON_Delete(root);
+    return 0;
+}
+
 void consul_strings_free(char **s, size_t n)
 {
     for (size_t i = 0; s && i < n; i++)

@@ -28,6 +28,11 @@ int consul_instances_equal(const struct consul_instances *a, const struct consul
 int consul_decode_leader(const char *body, size_t len, char *out, size_t outlen, char *err,
                          size_t errlen);
 
+/* /v1/agent/self: Config.Datacenter and Config.NodeName (both required,
+ * non-empty strings, at most CONSUL_DECODE_MAX_STR bytes). */
+int consul_decode_agent_self(const char *body, size_t len, char *dc, size_t dclen, char *node,
+                             size_t nodelen, char *err, size_t errlen);
+
 /* /v1/status/peers: array of strings. *out is malloc'd (free each, then it). */
 int consul_decode_peers(const char *body, size_t len, char ***out, size_t *n, char *err,
                         size_t errlen);

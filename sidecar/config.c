@@ -1552,9 +1552,11 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         char key[512];
         if ((s = mstr(kong, "lock_prefix")))
             snprintf(key, sizeof key, "%s", s);
-        else
+        else {
             snprintf(key, sizeof key, "consul-sidecar/%s/kong-writer",
                      cfg->datacenter ? cfg->datacenter : "dc1");
+            cfg->kong.lock_key_needs_dc = cfg->datacenter == NULL;
+        }
         cfg->kong.lock_key = strdup(key);
         cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
         cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
@@ -1800,7 +1802,9 @@ char *config_effective_json(const struct config *cfg)
         add_str(k, "admin_url", cfg->kong.admin_url);
         add_secret(k, "token", cfg->kong.token);
         add_str(k, "writer", cfg->kong.writer_elected ? "elected" : "per-node");
-        add_str(k, "lock_key", cfg->kong.lock_key);
+        add_str(k, "lock_key", cfg->kong.lock_key_needs_dc
+                                   ? "consul-sidecar/<the agent's datacenter>/kong-writer"
+                                   : cfg->kong.lock_key);
         add_dur(k, "session_ttl", cfg->kong.session_ttl_ms);
         add_dur(k, "lock_delay", cfg->kong.lock_delay_ms);
         if (cfg->kong.upstream_defaults)

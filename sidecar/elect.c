@@ -24,6 +24,7 @@ struct elect {
     uint64_t kv_index;
     int kv_fresh;                /* the read in flight was asked for at once */
     uint64_t kv_sent;
+    uint64_t kv_dead_restarts;
     struct consul_call *session_call;  /* create / renew / acquire / release */
     struct consul_call *kv_call;       /* blocking read of the key */
     struct loop_timer *renew_timer;
@@ -92,6 +93,8 @@ struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen)
         e->o.session_ttl_ms = 15000;
     if (e->o.lock_delay_ms < 0)
         e->o.lock_delay_ms = 15000;
+    if (e->o.wait_ms <= 0 || e->o.wait_ms > ELECT_WAIT_MS)
+        e->o.wait_ms = ELECT_WAIT_MS;
     e->what = strdup(o->what);
     e->key = strdup(o->key);
     e->node = strdup(o->node);
@@ -134,6 +137,11 @@ int elect_is_writer(const struct elect *e)
 const char *elect_holder(const struct elect *e)
 {
     return e->writer ? e->node : e->holder;
+}
+
+uint64_t elect_watch_restarts(const struct elect *e)
+{
+    return e->kv_dead_restarts;
 }
 
 static void note_error(struct elect *e, const struct consul_response *r, const char *what)
@@ -341,6 +349,7 @@ static void on_kv(const struct consul_response *r, void *arg)
     e->kv_call = NULL;
     if (r->err == HTTP_ERR_TIMEOUT && e->kv_index > 0) {
         /* The long-poll went silent (the server lost it): say so, ask again. */
+        e->kv_dead_restarts++;
         log_warn("writer election for '%s': blocking read of the lock key did not return in "
                  "time, restarting", e->what);
         kv_read(e);
@@ -400,11 +409,12 @@ static void kv_read(struct elect *e)
     if (e->kv_call || e->releasing)
         return;
     if (e->kv_index > 0)
-        snprintf(path, sizeof path, "/v1/kv/%s?index=%llu&wait=%dms", e->key,
-                 (unsigned long long)e->kv_index, ELECT_WAIT_MS);
+        snprintf(path, sizeof path, "/v1/kv/%s?index=%llu&wait=%lldms", e->key,
+                 (unsigned long long)e->kv_index, (long long)e->o.wait_ms);
     else
         snprintf(path, sizeof path, "/v1/kv/%s", e->key);
-    long timeout = e->kv_index > 0 ? ELECT_WAIT_MS + ELECT_WAIT_MS / 16 + 5000 : ELECT_REQ_TIMEOUT_MS;
+    long timeout = e->kv_index > 0 ? (long)(e->o.wait_ms + e->o.wait_ms / 16 + 5000)
+                                   : ELECT_REQ_TIMEOUT_MS;
     e->kv_sent = loop_clock_ms();
     e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout, e->kv_index > 0,
                                 on_kv, e, err, sizeof err);

@@ -101,6 +101,36 @@ START_TEST(test_decode_refuses_garbage_whole_and_leaves_output_untouched)
 }
 END_TEST
 
+START_TEST(test_decode_agent_self_gives_datacenter_and_node_or_fails_whole)
+{
+    char err[256], dc[64] = "keep", node[128] = "keep";
+    char *b = fixture("agent_self_min.json");
+    ck_assert_int_eq(consul_decode_agent_self(b, strlen(b), dc, sizeof dc, node, sizeof node, err,
+                                              sizeof err), 0);
+    ck_assert_str_eq(dc, "dc1");
+    ck_assert_str_eq(node, "node-a");
+    free(b);
+    static const char *const bad[] = {
+        "[]", "{}", "{\"Config\":[]}", "{\"Config\":{\"NodeName\":\"n\"}}",
+        "{\"Config\":{\"Datacenter\":\"\",\"NodeName\":\"n\"}}",
+        "{\"Config\":{\"Datacenter\":\"eu\",\"NodeName\":7}}", "not json",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(dc, sizeof dc, "keep");
+        err[0] = '\0';
+        ck_assert_int_eq(consul_decode_agent_self(bad[i], strlen(bad[i]), dc, sizeof dc, node,
+                                                  sizeof node, err, sizeof err), -1);
+        ck_assert_str_eq(dc, "keep");
+        ck_assert(err[0] != '\0');
+    }
+    /* A datacenter longer than the caller's buffer is refused, not cut. */
+    char small[4];
+    const char *longdc = "{\"Config\":{\"Datacenter\":\"eu-west\",\"NodeName\":\"n\"}}";
+    ck_assert_int_eq(consul_decode_agent_self(longdc, strlen(longdc), small, sizeof small, node,
+                                              sizeof node, err, sizeof err), -1);
+}
+END_TEST
+
 START_TEST(test_decode_leader_peers_members_nodes_kv_session)
 {
     char err[256], leader[64];
@@ -530,6 +560,7 @@ int main(void)
     tcase_add_loop_test(t, test_decode_refuses_garbage_whole_and_leaves_output_untouched, 0,
                         (int)(sizeof hostile / sizeof hostile[0]));
     tcase_add_test(t, test_decode_leader_peers_members_nodes_kv_session);
+    tcase_add_test(t, test_decode_agent_self_gives_datacenter_and_node_or_fails_whole);
     tcase_add_loop_test(t, test_client_parses_every_consul_http_addr_form, 0,
                         (int)(sizeof addrs / sizeof addrs[0]));
     tcase_add_test(t, test_client_parses_the_index_header_strictly);
