@@ -23,6 +23,14 @@ struct consul_client_opts {
     struct http_tls tls;
     size_t max_body;          /* default 8 MiB */
     int max_inflight;         /* default 4 */
+    /* Consul started (limited 1, why: one line) or stopped (0: every path
+     * refused meanwhile answered since (or a minute passed), and nothing
+     * refused for 15 s)
+     * limiting this client's connections: one call per change for the whole
+     * client, however many requests hit the limit, so the caller can log it
+     * once. May be NULL. */
+    void (*on_limit)(int limited, const char *why, void *arg);
+    void *limit_arg;
 };
 
 struct consul_client;
@@ -60,6 +68,14 @@ const struct consul_client_stats *consul_client_stats(const struct consul_client
 
 /* The address as given, for messages ("127.0.0.1:8500"). */
 const char *consul_client_address(const struct consul_client *c);
+
+/* Whether an answer means Consul is refusing connections past its
+ * per-client limit (limits.http_max_conns_per_client): a 429, or (as older
+ * agents do) a new connection closed or reset before any answer, within a
+ * second, while others_open other requests to the same agent are open (so
+ * the agent is up and holding them; alone it is the agent going away). */
+int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
+                               int new_connection, long elapsed_ms, int others_open);
 
 /* Parses an X-Consul-Index value: all digits, no overflow. 0 or -1. */
 int consul_parse_index(const char *s, uint64_t *out);

@@ -99,6 +99,9 @@ static void on_done(void *easy, int result)
     double t = 0;
     curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME, &t);
     c->resp.elapsed_ms = (long)(t * 1000);
+    long connects = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
+    c->resp.new_connection = connects > 0;
     if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow && c->truncate_body) {
         /* Enough read: the first max_body bytes and the status stand. */
         rc = CURLE_OK;
@@ -110,6 +113,8 @@ static void on_done(void *easy, int result)
                  "response body larger than %zu bytes, refused", c->max_body);
     } else if (rc != CURLE_OK) {
         c->resp.err = classify(rc);
+        c->resp.closed_by_peer = rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+                                 rc == CURLE_SEND_ERROR;
         if (c->resp.error[0] == '\0')
             snprintf(c->resp.error, sizeof c->resp.error, "%s", curl_easy_strerror(rc));
     } else {

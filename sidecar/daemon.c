@@ -105,6 +105,19 @@ static int probes_start(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- Consul's connection limit ---------------------------------------------- */
+
+/* One line per client, however many requests hit the limit; every module
+ * backs off by itself meanwhile. */
+static void on_consul_limit(int limited, const char *why, void *arg)
+{
+    (void)arg;
+    if (limited)
+        log_warn("Consul is limiting connections from this address (%s); backing off", why);
+    else
+        log_info("Consul agent %s accepts our connections again", why);
+}
+
 /* ---- status endpoint providers --------------------------------------------- */
 
 static int health_provider(char *why, size_t len, void *arg)
@@ -330,8 +343,8 @@ static void on_agent_self(const struct consul_response *r, void *arg)
     struct daemon *d = arg;
     char dc[sizeof d->agent_dc], node[256], err[256], line[300];
     d->self_call = NULL;
-    if (r->err != HTTP_OK && r->err != HTTP_ERR_TOO_LARGE) {
-        /* Unreachable: the registrar and the watches say so; ask again. */
+    if ((r->err != HTTP_OK && r->err != HTTP_ERR_TOO_LARGE) || r->limited) {
+        /* Unreachable or limiting us: said elsewhere, once; ask again. */
         loop_timer_start(d->self_retry, backoff_next(&d->self_backoff));
         return;
     }
@@ -481,6 +494,8 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         .datacenter = d->cfg.datacenter,
         .user_agent = d->user_agent,
         .tls = d->cfg.tls,
+        .on_limit = on_consul_limit,
+        .limit_arg = d,
     };
     d->consul = consul_client_new(d->loop, &co, err, errlen);
     if (d->consul == NULL)

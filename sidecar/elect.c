@@ -147,6 +147,8 @@ uint64_t elect_watch_restarts(const struct elect *e)
 static void note_error(struct elect *e, const struct consul_response *r, const char *what)
 {
     char line[256], desc[300];
+    if (r->limited)
+        return;   /* the connection limit is logged once, by the daemon */
     consul_describe_error(r, "PUT", what, desc, sizeof desc);
     snprintf(line, sizeof line, "%s", desc);
     if (strcmp(line, e->last_error) != 0)

@@ -49,6 +49,8 @@ static cJSON *state_json(void)
             cJSON_AddNumberToObject(x, "port", n->agent->port);
             cJSON_AddBoolToObject(x, "down", n->agent->down);
             cJSON_AddBoolToObject(x, "hang", n->agent->hang);
+            cJSON_AddNumberToObject(x, "open_conns", n->agent->open_conns);
+            cJSON_AddNumberToObject(x, "refused_conns", n->agent->refused_conns);
         }
         cJSON *svcs = cJSON_AddArrayToObject(x, "services");
         for (int j = 0; j < S.maxn; j++)
@@ -225,10 +227,22 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
             changed();
         } else if (!strcmp(verb, "hang")) {
             a->hang = 1;
+        } else if (!strcmp(verb, "limit")) {
+            const cJSON *m = cJSON_GetObjectItem(in, "max_conns");
+            const cJSON *mode = cJSON_GetObjectItem(in, "mode");
+            if (!cJSON_IsNumber(m) || m->valuedouble < 0 || m->valuedouble > 100000 ||
+                (mode && (!cJSON_IsString(mode) || (strcmp(mode->valuestring, "close") &&
+                                                    strcmp(mode->valuestring, "429"))))) {
+                pthread_mutex_unlock(&S.mu);
+                cJSON_Delete(in);
+                return bad(c, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\" or \"429\"}");
+            }
+            a->max_conns = m->valueint;
+            a->limit_429 = mode && !strcmp(mode->valuestring, "429");
         } else {
             pthread_mutex_unlock(&S.mu);
             cJSON_Delete(in);
-            return bad(c, "verb must be restart, down, up or hang");
+            return bad(c, "verb must be restart, down, up, hang or limit");
         }
         pthread_mutex_unlock(&S.mu);
         cJSON_Delete(in);

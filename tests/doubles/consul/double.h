@@ -68,6 +68,11 @@ struct agent {
     struct MHD_Daemon *mhd;
     int down, hang;
     struct node *node;
+    /* Consul's per-client connection limit (POST /agents/NAME/limit): past
+     * max_conns open connections (0: no limit) a new one is closed at once
+     * (limit_429 0) or answered 429 and closed (limit_429 1). */
+    int max_conns, limit_429;
+    int open_conns, refused_conns;
 };
 
 struct session {

@@ -238,6 +238,42 @@ static void log_request(struct agent *a, struct MHD_Connection *c, const char *u
         cJSON_Delete(e);
 }
 
+/* The connection limit (see struct agent). Every client is 127.0.0.1 here,
+ * so "per client" is per agent. */
+static int conn_counted, conn_over_limit;   /* socket context markers */
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct agent *a = cls;
+    (void)addr;
+    (void)len;
+    pthread_mutex_lock(&S.mu);
+    int refuse = a->max_conns > 0 && !a->limit_429 && a->open_conns >= a->max_conns;
+    a->refused_conns += refuse;
+    pthread_mutex_unlock(&S.mu);
+    return refuse ? MHD_NO : MHD_YES;   /* MHD_NO: closed at once, nothing read */
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct agent *a = cls;
+    (void)c;
+    pthread_mutex_lock(&S.mu);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (a->max_conns > 0 && a->limit_429 && a->open_conns >= a->max_conns) {
+            *socket_context = &conn_over_limit;
+            a->refused_conns++;
+        } else {
+            *socket_context = &conn_counted;
+            a->open_conns++;
+        }
+    } else if (*socket_context == &conn_counted) {
+        a->open_conns--;
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
 static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *upload,
                                 size_t *upload_size, void **state)
@@ -246,6 +282,18 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
     struct conn *cs = *state;
     (void)version;
     if (cs == NULL) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context == &conn_over_limit) {
+            /* What Consul's connection limiter writes, then it hangs up. */
+            static const char *const h[] = {"Connection", "close", NULL};
+            static const char msg[] = "Your IP is issuing too many concurrent connections, "
+                                      "please rate limit your calls\n";
+            pthread_mutex_lock(&S.mu);
+            log_request(a, c, url, method);
+            pthread_mutex_unlock(&S.mu);
+            return reply(c, 429, "text/plain; charset=utf-8", msg, sizeof msg - 1, h);
+        }
         cs = calloc(1, sizeof *cs);
         if (cs == NULL)
             return MHD_NO;
@@ -352,8 +400,9 @@ static void on_done(void *cls, struct MHD_Connection *c, void **state,
 int agent_start(struct agent *a)
 {
     a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                              (uint16_t)a->port, NULL, NULL, on_agent, a,
+                              (uint16_t)a->port, on_accept, a, on_agent, a,
                               MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
                               MHD_OPTION_CONNECTION_TIMEOUT, 0U, MHD_OPTION_END);
     if (a->mhd == NULL)
         return -1;
