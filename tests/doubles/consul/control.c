@@ -205,7 +205,27 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
         }
         if (!strcmp(verb, "restart")) {
             const cJSON *p = cJSON_GetObjectItem(in, "persist");
+            const cJSON *rj = cJSON_GetObjectItem(in, "rejoin_ms");
             node_restart(a->node, !cJSON_IsFalse(p));
+            if (cJSON_IsNumber(rj) && rj->valuedouble > 0 && rj->valuedouble <= 3600000) {
+                /* A process restart: every connection dropped, the port
+                 * closed a moment, then a rejoin window of empty answers. */
+                a->rejoin_until = now_ms() + (uint64_t)rj->valuedouble;
+                if (!a->down) {
+                    a->down = 1;
+                    a->hang = 0;
+                    changed();
+                    pthread_mutex_unlock(&S.mu);
+                    agent_stop(a);
+                    pthread_mutex_lock(&S.mu);
+                    a->down = 0;
+                    if (agent_start(a) < 0) {
+                        pthread_mutex_unlock(&S.mu);
+                        cJSON_Delete(in);
+                        return reply_text(c, 500, "cannot listen on the agent's port again");
+                    }
+                }
+            }
         } else if (!strcmp(verb, "down")) {
             a->down = 1;
             a->hang = 0;

@@ -73,6 +73,9 @@ struct agent {
      * (limit_429 0) or answered 429 and closed (limit_429 1). */
     int max_conns, limit_429;
     int open_conns, refused_conns;
+    /* After POST /agents/NAME/restart with rejoin_ms: until then the agent
+     * has not rejoined its servers (ms, 0 none). */
+    uint64_t rejoin_until;
 };
 
 struct session {

@@ -323,6 +323,18 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
         f = *fp;
     pthread_mutex_unlock(&S.mu);
 
+    if (a->rejoin_until && now_ms() < a->rejoin_until && strcmp(method, "GET") == 0 &&
+        (strncmp(url, "/v1/health/", 11) == 0 || strncmp(url, "/v1/catalog/", 12) == 0 ||
+         strncmp(url, "/v1/status/", 11) == 0)) {
+        /* Restarted, not yet rejoined: it knows no servers, no leader and
+         * nothing of the catalog, and answers at once from its empty view. */
+        const char *empty = strcmp(url, "/v1/status/leader") == 0      ? "\"\""
+                            : strcmp(url, "/v1/catalog/services") == 0 ? "{}"
+                                                                       : "[]";
+        const char *h[] = {"X-Consul-Index", "1", "X-Consul-Knownleader", "false",
+                           "X-Consul-Lastcontact", "0", NULL};
+        return reply(c, 200, "application/json", empty, strlen(empty), h);
+    }
     index_override = NULL;
     if (fp) {
         if (strcmp(f.kind, "delay") == 0) {
