@@ -25,11 +25,16 @@ http GET "$STATUS_URL/status"
 expect_eq "/status code" 200 "$STATUS"
 expect_contains "/status node" '"node": "node-1"' "$BODY"
 expect_contains "/status service" '"gw-1"' "$BODY"
+expect_contains "/status Consul connection state" '"reachable": true' "$BODY"
 wait_for 10 "upstream synced" kong_targets_are orders "127.0.0.1:9001=1"
 wait_for 10 "probe passing" sh -c "curl -s '$CONSUL/v1/agent/checks' | grep -q '\"Status\":\"passing\"'"
 curl -s -X POST "$CONTROL/leader" -d '{"leader":"server-2"}' >/dev/null
 wait_for 10 "leader change seen" log_has sidecar "New leader elected: 10.0.0.2:8300"
 http GET "$STATUS_URL/status"
+wait_for 10 "/status shows the check's probe result" sh -c "curl -s '$STATUS_URL/status' | grep -q '\"status\": \"passing\"'"
+http GET "$STATUS_URL/status"
+expect_contains "/status service check" '"id": "service:gw-1"' "$BODY"
+expect_contains "/status check output" "TCP connect 127.0.0.1:$BACKEND_PORT" "$BODY"
 for f in '"datacenter": "eu-west"' '"leader": "10.0.0.2:8300"' '"peers"' '"members"' \
          '"upstreams"' '"name": "orders"' '"target": "127.0.0.1:9001"' '"last_sync"' '"last_result"'; do
     expect_contains "/status field $f" "$f" "$BODY"
@@ -76,6 +81,9 @@ curl -s -X POST "$KONG_CONTROL/down" >/dev/null
 register_instance node-1 orders-2 orders 9002
 wait_for 10 "503 while the sync fails" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$STATUS_URL/health')\" = 503 ]"
 expect_contains "503 names the upstream" "upstream 'orders'" "$(curl -s "$STATUS_URL/health")"
+http GET "$STATUS_URL/status"
+expect_contains "/status last result" '"last_result": "error"' "$BODY"
+expect_contains "/status last error" '"last_error": "reading the proxy failed' "$BODY"
 curl -s -X POST "$KONG_CONTROL/up" >/dev/null
 wait_for 30 "healthy again once Kong is back" sh -c "curl -sf '$STATUS_URL/health' >/dev/null"
 curl -s -X POST "$CONTROL/agents/node-1/down" >/dev/null
