@@ -394,7 +394,8 @@ static void on_http_done(struct http_response *resp, void *arg)
     if (http_header(resp, "X-Consul-Contenthash", hash, sizeof hash))
         r.content_hash = hash;
     r.limited = consul_is_connection_limit(resp->status, resp->err, resp->closed_by_peer,
-                                           resp->new_connection, resp->elapsed_ms, c->inflight + c->blocking_inflight);
+                                           resp->new_connection, resp->elapsed_ms,
+                                           c->inflight + c->blocking_inflight);
     note_limit(c, &r, call->path);
 
     consul_done_fn fn = call->fn;

@@ -23,12 +23,11 @@ struct consul_client_opts {
     struct http_tls tls;
     size_t max_body;          /* default 8 MiB */
     int max_inflight;         /* default 4 */
-    /* Consul started (limited 1, why: one line) or stopped (0: every path
-     * refused meanwhile answered since (or a minute passed), and nothing
-     * refused for 15 s)
-     * limiting this client's connections: one call per change for the whole
-     * client, however many requests hit the limit, so the caller can log it
-     * once. May be NULL. */
+    /* Consul started (limited 1, why: one line) or stopped (limited 0: every
+     * path refused meanwhile has been answered since, or a minute passed,
+     * and nothing was refused for 15 s) limiting this client's connections:
+     * one call per change for the whole client, however many requests hit
+     * the limit, so the caller can log it once. May be NULL. */
     void (*on_limit)(int limited, const char *why, void *arg);
     void *limit_arg;
 };

@@ -221,13 +221,20 @@ int consul_decode_agent_self(const char *body, size_t len, char *dc, size_t dcle
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "Config");
     const cJSON *d = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "Datacenter") : NULL;
     const cJSON *n = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "NodeName") : NULL;
-    const char *bad = !cJSON_IsObject(cfg) ? "Config: expected an object"
-                      : !is_str(d) || !d->valuestring[0] ? "Config.Datacenter: expected a non-empty string"
-                      : !is_str(n) || !n->valuestring[0] ? "Config.NodeName: expected a non-empty string"
-                      : strlen(d->valuestring) >= dclen || strlen(n->valuestring) >= nodelen ||
-                                strlen(d->valuestring) > CONSUL_DECODE_MAX_STR
-                          ? "Config: Datacenter or NodeName too long"
-                          : NULL;
+    const char *bad = NULL;
+    if (!cJSON_IsObject(cfg))
+        bad = "Config: expected an object";
+    else if (!is_str(d) || !d->valuestring[0])
+        bad = "Config.Datacenter: expected a non-empty string";
+    else if (!is_str(n) || !n->valuestring[0])
+        bad = "Config.NodeName: expected a non-empty string";
+    else if (strlen(d->valuestring) >= dclen || strlen(d->valuestring) > CONSUL_DECODE_MAX_STR)
+        bad = "Config.Datacenter: too long";
+    else if (strlen(n->valuestring) >= nodelen || strlen(n->valuestring) > CONSUL_DECODE_MAX_STR)
+        bad = "Config.NodeName: too long";
+    else if (d->valuestring[strspn(d->valuestring, "abcdefghijklmnopqrstuvwxyz"
+                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")])
+        bad = "Config.Datacenter: not a datacenter name (letters, digits, '_', '.', '-')";
     if (bad) {
         snprintf(err, errlen, "%s", bad);
         cJSON_Delete(root);

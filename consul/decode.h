@@ -29,7 +29,8 @@ int consul_decode_leader(const char *body, size_t len, char *out, size_t outlen,
                          size_t errlen);
 
 /* /v1/agent/self: Config.Datacenter and Config.NodeName (both required,
- * non-empty strings, at most CONSUL_DECODE_MAX_STR bytes). */
+ * non-empty strings, at most CONSUL_DECODE_MAX_STR bytes; the datacenter
+ * only letters, digits, '_', '.' and '-', as it goes into URL paths). */
 int consul_decode_agent_self(const char *body, size_t len, char *dc, size_t dclen, char *node,
                              size_t nodelen, char *err, size_t errlen);
 

@@ -182,7 +182,8 @@ struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, str
     }
     cv->loop = l;
     cv->consul = c;
-    struct consul_watch_opts o = {.path = "/v1/catalog/nodes", .wait_ms = wait_ms > 0 ? wait_ms : 300000,
+    struct consul_watch_opts o = {.path = "/v1/catalog/nodes",
+                                  .wait_ms = wait_ms > 0 ? wait_ms : 300000,
                                   .min_interval_ms = 1000};
     cv->nodes = consul_watch_new(l, consul_get_adapter, consul_cancel_adapter, c, &o, on_nodes,
                                  on_nodes_error, cv, err, errlen);

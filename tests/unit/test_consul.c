@@ -114,6 +114,7 @@ START_TEST(test_decode_agent_self_gives_datacenter_and_node_or_fails_whole)
         "[]", "{}", "{\"Config\":[]}", "{\"Config\":{\"NodeName\":\"n\"}}",
         "{\"Config\":{\"Datacenter\":\"\",\"NodeName\":\"n\"}}",
         "{\"Config\":{\"Datacenter\":\"eu\",\"NodeName\":7}}", "not json",
+        "{\"Config\":{\"Datacenter\":\"eu/west?x\",\"NodeName\":\"n\"}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(dc, sizeof dc, "keep");
