@@ -15,6 +15,7 @@
 #define CONSUL_CLUSTER_WIDE_MAX_BODY (64u * 1024 * 1024)
 #define CONSUL_DEFAULT_TIMEOUT_MS 10000
 #define CONSUL_LIMIT_PATHS 16
+#define CONSUL_LIMIT_CLOSE_MS 1000
 
 struct consul_call {
     struct consul_client *c;
@@ -259,11 +260,11 @@ int consul_client_queued(const struct consul_client *c)
 static int start_call(struct consul_call *call, char *err, size_t errlen);
 
 int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
-                               int new_connection, long elapsed_ms, int others_open)
+                               int new_connection, long elapsed_ms)
 {
     if (err == HTTP_OK)
         return status == 429;
-    return closed_by_peer && new_connection && elapsed_ms < 1000 && others_open > 0;
+    return closed_by_peer && new_connection && elapsed_ms < CONSUL_LIMIT_CLOSE_MS;
 }
 
 /* One report per change of the whole client's limited state. While Consul
@@ -394,8 +395,7 @@ static void on_http_done(struct http_response *resp, void *arg)
     if (http_header(resp, "X-Consul-Contenthash", hash, sizeof hash))
         r.content_hash = hash;
     r.limited = consul_is_connection_limit(resp->status, resp->err, resp->closed_by_peer,
-                                           resp->new_connection, resp->elapsed_ms,
-                                           c->inflight + c->blocking_inflight);
+                                           resp->new_connection, resp->elapsed_ms);
     note_limit(c, &r, call->path);
 
     consul_done_fn fn = call->fn;

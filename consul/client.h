@@ -70,11 +70,14 @@ const char *consul_client_address(const struct consul_client *c);
 
 /* Whether an answer means Consul is refusing connections past its
  * per-client limit (limits.http_max_conns_per_client): a 429, or (as older
- * agents do) a new connection closed or reset before any answer, within a
- * second, while others_open other requests to the same agent are open (so
- * the agent is up and holding them; alone it is the agent going away). */
+ * agents do) a connection it accepted and then closed or reset within a
+ * second, before any answer, on the request that opened it. An agent that
+ * is down refuses the connection instead (not the limit); a long-poll or a
+ * reused connection cut is not the limit either. Whether the limit is taken
+ * by our own connections or by other processes of the same address makes
+ * no difference. */
 int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
-                               int new_connection, long elapsed_ms, int others_open);
+                               int new_connection, long elapsed_ms);
 
 /* Parses an X-Consul-Index value: all digits, no overflow. 0 or -1. */
 int consul_parse_index(const char *s, uint64_t *out);

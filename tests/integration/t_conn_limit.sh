@@ -1,7 +1,7 @@
 #!/bin/bash
 # Consul's per-client connection limit (README "Guarantees" 8): past it the
-# agent closes new connections at once (older agents: an empty reply or a
-# reset) or answers 429. The sidecar, whose watches, cluster view and
+# agent resets or closes new connections at once (older agents: the client
+# sees a reset or an empty reply) or answers 429. The sidecar, whose watches, cluster view and
 # registrar all need connections, logs it ONCE for the client (not once per
 # watch), backs off, keeps its targets, and logs once more when a new
 # connection is accepted again; then every upstream catches up.
@@ -47,8 +47,12 @@ run_mode() {
     expect_eq "$_mode: one recovery line" 1 "$(count_lines "$_log" "accepts our connections again")"
     stop_pid "$SIDECAR_PID" TERM
 }
-run_mode close 9002
-grep -q "closed a new connection at once" "$T/sidecar-close.log" && ok || fail "close: the line does not say the connection was closed"
-run_mode 429 9003
+run_mode reset 9002
+grep -q "$LIMIT_LINE (.* closed a new connection at once: .*Connection reset by peer)" "$T/sidecar-reset.log" && ok ||
+    fail "reset: the line does not say the new connection was reset"
+run_mode close 9003
+grep -q "$LIMIT_LINE (.* closed a new connection at once: " "$T/sidecar-close.log" && ok ||
+    fail "close: the line does not say the new connection was closed"
+run_mode 429 9004
 grep -q "$LIMIT_LINE (HTTP 429 from" "$T/sidecar-429.log" && ok || fail "429: the line does not name the 429"
 finish

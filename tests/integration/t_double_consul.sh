@@ -159,6 +159,8 @@ wait_for 5 "held connection counted" sh -c "curl -s '$CONTROL/state' | grep -q '
 curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":1,"mode":"close"}' >/dev/null
 curl -s -o /dev/null "$A/v1/status/leader"; rc=$?
 [ "$rc" -eq 52 ] || [ "$rc" -eq 56 ] && ok || fail "limit (close): expected an empty reply or a reset, curl exit $rc"
+curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":1,"mode":"reset"}' >/dev/null
+curl -s -o /dev/null "$A/v1/status/leader"; expect_eq "limit (reset): connection reset" 56 "$?"
 curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":1,"mode":"429"}' >/dev/null
 http GET "$A/v1/status/leader"; expect_eq "limit (429)" 429 "$STATUS"
 expect_contains "limit (429) body" "Your IP is issuing too many concurrent connections" "$BODY"

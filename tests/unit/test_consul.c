@@ -132,21 +132,21 @@ START_TEST(test_decode_agent_self_gives_datacenter_and_node_or_fails_whole)
 }
 END_TEST
 
-START_TEST(test_connection_limit_is_a_429_or_a_new_connection_closed_at_once_beside_others)
+START_TEST(test_connection_limit_is_a_429_or_a_new_connection_closed_at_once)
 {
-    /* status, err, closed_by_peer, new_connection, elapsed_ms, others_open */
-    ck_assert(consul_is_connection_limit(429, HTTP_OK, 0, 1, 3, 0));
-    ck_assert(consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 2, 3));
-    ck_assert(!consul_is_connection_limit(200, HTTP_OK, 0, 1, 3, 5));
-    ck_assert(!consul_is_connection_limit(500, HTTP_OK, 0, 1, 3, 5));
-    /* Alone, a closed connection is the agent going away. */
-    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 2, 0));
+    /* status, err, closed_by_peer, new_connection, elapsed_ms */
+    ck_assert(consul_is_connection_limit(429, HTTP_OK, 0, 1, 3));
+    ck_assert(consul_is_connection_limit(429, HTTP_OK, 0, 0, 3));
+    ck_assert(consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 2));
+    ck_assert(!consul_is_connection_limit(200, HTTP_OK, 0, 1, 3));
+    ck_assert(!consul_is_connection_limit(500, HTTP_OK, 0, 1, 3));
     /* A long-poll cut after a while, or a reused connection gone stale. */
-    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 5000, 3));
-    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 0, 2, 3));
-    /* Refused, timed out: not a close after accepting. */
-    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_CONNECT, 0, 1, 0, 3));
-    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_TIMEOUT, 0, 1, 900, 3));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 5000));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 0, 2));
+    /* Refused (the agent is down), timed out, cut mid-answer: not the limit. */
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_CONNECT, 0, 1, 0));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_TIMEOUT, 0, 1, 900));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 0, 1, 3));
 }
 END_TEST
 
@@ -580,7 +580,7 @@ int main(void)
                         (int)(sizeof hostile / sizeof hostile[0]));
     tcase_add_test(t, test_decode_leader_peers_members_nodes_kv_session);
     tcase_add_test(t, test_decode_agent_self_gives_datacenter_and_node_or_fails_whole);
-    tcase_add_test(t, test_connection_limit_is_a_429_or_a_new_connection_closed_at_once_beside_others);
+    tcase_add_test(t, test_connection_limit_is_a_429_or_a_new_connection_closed_at_once);
     tcase_add_loop_test(t, test_client_parses_every_consul_http_addr_form, 0,
                         (int)(sizeof addrs / sizeof addrs[0]));
     tcase_add_test(t, test_client_parses_the_index_header_strictly);

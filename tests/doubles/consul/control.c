@@ -252,13 +252,17 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
             const cJSON *mode = cJSON_GetObjectItem(in, "mode");
             if (!cJSON_IsNumber(m) || m->valuedouble < 0 || m->valuedouble > 100000 ||
                 (mode && (!cJSON_IsString(mode) || (strcmp(mode->valuestring, "close") &&
+                                                    strcmp(mode->valuestring, "reset") &&
                                                     strcmp(mode->valuestring, "429"))))) {
                 pthread_mutex_unlock(&S.mu);
                 cJSON_Delete(in);
-                return bad(c, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\" or \"429\"}");
+                return bad(c, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\", "
+                              "\"reset\" or \"429\"}");
             }
             a->max_conns = m->valueint;
-            a->limit_429 = mode && !strcmp(mode->valuestring, "429");
+            a->limit_mode = !mode || !strcmp(mode->valuestring, "close") ? LIMIT_CLOSE
+                            : !strcmp(mode->valuestring, "reset")       ? LIMIT_RESET
+                                                                        : LIMIT_429;
         } else {
             pthread_mutex_unlock(&S.mu);
             cJSON_Delete(in);

@@ -3,6 +3,7 @@
  * down/hang agents) and the background ticker. See README.md.
  */
 #include <errno.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,7 +241,7 @@ static void log_request(struct agent *a, struct MHD_Connection *c, const char *u
 
 /* The connection limit (see struct agent). Every client is 127.0.0.1 here,
  * so "per client" is per agent. */
-static int conn_counted, conn_over_limit;   /* socket context markers */
+static int conn_counted, conn_over_limit, conn_reset;   /* socket context markers */
 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
 {
@@ -248,7 +249,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     (void)addr;
     (void)len;
     pthread_mutex_lock(&S.mu);
-    int refuse = a->max_conns > 0 && !a->limit_429 && a->open_conns >= a->max_conns;
+    int refuse = a->max_conns > 0 && a->limit_mode == LIMIT_CLOSE && a->open_conns >= a->max_conns;
     a->refused_conns += refuse;
     pthread_mutex_unlock(&S.mu);
     return refuse ? MHD_NO : MHD_YES;   /* MHD_NO: closed at once, nothing read */
@@ -261,8 +262,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     (void)c;
     pthread_mutex_lock(&S.mu);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        if (a->max_conns > 0 && a->limit_429 && a->open_conns >= a->max_conns) {
-            *socket_context = &conn_over_limit;
+        if (a->max_conns > 0 && a->limit_mode != LIMIT_CLOSE && a->open_conns >= a->max_conns) {
+            *socket_context = a->limit_mode == LIMIT_429 ? &conn_over_limit : &conn_reset;
             a->refused_conns++;
         } else {
             *socket_context = &conn_counted;
@@ -284,6 +285,19 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
     if (cs == NULL) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context == &conn_reset) {
+            pthread_mutex_lock(&S.mu);
+            log_request(a, c, url, method);
+            pthread_mutex_unlock(&S.mu);
+            /* Reset, not closed: on Linux, connecting a TCP socket to
+             * AF_UNSPEC aborts it with a RST before MHD's own FIN. */
+            const union MHD_ConnectionInfo *fi =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+            if (fi)
+                (void)connect(fi->connect_fd, &unspec, sizeof unspec);
+            return MHD_NO;
+        }
         if (ci && ci->socket_context == &conn_over_limit) {
             /* What Consul's connection limiter writes, then it hangs up. */
             static const char *const h[] = {"Connection", "close", NULL};
