@@ -16,6 +16,8 @@
 #define CONSUL_DEFAULT_TIMEOUT_MS 10000
 #define CONSUL_LIMIT_PATHS 16
 #define CONSUL_LIMIT_CLOSE_MS 1000
+#define CONSUL_LIMIT_SUSPECT_MS 10000
+#define CONSUL_LIMIT_CONFIRM_MS 1000
 
 struct consul_call {
     struct consul_client *c;
@@ -28,6 +30,7 @@ struct consul_call {
     void *arg;
     struct consul_call *next;   /* queue / in-flight list */
     int queued;
+    uint64_t started_ms;        /* when it went on the wire */
 };
 
 struct consul_client {
@@ -51,6 +54,7 @@ struct consul_client {
     void *limit_arg;
     int limited;                /* on_limit(1) reported, not yet recovered */
     uint64_t last_limited_ms;   /* monotonic time of the last limited answer */
+    uint64_t limit_suspect_ms;  /* a new connection closed at once, unconfirmed */
     char limited_paths[CONSUL_LIMIT_PATHS][128];  /* refused since, not yet answered */
 };
 
@@ -303,16 +307,48 @@ static int limited_paths_left(const struct consul_client *c)
     return 0;
 }
 
+/* Whether one answer is limited. A 429 says so. A new connection closed at
+ * once is a suspicion only, as an agent going down or restarting cuts the
+ * requests in flight (and those in its listen queue) alike: another such
+ * close, of a request sent one to ten seconds after the first one,
+ * confirms it (a down agent refuses new connections instead, which clears
+ * it; a restarted one answers). An unconfirmed one is still marked limited, so nobody logs it, and
+ * is backed off like any error. *confirmed: the client knows it now. */
+static int limit_verdict(struct consul_client *c, const struct consul_call *call,
+                         const struct http_response *resp, int *confirmed)
+{
+    uint64_t now = loop_clock_ms();
+    *confirmed = 0;
+    if (resp->err == HTTP_ERR_CONNECT) {
+        c->limit_suspect_ms = 0;
+        return 0;
+    }
+    if (!consul_is_connection_limit(resp->status, resp->err, resp->closed_by_peer,
+                                    resp->new_connection, resp->elapsed_ms))
+        return 0;
+    if (c->limit_suspect_ms && now - c->limit_suspect_ms > CONSUL_LIMIT_SUSPECT_MS)
+        c->limit_suspect_ms = 0;
+    if (resp->err == HTTP_OK || c->limited ||
+        (c->limit_suspect_ms &&
+         call->started_ms >= c->limit_suspect_ms + CONSUL_LIMIT_CONFIRM_MS)) {
+        *confirmed = 1;
+        return 1;
+    }
+    if (c->limit_suspect_ms == 0)
+        c->limit_suspect_ms = now;
+    return 1;
+}
+
 static void note_limit(struct consul_client *c, const struct consul_response *r,
-                       const char *path_and_query)
+                       const char *path_and_query, int confirmed)
 {
     char why[300];
     uint64_t now = loop_clock_ms();
     if (r->limited)
         c->last_limited_ms = now;
-    if (c->limited || r->limited)
+    if (c->limited || confirmed)
         limited_path(c, path_and_query, r->limited);
-    if (r->limited && !c->limited) {
+    if (r->limited && confirmed && !c->limited) {
         c->limited = 1;
         if (r->err == HTTP_OK)
             snprintf(why, sizeof why, "HTTP 429 from %s", c->address);
@@ -394,9 +430,9 @@ static void on_http_done(struct http_response *resp, void *arg)
         r.last_contact_ms = strtol(contact, NULL, 10);
     if (http_header(resp, "X-Consul-Contenthash", hash, sizeof hash))
         r.content_hash = hash;
-    r.limited = consul_is_connection_limit(resp->status, resp->err, resp->closed_by_peer,
-                                           resp->new_connection, resp->elapsed_ms);
-    note_limit(c, &r, call->path);
+    int confirmed;
+    r.limited = limit_verdict(c, call, resp, &confirmed);
+    note_limit(c, &r, call->path, confirmed);
 
     consul_done_fn fn = call->fn;
     void *fn_arg = call->arg;
@@ -435,6 +471,7 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
         .tls = &c->tls,
         .connect_to = c->connect_to[0] ? c->connect_to : NULL,
     };
+    call->started_ms = loop_clock_ms();
     call->http = http_start(c->loop, &rq, on_http_done, call, err, errlen);
     if (call->http == NULL)
         return -1;

@@ -75,7 +75,9 @@ const char *consul_client_address(const struct consul_client *c);
  * is down refuses the connection instead (not the limit); a long-poll or a
  * reused connection cut is not the limit either. Whether the limit is taken
  * by our own connections or by other processes of the same address makes
- * no difference. */
+ * no difference. (The client confirms such a close with another, a second
+ * later, before it reports the limit: an agent going down or restarting
+ * cuts the requests in flight alike.) */
 int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
                                int new_connection, long elapsed_ms);
 

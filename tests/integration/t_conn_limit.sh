@@ -29,12 +29,14 @@ run_mode() {
     _mode=$1 _port=$2
     LIMIT_LINE="Consul is limiting connections from this address"
     curl -s -X POST "$CONTROL/agents/node-1/limit" -d "{\"max_conns\":2,\"mode\":\"$_mode\"}" >/dev/null
-    _before=$(refused)
     start_sidecar "sidecar-$_mode" "$T/sidecar.json" || finish
-    # Three upstream long-polls, the cluster view's and the registrar need
-    # more than 2 connections: many requests, of every module, are refused.
-    wait_for 30 "$_mode: many connections refused" many_refused $((_before + 15))
     _log=$T/sidecar-$_mode.log
+    # Three upstream long-polls, the cluster view's and the registrar need
+    # more than 2 connections: requests of every module are refused, for as
+    # long as the limit stays.
+    wait_for 30 "$_mode: the limit logged" log_has "sidecar-$_mode" "$LIMIT_LINE"
+    _at_line=$(refused)
+    wait_for 30 "$_mode: still limited" many_refused $((_at_line + 10))
     expect_eq "$_mode: the limit logged once for the client" 1 "$(count_lines "$_log" "$LIMIT_LINE")"
     expect_eq "$_mode: no per-watch error lines" 0 "$(grep -vF "$LIMIT_LINE" "$_log" | grep -cE "Upstream '[a-z]+': GET |Empty reply|reset by peer|429")"
     expect_not_contains "$_mode: not taken for the agent being down" "Consul agent unreachable" "$(cat "$_log")"

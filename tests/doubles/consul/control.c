@@ -217,6 +217,8 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
                     changed();
                     pthread_mutex_unlock(&S.mu);
                     agent_stop(a);
+                    struct timespec gone = {0, 300 * 1000000L};   /* the process starting */
+                    nanosleep(&gone, NULL);
                     pthread_mutex_lock(&S.mu);
                     a->down = 0;
                     if (agent_start(a) < 0) {
