@@ -44,6 +44,7 @@ cases=(
  'GET|/v1/status/peers||200|["10.0.0.1:8300","10.0.0.2:8300","10.0.0.3:8300"]'
  'GET|/v1/agent/members||200|"Status":1'
  'GET|/v1/agent/self||200|"NodeName":"node-1"'
+ 'GET|/v1/agent/self||200|"Datacenter":"dc1"'
  'PUT|/v1/session/create|{"TTL":"100s","Behavior":"sideways"}|400|Invalid Behavior setting'
  'GET|/v1/kv/missing||404|'
 )
