@@ -355,15 +355,28 @@ static void on_agent_self(const struct consul_response *r, void *arg)
         snprintf(line, sizeof line, "GET /v1/agent/self: bad answer: %s", err);
     else
         line[0] = '\0';
-    if (line[0]) {
+    if (line[0] && r->err == HTTP_OK && r->status == 403) {
+        /* The token lacks agent:read, and will: no use asking again. The
+         * election takes the fallback key (a configuration change, the same
+         * on every sidecar of the cluster, not a transient error). */
+        if (d->elect_waits_for_dc)
+            log_warn("Cannot learn the agent's datacenter: %s (the token needs agent:read); "
+                     "set consul.datacenter; the writer lock key is '%s'", line,
+                     d->cfg.kong.lock_key);
+        else
+            log_warn("Cannot learn the agent's datacenter: %s (the token needs agent:read); "
+                     "set consul.datacenter", line);
+        d->cfg.kong.lock_key_needs_dc = 0;
+    } else if (line[0]) {
         if (strcmp(line, d->self_error) != 0)
             log_error("Cannot learn the agent's datacenter: %s; asking again", line);
         snprintf(d->self_error, sizeof d->self_error, "%s", line);
         loop_timer_start(d->self_retry, backoff_next(&d->self_backoff));
         return;
+    } else {
+        snprintf(d->agent_dc, sizeof d->agent_dc, "%s", dc);
+        log_info("Datacenter '%s' (the Consul agent's)", dc);
     }
-    snprintf(d->agent_dc, sizeof d->agent_dc, "%s", dc);
-    log_info("Datacenter '%s' (the Consul agent's)", dc);
     if (d->elect_waits_for_dc && !d->stopping) {
         d->elect_waits_for_dc = 0;
         if (start_election(d, err, sizeof err) < 0) {

@@ -75,6 +75,18 @@ expect_eq "lock key in the agent's datacenter" 200 "$STATUS"
 http GET "$CONSUL/v1/kv/consul-sidecar/dc1/kong-writer"
 expect_eq "no lock key under the dc1 fallback" 404 "$STATUS"
 stop_pid "$WRITER_PID" TERM
+# A token without agent:read (403 on /v1/agent/self): said once, and the
+# election goes on with the fallback key rather than waiting for ever.
+curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/agent/self","count":100,"kind":"status","status":403,"body":"Permission denied: token with AccessorID '"'"'x'"'"' lacks permission '"'"'agent:read'"'"'"}' >/dev/null
+sed 's/writer-1/writer-2/' "$T/writer.json" > "$T/writer2.json"
+start_sidecar writer2 "$T/writer2.json" || finish
+WRITER_PID=$SIDECAR_PID
+STATUS_URL=$MAIN_STATUS_URL
+wait_for 10 "403 said" log_has writer2 "(the token needs agent:read); set consul.datacenter; the writer lock key is 'consul-sidecar/dc1/kong-writer'"
+wait_for 10 "elected without the datacenter" log_has writer2 "acquired writer lock for 'kong'"
+expect_eq "403 said once" 1 "$(count_lines "$T/writer2.log" "Cannot learn the agent's datacenter")"
+stop_pid "$WRITER_PID" TERM
+curl -s -X DELETE "$CONTROL/faults" >/dev/null
 
 # A sync that fails: 503 naming the upstream.
 curl -s -X POST "$KONG_CONTROL/down" >/dev/null
