@@ -16,6 +16,10 @@
  * than the default cap. Still bounded. */
 #define CONSUL_CLUSTER_WIDE_MAX_BODY (64u * 1024 * 1024)
 #define CONSUL_DEFAULT_TIMEOUT_MS 10000
+#define CONSUL_LIMIT_PATHS 16
+#define CONSUL_LIMIT_CLOSE_MS 1000
+#define CONSUL_LIMIT_SUSPECT_MS 10000
+#define CONSUL_LIMIT_CONFIRM_MS 1000
 
 struct consul_call {
     struct consul_client *c;
@@ -29,6 +33,7 @@ struct consul_call {
     void *arg;
     struct consul_call *next;   /* queue / in-flight list */
     int queued;
+    uint64_t started_ms;        /* when it went on the wire */
 };
 
 struct consul_client {
@@ -61,6 +66,12 @@ struct consul_client {
         void *arg;
     } listeners[CONSUL_MAX_LISTENERS];
     int n_listeners;
+    void (*on_limit)(int limited, const char *why, void *arg);
+    void *limit_arg;
+    int limited;                /* on_limit(1) reported, not yet recovered */
+    uint64_t last_limited_ms;   /* monotonic time of the last limited answer */
+    uint64_t limit_suspect_ms;  /* a new connection closed at once, unconfirmed */
+    char limited_paths[CONSUL_LIMIT_PATHS][128];  /* refused since, not yet answered */
 };
 
 static void on_probe_timer(void *arg);
@@ -167,6 +178,8 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
     c->max_body = o->max_body ? o->max_body : CONSUL_DEFAULT_MAX_BODY;
     c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 4;
     c->user_agent = dup_or_null(o->user_agent);
+    c->on_limit = o->on_limit;
+    c->limit_arg = o->limit_arg;
     if (o->token && *o->token) {
         size_t n = strlen(o->token) + 32;
         c->token_header = malloc(n);
@@ -308,6 +321,110 @@ static struct consul_call *next_startable(struct consul_client *c)
     return call;
 }
 
+int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
+                               int new_connection, long elapsed_ms)
+{
+    if (err == HTTP_OK)
+        return status == 429;
+    return closed_by_peer && new_connection && elapsed_ms < CONSUL_LIMIT_CLOSE_MS;
+}
+
+/* One report per change of the whole client's limited state. While Consul
+ * limits us, requests on connections it already holds get through and new
+ * ones are refused, so a good answer alone does not end it: every path
+ * refused meanwhile must have been answered since, and no request refused
+ * for CONSUL_LIMIT_QUIET_MS (a path nobody asks again, a renewed session's,
+ * stops counting after CONSUL_LIMIT_FORGET_MS). No flapping lines. */
+#define CONSUL_LIMIT_QUIET_MS 15000
+#define CONSUL_LIMIT_FORGET_MS 60000
+
+static void limited_path(struct consul_client *c, const char *path_and_query, int refused)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%.*s", (int)strcspn(path_and_query, "?"), path_and_query);
+    int free_slot = -1;
+    for (int i = 0; i < CONSUL_LIMIT_PATHS; i++) {
+        if (c->limited_paths[i][0] == '\0') {
+            if (free_slot < 0)
+                free_slot = i;
+        } else if (strcmp(c->limited_paths[i], p) == 0) {
+            if (!refused)
+                c->limited_paths[i][0] = '\0';
+            return;
+        }
+    }
+    if (refused && free_slot >= 0)   /* full: the quiet period alone decides */
+        snprintf(c->limited_paths[free_slot], sizeof c->limited_paths[free_slot], "%s", p);
+}
+
+static int limited_paths_left(const struct consul_client *c)
+{
+    for (int i = 0; i < CONSUL_LIMIT_PATHS; i++)
+        if (c->limited_paths[i][0])
+            return 1;
+    return 0;
+}
+
+/* Whether one answer is limited. A 429 says so. A new connection closed at
+ * once is a suspicion only, as an agent going down or restarting cuts the
+ * requests in flight (and those in its listen queue) alike: another such
+ * close, of a request sent one to ten seconds after the first one,
+ * confirms it (a down agent refuses new connections instead, which clears
+ * it; a restarted one answers). An unconfirmed one is still marked limited, so nobody logs it, and
+ * is backed off like any error. *confirmed: the client knows it now. */
+static int limit_verdict(struct consul_client *c, const struct consul_call *call,
+                         const struct http_response *resp, int *confirmed)
+{
+    uint64_t now = loop_clock_ms();
+    *confirmed = 0;
+    if (resp->err == HTTP_ERR_CONNECT) {
+        c->limit_suspect_ms = 0;
+        return 0;
+    }
+    if (!consul_is_connection_limit(resp->status, resp->err, resp->closed_by_peer,
+                                    resp->new_connection, resp->elapsed_ms))
+        return 0;
+    if (c->limit_suspect_ms && now - c->limit_suspect_ms > CONSUL_LIMIT_SUSPECT_MS)
+        c->limit_suspect_ms = 0;
+    if (resp->err == HTTP_OK || c->limited ||
+        (c->limit_suspect_ms &&
+         call->started_ms >= c->limit_suspect_ms + CONSUL_LIMIT_CONFIRM_MS)) {
+        *confirmed = 1;
+        return 1;
+    }
+    if (c->limit_suspect_ms == 0)
+        c->limit_suspect_ms = now;
+    return 1;
+}
+
+static void note_limit(struct consul_client *c, const struct consul_response *r,
+                       const char *path_and_query, int confirmed)
+{
+    char why[300];
+    uint64_t now = loop_clock_ms();
+    if (r->limited)
+        c->last_limited_ms = now;
+    if (c->limited || confirmed)
+        limited_path(c, path_and_query, r->limited);
+    if (r->limited && confirmed && !c->limited) {
+        c->limited = 1;
+        if (r->err == HTTP_OK)
+            snprintf(why, sizeof why, "HTTP 429 from %s", c->address);
+        else
+            snprintf(why, sizeof why, "%s closed a new connection at once: %s", c->address,
+                     r->error ? r->error : "no answer");
+        if (c->on_limit)
+            c->on_limit(1, why, c->limit_arg);
+    } else if (!r->limited && r->err == HTTP_OK && c->limited &&
+               now - c->last_limited_ms >= CONSUL_LIMIT_QUIET_MS &&
+               (!limited_paths_left(c) || now - c->last_limited_ms >= CONSUL_LIMIT_FORGET_MS)) {
+        memset(c->limited_paths, 0, sizeof c->limited_paths);
+        c->limited = 0;
+        if (c->on_limit)
+            c->on_limit(0, c->address, c->limit_arg);
+    }
+}
+
 static void pump_queue(struct consul_client *c)
 {
     struct consul_call *call;
@@ -365,6 +482,9 @@ static void on_http_done(struct http_response *resp, void *arg)
         r.last_contact_ms = strtol(contact, NULL, 10);
     if (http_header(resp, "X-Consul-Contenthash", hash, sizeof hash))
         r.content_hash = hash;
+    int confirmed;
+    r.limited = limit_verdict(c, call, resp, &confirmed);
+    note_limit(c, &r, call->path, confirmed);
 
     if (call == c->probe_call)
         c->probe_call = NULL;
@@ -420,6 +540,7 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
         .tls = &c->tls,
         .connect_to = c->connect_to[0] ? c->connect_to : NULL,
     };
+    call->started_ms = loop_clock_ms();
     call->http = http_start(c->loop, &rq, on_http_done, call, err, errlen);
     if (call->http == NULL)
         return -1;

@@ -26,6 +26,13 @@ struct consul_client_opts {
     struct http_tls tls;
     size_t max_body;          /* default 8 MiB */
     int max_inflight;         /* default 4 */
+    /* Consul started (limited 1, why: one line) or stopped (limited 0: every
+     * path refused meanwhile has been answered since, or a minute passed,
+     * and nothing was refused for 15 s) limiting this client's connections:
+     * one call per change for the whole client, however many requests hit
+     * the limit, so the caller can log it once. May be NULL. */
+    void (*on_limit)(int limited, const char *why, void *arg);
+    void *limit_arg;
 };
 
 struct consul_client;
@@ -85,6 +92,19 @@ const struct consul_client_stats *consul_client_stats(const struct consul_client
 
 /* The address as given, for messages ("127.0.0.1:8500"). */
 const char *consul_client_address(const struct consul_client *c);
+
+/* Whether an answer means Consul is refusing connections past its
+ * per-client limit (limits.http_max_conns_per_client): a 429, or (as older
+ * agents do) a connection it accepted and then closed or reset within a
+ * second, before any answer, on the request that opened it. An agent that
+ * is down refuses the connection instead (not the limit); a long-poll or a
+ * reused connection cut is not the limit either. Whether the limit is taken
+ * by our own connections or by other processes of the same address makes
+ * no difference. (The client confirms such a close with another, a second
+ * later, before it reports the limit: an agent going down or restarting
+ * cuts the requests in flight alike.) */
+int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
+                               int new_connection, long elapsed_ms);
 
 /* Parses an X-Consul-Index value: all digits, no overflow. 0 or -1. */
 int consul_parse_index(const char *s, uint64_t *out);

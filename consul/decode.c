@@ -2,7 +2,6 @@
 #include "consul/decode.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +208,40 @@ int consul_decode_leader(const char *body, size_t len, char *out, size_t outlen,
         return -1;
     }
     snprintf(out, outlen, "%s", root->valuestring);
+    cJSON_Delete(root);
+    return 0;
+}
+
+int consul_decode_agent_self(const char *body, size_t len, char *dc, size_t dclen, char *node,
+                             size_t nodelen, char *err, size_t errlen)
+{
+    cJSON *root = parse(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "Config");
+    const cJSON *d = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "Datacenter") : NULL;
+    const cJSON *n = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "NodeName") : NULL;
+    const char *bad = NULL;
+    if (!cJSON_IsObject(cfg))
+        bad = "Config: expected an object";
+    else if (!is_str(d) || !d->valuestring[0])
+        bad = "Config.Datacenter: expected a non-empty string";
+    else if (!is_str(n) || !n->valuestring[0])
+        bad = "Config.NodeName: expected a non-empty string";
+    else if (strlen(d->valuestring) >= dclen || strlen(d->valuestring) > CONSUL_DECODE_MAX_STR)
+        bad = "Config.Datacenter: too long";
+    else if (strlen(n->valuestring) >= nodelen || strlen(n->valuestring) > CONSUL_DECODE_MAX_STR)
+        bad = "Config.NodeName: too long";
+    else if (d->valuestring[strspn(d->valuestring, "abcdefghijklmnopqrstuvwxyz"
+                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")])
+        bad = "Config.Datacenter: not a datacenter name (letters, digits, '_', '.', '-')";
+    if (bad) {
+        snprintf(err, errlen, "%s", bad);
+        cJSON_Delete(root);
+        return -1;
+    }
+    snprintf(dc, dclen, "%s", d->valuestring);
+    snprintf(node, nodelen, "%s", n->valuestring);
     cJSON_Delete(root);
     return 0;
 }
@@ -444,30 +477,6 @@ int consul_decode_session_id(const char *body, size_t len, char *out, size_t out
         return -1;
     }
     snprintf(out, outlen, "%s", id->valuestring);
-    cJSON_Delete(root);
-    return 0;
-}
-
-int consul_decode_agent_datacenter(const char *body, size_t len, char *out, size_t outlen,
-                                   char *err, size_t errlen)
-{
-    cJSON *root = parse(body, len, err, errlen);
-    if (root == NULL)
-        return -1;
-    const cJSON *dc = get(get(root, "Config"), "Datacenter");
-    size_t n = is_str(dc) ? strlen(dc->valuestring) : 0;
-    int ok = n > 0 && n < 64 && n < outlen;
-    for (size_t i = 0; ok && i < n; i++) {
-        unsigned char ch = (unsigned char)dc->valuestring[i];
-        ok = isalnum(ch) || ch == '-' || ch == '_' || ch == '.';
-    }
-    if (!ok) {
-        snprintf(err, errlen, "Config.Datacenter: expected a datacenter name (letters, digits, "
-                 "'-', '_', '.')");
-        cJSON_Delete(root);
-        return -1;
-    }
-    snprintf(out, outlen, "%s", dc->valuestring);
     cJSON_Delete(root);
     return 0;
 }

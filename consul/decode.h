@@ -28,6 +28,12 @@ int consul_instances_equal(const struct consul_instances *a, const struct consul
 int consul_decode_leader(const char *body, size_t len, char *out, size_t outlen, char *err,
                          size_t errlen);
 
+/* /v1/agent/self: Config.Datacenter and Config.NodeName (both required,
+ * non-empty strings, at most CONSUL_DECODE_MAX_STR bytes; the datacenter
+ * only letters, digits, '_', '.' and '-', as it goes into URL paths). */
+int consul_decode_agent_self(const char *body, size_t len, char *dc, size_t dclen, char *node,
+                             size_t nodelen, char *err, size_t errlen);
+
 /* /v1/status/peers: array of strings. *out is malloc'd (free each, then it). */
 int consul_decode_peers(const char *body, size_t len, char ***out, size_t *n, char *err,
                         size_t errlen);
@@ -75,10 +81,5 @@ void consul_check_entries_free(struct consul_check_entry *e, size_t n);
 int consul_decode_session_id(const char *body, size_t len, char *out, size_t outlen, char *err,
                              size_t errlen);
 
-/* /v1/agent/self -> Config.Datacenter, the agent's datacenter. Refused
- * (-1, err) unless it is 1..63 characters of letters, digits, '-', '_', '.'
- * (it becomes part of a KV path). */
-int consul_decode_agent_datacenter(const char *body, size_t len, char *out, size_t outlen,
-                                   char *err, size_t errlen);
 
 #endif

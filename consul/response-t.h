@@ -23,6 +23,10 @@ struct consul_response {
     int known_leader;         /* X-Consul-Knownleader: 1, 0, or -1 absent */
     long last_contact_ms;     /* X-Consul-Lastcontact, -1 absent */
     const char *content_hash; /* X-Consul-Contenthash, or NULL */
+    int limited;              /* Consul is (or, for a first closed connection,
+                                 may be) limiting our connections (see
+                                 consul_is_connection_limit): back off, do not
+                                 log; the client reports it once (on_limit) */
     const struct http_response *raw;  /* NULL for fakes */
 };
 

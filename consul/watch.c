@@ -30,7 +30,6 @@ struct consul_watch {
     int have_answer;
     int index_moved;         /* the last answer changed the index */
     int failing;             /* last request failed: errors are reported once */
-    int limited;             /* a 429/connection limit was reported */
     int noindex;             /* a missing index was reported */
     int rejected;            /* on_change called consul_watch_reject */
     double tokens;
@@ -184,12 +183,11 @@ static void on_answer(const struct consul_response *r, void *arg)
             schedule(w, rand_below(250));
             return;
         }
-        if ((r->err == HTTP_OK && r->status == 429) ||
-            (r->err == HTTP_ERR_OTHER && r->error && strstr(r->error, "Empty reply"))) {
-            if (!w->limited)
-                report(w, r, "Consul is limiting connections from this address (429 or "
-                             "connection closed); backing off");
-            w->limited = 1;
+        if (r->limited) {
+            /* Reported (r->limited tells the caller the client has already
+             * said it once for all its requests), and backed off. */
+            snprintf(what, sizeof what, "GET %s: Consul is limiting connections", w->path);
+            report(w, r, what);
         } else if (r->err != HTTP_OK) {
             snprintf(what, sizeof what, "GET %s: %s", w->path,
                      r->error ? r->error : "transport error");
@@ -212,7 +210,6 @@ static void on_answer(const struct consul_response *r, void *arg)
 
     backoff_reset(&w->backoff);
     w->failing = 0;
-    w->limited = 0;
     uint64_t prev = w->index;
     if (!r->has_index) {
         /* Nothing to block on: deliver the answer, re-ask without blocking,

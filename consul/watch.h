@@ -10,7 +10,10 @@
  *    called, and such re-queries are rate-limited (token bucket: burst 2,
  *    then one per min_interval), so a server that answers at once with the
  *    same index cannot cause a busy loop;
- *  - errors back off (capped exponential, jittered), forever;
+ *  - errors back off (capped exponential, jittered), forever; an answer
+ *    marked limited (Consul refusing connections past its per-client
+ *    limit) is an error too: on_error sees r->limited and need not log it,
+ *    the client reports the limit once for all its requests;
  *  - a blocking request that has not returned within wait + wait/16 + 5 s
  *    (a dead watch: the server accepted and went silent) is cancelled and
  *    reissued, reported through on_error.

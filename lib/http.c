@@ -100,6 +100,9 @@ static void on_done(void *easy, int result)
     double t = 0;
     curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME, &t);
     c->resp.elapsed_ms = (long)(t * 1000);
+    long connects = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
+    c->resp.new_connection = connects > 0;
     if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow && c->truncate_body) {
         /* Enough read: the first max_body bytes and the status stand. */
         rc = CURLE_OK;
@@ -111,6 +114,8 @@ static void on_done(void *easy, int result)
                  "response body larger than %zu bytes, refused", c->max_body);
     } else if (rc != CURLE_OK) {
         c->resp.err = classify(rc);
+        c->resp.closed_by_peer = rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+                                 rc == CURLE_SEND_ERROR;
         /* curl keeps its first message only: when a TLS server drops the
          * connection right after the handshake (TLS 1.3 servers refuse a
          * missing client certificate that way), that first message is a

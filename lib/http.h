@@ -62,6 +62,8 @@ struct http_response {
     struct buf body;          /* NUL-terminated */
     struct buf headers;       /* raw header lines of the final response */
     int truncated;            /* body cut at max_body (truncate_body) */
+    int closed_by_peer;       /* no answer: the connection was closed or reset */
+    int new_connection;       /* this request opened its connection (none reused) */
     long elapsed_ms;
 };
 

@@ -173,7 +173,7 @@ static void on_nodes_error(const struct consul_response *r, const char *what, vo
 }
 
 struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, struct metrics *m,
-                                    char *err, size_t errlen)
+                                    int64_t wait_ms, char *err, size_t errlen)
 {
     struct clusterview *cv = calloc(1, sizeof *cv);
     if (cv == NULL) {
@@ -182,7 +182,8 @@ struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, str
     }
     cv->loop = l;
     cv->consul = c;
-    struct consul_watch_opts o = {.path = "/v1/catalog/nodes", .wait_ms = 300000,
+    struct consul_watch_opts o = {.path = "/v1/catalog/nodes",
+                                  .wait_ms = wait_ms > 0 ? wait_ms : 300000,
                                   .min_interval_ms = 1000};
     cv->nodes = consul_watch_new(l, consul_get_adapter, consul_cancel_adapter, c, &o, on_nodes,
                                  on_nodes_error, cv, err, errlen);
@@ -224,6 +225,11 @@ void clusterview_free(struct clusterview *cv)
     consul_strings_free(cv->peers, cv->n_peers);
     consul_members_free(cv->members, cv->n_members);
     free(cv);
+}
+
+uint64_t clusterview_watch_restarts(const struct clusterview *cv)
+{
+    return consul_watch_stats(cv->nodes)->dead_restarts;
 }
 
 void clusterview_status_json(const struct clusterview *cv, cJSON *o)

@@ -18,6 +18,7 @@
 #define SIDECAR_CLUSTERVIEW_H
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 
 #include "consul/client.h"
 #include "lib/loop.h"
@@ -25,12 +26,16 @@
 
 struct clusterview;
 
+/* wait_ms: the nodes watch's blocking wait (watch.wait); 0 = 5 min. */
 struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, struct metrics *m,
-                                    char *err, size_t errlen);
+                                    int64_t wait_ms, char *err, size_t errlen);
 void clusterview_start(struct clusterview *cv);
 /* The agent answers again: the nodes watch and the leader poll ask now. */
 void clusterview_consul_recovered(struct clusterview *cv);
 void clusterview_free(struct clusterview *cv);
+/* The nodes watch's long-polls cancelled and reissued because they did not
+ * return in time (each also logged as a warning). */
+uint64_t clusterview_watch_restarts(const struct clusterview *cv);
 /* Adds "leader", "peers" and "members" to o. */
 void clusterview_status_json(const struct clusterview *cv, cJSON *o);
 

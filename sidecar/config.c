@@ -1562,15 +1562,18 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         cfg->kong.upstream_defaults = d ? cJSON_Duplicate(d, 1) : NULL;
         s = mstr(kong, "writer");
         cfg->kong.writer_elected = !s || strcmp(s, "elected") == 0;
-        /* No lock_prefix and no consul.datacenter: NULL, the election reads
-         * the agent's datacenter from /v1/agent/self. */
+        /* No lock_prefix and no consul.datacenter: the key waits for the
+         * agent's datacenter (lock_key_needs_dc; the daemon asks
+         * /v1/agent/self and starts the election with it). */
         char key[512];
         key[0] = '\0';
         if ((s = mstr(kong, "lock_prefix")))
             snprintf(key, sizeof key, "%s", s);
-        else if (cfg->datacenter)
-            elect_default_key(cfg->datacenter, key, sizeof key);
-        cfg->kong.lock_key = key[0] ? strdup(key) : NULL;
+        else {
+            elect_default_key(cfg->datacenter ? cfg->datacenter : "dc1", key, sizeof key);
+            cfg->kong.lock_key_needs_dc = cfg->datacenter == NULL;
+        }
+        cfg->kong.lock_key = strdup(key);
         cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
         cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
         if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
@@ -1816,7 +1819,9 @@ char *config_effective_json(const struct config *cfg)
         add_str(k, "admin_url", cfg->kong.admin_url);
         add_secret(k, "token", cfg->kong.token);
         add_str(k, "writer", cfg->kong.writer_elected ? "elected" : "per-node");
-        add_str(k, "lock_key", cfg->kong.lock_key);
+        add_str(k, "lock_key", cfg->kong.lock_key_needs_dc
+                                   ? "consul-sidecar/<the agent's datacenter>/kong-writer"
+                                   : cfg->kong.lock_key);
         add_dur(k, "session_ttl", cfg->kong.session_ttl_ms);
         add_dur(k, "lock_delay", cfg->kong.lock_delay_ms);
         if (cfg->kong.upstream_defaults)

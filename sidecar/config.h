@@ -47,6 +47,8 @@ struct cfg_kong {
     cJSON *upstream_defaults;     /* may be NULL */
     int writer_elected;
     char *lock_key;
+    int lock_key_needs_dc;        /* no lock_prefix nor datacenter: the daemon puts the
+                                     agent's datacenter in the key (lock_key: its "dc1" form) */
     int64_t session_ttl_ms, lock_delay_ms;
 };
 

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include "consul/client.h"
+#include "consul/decode.h"
 #include "health/probe.h"
 #include "lib/dur.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/rand.h"
 #include "proxy/haproxy.h"
 #include "proxy/kong.h"
 #include "proxy/nginx.h"
@@ -55,6 +57,13 @@ struct daemon {
     char last_holder[256];             /* writer lock holder at the last scrape */
     uint64_t release_by;
     int pending_stops;
+    /* Without a configured datacenter, the agent's (GET /v1/agent/self). */
+    char agent_dc[128];
+    struct consul_call *self_call;
+    struct loop_timer *self_retry;
+    struct backoff self_backoff;
+    char self_error[300];              /* last bad answer logged, once */
+    int elect_waits_for_dc;            /* the default lock key needs agent_dc */
 };
 
 /* ---- probes ---------------------------------------------------------------- */
@@ -96,6 +105,19 @@ static int probes_start(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- Consul's connection limit ---------------------------------------------- */
+
+/* One line per client, however many requests hit the limit; every module
+ * backs off by itself meanwhile. */
+static void on_consul_limit(int limited, const char *why, void *arg)
+{
+    (void)arg;
+    if (limited)
+        log_warn("Consul is limiting connections from this address (%s); backing off", why);
+    else
+        log_info("Consul agent %s accepts our connections again", why);
+}
+
 /* ---- status endpoint providers --------------------------------------------- */
 
 static int health_provider(char *why, size_t len, void *arg)
@@ -118,7 +140,10 @@ static cJSON *status_provider(void *arg)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "version", SIDECAR_VERSION);
     cJSON_AddStringToObject(o, "node", d->cfg.node ? d->cfg.node : "");
-    cJSON_AddStringToObject(o, "datacenter", d->cfg.datacenter ? d->cfg.datacenter : "");
+    if (d->cfg.datacenter || d->agent_dc[0])
+        cJSON_AddStringToObject(o, "datacenter", d->cfg.datacenter ? d->cfg.datacenter : d->agent_dc);
+    else
+        cJSON_AddNullToObject(o, "datacenter");   /* the agent has not said yet */
     cJSON *c = cJSON_AddObjectToObject(o, "consul");
     cJSON_AddStringToObject(c, "address", d->cfg.consul_addr);
     cJSON_AddBoolToObject(c, "reachable", registrar_agent_reachable(d->reg));
@@ -144,6 +169,16 @@ static void collect(struct metrics *m, void *arg)
     metrics_counter_set(req, "transport_error", (double)cs->transport_error);
     registrar_collect(d->reg, m);
     sync_collect(d->sync, m);
+    /* The cluster view's and the writer election's long-polls beside the
+     * upstreams' (sync_collect registered the family). */
+    struct metrics_counter *restarts = metrics_counter(
+        m, "consul_sidecar_watch_restarts_total",
+        "Blocking queries cancelled and reissued because they did not return in time", "upstream");
+    if (d->cluster)
+        metrics_counter_set(restarts, "(cluster) catalog/nodes",
+                            (double)clusterview_watch_restarts(d->cluster));
+    if (d->elect)
+        metrics_counter_set(restarts, "(writer lock) kong", (double)elect_watch_restarts(d->elect));
     if (d->elect) {
         struct metrics_gauge *w = metrics_gauge(m, "consul_sidecar_writer",
                                                 "1 while this sidecar is the elected writer", "proxy");
@@ -196,6 +231,9 @@ static void begin_shutdown(struct daemon *d, const char *why)
     d->stopping = 1;
     log_info("Caught %s, shutting down", why);
     d->pending_stops = 1 + (d->elect != NULL);
+    consul_cancel(d->self_call);
+    d->self_call = NULL;
+    loop_timer_stop(d->self_retry);
     /* Stop writing to the proxy first: a standby may take over at once. */
     if (d->elect) {
         sync_set_writer(d->sync, "kong", 0);
@@ -272,6 +310,104 @@ static void on_writer(int is_writer, const char *holder, void *arg)
     (void)holder;
     if (!d->stopping)
         sync_set_writer(d->sync, "kong", is_writer);
+}
+
+/* The writer election; with the default lock key and no configured datacenter
+ * it starts once the agent has told its datacenter, so sidecars of different
+ * datacenters never contend for one key. */
+static int start_election(struct daemon *d, char *err, size_t errlen)
+{
+    if (d->cfg.kong.lock_key_needs_dc) {
+        char key[512];
+        elect_default_key(d->agent_dc, key, sizeof key);
+        char *k = strdup(key);
+        if (k == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        free(d->cfg.kong.lock_key);
+        d->cfg.kong.lock_key = k;
+        d->cfg.kong.lock_key_needs_dc = 0;
+    }
+    struct elect_opts eo = {
+        .loop = d->loop,
+        .consul = d->consul,
+        .what = "kong",
+        .key = d->cfg.kong.lock_key,
+        .node = d->cfg.node,
+        .session_ttl_ms = d->cfg.kong.session_ttl_ms,
+        .lock_delay_ms = d->cfg.kong.lock_delay_ms,
+        .wait_ms = d->cfg.watch.wait_ms,
+        .on_change = on_writer,
+        .arg = d,
+    };
+    d->elect = elect_new(&eo, err, errlen);
+    return d->elect ? 0 : -1;
+}
+
+/* ---- the agent's datacenter (GET /v1/agent/self) --------------------------- */
+
+static void fetch_agent_self(void *arg);
+
+static void on_agent_self(const struct consul_response *r, void *arg)
+{
+    struct daemon *d = arg;
+    char dc[sizeof d->agent_dc], node[256], err[256], line[300];
+    d->self_call = NULL;
+    if ((r->err != HTTP_OK && r->err != HTTP_ERR_TOO_LARGE) || r->limited) {
+        /* Unreachable or limiting us: said elsewhere, once; ask again. */
+        loop_timer_start(d->self_retry, backoff_next(&d->self_backoff));
+        return;
+    }
+    if (r->err != HTTP_OK || r->status != 200)
+        consul_describe_error(r, "GET", "/v1/agent/self", line, sizeof line);
+    else if (consul_decode_agent_self(r->body, r->body_len, dc, sizeof dc, node, sizeof node, err,
+                                      sizeof err) < 0)
+        snprintf(line, sizeof line, "GET /v1/agent/self: bad answer: %s", err);
+    else
+        line[0] = '\0';
+    if (line[0] && r->err == HTTP_OK && r->status == 403) {
+        /* The token lacks agent:read, and will: no use asking again. The
+         * election takes the fallback key (a configuration change, the same
+         * on every sidecar of the cluster, not a transient error). */
+        if (d->elect_waits_for_dc)
+            log_warn("Cannot learn the agent's datacenter: %s (the token needs agent:read); "
+                     "set consul.datacenter; the writer lock key is '%s'", line,
+                     d->cfg.kong.lock_key);
+        else
+            log_warn("Cannot learn the agent's datacenter: %s (the token needs agent:read); "
+                     "set consul.datacenter", line);
+        d->cfg.kong.lock_key_needs_dc = 0;
+    } else if (line[0]) {
+        if (strcmp(line, d->self_error) != 0)
+            log_error("Cannot learn the agent's datacenter: %s; asking again", line);
+        snprintf(d->self_error, sizeof d->self_error, "%s", line);
+        loop_timer_start(d->self_retry, backoff_next(&d->self_backoff));
+        return;
+    } else {
+        snprintf(d->agent_dc, sizeof d->agent_dc, "%s", dc);
+        log_info("Datacenter '%s' (the Consul agent's)", dc);
+    }
+    if (d->elect_waits_for_dc && !d->stopping) {
+        d->elect_waits_for_dc = 0;
+        if (start_election(d, err, sizeof err) < 0) {
+            log_error("Cannot start the writer election: %s", err);
+            return;
+        }
+        elect_start(d->elect);
+    }
+}
+
+static void fetch_agent_self(void *arg)
+{
+    struct daemon *d = arg;
+    char err[256];
+    if (d->self_call || d->stopping)
+        return;
+    d->self_call = consul_request(d->consul, "GET", "/v1/agent/self", NULL, 0, 0, 0, on_agent_self,
+                                  d, err, sizeof err);
+    if (d->self_call == NULL)
+        loop_timer_start(d->self_retry, backoff_next(&d->self_backoff));
 }
 
 /* ---- -once ----------------------------------------------------------------- */
@@ -383,6 +519,8 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         .datacenter = d->cfg.datacenter,
         .user_agent = d->user_agent,
         .tls = d->cfg.tls,
+        .on_limit = on_consul_limit,
+        .limit_arg = d,
     };
     d->consul = consul_client_new(d->loop, &co, err, errlen);
     if (d->consul == NULL)
@@ -437,24 +575,21 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
             goto fail;
     }
     if (d->cfg.kong.enabled && d->cfg.kong.writer_elected && d->cfg.n_upstreams > 0) {
-        struct elect_opts eo = {
-            .loop = d->loop,
-            .consul = d->consul,
-            .what = "kong",
-            .key = d->cfg.kong.lock_key,
-            .node = d->cfg.node,
-            .session_ttl_ms = d->cfg.kong.session_ttl_ms,
-            .lock_delay_ms = d->cfg.kong.lock_delay_ms,
-            .on_change = on_writer,
-            .arg = d,
-        };
-        d->elect = elect_new(&eo, err, errlen);
-        if (d->elect == NULL)
+        if (d->cfg.kong.lock_key_needs_dc)
+            d->elect_waits_for_dc = 1;   /* started by on_agent_self */
+        else if (start_election(d, err, errlen) < 0)
             goto fail;
         sync_set_writer(d->sync, "kong", 0);
     }
+    backoff_init(&d->self_backoff, 500, 30000);
+    if (d->cfg.datacenter == NULL &&
+        (d->self_retry = loop_timer_new(d->loop, fetch_agent_self, d)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (!once) {
-        d->cluster = clusterview_new(d->loop, d->consul, d->metrics, err, errlen);
+        d->cluster = clusterview_new(d->loop, d->consul, d->metrics, d->cfg.watch.wait_ms, err,
+                                     errlen);
         if (d->cluster == NULL)
             goto fail;
         struct status_providers sp = {
@@ -492,6 +627,8 @@ int daemon_run(struct daemon *d)
     sync_start(d->sync);
     if (d->elect)
         elect_start(d->elect);
+    if (d->self_retry)
+        fetch_agent_self(d);
     if (d->cluster)
         clusterview_start(d->cluster);
     if (d->once) {
@@ -515,6 +652,8 @@ void daemon_free(struct daemon *d)
     loop_timer_free(d->once_timer);
     loop_timer_free(d->once_deadline);
     loop_timer_free(d->release_wait);
+    consul_cancel(d->self_call);
+    loop_timer_free(d->self_retry);
     status_server_free(d->status);
     clusterview_free(d->cluster);
     elect_free(d->elect);

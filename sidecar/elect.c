@@ -24,6 +24,7 @@ struct elect {
     uint64_t kv_index;
     int kv_fresh;                /* the read in flight was asked for at once */
     uint64_t kv_sent;
+    uint64_t kv_dead_restarts;
     struct consul_call *session_call;  /* create / renew / acquire / release */
     struct consul_call *kv_call;       /* blocking read of the key */
     struct loop_timer *renew_timer;
@@ -31,8 +32,6 @@ struct elect {
     struct loop_timer *retry;          /* session create / acquire retries */
     struct loop_timer *kv_retry;
     int kv_erring;                     /* kv_retry is an error backoff, not pacing */
-    struct loop_timer *self_retry;     /* reading the agent's datacenter */
-    struct consul_call *self_call;
     struct backoff backoff, kv_backoff;
     int releasing;
     void (*release_done)(void *);
@@ -95,10 +94,12 @@ struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen)
         e->o.session_ttl_ms = 15000;
     if (e->o.lock_delay_ms < 0)
         e->o.lock_delay_ms = 15000;
+    if (e->o.wait_ms <= 0 || e->o.wait_ms > ELECT_WAIT_MS)
+        e->o.wait_ms = ELECT_WAIT_MS;
     e->what = strdup(o->what);
-    e->key = o->key ? strdup(o->key) : NULL;
+    e->key = strdup(o->key);
     e->node = strdup(o->node);
-    if (!e->what || (o->key && !e->key) || !e->node)
+    if (!e->what || !e->key || !e->node)
         goto oom;
     backoff_init(&e->backoff, 1000, e->o.session_ttl_ms / 2 > 1000 ? (uint64_t)e->o.session_ttl_ms / 2 : 1000);
     backoff_init(&e->kv_backoff, 500, 30000);
@@ -115,8 +116,6 @@ void elect_free(struct elect *e)
         return;
     consul_cancel(e->session_call);
     consul_cancel(e->kv_call);
-    consul_cancel(e->self_call);
-    loop_timer_free(e->self_retry);
     loop_timer_free(e->renew_timer);
     loop_timer_free(e->deadline);
     loop_timer_free(e->retry);
@@ -141,9 +140,16 @@ const char *elect_holder(const struct elect *e)
     return e->writer ? e->node : e->holder;
 }
 
+uint64_t elect_watch_restarts(const struct elect *e)
+{
+    return e->kv_dead_restarts;
+}
+
 static void note_error(struct elect *e, const struct consul_response *r, const char *what)
 {
     char line[256], desc[300];
+    if (r->limited)
+        return;   /* the connection limit is logged once, by the daemon */
     consul_describe_error(r, "PUT", what, desc, sizeof desc);
     snprintf(line, sizeof line, "%s", desc);
     if (strcmp(line, e->last_error) != 0)
@@ -251,7 +257,7 @@ static void on_created(const struct consul_response *r, void *arg)
 static void try_create(struct elect *e)
 {
     char err[256], ttl[32], delay[32], body[600];
-    if (e->session_call || e->releasing || e->key == NULL)
+    if (e->session_call || e->releasing)
         return;
     /* Go duration syntax, exact: "2500ms" (whole seconds would shorten it). */
     snprintf(ttl, sizeof ttl, "%lldms", (long long)e->o.session_ttl_ms);
@@ -357,6 +363,7 @@ static void on_kv(const struct consul_response *r, void *arg)
     e->kv_call = NULL;
     if (r->err == HTTP_ERR_TIMEOUT && e->kv_index > 0) {
         /* The long-poll went silent (the server lost it): say so, ask again. */
+        e->kv_dead_restarts++;
         log_warn("writer election for '%s': blocking read of the lock key did not return in "
                  "time, restarting", e->what);
         kv_read(e);
@@ -414,14 +421,15 @@ static void on_kv_retry(void *arg)
 static void kv_read(struct elect *e)
 {
     char path[700], err[256];
-    if (e->kv_call || e->releasing || e->key == NULL)
+    if (e->kv_call || e->releasing)
         return;
     if (e->kv_index > 0)
-        snprintf(path, sizeof path, "/v1/kv/%s?index=%llu&wait=%dms", e->key,
-                 (unsigned long long)e->kv_index, ELECT_WAIT_MS);
+        snprintf(path, sizeof path, "/v1/kv/%s?index=%llu&wait=%lldms", e->key,
+                 (unsigned long long)e->kv_index, (long long)e->o.wait_ms);
     else
         snprintf(path, sizeof path, "/v1/kv/%s", e->key);
-    long timeout = e->kv_index > 0 ? ELECT_WAIT_MS + ELECT_WAIT_MS / 16 + 5000 : ELECT_REQ_TIMEOUT_MS;
+    long timeout = e->kv_index > 0 ? (long)(e->o.wait_ms + e->o.wait_ms / 16 + 5000)
+                                   : ELECT_REQ_TIMEOUT_MS;
     e->kv_sent = loop_clock_ms();
     /* Urgent: a first read of the key decides whether we may write. */
     e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout,
@@ -439,64 +447,12 @@ int elect_default_key(const char *datacenter, char *out, size_t len)
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
-/* ---- the agent's datacenter (no key configured) ---------------------------- */
-
-static void read_datacenter(struct elect *e);
-
-static void on_self(const struct consul_response *r, void *arg)
-{
-    struct elect *e = arg;
-    char dc[64], key[512], err[256], line[300];
-    e->self_call = NULL;
-    if (r->err != HTTP_OK || r->status != 200) {
-        consul_describe_error(r, "GET", "/v1/agent/self", line, sizeof line);
-    } else if (consul_decode_agent_datacenter(r->body, r->body_len, dc, sizeof dc, err,
-                                              sizeof err) < 0) {
-        snprintf(line, sizeof line, "GET /v1/agent/self: %s", err);
-    } else if (elect_default_key(dc, key, sizeof key) < 0 || (e->key = strdup(key)) == NULL) {
-        snprintf(line, sizeof line, "out of memory");
-    } else {
-        backoff_reset(&e->backoff);
-        e->last_error[0] = '\0';
-        try_create(e);
-        kv_read(e);
-        return;
-    }
-    /* No key without the datacenter: no session, no writes; ask again. */
-    if (strcmp(line, e->last_error) != 0)
-        log_warn("writer election for '%s': %s", e->what, line);
-    snprintf(e->last_error, sizeof e->last_error, "%s", line);
-    loop_timer_start(e->self_retry, backoff_next(&e->backoff));
-}
-
-static void on_self_retry(void *arg)
-{
-    read_datacenter(arg);
-}
-
-static void read_datacenter(struct elect *e)
-{
-    char err[256];
-    if (e->self_call || e->releasing)
-        return;
-    e->self_call = consul_request(e->o.consul, "GET", "/v1/agent/self", NULL, 0,
-                                  ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_self, e, err,
-                                  sizeof err);
-    if (e->self_call == NULL)
-        loop_timer_start(e->self_retry, backoff_next(&e->backoff));
-}
-
 void elect_start(struct elect *e)
 {
     e->renew_timer = loop_timer_new(e->o.loop, on_renew_timer, e);
     e->deadline = loop_timer_new(e->o.loop, on_deadline, e);
     e->retry = loop_timer_new(e->o.loop, on_retry, e);
     e->kv_retry = loop_timer_new(e->o.loop, on_kv_retry, e);
-    e->self_retry = loop_timer_new(e->o.loop, on_self_retry, e);
-    if (e->key == NULL) {
-        read_datacenter(e);   /* then the session and the key watch */
-        return;
-    }
     try_create(e);
     kv_read(e);
 }
@@ -551,12 +507,9 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg)
     e->session_call = NULL;
     consul_cancel(e->kv_call);
     e->kv_call = NULL;
-    consul_cancel(e->self_call);
-    e->self_call = NULL;
     loop_timer_stop(e->renew_timer);
     loop_timer_stop(e->retry);
     loop_timer_stop(e->kv_retry);
-    loop_timer_stop(e->self_retry);
     if (e->session == NULL) {
         release_finish(e);
         return;
@@ -580,10 +533,7 @@ cJSON *elect_status_json(const struct elect *e)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "proxy", e->what);
     cJSON_AddStringToObject(o, "role", e->writer ? "writer" : "standby");
-    if (e->key)
-        cJSON_AddStringToObject(o, "key", e->key);
-    else
-        cJSON_AddNullToObject(o, "key");   /* the agent's datacenter not known yet */
+    cJSON_AddStringToObject(o, "key", e->key);
     if (elect_holder(e))
         cJSON_AddStringToObject(o, "holder", elect_holder(e));
     cJSON_AddBoolToObject(o, "has_session", e->session != NULL);

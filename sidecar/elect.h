@@ -28,11 +28,11 @@ struct elect_opts {
     struct loop *loop;
     struct consul_client *consul;
     const char *what;          /* "kong", for log lines */
-    const char *key;           /* NULL: elect_default_key() of the agent's
-                                * datacenter, read from /v1/agent/self */
+    const char *key;           /* the lock key (elect_default_key() by default) */
     const char *node;          /* our identity, stored as the key's value */
     int64_t session_ttl_ms;    /* 10s..86400s in Consul; default 15s */
     int64_t lock_delay_ms;     /* default 15s */
+    int64_t wait_ms;           /* the lock key's blocking wait; 0 or above 60s: 60s */
     elect_fn on_change;
     void *arg;
 };
@@ -51,6 +51,9 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg);
 void elect_free(struct elect *e);
 int elect_is_writer(const struct elect *e);
 const char *elect_holder(const struct elect *e);
+/* Blocking reads of the lock key cancelled and reissued because they did not
+ * return within wait + wait/16 + 5 s (each also logged as a warning). */
+uint64_t elect_watch_restarts(const struct elect *e);
 cJSON *elect_status_json(const struct elect *e);
 
 #endif

@@ -224,6 +224,8 @@ static void count_write(struct registrar *r, const char *kind)
 /* Agent reachability: log changes, not states. */
 static void agent_result(struct registrar *r, const struct consul_response *resp)
 {
+    if (resp->limited)
+        return;   /* up, but refusing connections: the daemon logs that once */
     int transport_failed = resp->err != HTTP_OK;
     if (transport_failed) {
         char line[300];
@@ -276,7 +278,7 @@ static void on_register_done(const struct consul_response *resp, void *arg)
     } else {
         char line[300];
         consul_describe_error(resp, "PUT", "/v1/agent/service/register", line, sizeof line);
-        if (resp->err == HTTP_OK && strcmp(line, s->last_error) != 0)
+        if (resp->err == HTTP_OK && !resp->limited && strcmp(line, s->last_error) != 0)
             log_error("Failed to register service '%s': %s", s->svc.id, line);
         snprintf(s->last_error, sizeof s->last_error, "%s", line);
         s->state = REG_PENDING;
@@ -308,7 +310,7 @@ static void on_deregister_done(const struct consul_response *resp, void *arg)
         char line[300];
         consul_describe_error(resp, "PUT", "/v1/agent/service/deregister", line, sizeof line);
         snprintf(s->last_error, sizeof s->last_error, "%s", line);
-        if (resp->err == HTTP_OK)
+        if (resp->err == HTTP_OK && !resp->limited)
             log_error("Failed to deregister service '%s': %s", s->svc.id, line);
         reg_schedule_retry(r);
     }
@@ -413,7 +415,7 @@ static void on_cleanup_list(const struct consul_response *resp, void *arg)
     r->list_call = NULL;
     agent_result(r, resp);
     if (resp->err != HTTP_OK || resp->status != 200) {
-        if (resp->err == HTTP_OK) {
+        if (resp->err == HTTP_OK && !resp->limited) {
             char line[300];
             consul_describe_error(resp, "GET", "/v1/agent/services", line, sizeof line);
             log_error("Cannot list agent services: %s", line);
@@ -513,7 +515,7 @@ static void on_ae_service(const struct consul_response *resp, void *arg)
     if (!missing && !cJSON_IsObject(view)) {
         /* Unreachable, an error or a bad answer: nothing is decided on it
          * (one line a round, however many services failed alike). */
-        if (resp->err == HTTP_OK && !r->ae_failed) {
+        if (resp->err == HTTP_OK && !resp->limited && !r->ae_failed) {
             char line[300];
             consul_describe_error(resp, "GET", "/v1/agent/service/:id", line, sizeof line);
             log_warn("Anti-entropy: could not read service '%s' from the agent (%s); will try again",
@@ -547,7 +549,7 @@ static void on_ae_checks(const struct consul_response *resp, void *arg)
     if (resp->err == HTTP_OK && resp->status == 200)
         checks = cJSON_ParseWithLength(resp->body, resp->body_len);
     if (!cJSON_IsObject(checks)) {
-        if (resp->err == HTTP_OK)
+        if (resp->err == HTTP_OK && !resp->limited)
             log_warn("Anti-entropy: could not read the agent's checks; will try again");
         cJSON_Delete(checks);
         if (!r->shutting_down)

@@ -449,6 +449,8 @@ static void on_watch_error(const struct consul_response *r, const char *what, vo
         u->hold_refetch = 1;
         up_schedule(u, loop_clock_ms() + (uint64_t)hd);
     }
+    if (r && r->limited)
+        return;   /* logged once for the whole client (on_limit) */
     snprintf(line, sizeof line, "%s", what ? what : "watch error");
     if (strcmp(line, u->last_watch_error) != 0)
         log_warn("Upstream '%s': %s; keeping the last known good targets", u->name, line);

@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (consul_decode_health_state(b, size, &e, &n, err, sizeof err) == 0)
         consul_check_entries_free(e, n);
     consul_decode_session_id(b, size, id, sizeof id, err, sizeof err);
-    consul_decode_agent_datacenter(b, size, id, sizeof id, err, sizeof err);
+    char dc[64], node[256];
+    consul_decode_agent_self(b, size, dc, sizeof dc, node, sizeof node, err, sizeof err);
     /* Anti-entropy compares what the agent reports with a wanted service:
      * the agent's GET /v1/agent/services and /v1/agent/checks answers. */
     static const char def[] =

@@ -45,6 +45,7 @@ cases=(
  'GET|/v1/status/peers||200|["10.0.0.1:8300","10.0.0.2:8300","10.0.0.3:8300"]'
  'GET|/v1/agent/members||200|"Status":1'
  'GET|/v1/agent/self||200|"NodeName":"node-1"'
+ 'GET|/v1/agent/self||200|"Datacenter":"dc1"'
  'PUT|/v1/session/create|{"TTL":"100s","Behavior":"sideways"}|400|Invalid Behavior setting'
  'GET|/v1/kv/missing||404|'
 )
@@ -314,6 +315,32 @@ http GET "$A/v1/status/leader"; expect_eq "fault status" 503 "$STATUS"
 http GET "$A/v1/status/leader"; expect_eq "fault used once" 200 "$STATUS"
 curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/health","count":1,"kind":"index","index_raw":"abc"}' >/dev/null
 expect_contains "forced index" "X-Consul-Index: abc" "$(hdr GET /v1/health/service/web)"
+# Connection limit: with max_conns connections open, a new one is closed at
+# once (close) or answered 429 and closed (429); 0 lifts it.
+exec 7<>"/dev/tcp/127.0.0.1/$(port_of "$T/consul.ports" node-1)"   # one connection held open
+wait_for 5 "held connection counted" sh -c "curl -s '$CONTROL/state' | grep -q '\"open_conns\":1'"
+curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":1,"mode":"close"}' >/dev/null
+curl -s -o /dev/null "$A/v1/status/leader"; rc=$?
+[ "$rc" -eq 52 ] || [ "$rc" -eq 56 ] && ok || fail "limit (close): expected an empty reply or a reset, curl exit $rc"
+curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":1,"mode":"reset"}' >/dev/null
+curl -s -o /dev/null "$A/v1/status/leader"; expect_eq "limit (reset): connection reset" 56 "$?"
+curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":1,"mode":"429"}' >/dev/null
+http GET "$A/v1/status/leader"; expect_eq "limit (429)" 429 "$STATUS"
+expect_contains "limit (429) body" "Your IP is issuing too many concurrent connections" "$BODY"
+curl -s -X POST "$CONTROL/agents/node-1/limit" -d '{"max_conns":0}' >/dev/null
+http GET "$A/v1/status/leader"; expect_eq "limit lifted" 200 "$STATUS"
+exec 7>&-
+http POST "$CONTROL/agents/node-1/limit" '{"max_conns":"x"}'; expect_eq "bad limit refused" 400 "$STATUS"
+
+# Restart with a rejoin window: empty answers, no known leader, then normal.
+curl -s -X POST -d '{"persist":true,"rejoin_ms":1500}' "$CONTROL/agents/node-1/restart" >/dev/null
+expect_eq "rejoining: catalog empty" "{}" "$(curl -s "$A/v1/catalog/services")"
+expect_eq "rejoining: health empty" "[]" "$(curl -s "$A/v1/health/service/web")"
+expect_eq "rejoining: no leader" '""' "$(curl -s "$A/v1/status/leader")"
+expect_contains "rejoining: no known leader" "X-Consul-Knownleader: false" "$(hdr GET /v1/health/service/web)"
+expect_contains "rejoining: agent endpoints answer" '"web' "$(curl -s "$A/v1/agent/services")"
+wait_for 5 "rejoined: catalog back" sh -c "curl -s '$A/v1/catalog/services' | grep -q web"
+expect_contains "rejoined: leader back" '"10.0.0.' "$(curl -s "$A/v1/status/leader")"
 curl -s -X POST -d '{"persist":false}' "$CONTROL/agents/node-1/restart" >/dev/null
 expect_eq "dev restart loses registrations" "{}" "$(curl -s "$A/v1/agent/services")"
 finish

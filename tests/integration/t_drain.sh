@@ -30,6 +30,11 @@ t0=$(date +%s%N)
 kill -TERM "$SIDECAR_PID"
 wait_for 5 "maintenance during drain" in_maint
 curl -s "$CONSUL/v1/health/service/gateway?passing" | grep -q gw-1 && fail "a draining node must not be passing" || ok
+# Still registered (in maintenance) through the drain period, not gone early.
+while [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1500 ]; do
+    catalog_has gateway '"ID":"gw-1"' && in_maint && ok || fail "gone or out of maintenance $(( ($(date +%s%N) - t0) / 1000000 )) ms into a 2 s drain"
+    sleep 0.2   # sampling the registration through the drain period
+done
 stop_pid "$SIDECAR_PID" TERM 15; rc=$?
 t1=$(date +%s%N)
 expect_eq "exit status" 0 "$rc"

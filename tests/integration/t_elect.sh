@@ -89,4 +89,12 @@ took=$(( $(date +%s%N) / 1000000 - t0 ))
 # A clean release frees the lock with no lock delay: well under the 2 s TTL
 # + 1 s lock delay an unreleased lock would cost.
 [ "$took" -lt 2000 ] && ok || fail "takeover after SIGTERM took ${took} ms: the lock was not released cleanly"
+# The last standby held its changes since it started (tens of seconds ago):
+# in its sync latency histogram they count from the takeover, not from when
+# it first saw them, so its samples are those of the apply alone.
+eval "u3=\$URL_$w3"
+lat() { curl -s "$u3/metrics" | grep -F "consul_sidecar_sync_latency_seconds_$1{upstream=\"orders\"} " | awk '{ print $NF }'; }
+wait_for 10 "the new writer's first sync observed" sh -c "curl -s '$u3/metrics' | grep -q 'consul_sidecar_sync_latency_seconds_count{upstream=\"orders\"} [1-9]'"
+awk -v s="$(lat sum)" -v n="$(lat count)" 'BEGIN { exit !(n >= 1 && s / n < 1.0) }' && ok ||
+    fail "the new writer's sync latency counts its standby time: sum $(lat sum) s over $(lat count) sample(s)"
 finish

@@ -27,7 +27,7 @@ cat > "$T/kong-1.json" <<JSON
 JSON
 # The agent's first answer names a datacenter that cannot be part of a key:
 # refused in one line, asked again.
-curl -s -X POST "$CONTROL/faults" -d '{"agent":"kong-1","path":"/v1/agent/self","count":1,"kind":"status","status":200,"body":"{\"Config\":{\"Datacenter\":\"dc/7\"}}"}' >/dev/null
+curl -s -X POST "$CONTROL/faults" -d '{"agent":"kong-1","path":"/v1/agent/self","count":1,"kind":"status","status":200,"body":"{\"Config\":{\"Datacenter\":\"dc/7\",\"NodeName\":\"kong-1\"}}"}' >/dev/null
 start_sidecar kong-1 "$T/kong-1.json" || finish
 URL=$STATUS_URL
 wait_for 15 "targets written" kong_targets_are orders "127.0.0.1:9001=1"
@@ -50,7 +50,7 @@ session_of_key() { curl -s "$A/v1/kv/$KEY" | sed -n 's/.*"Session":"\([^"]*\)".*
 fault() { curl -s -X POST "$CONTROL/faults" -d "$1" >/dev/null; }
 
 # The agent's datacenter names the key (none configured).
-expect_eq "a bad datacenter refused once" 1 "$(grep -c "writer election for 'kong': GET /v1/agent/self: Config.Datacenter: expected a datacenter name" "$T/kong-1.log")"
+expect_eq "a bad datacenter refused once" 1 "$(grep -c "Cannot learn the agent's datacenter: GET /v1/agent/self: bad answer: Config.Datacenter: not a datacenter name" "$T/kong-1.log")"
 st=$(curl -s "$URL/status")
 expect_contains "the key in the agent's datacenter" "\"key\": \"$KEY\"" "$st"
 expect_contains "/status: writer" '"role": "writer"' "$st"

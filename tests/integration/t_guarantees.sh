@@ -58,7 +58,7 @@ expect_eq "429 logged once" 1 "$(count_lines "$T/sidecar.log" "Consul is limitin
 
 # 1. A silent dead watch: the agent accepts and never answers.
 curl -s -X POST "$CONTROL/agents/node-1/hang" >/dev/null
-wait_for 20 "dead watch restarted" log_has sidecar "did not return within"
+wait_for 20 "dead watch restarted" log_has sidecar "blocking query on /v1/health/service/orders did not return within"
 curl -s -X POST "$CONTROL/agents/node-1/up" >/dev/null
 deregister_instance node-1 o3
 wait_for 20 "changes flow again after the hang" kong_targets_are orders "127.0.0.1:9001=1 127.0.0.1:9002=1"

@@ -29,6 +29,11 @@ n=$(curl -s "$CONTROL/requests" | grep -o '/v1/agent/check/update/gw-ttl' | wc -
 
 curl -s -X PUT "http://127.0.0.1:$TARGET/_backend/status/429" >/dev/null
 wait_for 5 "429 is warning" status_is warning
+expect_contains "warning output" "HTTP GET http://127.0.0.1:$TARGET/status: 429 Too Many Requests Output: " "$(check)"
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+sleep 1   # well under TTL/2 (2 s) after the change: three probes, same result
+n=$(curl -s "$CONTROL/requests" | grep -o '/v1/agent/check/update/gw-ttl' | wc -l)
+expect_eq "no update after the change while the result stays (probes every 300 ms)" 0 "$n"
 curl -s -X PUT "http://127.0.0.1:$TARGET/_backend/status/500" >/dev/null
 wait_for 5 "500 is critical" status_is critical
 expect_contains "critical output" "500 Internal Server Error" "$(check)"
@@ -36,6 +41,7 @@ curl -s -X PUT "http://127.0.0.1:$TARGET/_backend/status/200" >/dev/null
 wait_for 5 "passing again" status_is passing
 curl -s -X PUT "http://127.0.0.1:$TARGET/_backend/delay/1000" >/dev/null
 wait_for 5 "slow is critical" status_is critical
+expect_contains "timeout output" "GET http://127.0.0.1:$TARGET/status: timed out" "$(check)"
 curl -s -X PUT "http://127.0.0.1:$TARGET/_backend/delay/0" >/dev/null
 wait_for 5 "recovers" status_is passing
 

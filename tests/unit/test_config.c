@@ -326,11 +326,12 @@ START_TEST(test_kong_lock_key_follows_the_datacenter_or_is_left_to_the_agent)
     struct config cfg;
     char err[512];
     ck_assert_int_eq(load("{\"proxy\": {\"kong\": {}}}", &cfg, err, sizeof err), 0);
-    ck_assert_ptr_null(cfg.kong.lock_key);
+    ck_assert_int_eq(cfg.kong.lock_key_needs_dc, 1);   /* the agent's, once it says */
     config_free(&cfg);
     ck_assert_int_eq(load("{\"consul\": {\"datacenter\": \"eu-west\"}, \"proxy\": {\"kong\": {}}}",
                           &cfg, err, sizeof err), 0);
     ck_assert_str_eq(cfg.kong.lock_key, "consul-sidecar/eu-west/kong-writer");
+    ck_assert_int_eq(cfg.kong.lock_key_needs_dc, 0);
     config_free(&cfg);
     ck_assert_int_eq(load("{\"consul\": {\"datacenter\": \"eu-west\"}, \"proxy\": {\"kong\": "
                           "{\"lock_prefix\": \"locks/kong\"}}}", &cfg, err, sizeof err), 0);

@@ -103,6 +103,55 @@ START_TEST(test_decode_refuses_garbage_whole_and_leaves_output_untouched)
 }
 END_TEST
 
+START_TEST(test_decode_agent_self_gives_datacenter_and_node_or_fails_whole)
+{
+    char err[256], dc[64] = "keep", node[128] = "keep";
+    char *b = fixture("agent_self_min.json");
+    ck_assert_int_eq(consul_decode_agent_self(b, strlen(b), dc, sizeof dc, node, sizeof node, err,
+                                              sizeof err), 0);
+    ck_assert_str_eq(dc, "dc1");
+    ck_assert_str_eq(node, "node-a");
+    free(b);
+    static const char *const bad[] = {
+        "[]", "{}", "{\"Config\":[]}", "{\"Config\":{\"NodeName\":\"n\"}}",
+        "{\"Config\":{\"Datacenter\":\"\",\"NodeName\":\"n\"}}",
+        "{\"Config\":{\"Datacenter\":\"eu\",\"NodeName\":7}}", "not json",
+        "{\"Config\":{\"Datacenter\":\"eu/west?x\",\"NodeName\":\"n\"}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(dc, sizeof dc, "keep");
+        err[0] = '\0';
+        ck_assert_int_eq(consul_decode_agent_self(bad[i], strlen(bad[i]), dc, sizeof dc, node,
+                                                  sizeof node, err, sizeof err), -1);
+        ck_assert_str_eq(dc, "keep");
+        ck_assert(err[0] != '\0');
+    }
+    /* A datacenter longer than the caller's buffer is refused, not cut. */
+    char small[4];
+    const char *longdc = "{\"Config\":{\"Datacenter\":\"eu-west\",\"NodeName\":\"n\"}}";
+    ck_assert_int_eq(consul_decode_agent_self(longdc, strlen(longdc), small, sizeof small, node,
+                                              sizeof node, err, sizeof err), -1);
+}
+END_TEST
+
+START_TEST(test_connection_limit_is_a_429_or_a_new_connection_closed_at_once)
+{
+    /* status, err, closed_by_peer, new_connection, elapsed_ms */
+    ck_assert(consul_is_connection_limit(429, HTTP_OK, 0, 1, 3));
+    ck_assert(consul_is_connection_limit(429, HTTP_OK, 0, 0, 3));
+    ck_assert(consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 2));
+    ck_assert(!consul_is_connection_limit(200, HTTP_OK, 0, 1, 3));
+    ck_assert(!consul_is_connection_limit(500, HTTP_OK, 0, 1, 3));
+    /* A long-poll cut after a while, or a reused connection gone stale. */
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 1, 5000));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 1, 0, 2));
+    /* Refused (the agent is down), timed out, cut mid-answer: not the limit. */
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_CONNECT, 0, 1, 0));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_TIMEOUT, 0, 1, 900));
+    ck_assert(!consul_is_connection_limit(0, HTTP_ERR_OTHER, 0, 1, 3));
+}
+END_TEST
+
 START_TEST(test_decode_leader_peers_members_nodes_kv_session)
 {
     char err[256], leader[64];
@@ -212,28 +261,6 @@ START_TEST(test_error_description_is_one_line_and_drops_the_query)
     consul_describe_error(&r, "GET", "/v1/health/service/web?token=secret&index=3", out, sizeof out);
     ck_assert_str_eq(out, "GET /v1/health/service/web: 500 No cluster\\x0aleader");
     ck_assert_ptr_null(strstr(out, "secret"));
-}
-END_TEST
-
-START_TEST(test_decode_agent_datacenter_from_self_and_refuses_a_path)
-{
-    char *body = fixture("agent_self_min.json");
-    char dc[64], err[256];
-    ck_assert_int_eq(consul_decode_agent_datacenter(body, strlen(body), dc, sizeof dc, err,
-                                                    sizeof err), 0);
-    ck_assert_str_eq(dc, "dc1");
-    free(body);
-    static const char *const refused[] = {
-        "{\"Config\":{\"Datacenter\":\"a/b\"}}", "{\"Config\":{\"Datacenter\":\"\"}}",
-        "{\"Config\":{}}", "{\"Config\":{\"Datacenter\":7}}", "[]",
-    };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        snprintf(dc, sizeof dc, "kept");
-        ck_assert_int_eq(consul_decode_agent_datacenter(refused[i], strlen(refused[i]), dc,
-                                                        sizeof dc, err, sizeof err), -1);
-        ck_assert_str_eq(dc, "kept");
-    }
-    ck_assert_ptr_nonnull(strstr(err, "Config.Datacenter"));
 }
 END_TEST
 
@@ -865,12 +892,13 @@ int main(void)
     tcase_add_loop_test(t, test_decode_refuses_garbage_whole_and_leaves_output_untouched, 0,
                         (int)(sizeof hostile / sizeof hostile[0]));
     tcase_add_test(t, test_decode_leader_peers_members_nodes_kv_session);
+    tcase_add_test(t, test_decode_agent_self_gives_datacenter_and_node_or_fails_whole);
+    tcase_add_test(t, test_connection_limit_is_a_429_or_a_new_connection_closed_at_once);
     tcase_add_loop_test(t, test_client_parses_every_consul_http_addr_form, 0,
                         (int)(sizeof addrs / sizeof addrs[0]));
     tcase_add_test(t, test_client_parses_the_index_header_strictly);
     tcase_add_test(t, test_error_description_is_one_line_and_drops_the_query);
     tcase_add_test(t, test_client_urgent_requests_are_never_queued_behind_ordinary_ones);
-    tcase_add_test(t, test_decode_agent_datacenter_from_self_and_refuses_a_path);
     tcase_add_test(t, test_drift_ignores_agent_added_fields);
     tcase_add_test(t, test_checks_drift_names_the_missing_check);
     tcase_add_test(t, test_drift_sees_kind_socket_and_wanted_tagged_addresses);

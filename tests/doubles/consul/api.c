@@ -1912,7 +1912,9 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
         cJSON_AddBoolToObject(cfg, "Server", 0);
         cJSON_AddStringToObject(cfg, "Version", "1.17.3");
         cJSON_AddStringToObject(cfg, "BuildDate", "2024-01-01T00:00:00Z");
-        cJSON_AddItemToObject(o, "DebugConfig", cJSON_CreateObject());
+        cJSON *dbg = cJSON_AddObjectToObject(o, "DebugConfig");
+        cJSON_AddStringToObject(dbg, "Datacenter", S.dc);
+        cJSON_AddStringToObject(dbg, "NodeName", a->node->name);
         cJSON *coord = cJSON_AddObjectToObject(o, "Coord");
         cJSON *vec = cJSON_AddArrayToObject(coord, "Vec");
         for (int i = 0; i < 8; i++)
@@ -1924,6 +1926,9 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
         cJSON_AddStringToObject(m, "Name", a->node->name);
         cJSON_AddStringToObject(m, "Addr", a->node->address);
         cJSON_AddNumberToObject(m, "Port", 8301);
+        cJSON *tags = cJSON_AddObjectToObject(m, "Tags");
+        cJSON_AddStringToObject(tags, "dc", S.dc);
+        cJSON_AddStringToObject(tags, "role", "node");
         cJSON_AddNumberToObject(m, "Status", a->node->status);
         cJSON_AddItemToObject(o, "Stats", cJSON_CreateObject());
         cJSON_AddItemToObject(o, "Meta", cJSON_CreateObject());

@@ -49,6 +49,8 @@ static cJSON *state_json(void)
             cJSON_AddNumberToObject(x, "port", n->agent->port);
             cJSON_AddBoolToObject(x, "down", n->agent->down);
             cJSON_AddBoolToObject(x, "hang", n->agent->hang);
+            cJSON_AddNumberToObject(x, "open_conns", n->agent->open_conns);
+            cJSON_AddNumberToObject(x, "refused_conns", n->agent->refused_conns);
         }
         cJSON *svcs = cJSON_AddArrayToObject(x, "services");
         for (int j = 0; j < S.maxn; j++)
@@ -203,7 +205,29 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
         }
         if (!strcmp(verb, "restart")) {
             const cJSON *p = cJSON_GetObjectItem(in, "persist");
+            const cJSON *rj = cJSON_GetObjectItem(in, "rejoin_ms");
             node_restart(a->node, !cJSON_IsFalse(p));
+            if (cJSON_IsNumber(rj) && rj->valuedouble > 0 && rj->valuedouble <= 3600000) {
+                /* A process restart: every connection dropped, the port
+                 * closed a moment, then a rejoin window of empty answers. */
+                a->rejoin_until = now_ms() + (uint64_t)rj->valuedouble;
+                if (!a->down) {
+                    a->down = 1;
+                    a->hang = 0;
+                    changed();
+                    pthread_mutex_unlock(&S.mu);
+                    agent_stop(a);
+                    struct timespec gone = {0, 300 * 1000000L};   /* the process starting */
+                    nanosleep(&gone, NULL);
+                    pthread_mutex_lock(&S.mu);
+                    a->down = 0;
+                    if (agent_start(a) < 0) {
+                        pthread_mutex_unlock(&S.mu);
+                        cJSON_Delete(in);
+                        return reply_text(c, 500, "cannot listen on the agent's port again");
+                    }
+                }
+            }
         } else if (!strcmp(verb, "down")) {
             a->down = 1;
             a->hang = 0;
@@ -225,10 +249,26 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
             changed();
         } else if (!strcmp(verb, "hang")) {
             a->hang = 1;
+        } else if (!strcmp(verb, "limit")) {
+            const cJSON *m = cJSON_GetObjectItem(in, "max_conns");
+            const cJSON *mode = cJSON_GetObjectItem(in, "mode");
+            if (!cJSON_IsNumber(m) || m->valuedouble < 0 || m->valuedouble > 100000 ||
+                (mode && (!cJSON_IsString(mode) || (strcmp(mode->valuestring, "close") &&
+                                                    strcmp(mode->valuestring, "reset") &&
+                                                    strcmp(mode->valuestring, "429"))))) {
+                pthread_mutex_unlock(&S.mu);
+                cJSON_Delete(in);
+                return bad(c, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\", "
+                              "\"reset\" or \"429\"}");
+            }
+            a->max_conns = m->valueint;
+            a->limit_mode = !mode || !strcmp(mode->valuestring, "close") ? LIMIT_CLOSE
+                            : !strcmp(mode->valuestring, "reset")       ? LIMIT_RESET
+                                                                        : LIMIT_429;
         } else {
             pthread_mutex_unlock(&S.mu);
             cJSON_Delete(in);
-            return bad(c, "verb must be restart, down, up or hang");
+            return bad(c, "verb must be restart, down, up, hang or limit");
         }
         pthread_mutex_unlock(&S.mu);
         cJSON_Delete(in);

@@ -62,12 +62,23 @@ struct node {
     int used;
 };
 
+enum { LIMIT_CLOSE, LIMIT_RESET, LIMIT_429 };
+
 struct agent {
     char name[128];
     int port;
     struct MHD_Daemon *mhd;
     int down, hang;
     struct node *node;
+    /* Consul's per-client connection limit (POST /agents/NAME/limit): past
+     * max_conns open connections (0: no limit) a new one is closed at once
+     * (LIMIT_CLOSE), reset (LIMIT_RESET) or answered 429 and closed
+     * (LIMIT_429). */
+    int max_conns, limit_mode;
+    int open_conns, refused_conns;
+    /* After POST /agents/NAME/restart with rejoin_ms: until then the agent
+     * has not rejoined its servers (ms, 0 none). */
+    uint64_t rejoin_until;
 };
 
 struct session {

@@ -3,6 +3,7 @@
  * down/hang agents) and the background ticker. See README.md.
  */
 #include <errno.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,6 +283,42 @@ static void log_request(struct agent *a, struct MHD_Connection *c, const char *u
         cJSON_Delete(e);
 }
 
+/* The connection limit (see struct agent). Every client is 127.0.0.1 here,
+ * so "per client" is per agent. */
+static int conn_counted, conn_over_limit, conn_reset;   /* socket context markers */
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct agent *a = cls;
+    (void)addr;
+    (void)len;
+    pthread_mutex_lock(&S.mu);
+    int refuse = a->max_conns > 0 && a->limit_mode == LIMIT_CLOSE && a->open_conns >= a->max_conns;
+    a->refused_conns += refuse;
+    pthread_mutex_unlock(&S.mu);
+    return refuse ? MHD_NO : MHD_YES;   /* MHD_NO: closed at once, nothing read */
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct agent *a = cls;
+    (void)c;
+    pthread_mutex_lock(&S.mu);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (a->max_conns > 0 && a->limit_mode != LIMIT_CLOSE && a->open_conns >= a->max_conns) {
+            *socket_context = a->limit_mode == LIMIT_429 ? &conn_over_limit : &conn_reset;
+            a->refused_conns++;
+        } else {
+            *socket_context = &conn_counted;
+            a->open_conns++;
+        }
+    } else if (*socket_context == &conn_counted) {
+        a->open_conns--;
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
 static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *upload,
                                 size_t *upload_size, void **state)
@@ -290,6 +327,31 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
     struct conn *cs = *state;
     (void)version;
     if (cs == NULL) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context == &conn_reset) {
+            pthread_mutex_lock(&S.mu);
+            log_request(a, c, url, method);
+            pthread_mutex_unlock(&S.mu);
+            /* Reset, not closed: on Linux, connecting a TCP socket to
+             * AF_UNSPEC aborts it with a RST before MHD's own FIN. */
+            const union MHD_ConnectionInfo *fi =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+            if (fi)
+                (void)connect(fi->connect_fd, &unspec, sizeof unspec);
+            return MHD_NO;
+        }
+        if (ci && ci->socket_context == &conn_over_limit) {
+            /* What Consul's connection limiter writes, then it hangs up. */
+            static const char *const h[] = {"Connection", "close", NULL};
+            static const char msg[] = "Your IP is issuing too many concurrent connections, "
+                                      "please rate limit your calls\n";
+            pthread_mutex_lock(&S.mu);
+            log_request(a, c, url, method);
+            pthread_mutex_unlock(&S.mu);
+            return reply(c, 429, "text/plain; charset=utf-8", msg, sizeof msg - 1, h);
+        }
         cs = calloc(1, sizeof *cs);
         if (cs == NULL)
             return MHD_NO;
@@ -319,6 +381,18 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
         f = *fp;
     pthread_mutex_unlock(&S.mu);
 
+    if (a->rejoin_until && now_ms() < a->rejoin_until && strcmp(method, "GET") == 0 &&
+        (strncmp(url, "/v1/health/", 11) == 0 || strncmp(url, "/v1/catalog/", 12) == 0 ||
+         strncmp(url, "/v1/status/", 11) == 0)) {
+        /* Restarted, not yet rejoined: it knows no servers, no leader and
+         * nothing of the catalog, and answers at once from its empty view. */
+        const char *empty = strcmp(url, "/v1/status/leader") == 0      ? "\"\""
+                            : strcmp(url, "/v1/catalog/services") == 0 ? "{}"
+                                                                       : "[]";
+        const char *h[] = {"X-Consul-Index", "1", "X-Consul-Knownleader", "false",
+                           "X-Consul-Lastcontact", "0", NULL};
+        return reply(c, 200, "application/json", empty, strlen(empty), h);
+    }
     index_override = NULL;
     if (fp) {
         if (strcmp(f.kind, "delay") == 0) {
@@ -396,8 +470,9 @@ static void on_done(void *cls, struct MHD_Connection *c, void **state,
 int agent_start(struct agent *a)
 {
     a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                              (uint16_t)a->port, NULL, NULL, on_agent, a,
+                              (uint16_t)a->port, on_accept, a, on_agent, a,
                               MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
                               MHD_OPTION_CONNECTION_TIMEOUT, 0U, MHD_OPTION_END);
     if (a->mhd == NULL)
         return -1;
