@@ -114,14 +114,19 @@ static void on_done(void *easy, int result)
                  "response body larger than %zu bytes, refused", c->max_body);
     } else if (rc != CURLE_OK) {
         c->resp.err = classify(rc);
-        c->resp.closed_by_peer = rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
-                                 rc == CURLE_SEND_ERROR;
         /* curl keeps its first message only: when a TLS server drops the
          * connection right after the handshake (TLS 1.3 servers refuse a
          * missing client certificate that way), that first message is a
          * getpeername() failure that hides the cause. */
+        int tls_refusal = strncmp(c->resp.error, "getpeername()", 13) == 0 ||
+                          strstr(c->resp.error, "SSL") || strstr(c->resp.error, "alert");
         if (c->resp.error[0] == '\0' || strncmp(c->resp.error, "getpeername()", 13) == 0)
             snprintf(c->resp.error, sizeof c->resp.error, "%s", curl_easy_strerror(rc));
+        /* The peer closed (or reset) the connection; a TLS layer that ended
+         * the session with a reason (an alert: a certificate required or
+         * refused) is a refusal, not a bare close. */
+        c->resp.closed_by_peer = (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+                                  rc == CURLE_SEND_ERROR) && !tls_refusal;
         if (c->tls_without_client_cert &&
             (rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
              rc == CURLE_SSL_CONNECT_ERROR) && strlen(c->resp.error) < 160) {
