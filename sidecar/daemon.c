@@ -302,6 +302,8 @@ static void on_consul_recovered(void *arg)
     sync_consul_recovered(d->sync);
     if (d->cluster)
         clusterview_consul_recovered(d->cluster);
+    if (d->self_retry && loop_timer_active(d->self_retry))
+        loop_timer_start(d->self_retry, 0);   /* the agent's datacenter */
 }
 
 static void on_writer(int is_writer, const char *holder, void *arg)
