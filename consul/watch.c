@@ -315,6 +315,9 @@ void consul_watch_retry(struct consul_watch *w)
 {
     if (w == NULL || !w->failing || w->call)
         return;
+    /* Asked afresh (no index): the answer is delivered at once, so the
+     * caller learns the outage is over even if nothing changed in it. */
+    w->index = 0;
     loop_timer_stop(w->timer);
     issue(w);
 }

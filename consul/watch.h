@@ -67,8 +67,9 @@ void consul_watch_poke(struct consul_watch *w);
  * decoded). Its index is not taken; the same data is asked for again after
  * a backoff (a garbled answer must not make the watch block past it). */
 void consul_watch_reject(struct consul_watch *w);
-/* A watch backing off after errors asks again now (the agent is back);
- * otherwise (or NULL) nothing. The backoff itself is kept. */
+/* A watch backing off after errors asks again now (the agent is back),
+ * without an index, so its answer is delivered whether or not anything
+ * changed; otherwise (or NULL) nothing. The backoff itself is kept. */
 void consul_watch_retry(struct consul_watch *w);
 void consul_watch_free(struct consul_watch *w);
 uint64_t consul_watch_index(const struct consul_watch *w);

@@ -423,6 +423,7 @@ static void on_watch_change(const struct consul_response *r, void *arg)
         consul_watch_reject(u->watch);
         return;
     }
+    u->hold_refetch = 0;   /* a fresh answer: no read owed any more */
     if (u->last_watch_error[0]) {
         log_info("Upstream '%s': watch on '%s' recovered", u->name, u->service);
         u->last_watch_error[0] = '\0';
@@ -612,8 +613,7 @@ static void on_up_timer(void *arg)
      * while nothing changes), and only that fresh answer can empty the
      * upstream, never the one cached from before the hold. */
     if ((u->policy.empty_since && u->have_answer) || u->hold_refetch) {
-        u->hold_refetch = 0;
-        up_fetch(u);
+        up_fetch(u);   /* hold_refetch stays set until an answer is in */
         return;
     }
     up_sync(u);
@@ -972,8 +972,11 @@ void sync_consul_recovered(struct sync *s)
         consul_watch_retry(s->dets[i]->checks);
         consul_watch_retry(s->dets[i]->services);
     }
-    for (size_t i = 0; i < s->n_ups; i++)
+    for (size_t i = 0; i < s->n_ups; i++) {
         consul_watch_retry(s->ups[i]->watch);
+        if (s->ups[i]->hold_refetch)
+            up_fetch(s->ups[i]);   /* a hold broken by the outage starts again now */
+    }
 }
 
 void sync_resync_now(struct sync *s)

@@ -848,17 +848,18 @@ START_TEST(test_watch_retry_skips_the_backoff)
     struct consul_watch_opts o = {.path = "/v1/health/service/web", .wait_ms = 60000,
                                   .backoff_min_ms = 60000, .backoff_max_ms = 60000};
     struct consul_watch *w = fake_watch_with(&f, &o);
-    f.script[0] = (struct answer){0, 0, 0, HTTP_ERR_CONNECT};
-    f.script[1] = (struct answer){200, 1, 7, HTTP_OK};
-    f.n_script = 2;
+    f.script[0] = (struct answer){200, 1, 5, HTTP_OK};
+    f.script[1] = (struct answer){0, 0, 0, HTTP_ERR_CONNECT};
+    f.script[2] = (struct answer){200, 1, 5, HTTP_OK};   /* nothing changed meanwhile */
+    f.n_script = 3;
     consul_watch_start(w);
-    run_until(&f, 2, 300);
-    ck_assert_int_eq(f.n_requests, 1);   /* backing off for 30-60 s */
+    run_until(&f, 3, 300);
+    ck_assert_int_eq(f.n_requests, 2);   /* backing off for 30-60 s */
     consul_watch_retry(w);
-    run_until(&f, 2, 300);
-    ck_assert_int_eq(f.n_requests, 2);
+    ck_assert_int_eq(f.n_requests, 3);
+    ck_assert_str_eq(f.paths[2], "/v1/health/service/web");   /* afresh, no index */
     loop_run_once(f.loop, 20);
-    ck_assert_int_eq(f.last_change_index, 7);
+    ck_assert_int_eq(f.changes, 2);      /* delivered though the index did not move */
     int before = f.n_requests;
     consul_watch_retry(w);                /* healthy (a long-poll in flight): nothing */
     ck_assert_int_eq(f.n_requests, before);
