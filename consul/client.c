@@ -662,11 +662,6 @@ int consul_client_on_recover(struct consul_client *c, void (*fn)(void *), void *
     return 0;
 }
 
-int consul_client_unreachable(const struct consul_client *c)
-{
-    return c->unreachable;
-}
-
 struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, long timeout_ms,
                                        int blocking, consul_done_fn fn, void *arg, char *err,
                                        size_t errlen)

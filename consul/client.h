@@ -77,8 +77,6 @@ void consul_cancel_adapter(void *ctx, struct consul_call *call);
 #define CONSUL_PROBE_MS 1000
 #define CONSUL_MAX_LISTENERS 8
 int consul_client_on_recover(struct consul_client *c, void (*fn)(void *), void *arg);
-/* 1 from a refused connection until the agent answers again. */
-int consul_client_unreachable(const struct consul_client *c);
 
 /* Requests in flight (ordinary + urgent + blocking) and queued (both
  * queues). */

@@ -300,17 +300,6 @@ void consul_watch_start(struct consul_watch *w)
     issue(w);
 }
 
-void consul_watch_poke(struct consul_watch *w)
-{
-    if (w->call) {
-        w->cancel(w->ctx, w->call);
-        w->call = NULL;
-    }
-    w->index = 0;
-    loop_timer_stop(w->timer);
-    issue(w);
-}
-
 void consul_watch_retry(struct consul_watch *w)
 {
     if (w == NULL || !w->failing || w->call)

@@ -61,8 +61,6 @@ struct consul_watch *consul_watch_new(struct loop *l, consul_get_fn get, consul_
                                       consul_watch_fn on_change, consul_watch_err_fn on_error,
                                       void *arg, char *err, size_t errlen);
 void consul_watch_start(struct consul_watch *w);
-/* Drops the index and asks again at once (e.g. after an agent reconnect). */
-void consul_watch_poke(struct consul_watch *w);
 /* Called from on_change: the answer is unusable (its body could not be
  * decoded). Its index is not taken; the same data is asked for again after
  * a backoff (a garbled answer must not make the watch block past it). */
