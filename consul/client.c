@@ -36,6 +36,10 @@ struct consul_call {
     uint64_t started_ms;        /* when it went on the wire */
 };
 
+struct call_queue {
+    struct consul_call *head, *tail;
+};
+
 struct consul_client {
     struct loop *loop;
     char *address;
@@ -51,8 +55,7 @@ struct consul_client {
     int inflight;               /* ordinary requests in flight */
     int blocking_inflight;
     int urgent_inflight;
-    struct consul_call *queue_head, *queue_tail;
-    struct consul_call *urgent_head, *urgent_tail;
+    struct call_queue ordinary, urgent;   /* waiting for a slot of their kind */
     struct consul_call *active; /* everything started, for free() */
     struct consul_client_stats stats;
     /* Unreachable: a connection failed and nothing has answered since. A
@@ -231,6 +234,15 @@ static void call_free(struct consul_call *call)
     free(call);
 }
 
+/* The first call of q, unlinked; NULL when empty. */
+static struct consul_call *queue_pop(struct call_queue *q)
+{
+    struct consul_call *call = q->head;
+    if (call && (q->head = call->next) == NULL)
+        q->tail = NULL;
+    return call;
+}
+
 static void unlink_active(struct consul_client *c, struct consul_call *call)
 {
     for (struct consul_call **pp = &c->active; *pp; pp = &(*pp)->next) {
@@ -251,16 +263,9 @@ void consul_client_free(struct consul_client *c)
         http_cancel(call->http);
         call_free(call);
     }
-    while (c->queue_head) {
-        struct consul_call *call = c->queue_head;
-        c->queue_head = call->next;
+    struct consul_call *call;
+    while ((call = queue_pop(&c->ordinary)) != NULL || (call = queue_pop(&c->urgent)) != NULL)
         call_free(call);
-    }
-    while (c->urgent_head) {
-        struct consul_call *call = c->urgent_head;
-        c->urgent_head = call->next;
-        call_free(call);
-    }
     loop_timer_free(c->probe_timer);
     free(c->address);
     free(c->token_header);
@@ -283,9 +288,9 @@ int consul_client_inflight(const struct consul_client *c)
 int consul_client_queued(const struct consul_client *c)
 {
     int n = 0;
-    for (const struct consul_call *q = c->queue_head; q; q = q->next)
+    for (const struct consul_call *q = c->ordinary.head; q; q = q->next)
         n++;
-    for (const struct consul_call *q = c->urgent_head; q; q = q->next)
+    for (const struct consul_call *q = c->urgent.head; q; q = q->next)
         n++;
     return n;
 }
@@ -304,21 +309,11 @@ static int *budget(struct consul_client *c, const struct consul_call *call)
  * within its own budget. Unlinked from its queue; NULL if none. */
 static struct consul_call *next_startable(struct consul_client *c)
 {
-    struct consul_call **head, **tail;
-    if (c->urgent_head && c->urgent_inflight < CONSUL_URGENT_SLOTS) {
-        head = &c->urgent_head;
-        tail = &c->urgent_tail;
-    } else if (c->queue_head && c->inflight < c->max_inflight) {
-        head = &c->queue_head;
-        tail = &c->queue_tail;
-    } else {
-        return NULL;
-    }
-    struct consul_call *call = *head;
-    *head = call->next;
-    if (*head == NULL)
-        *tail = NULL;
-    return call;
+    if (c->urgent.head && c->urgent_inflight < CONSUL_URGENT_SLOTS)
+        return queue_pop(&c->urgent);
+    if (c->ordinary.head && c->inflight < c->max_inflight)
+        return queue_pop(&c->ordinary);
+    return NULL;
 }
 
 int consul_is_connection_limit(long status, enum http_error err, int closed_by_peer,
@@ -583,14 +578,13 @@ struct consul_call *consul_request(struct consul_client *c, const char *method,
     int full = call->urgent ? c->urgent_inflight >= CONSUL_URGENT_SLOTS
                             : c->inflight >= c->max_inflight;
     if (!blocking && full) {
-        struct consul_call **head = call->urgent ? &c->urgent_head : &c->queue_head;
-        struct consul_call **tail = call->urgent ? &c->urgent_tail : &c->queue_tail;
+        struct call_queue *q = call->urgent ? &c->urgent : &c->ordinary;
         call->queued = 1;
-        if (*tail)
-            (*tail)->next = call;
+        if (q->tail)
+            q->tail->next = call;
         else
-            *head = call;
-        *tail = call;
+            q->head = call;
+        q->tail = call;
         return call;
     }
     if (start_call(call, err, errlen) < 0) {
@@ -606,17 +600,16 @@ void consul_cancel(struct consul_call *call)
         return;
     struct consul_client *c = call->c;
     if (call->queued) {
-        struct consul_call **head = call->urgent ? &c->urgent_head : &c->queue_head;
-        struct consul_call **tail = call->urgent ? &c->urgent_tail : &c->queue_tail;
+        struct call_queue *q = call->urgent ? &c->urgent : &c->ordinary;
         struct consul_call *prev = NULL;
-        for (struct consul_call *q = *head; q; prev = q, q = q->next) {
-            if (q == call) {
+        for (struct consul_call *e = q->head; e; prev = e, e = e->next) {
+            if (e == call) {
                 if (prev)
-                    prev->next = q->next;
+                    prev->next = e->next;
                 else
-                    *head = q->next;
-                if (*tail == q)
-                    *tail = prev;
+                    q->head = e->next;
+                if (q->tail == e)
+                    q->tail = prev;
                 break;
             }
         }
