@@ -37,7 +37,8 @@ struct upstream {
     struct consul_call *fetch;
     int fetch_again;
     uint64_t seen_fp;               /* detector: fingerprint of its checks */
-    int hold_refetch;               /* an error broke a hold: read again */
+    int hold_refetch;               /* a fresh read is owed: an error broke a hold, or a
+                                       read failed */
     int seen_once;
     struct recon_policy policy;
     struct recon_quiesce quiesce;
@@ -50,6 +51,7 @@ struct upstream {
     int pending;                    /* desired differs from what was applied */
     int again;                      /* a change came in while busy */
     struct backoff backoff;
+    struct backoff read_backoff;    /* an owed read (hold_refetch) failing again */
     uint64_t index;                 /* Consul index of last_good */
     uint64_t change_at;             /* when the pending change arrived (ms) */
     struct proxy_target_set actual; /* last read back */
@@ -308,6 +310,7 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     recon_policy_init(&u->policy, s->o.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
     recon_quiesce_init_jittered(&u->quiesce, s->o.quiescence_min_ms, s->o.quiescence_max_ms);
     backoff_init(&u->backoff, 500, 30000);
+    backoff_init(&u->read_backoff, 1000, 30000);
     u->timer = loop_timer_new(s->o.loop, on_up_timer, u);
     u->resync = loop_timer_new(s->o.loop, on_up_resync, u);
     if (!u->timer || !u->resync)
@@ -405,9 +408,10 @@ static void up_feed(struct upstream *u)
     }
 }
 
-static void on_watch_change(const struct consul_response *r, void *arg)
+/* An answer about the upstream's service, from its watch or a plain read:
+ * taken, or -1 when its body cannot be decoded (logged; nothing changes). */
+static int take_answer(struct upstream *u, const struct consul_response *r)
 {
-    struct upstream *u = arg;
     struct consul_instances in = {0};
     char err[256];
     count(u->s->m_consul, "change");
@@ -420,10 +424,10 @@ static void on_watch_change(const struct consul_response *r, void *arg)
             log_error("Upstream '%s': %s; keeping the last known good targets", u->name, line);
         snprintf(u->last_watch_error, sizeof u->last_watch_error, "%s", line);
         count(u->s->m_consul, "decode_error");
-        consul_watch_reject(u->watch);
-        return;
+        return -1;
     }
     u->hold_refetch = 0;   /* a fresh answer: no read owed any more */
+    backoff_reset(&u->read_backoff);
     if (u->last_watch_error[0]) {
         log_info("Upstream '%s': watch on '%s' recovered", u->name, u->service);
         u->last_watch_error[0] = '\0';
@@ -435,6 +439,22 @@ static void on_watch_change(const struct consul_response *r, void *arg)
     u->have_answer = 1;
     u->last_known_leader = r->known_leader;
     up_feed(u);
+    return 0;
+}
+
+/* A fresh read of the service is owed: made after a backoff (at once when
+ * the agent comes back: sync_consul_recovered), until one is answered. */
+static void owe_read(struct upstream *u)
+{
+    u->hold_refetch = 1;
+    up_schedule(u, loop_clock_ms() + backoff_next(&u->read_backoff));
+}
+
+static void on_watch_change(const struct consul_response *r, void *arg)
+{
+    struct upstream *u = arg;
+    if (take_answer(u, r) < 0)
+        consul_watch_reject(u->watch);   /* asked again, from the same index */
 }
 
 static void on_watch_error(const struct consul_response *r, const char *what, void *arg)
@@ -443,13 +463,10 @@ static void on_watch_error(const struct consul_response *r, const char *what, vo
     char line[300];
     (void)r;
     count(u->s->m_consul, "error");
-    if (recon_policy_doubt(&u->policy) || u->hold_refetch) {
-        /* An empty answer was being confirmed: start over once Consul
-         * answers again. */
-        int64_t hd = u->s->o.hold_down_ms > 1000 ? u->s->o.hold_down_ms : 1000;
-        u->hold_refetch = 1;
-        up_schedule(u, loop_clock_ms() + (uint64_t)hd);
-    }
+    /* An empty answer was being confirmed: start over once Consul answers
+     * again. */
+    if (recon_policy_doubt(&u->policy) || u->hold_refetch)
+        owe_read(u);
     if (r && r->limited)
         return;   /* logged once for the whole client (on_limit) */
     snprintf(line, sizeof line, "%s", what ? what : "watch error");
@@ -664,11 +681,15 @@ static void on_fetch(const struct consul_response *r, void *arg)
     struct upstream *u = arg;
     char what[300];
     u->fetch = NULL;
-    if (r->err == HTTP_OK && r->status == 200) {
-        on_watch_change(r, u);
-    } else {
+    /* The change a failed read was for (a detector's fingerprint has moved
+     * on already) must not be lost: it is read again. */
+    if (r->err != HTTP_OK || r->status != 200) {
         consul_describe_error(r, "GET", u->fetch_path, what, sizeof what);
         on_watch_error(r, what, u);
+        if (!u->hold_refetch)
+            owe_read(u);
+    } else if (take_answer(u, r) < 0) {
+        owe_read(u);
     }
     if (u->fetch_again) {
         u->fetch_again = 0;

@@ -48,6 +48,14 @@ wait_for 10 "recovered node's instance back" kong_targets_are s5 "127.0.0.1:9005
 # A new instance of s3 (a registration) reaches Kong.
 register_instance node-1 s3-b s3 9103
 wait_for 10 "registration followed" kong_targets_are s3 "127.0.0.1:9003=1 127.0.0.1:9103=1"
+# The re-read a check change asks for is answered with garbage, then the
+# agent refuses it: the change is not lost (the detector's fingerprint has
+# moved on already), the read is made again until it is answered.
+curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/health/service/s9","count":1,"kind":"garbage"}' >/dev/null
+curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/health/service/s9","count":1,"kind":"status","status":500,"body":"rpc error"}' >/dev/null
+register_instance node-1 s9-b s9 9109
+wait_for 10 "the garbled re-read refused" log_has sidecar "bad answer from /v1/health/service/s9"
+wait_for 10 "the change applied after all" kong_targets_are s9 "127.0.0.1:9009=1 127.0.0.1:9109=1"
 
 # Per datacenter: 4 upstreams in the agent's datacenter and 3 with their own
 # "datacenter" (dc1, which the double serves too): 7 > max_blocking 4, so
