@@ -50,6 +50,8 @@ struct consul_client {
     struct http_tls tls;
     char *tls_strings[5];
     char connect_to[700];
+    int https;                  /* requests offer h2 and share connections */
+    int http_version;           /* of the last answer: 1, 2 (HTTP/2); 0 none yet */
     size_t max_body;
     int max_inflight;
     int inflight;               /* ordinary requests in flight */
@@ -78,6 +80,22 @@ struct consul_client {
 };
 
 static void on_probe_timer(void *arg);
+
+int consul_client_is_https(const struct consul_client *c)
+{
+    return c->https;
+}
+
+int consul_client_http_version(const struct consul_client *c)
+{
+    return c->http_version;
+}
+
+int consul_client_connections(const struct consul_client *c)
+{
+    (void)c;
+    return http_connections(CONSUL_HTTP_POOL);
+}
 
 const struct consul_client_stats *consul_client_stats(const struct consul_client *c)
 {
@@ -178,6 +196,7 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
         consul_parse_address(c->address, c->base, sizeof c->base, c->sock, sizeof c->sock, &tls,
                              err, errlen) < 0)
         goto fail;
+    c->https = tls;
     c->max_body = o->max_body ? o->max_body : CONSUL_DEFAULT_MAX_BODY;
     c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 4;
     c->user_agent = dup_or_null(o->user_agent);
@@ -466,6 +485,8 @@ static void on_http_done(struct http_response *resp, void *arg)
     r.body = resp->body.data ? resp->body.data : "";
     r.body_len = resp->body.len;
     r.raw = resp;
+    if (resp->err == HTTP_OK)
+        c->http_version = resp->http_version;
     r.known_leader = -1;
     r.last_contact_ms = -1;
     if (http_header(resp, "X-Consul-Index", idx, sizeof idx) &&
@@ -534,6 +555,8 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
                         : c->max_body,
         .tls = &c->tls,
         .connect_to = c->connect_to[0] ? c->connect_to : NULL,
+        .multiplex = c->https,
+        .pool = CONSUL_HTTP_POOL,
     };
     call->started_ms = loop_clock_ms();
     call->http = http_start(c->loop, &rq, on_http_done, call, err, errlen);

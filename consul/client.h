@@ -88,6 +88,18 @@ struct consul_client_stats {
 };
 const struct consul_client_stats *consul_client_stats(const struct consul_client *c);
 
+/* The protocol of the last answer from the agent: 2 when an https address
+ * negotiated HTTP/2 (ALPN h2), when requests, blocking ones included, are
+ * streams that share a few connections; 1 for HTTP/1.x (a connection per
+ * request in flight); 0 before any answer. */
+int consul_client_http_version(const struct consul_client *c);
+/* The address is https:// (h2 may be negotiated). */
+int consul_client_is_https(const struct consul_client *c);
+/* TCP (or unix) connections to the agent open now, in use or idle. The
+ * count is of every Consul client of the process (there is one). */
+#define CONSUL_HTTP_POOL 1
+int consul_client_connections(const struct consul_client *c);
+
 /* The address as given, for messages ("127.0.0.1:8500"). */
 const char *consul_client_address(const struct consul_client *c);
 

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct http_call {
     struct loop *loop;
@@ -23,10 +25,36 @@ struct http_call {
 };
 
 static int inflight;
+/* Open connections per pool; index 0 is never counted. Static, so a
+ * connection libcurl closes after its opener is gone still has a counter. */
+static int pool_conns[HTTP_POOLS + 1];
 
 int http_inflight(void)
 {
     return inflight;
+}
+
+int http_connections(int pool)
+{
+    return pool >= 1 && pool <= HTTP_POOLS ? pool_conns[pool] : 0;
+}
+
+/* libcurl keeps these callbacks and their pointer with the connection, so
+ * the close is counted against the pool that opened it. */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *a)
+{
+    (void)purpose;
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    if (fd != CURL_SOCKET_BAD)
+        (*(int *)clientp)++;
+    return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    (*(int *)clientp)--;
+    return close(fd);
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
@@ -103,6 +131,11 @@ static void on_done(void *easy, int result)
     long connects = 0;
     curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
     c->resp.new_connection = connects > 0;
+    long version = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_HTTP_VERSION, &version);
+    c->resp.http_version = version == CURL_HTTP_VERSION_2_0 ? 2
+                           : version == CURL_HTTP_VERSION_3 ? 3
+                           : version ? 1 : 0;
     if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow && c->truncate_body) {
         /* Enough read: the first max_body bytes and the status stand. */
         rc = CURLE_OK;
@@ -191,6 +224,16 @@ struct http_call *http_start(struct loop *l, const struct http_request *req,
         curl_easy_setopt(e, CURLOPT_USERAGENT, req->user_agent);
     if (req->connect_only)
         curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+    if (req->multiplex) {
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    }
+    if (req->pool >= 1 && req->pool <= HTTP_POOLS) {
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &pool_conns[req->pool]);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, &pool_conns[req->pool]);
+    }
     if (req->connect_to) {
         c->connect_to = curl_slist_append(NULL, req->connect_to);
         if (c->connect_to == NULL) {

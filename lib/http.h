@@ -44,7 +44,16 @@ struct http_request {
     int connect_only;         /* TCP (or TLS) connect, no request: TCP probes */
     const char *connect_to;   /* curl CONNECT_TO "host:port:realhost:realport",
                                  e.g. to verify TLS against another name */
+    int multiplex;            /* https: offer h2 (ALPN) and, while a connection
+                                 to the same place is being set up, wait for it
+                                 and share it as a stream instead of opening
+                                 another (CURLOPT_PIPEWAIT) */
+    int pool;                 /* 1..HTTP_POOLS: count this request's connections
+                                 under that number (http_connections); 0 = none */
 };
+
+/* Connection pools whose open TCP (or unix) connections are counted. */
+#define HTTP_POOLS 4
 
 enum http_error {
     HTTP_OK = 0,
@@ -64,6 +73,7 @@ struct http_response {
     int truncated;            /* body cut at max_body (truncate_body) */
     int closed_by_peer;       /* no answer: the connection was closed or reset */
     int new_connection;       /* this request opened its connection (none reused) */
+    int http_version;         /* 1 (HTTP/1.x), 2 (HTTP/2), 3; 0 = no answer */
     long elapsed_ms;
 };
 
@@ -88,5 +98,10 @@ char *http_escape(const char *s);
 
 /* Calls in flight (tests, metrics). */
 int http_inflight(void);
+
+/* Connections open now that requests of pool (1..HTTP_POOLS) opened,
+ * whether in use or kept for reuse; 0 for another pool. A connection
+ * counts until libcurl closes it, even past the caller's lifetime. */
+int http_connections(int pool);
 
 #endif

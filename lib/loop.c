@@ -77,6 +77,8 @@ uint64_t loop_clock_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+#define LOOP_MAX_STREAMS 1000L
+
 static int set_nonblock_cloexec(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -96,6 +98,10 @@ struct loop *loop_new(void)
     l->multi = curl_multi_init();
     if (l->multi == NULL)
         goto fail;
+    /* HTTP/2: as many streams on a connection as the server allows (Consul's
+     * Go server: 250), not libcurl's own cap of 100; libcurl opens another
+     * connection when one is full. */
+    curl_multi_setopt(l->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, LOOP_MAX_STREAMS);
     if (pipe(l->sig_pipe) < 0 || set_nonblock_cloexec(l->sig_pipe[0]) < 0 ||
         set_nonblock_cloexec(l->sig_pipe[1]) < 0)
         goto fail;

@@ -27,6 +27,7 @@
 #include "lib/buf.h"
 #include "lib/dur.h"
 #include "sidecar/elect.h"
+#include "sidecar/sync.h"
 
 #define CFG_MAX_FILE (4u * 1024 * 1024)
 #define CFG_MAX_FILES 256
@@ -961,6 +962,9 @@ static int load_path(struct source **srcs, size_t *n, const char *path, char *er
 
 /* ---- the sidecar's own settings ------------------------------------------------ */
 
+/* watch.mode, in the order of SYNC_MODE_*. */
+static const char *const watch_modes[] = {"auto", "streams", "detector"};
+
 static const char *const top_keys[] = {
     "service", "services", "consul", "node", "deregister", "drain", "listen", "state_dir",
     "log_level", "log_format", "upstreams", "proxy", "watch",
@@ -1018,8 +1022,9 @@ static int check_settings(struct ctx *c, const cJSON *root)
         want_enum(c, v, "log_format", formats, 2, &iv) < 0)
         return -1;
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "watch"))) {
-        static const char *const keys[] = {"wait", "stale", "quiescence", "hold_down", "max_blocking"};
-        if (want_obj(c, v, "watch") < 0 || known_keys(c, v, "watch", keys, 5) < 0)
+        static const char *const keys[] = {"wait", "stale", "quiescence", "hold_down",
+                                           "max_blocking", "mode", "max_streams"};
+        if (want_obj(c, v, "watch") < 0 || known_keys(c, v, "watch", keys, 7) < 0)
             return -1;
         const cJSON *w;
         long lv;
@@ -1036,6 +1041,12 @@ static int check_settings(struct ctx *c, const cJSON *root)
             return -1;
         if ((w = cJSON_GetObjectItemCaseSensitive(v, "max_blocking")) &&
             want_int(c, w, "watch.max_blocking", 1, 100, &lv) < 0)
+            return -1;
+        if ((w = cJSON_GetObjectItemCaseSensitive(v, "max_streams")) &&
+            want_int(c, w, "watch.max_streams", 1, 100000, &lv) < 0)
+            return -1;
+        if ((w = cJSON_GetObjectItemCaseSensitive(v, "mode")) &&
+            want_enum(c, w, "watch.mode", watch_modes, 3, &iv) < 0)
             return -1;
         if ((w = cJSON_GetObjectItemCaseSensitive(v, "quiescence"))) {
             static const char *const qk[] = {"min", "max"};
@@ -1514,6 +1525,12 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
     cfg->watch.hold_down_ms = mdur(merged, "watch.hold_down", 10000);
     v = mget(merged, "watch.max_blocking");
     cfg->watch.max_blocking = cJSON_IsNumber(v) ? v->valueint : 8;
+    v = mget(merged, "watch.max_streams");
+    cfg->watch.max_streams = cJSON_IsNumber(v) ? v->valueint : 1000;
+    cfg->watch.mode = SYNC_MODE_AUTO;
+    for (int m = 0; (s = mstr(merged, "watch.mode")) && m < 3; m++)
+        if (strcmp(s, watch_modes[m]) == 0)
+            cfg->watch.mode = m;
     if (cfg->watch.quiescence_min_ms > cfg->watch.quiescence_max_ms) {
         snprintf(err, errlen, "watch.quiescence: min (%lld ms) is larger than max (%lld ms)",
                  (long long)cfg->watch.quiescence_min_ms, (long long)cfg->watch.quiescence_max_ms);
@@ -1847,6 +1864,8 @@ char *config_effective_json(const struct config *cfg)
     add_dur(q, "max", cfg->watch.quiescence_max_ms);
     add_dur(w, "hold_down", cfg->watch.hold_down_ms);
     cJSON_AddNumberToObject(w, "max_blocking", cfg->watch.max_blocking);
+    cJSON_AddStringToObject(w, "mode", watch_modes[cfg->watch.mode]);
+    cJSON_AddNumberToObject(w, "max_streams", cfg->watch.max_streams);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;

@@ -70,6 +70,8 @@ struct cfg_watch {
     int64_t quiescence_min_ms, quiescence_max_ms;
     int64_t hold_down_ms;
     int max_blocking;
+    int mode;                     /* SYNC_MODE_* (sidecar/sync.h) */
+    int max_streams;
 };
 
 struct config {

@@ -167,6 +167,13 @@ static void collect(struct metrics *m, void *arg)
     metrics_counter_set(req, "ok", (double)cs->ok);
     metrics_counter_set(req, "http_error", (double)cs->http_error);
     metrics_counter_set(req, "transport_error", (double)cs->transport_error);
+    metrics_gauge_set(metrics_gauge(m, "consul_sidecar_consul_connections",
+                                    "Connections open to the Consul agent", NULL),
+                      NULL, (double)consul_client_connections(d->consul));
+    metrics_gauge_set(metrics_gauge(m, "consul_sidecar_consul_http_version",
+                                    "HTTP version of the agent's last answer (2: HTTP/2 "
+                                    "streams share the connections; 0: none yet)", NULL),
+                      NULL, (double)consul_client_http_version(d->consul));
     registrar_collect(d->reg, m);
     sync_collect(d->sync, m);
     /* The cluster view's and the writer election's long-polls beside the
@@ -555,6 +562,8 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         .hold_down_ms = d->cfg.watch.hold_down_ms,
         .proxy_resync_ms = d->cfg.resync_ms,
         .max_blocking = d->cfg.watch.max_blocking,
+        .max_streams = d->cfg.watch.max_streams,
+        .mode = d->cfg.watch.mode,
         .datacenter = d->cfg.datacenter,
         .state_dir = d->cfg.state_dir,
         .metrics = d->metrics,

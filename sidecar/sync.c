@@ -90,6 +90,13 @@ struct sync {
     char save_error[300];
     struct detector **dets;         /* one per datacenter followed by a detector */
     size_t n_dets;
+    /* The way upstreams are followed is chosen once (follow_start): over
+     * https, after an answer has told which protocol ALPN gave. */
+    int following;
+    struct consul_call *proto_probe;
+    struct loop_timer *proto_timer;
+    int h2_streams;                 /* streams over HTTP/2: the connections are told */
+    size_t n_answered;              /* upstreams with a first answer */
     struct metrics_histogram *m_latency;
     struct metrics_counter *m_calls;
     struct metrics_counter *m_consul;
@@ -206,6 +213,8 @@ void sync_free(struct sync *s)
     if (s->state_dirty)
         save_state_now(s);   /* what the last second applied */
     loop_timer_free(s->save_timer);
+    consul_cancel(s->proto_probe);
+    loop_timer_free(s->proto_timer);
     for (size_t i = 0; i < s->n_dets; i++) {
         consul_watch_free(s->dets[i]->checks);
         consul_watch_free(s->dets[i]->services);
@@ -435,6 +444,9 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
     in.index = r->index;
     if (u->have_answer)
         consul_instances_free(&u->last_answer);
+    else if (++u->s->n_answered == u->s->n_ups && u->s->h2_streams)
+        log_info("HTTP/2: %zu blocking queries share %d connection(s) to the agent",
+                 u->s->n_ups, consul_client_connections(u->s->o.consul));
     u->last_answer = in;
     u->have_answer = 1;
     u->last_known_leader = r->known_leader;
@@ -884,14 +896,12 @@ static struct detector *detector_new(struct sync *s, const char *dc)
     return d;
 }
 
-/* Above max_blocking upstreams, the upstreams of each datacenter are
- * followed by that datacenter's change detector (two long-polls) instead of
- * one long-poll each; a datacenter with one or two upstreams keeps theirs,
- * a detector would not use fewer. */
-static void assign_detectors(struct sync *s)
+/* The upstreams of each datacenter are followed by that datacenter's change
+ * detector (two long-polls) instead of one long-poll each; unless forced, a
+ * datacenter with one or two upstreams keeps theirs, a detector would not
+ * use fewer. why ends the INFO line. */
+static void assign_detectors(struct sync *s, int forced, const char *why)
 {
-    if (s->o.max_blocking <= 0 || s->n_ups <= (size_t)s->o.max_blocking)
-        return;
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         const char *dc = up_dc(s, u);
@@ -900,7 +910,7 @@ static void assign_detectors(struct sync *s)
             continue;
         for (k = 0; k < s->n_ups; k++)
             in_dc += same_dc(dc, up_dc(s, s->ups[k]));
-        if (in_dc <= 2)
+        if (in_dc <= 2 && !forced)
             continue;
         for (k = 0; k < s->n_dets && !same_dc(dc, s->dets[k]->dc); k++)
             ;
@@ -925,11 +935,102 @@ static void assign_detectors(struct sync *s)
         consul_watch_start(d->services);
         if (d->dc && !same_dc(d->dc, s->o.datacenter))
             log_info("Following %zu upstreams in datacenter '%s' with the change detector "
-                     "(2 long-polls instead of %zu)", d->n_ups, d->dc, d->n_ups);
+                     "(2 long-polls instead of %zu): %s", d->n_ups, d->dc, d->n_ups, why);
         else
             log_info("Following %zu upstreams with the change detector (2 long-polls instead of "
-                     "%zu)", d->n_ups, d->n_ups);
+                     "%zu): %s", d->n_ups, d->n_ups, why);
     }
+}
+
+/* ---- how the upstreams are followed ----------------------------------------
+ *
+ * A blocking query per upstream is the fastest way to learn a change (the
+ * answer is the service itself). Over HTTP/1.1 each one holds a connection,
+ * and Consul limits those per client (http_max_conns_per_client, 200), so
+ * above max_blocking upstreams the change detector follows them instead.
+ * Over HTTP/2 (an https agent whose ALPN gave h2) the queries are streams
+ * that share a few connections (Go's server allows 250 streams on one), so
+ * one each is kept up to max_streams. watch.mode can force either way.
+ */
+
+static void follow_with(struct sync *s, int http2)
+{
+    char why[200];
+    size_t n = s->n_ups;
+    const char *proto = http2 ? "HTTP/2 (ALPN h2)"
+                        : consul_client_is_https(s->o.consul) ? "HTTP/1.1 (ALPN gave no h2)"
+                                                              : "plain HTTP";
+    int limit = http2 ? s->o.max_streams : s->o.max_blocking;
+    const char *limit_name = http2 ? "watch.max_streams" : "watch.max_blocking";
+    s->following = 1;
+    if (s->o.mode == SYNC_MODE_DETECTOR) {
+        assign_detectors(s, 1, "watch.mode \"detector\"");
+    } else if (s->o.mode == SYNC_MODE_AUTO && limit > 0 && n > (size_t)limit) {
+        snprintf(why, sizeof why, "%s, more upstreams than %s (%d)", proto, limit_name, limit);
+        assign_detectors(s, 0, why);
+    }
+    size_t own = 0;
+    for (size_t i = 0; i < n; i++)
+        own += s->ups[i]->det == NULL;
+    if (own > 0) {
+        s->h2_streams = http2;
+        if (s->o.mode == SYNC_MODE_STREAMS)
+            snprintf(why, sizeof why, "watch.mode \"streams\", over %s", proto);
+        else
+            snprintf(why, sizeof why, "%s, up to %s (%d)", proto, limit_name, limit);
+        log_info("Following %zu upstream(s) with a blocking query each (%s): %s", own,
+                 http2 ? "streams on shared connections" : "a connection each", why);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!s->ups[i]->det)
+            consul_watch_start(s->ups[i]->watch);
+}
+
+static void ask_protocol(struct sync *s);
+
+static void on_proto_answer(const struct consul_response *r, void *arg)
+{
+    struct sync *s = arg;
+    s->proto_probe = NULL;
+    if (r->err != HTTP_OK) {   /* no answer yet: the agent's protocol is unknown */
+        loop_timer_start(s->proto_timer, rand_jitter_around(1000, 0.2));
+        return;
+    }
+    follow_with(s, consul_client_http_version(s->o.consul) == 2);
+}
+
+static void on_proto_timer(void *arg)
+{
+    ask_protocol(arg);
+}
+
+/* One cheap request over https tells whether ALPN gave h2. */
+static void ask_protocol(struct sync *s)
+{
+    char err[256];
+    if (s->proto_probe || s->following)
+        return;
+    loop_timer_stop(s->proto_timer);
+    s->proto_probe = consul_request(s->o.consul, "GET", "/v1/status/leader", NULL, 0, 10000, 0,
+                                    on_proto_answer, s, err, sizeof err);
+    if (s->proto_probe == NULL)
+        loop_timer_start(s->proto_timer, rand_jitter_around(1000, 0.2));
+}
+
+static void follow_start(struct sync *s)
+{
+    int version = consul_client_http_version(s->o.consul);
+    /* Over https, only auto mode with more upstreams than plain HTTP
+     * would follow one by one needs to know the protocol first. */
+    if (s->o.mode == SYNC_MODE_AUTO && consul_client_is_https(s->o.consul) && version == 0 &&
+        s->o.max_blocking > 0 && s->n_ups > (size_t)s->o.max_blocking) {
+        s->proto_timer = loop_timer_new(s->o.loop, on_proto_timer, s);
+        if (s->proto_timer != NULL) {
+            ask_protocol(s);
+            return;
+        }
+    }
+    follow_with(s, version == 2);
 }
 
 /* ---- control -------------------------------------------------------------- */
@@ -941,7 +1042,6 @@ void sync_start(struct sync *s)
         log_error("Ignoring saved state: %s", err);
     if (s->state_dir)
         s->save_timer = loop_timer_new(s->o.loop, on_save_timer, s);
-    assign_detectors(s);
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         const struct state_upstream *saved = state_get(&s->state, u->proxy_name, u->name);
@@ -951,12 +1051,11 @@ void sync_start(struct sync *s)
             u->index = saved->index;
             up_sync(u);
         }
-        if (!u->det)
-            consul_watch_start(u->watch);
         if (s->o.proxy_resync_ms > 0)
             loop_timer_start(u->resync,
                              rand_jitter_around((uint64_t)s->o.proxy_resync_ms, 0.1));
     }
+    follow_start(s);
 }
 
 void sync_set_writer(struct sync *s, const char *proxy, int is_writer)
@@ -989,6 +1088,8 @@ int sync_proxy_writing(const struct sync *s, const char *proxy)
 
 void sync_consul_recovered(struct sync *s)
 {
+    if (!s->following && s->proto_timer)
+        ask_protocol(s);
     for (size_t i = 0; i < s->n_dets; i++) {
         consul_watch_retry(s->dets[i]->checks);
         consul_watch_retry(s->dets[i]->services);

@@ -35,6 +35,12 @@ struct sync_upstream_spec {
     const char *proxy;         /* "kong", "haproxy", "nginx" */
 };
 
+/* How upstreams are followed (watch.mode). AUTO: one blocking query each
+ * while that is cheap (over HTTP/2 up to max_streams, as streams of a few
+ * shared connections; over HTTP/1.1 up to max_blocking, a connection each),
+ * the change detector beyond; STREAMS and DETECTOR force one way. */
+enum { SYNC_MODE_AUTO, SYNC_MODE_STREAMS, SYNC_MODE_DETECTOR };
+
 struct sync_opts {
     struct loop *loop;
     struct consul_client *consul;
@@ -43,7 +49,9 @@ struct sync_opts {
     int64_t quiescence_min_ms, quiescence_max_ms;
     int64_t hold_down_ms;
     int64_t proxy_resync_ms;
-    int max_blocking;          /* more upstreams than this: the change detector */
+    int max_blocking;          /* plain HTTP, more upstreams than this: the detector */
+    int max_streams;           /* HTTP/2, more upstreams than this: the detector */
+    int mode;                  /* SYNC_MODE_* */
     const char *datacenter;    /* default ?dc= of every query; NULL = the agent's */
     const char *state_dir;     /* NULL: no persistence */
     struct metrics *metrics;

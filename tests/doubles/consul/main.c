@@ -469,8 +469,12 @@ static void on_done(void *cls, struct MHD_Connection *c, void **state,
 
 int agent_start(struct agent *a)
 {
-    a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+    /* poll(), not select(): an HTTP/1.1 front (an h2 terminator) holds a
+     * connection per blocking query, past select()'s 1,024 descriptors. */
+    a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                  MHD_USE_POLL,
                               (uint16_t)a->port, on_accept, a, on_agent, a,
+                              MHD_OPTION_CONNECTION_LIMIT, 20000U,
                               MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
                               MHD_OPTION_CONNECTION_TIMEOUT, 0U, MHD_OPTION_END);
