@@ -37,6 +37,11 @@ start() { # NAME CMD...
     eval "PID_$(echo "$n" | tr -c 'A-Za-z0-9\n' _)=$!"
 }
 pid_of() { awk -v n="$1" '$2 == n { print $1 }' "$PIDS_FILE" | tail -n1; }
+forget() { # NAME: it has exited; reap it and drop it from the pids file
+    local p; p=$(pid_of "$1")
+    wait "$p" 2>/dev/null
+    awk -v p="$p" '$1 != p' "$PIDS_FILE" >"$PIDS_FILE.new" && mv "$PIDS_FILE.new" "$PIDS_FILE"
+}
 down() {
     [ -f "$PIDS_FILE" ] || { echo "demo: nothing running (no $PIDS_FILE)"; return 0; }
     # Sidecars first (they deregister), then the rest.
@@ -313,6 +318,8 @@ else
     note "30 requests during/after the drain: $errors errors"
     [ "$errors" -eq 0 ] || step_fail "no request fails while gw-2 drains"
 fi
+wait_until 20 "sc-gw-2 exits" grep -q "Shutdown complete" "$RUN/sc-gw-2.log" || step_fail "sc-gw-2 shuts down"
+forget sc-gw-2
 show_log sc-gw-2 "maintenance|Draining|Deregistered|Shutdown" 4
 if [ "$PROXY" = kong ]; then
     step_ok "gw-2 drained (maintenance, drain, deregister)"
