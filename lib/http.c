@@ -9,6 +9,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/rand.h"
+
+/* A request refused a new connection (another of its pool is being set up)
+ * is put back after this long, jittered, to share that one once it is up. */
+#define HTTP_POOL_WAIT_MS 40
+
+struct pool {
+    int conns;       /* open now */
+    int connecting;  /* opened, not yet ready for a request */
+    int h2;          /* its last answer came over HTTP/2 */
+};
+
 struct http_call {
     struct loop *loop;
     CURL *easy;
@@ -22,12 +34,17 @@ struct http_call {
     int truncate_body;
     int tls_without_client_cert;  /* https and no client certificate given */
     int cancelled;
+    struct pool *pool;            /* NULL: not counted */
+    int multiplex;
+    int connecting;               /* sockets it opened, not yet ready */
+    int refused;                  /* a new connection was refused: wait, retry */
+    struct loop_timer *retry;
 };
 
 static int inflight;
-/* Open connections per pool; index 0 is never counted. Static, so a
- * connection libcurl closes after its opener is gone still has a counter. */
-static int pool_conns[HTTP_POOLS + 1];
+/* Connections per pool; index 0 is never counted. Static, so a connection
+ * libcurl closes after its opener is gone still has a counter. */
+static struct pool pools[HTTP_POOLS + 1];
 
 int http_inflight(void)
 {
@@ -36,25 +53,65 @@ int http_inflight(void)
 
 int http_connections(int pool)
 {
-    return pool >= 1 && pool <= HTTP_POOLS ? pool_conns[pool] : 0;
+    return pool >= 1 && pool <= HTTP_POOLS ? pools[pool].conns : 0;
 }
 
-/* libcurl keeps these callbacks and their pointer with the connection, so
- * the close is counted against the pool that opened it. */
+/* Its connections are ready, or it is gone: they no longer count as being
+ * set up. */
+static void settle(struct http_call *c)
+{
+    if (c->pool && c->connecting) {
+        c->pool->connecting -= c->connecting;
+        c->connecting = 0;
+    }
+}
+
+/*
+ * libcurl 7.x shares a connection still being set up only while it does not
+ * know whether the server multiplexes (CURLOPT_PIPEWAIT). Once it knows, a
+ * request that finds every h2 connection full or closing opens one of its
+ * own: a thousand streams cut at once (a GOAWAY, then the old connection
+ * gone) come back as hundreds of connections. So, for a pool that speaks
+ * h2, a multiplexed request may not open a connection while another is
+ * being set up; it is refused here, and put back shortly (on_done), when it
+ * shares the new one or, that one full, opens the next.
+ */
 static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
                                     struct curl_sockaddr *a)
 {
     (void)purpose;
+    struct http_call *c = clientp;
+    if (c->multiplex && c->pool->h2 && c->pool->connecting > 0) {
+        c->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
     curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
-    if (fd != CURL_SOCKET_BAD)
-        (*(int *)clientp)++;
+    if (fd != CURL_SOCKET_BAD) {
+        c->pool->conns++;
+        c->pool->connecting++;
+        c->connecting++;
+    }
     return fd;
 }
 
+/* libcurl keeps this callback and its pointer (the pool, static) with the
+ * connection, so the close is counted where the open was. */
 static int on_close_socket(void *clientp, curl_socket_t fd)
 {
-    (*(int *)clientp)--;
+    ((struct pool *)clientp)->conns--;
     return close(fd);
+}
+
+/* Called once the connection is ready (TLS and ALPN done), or reused. */
+static int on_prereq(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    settle(clientp);
+    return CURL_PREREQFUNC_OK;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
@@ -86,6 +143,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 
 static void call_free(struct http_call *c)
 {
+    settle(c);
+    loop_timer_free(c->retry);
     if (c->easy)
         curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
@@ -118,6 +177,35 @@ static enum http_error classify(CURLcode rc)
     }
 }
 
+static void on_retry(void *arg)
+{
+    struct http_call *c = arg;
+    if (curl_multi_add_handle(loop_curl_multi(c->loop), c->easy) == CURLM_OK)
+        return;
+    c->resp.err = HTTP_ERR_OTHER;
+    snprintf(c->resp.error, sizeof c->resp.error, "curl_multi_add_handle failed");
+    if (!c->cancelled)
+        c->fn(&c->resp, c->arg);
+    call_free(c);
+}
+
+/* Refused a connection while another of its pool was being set up: the same
+ * transfer is started again shortly, unseen by the caller. Returns 1 then. */
+static int wait_for_pool(struct http_call *c, CURLcode rc)
+{
+    if (!c->refused || rc != CURLE_COULDNT_CONNECT)
+        return 0;
+    if (c->retry == NULL && (c->retry = loop_timer_new(c->loop, on_retry, c)) == NULL)
+        return 0;
+    settle(c);
+    c->refused = 0;
+    c->resp.error[0] = '\0';
+    buf_reset(&c->resp.body);
+    buf_reset(&c->resp.headers);
+    loop_timer_start(c->retry, HTTP_POOL_WAIT_MS / 2 + rand_below(HTTP_POOL_WAIT_MS));
+    return 1;
+}
+
 static void on_done(void *easy, int result)
 {
     struct http_call *c = NULL;
@@ -125,6 +213,8 @@ static void on_done(void *easy, int result)
     if (c == NULL)
         return;
     CURLcode rc = (CURLcode)result;
+    if (wait_for_pool(c, rc))
+        return;
     double t = 0;
     curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME, &t);
     c->resp.elapsed_ms = (long)(t * 1000);
@@ -136,6 +226,8 @@ static void on_done(void *easy, int result)
     c->resp.http_version = version == CURL_HTTP_VERSION_2_0 ? 2
                            : version == CURL_HTTP_VERSION_3 ? 3
                            : version ? 1 : 0;
+    if (rc == CURLE_OK && c->pool)
+        c->pool->h2 = c->resp.http_version == 2;
     if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow && c->truncate_body) {
         /* Enough read: the first max_body bytes and the status stand. */
         rc = CURLE_OK;
@@ -194,6 +286,7 @@ struct http_call *http_start(struct loop *l, const struct http_request *req,
     c->arg = arg;
     c->max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
     c->truncate_body = req->truncate_body;
+    c->multiplex = req->multiplex;
     buf_init(&c->resp.body, c->max_body);
     buf_init(&c->resp.headers, 64 * 1024);
     loop_set_curl_done(l, on_done);
@@ -229,10 +322,13 @@ struct http_call *http_start(struct loop *l, const struct http_request *req,
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     }
     if (req->pool >= 1 && req->pool <= HTTP_POOLS) {
+        c->pool = &pools[req->pool];
         curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &pool_conns[req->pool]);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, &pool_conns[req->pool]);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c->pool);
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
     }
     if (req->connect_to) {
         c->connect_to = curl_slist_append(NULL, req->connect_to);

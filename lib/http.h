@@ -47,7 +47,10 @@ struct http_request {
     int multiplex;            /* https: offer h2 (ALPN) and, while a connection
                                  to the same place is being set up, wait for it
                                  and share it as a stream instead of opening
-                                 another (CURLOPT_PIPEWAIT) */
+                                 another (CURLOPT_PIPEWAIT; with a pool that
+                                 answered over h2, also once libcurl knows the
+                                 server multiplexes: the request is put back
+                                 until that connection is up) */
     int pool;                 /* 1..HTTP_POOLS: count this request's connections
                                  under that number (http_connections); 0 = none */
 };
