@@ -33,6 +33,7 @@ struct upstream {
 
 struct target {
     char id[40], up_id[40], target[300];
+    const struct upstream *up; /* its upstream's slot: compared, not its id */
     int weight;
     cJSON *tags;             /* NULL = null */
     double created, updated;
@@ -59,6 +60,9 @@ static struct {
     struct MHD_Daemon *admin, *control;
     int admin_port, control_port, down;
     int delayed;                 /* requests held by a delay fault right now */
+    int t_hi;                    /* no target at or past this slot */
+    int t_free;                  /* where to look for a free slot first */
+    int inflight, peak;          /* admin requests received, not yet answered; the most at once */
 } K;
 
 static volatile sig_atomic_t stopping;
@@ -444,9 +448,9 @@ static cJSON *target_json(const struct target *t)
 
 static struct target *target_find(const struct upstream *u, const char *key)
 {
-    for (int i = 0; i < MAX_T; i++) {
+    for (int i = 0; i < K.t_hi; i++) {
         struct target *t = &K.ts[i];
-        if (!t->used || strcmp(t->up_id, u->id))
+        if (!t->used || t->up != u)
             continue;
         if (is_uuid(key) ? !strcmp(t->id, key) : !strcmp(t->target, key))
             return t;
@@ -456,8 +460,8 @@ static struct target *target_find(const struct upstream *u, const char *key)
 
 static void delete_targets_of(const struct upstream *u)
 {
-    for (int i = 0; i < MAX_T; i++)
-        if (K.ts[i].used && !strcmp(K.ts[i].up_id, u->id)) {
+    for (int i = 0; i < K.t_hi; i++)
+        if (K.ts[i].used && K.ts[i].up == u) {
             cJSON_Delete(K.ts[i].tags);
             memset(&K.ts[i], 0, sizeof K.ts[i]);
         }
@@ -650,8 +654,8 @@ static enum MHD_Result list_targets(struct MHD_Connection *c, const struct upstr
     }
     struct target **list = malloc(MAX_T * sizeof *list);
     size_t n = 0;
-    for (int i = 0; i < MAX_T; i++)
-        if (K.ts[i].used && !strcmp(K.ts[i].up_id, u->id))
+    for (int i = 0; i < K.t_hi; i++)
+        if (K.ts[i].used && K.ts[i].up == u)
             list[n++] = &K.ts[i];
     qsort(list, n, sizeof *list, all ? cmp_id : cmp_newest);
     cJSON *o = cJSON_CreateObject();
@@ -969,8 +973,8 @@ static enum MHD_Result admin(struct MHD_Connection *c, const char *url, const ch
             return message(c, 405, "Method not allowed", ls);
         cJSON *o = cJSON_CreateObject();
         cJSON *data = cJSON_AddArrayToObject(o, "data");
-        for (int i = 0; i < MAX_T; i++) {
-            if (!K.ts[i].used || strcmp(K.ts[i].up_id, u->id))
+        for (int i = 0; i < K.t_hi; i++) {
+            if (!K.ts[i].used || K.ts[i].up != u)
                 continue;
             cJSON *t = target_json(&K.ts[i]);
             cJSON_AddStringToObject(t, "health", "HEALTHCHECKS_OFF");
@@ -1009,9 +1013,11 @@ static enum MHD_Result admin(struct MHD_Connection *c, const char *url, const ch
             return dao_error(c, 409, 5, "unique constraint violation", msg, f, ls);
         }
         struct target *t = NULL;
-        for (int i = 0; i < MAX_T && !t; i++)
-            if (!K.ts[i].used)
-                t = &K.ts[i];
+        for (int i = 0; i < MAX_T && !t; i++)   /* from the last one taken: O(1) mostly */
+            if (!K.ts[(K.t_free + i) % MAX_T].used)
+                t = &K.ts[(K.t_free + i) % MAX_T];
+        if (t)
+            K.t_free = (int)(t - K.ts + 1) % MAX_T;
         if (t == NULL) {
             cJSON_Delete(in);
             return message(c, 500, "An unexpected error occurred", ls);
@@ -1020,6 +1026,9 @@ static enum MHD_Result admin(struct MHD_Connection *c, const char *url, const ch
         t->used = 1;
         uuid(t->id);
         snprintf(t->up_id, sizeof t->up_id, "%s", u->id);
+        t->up = u;
+        if (t - K.ts >= K.t_hi)
+            K.t_hi = (int)(t - K.ts) + 1;
         snprintf(t->target, sizeof t->target, "%s", norm);
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(in, "weight");
         t->weight = cJSON_IsNumber(w) ? w->valueint : 100;
@@ -1113,7 +1122,30 @@ static enum MHD_Result admin(struct MHD_Connection *c, const char *url, const ch
 
 struct conn {
     struct buf body;
+    int counted;   /* in K.inflight */
 };
+
+/* The sidecar's requests received and not yet answered: counted from the
+ * first byte until the answer is queued (or the connection ends). */
+static void count_in(struct conn *cs, struct MHD_Connection *c)
+{
+    const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
+    if (cs->counted || !ua || strncmp(ua, "consul-sidecar", 14) != 0)
+        return;
+    cs->counted = 1;
+    int now = __atomic_add_fetch(&K.inflight, 1, __ATOMIC_SEQ_CST);
+    int peak = __atomic_load_n(&K.peak, __ATOMIC_SEQ_CST);
+    while (now > peak &&
+           !__atomic_compare_exchange_n(&K.peak, &peak, now, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+}
+
+static void uncount(struct conn *cs)
+{
+    if (cs->counted)
+        __atomic_sub_fetch(&K.inflight, 1, __ATOMIC_SEQ_CST);
+    cs->counted = 0;
+}
 
 static enum MHD_Result collect(struct conn **state, const char *upload, size_t *upload_size)
 {
@@ -1152,8 +1184,12 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
     struct conn **cs = (struct conn **)state;
     (void)cls;
     (void)version;
-    if (*cs == NULL || *upload_size)
-        return collect(cs, upload, upload_size);
+    if (*cs == NULL || *upload_size) {
+        enum MHD_Result r = collect(cs, upload, upload_size);
+        if (*cs)
+            count_in(*cs, c);
+        return r;
+    }
     pthread_mutex_lock(&K.mu);
     if (K.down) {
         pthread_mutex_unlock(&K.mu);
@@ -1210,6 +1246,7 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         ret = admin(c, url, method, (*cs)->body.data ? (*cs)->body.data : "", (*cs)->body.len, &status);
     cJSON_AddNumberToObject(entry, "status", status);
     cJSON_AddItemToArray(K.requests, entry);
+    uncount(*cs);
     pthread_mutex_unlock(&K.mu);
     return ret;
 }
@@ -1233,6 +1270,7 @@ static void on_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_
     (void)c;
     (void)t;
     if (cs) {
+        uncount(cs);
         buf_free(&cs->body);
         free(cs);
         *state = NULL;
@@ -1280,6 +1318,14 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
         }
         ret = respond(c, 200, b.data ? b.data : "", NULL);
         buf_free(&b);
+    } else if (!strcmp(url, "/inflight") && !strcmp(method, "GET")) {
+        char n[64];
+        snprintf(n, sizeof n, "{\"now\": %d, \"peak\": %d}", __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST),
+                 __atomic_load_n(&K.peak, __ATOMIC_SEQ_CST));
+        ret = respond(c, 200, n, NULL);
+    } else if (!strcmp(url, "/inflight") && !strcmp(method, "DELETE")) {
+        __atomic_store_n(&K.peak, __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
+        ret = respond(c, 200, "{}", NULL);
     } else if (!strcmp(url, "/delayed") && !strcmp(method, "GET")) {
         char n[32];
         snprintf(n, sizeof n, "%d", K.delayed);
@@ -1312,8 +1358,8 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
             cJSON *u = cJSON_CreateObject();
             cJSON_AddStringToObject(u, "name", K.ups[i].name);
             cJSON *ts = cJSON_AddArrayToObject(u, "targets");
-            for (int j = 0; j < MAX_T; j++)
-                if (K.ts[j].used && !strcmp(K.ts[j].up_id, K.ups[i].id))
+            for (int j = 0; j < K.t_hi; j++)
+                if (K.ts[j].used && K.ts[j].up == &K.ups[i])
                     cJSON_AddItemToArray(ts, target_json(&K.ts[j]));
             cJSON_AddItemToArray(o, u);
         }
@@ -1360,7 +1406,7 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
                 cJSON_Delete(K.ups[i].entity);
                 memset(&K.ups[i], 0, sizeof K.ups[i]);
             }
-        for (int i = 0; i < MAX_T; i++)
+        for (int i = 0; i < K.t_hi; i++)
             if (K.ts[i].used) {
                 cJSON_Delete(K.ts[i].tags);
                 memset(&K.ts[i], 0, sizeof K.ts[i]);
