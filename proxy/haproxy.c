@@ -1169,7 +1169,7 @@ static void hap_free(struct proxy *p)
     free(h);
 }
 
-static const struct proxy_ops hap_ops = {"haproxy", hap_read, hap_apply, hap_free, 256};
+static const struct proxy_ops hap_ops = {"haproxy", hap_read, hap_apply, hap_free, 256, NULL};
 
 struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *err, size_t errlen)
 {

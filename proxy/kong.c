@@ -1,84 +1,81 @@
-/* Kong Admin API driver; see kong.h. Requests run one at a time. */
+/* Kong Admin API driver; see kong.h. Up to max_in_flight requests at once. */
 #include "proxy/kong.h"
 
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/http.h"
 
+#define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
+#define KONG_TASK_REQ SIZE_MAX   /* a request of the task itself, not of an op */
+
+/* One request on the wire. */
+struct req {
+    struct kong *k;
+    struct task *t;
+    size_t op;                 /* index into t->ops, or KONG_TASK_REQ */
+    int step;                  /* where in the op's exchange (send_op) */
+    int mode;                  /* GET /: the mode check */
+    int write;
+    struct http_call *call;
+    struct req *prev, *next;   /* k->reqs */
+};
+
 struct kong {
     struct proxy base;
     char *admin_url, *token_header, *user_agent, *tag;
     cJSON *defaults;
     long timeout_ms;
-    int mode_checked;        /* GET / answered */
-    char fatal[400];         /* DB-less / data plane / credentials: no writes possible */
-    struct http_call *call;
-    struct task *task;       /* running */
+    int max_in_flight;
+    int mode_checked;          /* GET / answered */
+    int mode_checking;         /* GET / on the wire */
+    char fatal[400];           /* DB-less / data plane: no writes possible */
+    struct req *reqs;          /* on the wire */
+    int n_reqs, n_writes;
+    struct task *running;      /* at most one an upstream */
     struct task *queue_head, *queue_tail;
+    struct loop_timer *later;  /* pumps from the loop, after an abort */
+    int pumping, again;
 };
 
-/* One read or apply in progress: a small state machine over requests. */
+/*
+ * One read or apply of one upstream: the mode check (once per driver), the
+ * upstream (read; created when missing), then the targets: pages read one
+ * after the other, or the ops sent side by side in three passes (adds, then
+ * weights, then removals), each pass ended before the next begins, so a
+ * replaced target's add is answered before its old one is deleted.
+ */
 struct task {
     struct kong *k;
     int is_read;
     char upstream[256];
     char upstream_esc[800];
+    void *arg;
+    int phase;                 /* 0 mode, 1 upstream, 2 targets/ops */
+    int step;                  /* phase 1: 0 GET, 1 POST */
+    int busy;                  /* a request of the task itself on the wire */
+    int finished;
+    char error[500];           /* the whole task failed: sends no more */
     /* read */
     proxy_read_fn read_fn;
     struct proxy_target_set found;
+    char next_page[1200];      /* "" = the first */
     /* apply */
     proxy_apply_fn apply_fn;
     struct proxy_op *ops;
     struct proxy_op_result *results;
-    size_t n, i;
+    size_t n;
+    int pass;                  /* 0 adds, 1 weights, 2 removals, 3 done */
+    size_t cursor;             /* next op to look at in this pass */
+    int pending;               /* ops on the wire */
     int add_failed;            /* an ADD failed: removals are kept */
-    int step;
-    void *arg;
-    int phase;               /* 0 mode, 1 upstream, 2 targets/ops */
-    struct task *next;       /* waiting behind the running task */
+    struct task *next;         /* in k->running or the queue */
 };
 
-static void task_step(struct task *t);
-
-/* A target object carries our ownership tag. */
-static int target_is_ours(const char *body, const char *tag)
-{
-    cJSON *o = cJSON_Parse(body);
-    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags"), *x;
-    int ours = 0;
-    cJSON_ArrayForEach(x, tags) if (cJSON_IsString(x) && strcmp(x->valuestring, tag) == 0) ours = 1;
-    cJSON_Delete(o);
-    return ours;
-}
-
-#define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
-
-/* Tasks run one at a time: starts the next queued one, if any. */
-static void start_next(struct kong *k)
-{
-    if (k->task || k->queue_head == NULL)
-        return;
-    struct task *t = k->queue_head;
-    k->queue_head = t->next;
-    if (k->queue_head == NULL)
-        k->queue_tail = NULL;
-    t->next = NULL;
-    k->task = t;
-    task_step(t);
-}
-
-static void submit(struct kong *k, struct task *t)
-{
-    if (k->queue_tail)
-        k->queue_tail->next = t;
-    else
-        k->queue_head = t;
-    k->queue_tail = t;
-    start_next(k);
-}
+static void pump(struct kong *k);
 
 /* ---- pure helpers ---------------------------------------------------------- */
 
@@ -190,16 +187,48 @@ fail:
     return -1;
 }
 
+
+/* A target object carries our ownership tag. */
+static int target_is_ours(const char *body, const char *tag)
+{
+    cJSON *o = cJSON_Parse(body);
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags"), *x;
+    int ours = 0;
+    cJSON_ArrayForEach(x, tags) if (cJSON_IsString(x) && strcmp(x->valuestring, tag) == 0) ours = 1;
+    cJSON_Delete(o);
+    return ours;
+}
+
 /* ---- requests --------------------------------------------------------------- */
 
 static void on_response(struct http_response *r, void *arg);
 
-static int request(struct kong *k, const char *method, const char *path, const char *body,
-                   char *err, size_t errlen)
+static void unlink_req(struct kong *k, struct req *q)
 {
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        k->reqs = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    k->n_reqs--;
+    if (q->write)
+        k->n_writes--;
+    k->base.writing = k->n_writes > 0;
+}
+
+static int send_req(struct task *t, size_t op, int step, const char *method, const char *path,
+                    const char *body, char *err, size_t errlen)
+{
+    struct kong *k = t->k;
     char url[2048];
     const char *hdrs[4];
     int nh = 0;
+    struct req *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (body)
         hdrs[nh++] = "Content-Type: application/json";
     if (k->token_header)
@@ -216,10 +245,381 @@ static int request(struct kong *k, const char *method, const char *path, const c
         .timeout_ms = k->timeout_ms,
         .max_body = 16 * 1024 * 1024,
     };
-    k->call = http_start(k->base.loop, &rq, on_response, k->task, err, errlen);
-    k->base.writing = k->call && strcmp(method, "GET") != 0;
-    return k->call ? 0 : -1;
+    *q = (struct req){.k = k, .t = t, .op = op, .step = step, .write = strcmp(method, "GET") != 0};
+    if ((q->call = http_start(k->base.loop, &rq, on_response, q, err, errlen)) == NULL) {
+        free(q);
+        return -1;
+    }
+    q->next = k->reqs;
+    if (k->reqs)
+        k->reqs->prev = q;
+    k->reqs = q;
+    k->n_reqs++;
+    if (q->write)
+        k->n_writes++;
+    k->base.writing = k->n_writes > 0;
+    return 0;
 }
+
+/* The whole task fails: nothing more is sent for it; ops on the wire end. */
+static void task_fail(struct task *t, const char *msg)
+{
+    if (!t->error[0])
+        snprintf(t->error, sizeof t->error, "%s", msg);
+}
+
+static void op_done(struct task *t, size_t i, int ok, const char *err)
+{
+    t->results[i].ok = ok;
+    if (!ok)
+        snprintf(t->results[i].error, sizeof t->results[i].error, "%s", err);
+    if (!ok && t->ops[i].kind == PROXY_OP_ADD)
+        t->add_failed = 1;
+    t->pending--;
+}
+
+/* Sends step `step` of op i (see on_op for how the steps follow). */
+static int send_op(struct task *t, size_t i, int step, char *err, size_t errlen)
+{
+    struct kong *k = t->k;
+    const struct proxy_op *op = &t->ops[i];
+    char path[1200], body[512], target[300];
+    if (k->base.writes_stopped && !(op->kind == PROXY_OP_ADD && step == 3)) {
+        snprintf(err, errlen, "%s", KONG_STOPPED);
+        return -1;
+    }
+    kong_normalize_target(op->target.host, op->target.port, target, sizeof target);
+    char *esc = http_escape(target);
+    if (esc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc, post = (op->kind == PROXY_OP_ADD && step == 0) ||
+                   (op->kind == PROXY_OP_SET_WEIGHT && step == 1);
+    if (post) {
+        snprintf(path, sizeof path, "/upstreams/%s/targets", t->upstream_esc);
+        snprintf(body, sizeof body, "{\"target\":\"%s\",\"weight\":%d,\"tags\":[\"%s\"]}", target,
+                 op->target.weight, k->tag);
+        rc = send_req(t, i, step, "POST", path, body, err, errlen);
+    } else {
+        snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
+        if (op->kind == PROXY_OP_ADD && step == 3) {
+            rc = send_req(t, i, step, "GET", path, NULL, err, errlen);
+        } else if (op->kind == PROXY_OP_REMOVE) {
+            rc = send_req(t, i, step, "DELETE", path, NULL, err, errlen);
+        } else {
+            snprintf(body, sizeof body, "{\"weight\":%d}", op->target.weight);
+            rc = send_req(t, i, step, "PATCH", path, body, err, errlen);
+        }
+    }
+    free(esc);
+    return rc;
+}
+
+/* Sends the next op the current pass allows. Returns 1 if one was sent. */
+static int send_next_op(struct task *t)
+{
+    static const enum proxy_op_kind order[3] = {PROXY_OP_ADD, PROXY_OP_SET_WEIGHT,
+                                                PROXY_OP_REMOVE};
+    char err[300];
+    while (t->pass < 3) {
+        while (t->cursor < t->n) {
+            size_t i = t->cursor++;
+            if (t->ops[i].kind != order[t->pass])
+                continue;
+            /* A replacement failed to go in: removing now could empty the
+             * upstream; the old targets stay until the adds work. */
+            if (t->pass == 2 && t->add_failed) {
+                snprintf(t->results[i].error, sizeof t->results[i].error,
+                         "kept: an add in the same change failed");
+                continue;
+            }
+            if (send_op(t, i, 0, err, sizeof err) == 0) {
+                t->pending++;
+                return 1;
+            }
+            snprintf(t->results[i].error, sizeof t->results[i].error, "%s", err);
+        }
+        if (t->pending)
+            return 0;       /* this pass ends before the next begins */
+        t->pass++;
+        t->cursor = 0;
+    }
+    t->finished = 1;
+    return 0;
+}
+
+static int send_upstream(struct task *t)
+{
+    struct kong *k = t->k;
+    char path[1200], err[256];
+    int rc;
+    if (t->step == 0) {
+        snprintf(path, sizeof path, "/upstreams/%s", t->upstream_esc);
+        rc = send_req(t, KONG_TASK_REQ, 0, "GET", path, NULL, err, sizeof err);
+    } else if (k->base.writes_stopped) {
+        task_fail(t, KONG_STOPPED);
+        return 0;
+    } else {
+        cJSON *o = k->defaults ? cJSON_Duplicate(k->defaults, 1) : cJSON_CreateObject();
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "name");
+        cJSON_AddStringToObject(o, "name", t->upstream);
+        if (!cJSON_GetObjectItemCaseSensitive(o, "tags")) {
+            cJSON *tags = cJSON_AddArrayToObject(o, "tags");
+            cJSON_AddItemToArray(tags, cJSON_CreateString(k->tag));
+        }
+        char *body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        snprintf(err, sizeof err, "out of memory");
+        rc = body ? send_req(t, KONG_TASK_REQ, 1, "POST", "/upstreams", body, err, sizeof err)
+                  : -1;
+        free(body);
+    }
+    if (rc < 0) {
+        task_fail(t, err);
+        return 0;
+    }
+    t->busy = 1;
+    return 1;
+}
+
+/* Sends the task's next request, if it may send one now. Returns 1 if so. */
+static int task_next(struct task *t)
+{
+    struct kong *k = t->k;
+    char path[1400], err[256];
+    if (t->finished || t->busy)
+        return 0;
+    if (k->fatal[0])
+        task_fail(t, k->fatal);   /* reads too: nothing they find can be applied */
+    if (t->error[0]) {
+        t->finished = t->pending == 0;
+        return 0;
+    }
+    if (!k->mode_checked) {
+        if (k->mode_checking)
+            return 0;      /* another task asked; all wait for its answer */
+        if (send_req(t, KONG_TASK_REQ, 0, "GET", "/", NULL, err, sizeof err) < 0) {
+            task_fail(t, err);
+            return 0;
+        }
+        k->reqs->mode = 1;
+        k->mode_checking = 1;
+        t->busy = 1;
+        return 1;
+    }
+    if (t->phase == 0)
+        t->phase = 1;
+    if (t->phase == 1)
+        return send_upstream(t);
+    if (!t->is_read)
+        return send_next_op(t);
+    if (t->next_page[0])
+        snprintf(path, sizeof path, "%s%csize=1000", t->next_page,
+                 strchr(t->next_page, '?') ? '&' : '?');
+    else
+        snprintf(path, sizeof path, "/upstreams/%s/targets?size=1000", t->upstream_esc);
+    if (send_req(t, KONG_TASK_REQ, 0, "GET", path, NULL, err, sizeof err) < 0) {
+        task_fail(t, err);
+        return 0;
+    }
+    t->busy = 1;
+    return 1;
+}
+
+/* ---- answers ---------------------------------------------------------------- */
+
+/* A write answered with DB-less mode's refusal: no write can work, so every
+ * task fails with one message, as when GET / tells the mode. */
+static int refused_dbless(struct kong *k, const struct http_response *r, const char *body)
+{
+    if (r->status != 405 || strstr(body, "when not using a database") == NULL)
+        return 0;
+    if (!k->fatal[0])
+        snprintf(k->fatal, sizeof k->fatal, "Kong at %s refuses writes: it runs DB-less "
+                 "(database=off); point the sidecar at a Kong node with a database or at the "
+                 "control plane", k->admin_url);
+    return 1;
+}
+
+/* GET /: DB-less and data planes cannot take target writes. */
+static void on_mode(struct task *t, const struct http_response *r, const char *body)
+{
+    struct kong *k = t->k;
+    char msg[500], desc[400];
+    cJSON *o = cJSON_ParseWithLength(body, r->body.len);
+    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(o, "configuration");
+    const cJSON *db = cJSON_GetObjectItemCaseSensitive(conf, "database");
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(conf, "role");
+    if (r->status != 200 || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        kong_describe_error(r->status, body, desc, sizeof desc);
+        snprintf(msg, sizeof msg, "GET %s/: %s (is this Kong's Admin API?)", k->admin_url, desc);
+        task_fail(t, msg);
+        return;
+    }
+    if (cJSON_IsString(db) && strcmp(db->valuestring, "off") == 0)
+        snprintf(k->fatal, sizeof k->fatal, "Kong at %s runs DB-less (database=off): target "
+                 "writes are impossible; point the sidecar at a Kong node with a database or "
+                 "at the control plane", k->admin_url);
+    else if (cJSON_IsString(role) && strcmp(role->valuestring, "data_plane") == 0)
+        snprintf(k->fatal, sizeof k->fatal, "Kong at %s is a data plane: its Admin API is "
+                 "read-only; point the sidecar at the control plane", k->admin_url);
+    cJSON_Delete(o);
+    k->mode_checked = 1;
+    t->phase = 1;
+}
+
+/* The upstream: read it (both), create it if missing (apply). */
+static void on_upstream(struct task *t, const struct http_response *r, const char *body)
+{
+    char msg[500], desc[400];
+    if (t->step == 0 && r->status == 200) {
+        t->phase = 2;
+        return;
+    }
+    if (t->step == 0 && r->status == 404) {
+        if (t->is_read)
+            t->finished = 1;     /* no upstream: nothing of ours */
+        else
+            t->step = 1;         /* create */
+        return;
+    }
+    if (t->step == 1 && (r->status == 201 || r->status == 200 || r->status == 409)) {
+        t->phase = 2;            /* 409: someone else created it */
+        return;
+    }
+    if (refused_dbless(t->k, r, body))
+        return;
+    kong_describe_error(r->status, body, desc, sizeof desc);
+    snprintf(msg, sizeof msg, "upstream '%s': %s", t->upstream, desc);
+    task_fail(t, msg);
+}
+
+static void on_page(struct task *t, const struct http_response *r, const char *body)
+{
+    char msg[500], desc[400], e[300];
+    if (r->status != 200) {
+        kong_describe_error(r->status, body, desc, sizeof desc);
+        snprintf(msg, sizeof msg, "GET targets of '%s': %s", t->upstream, desc);
+        task_fail(t, msg);
+        return;
+    }
+    if (kong_parse_targets_page(body, r->body.len, t->k->tag, &t->found, t->next_page,
+                                sizeof t->next_page, e, sizeof e) < 0) {
+        snprintf(msg, sizeof msg, "GET targets of '%s': %s", t->upstream, e);
+        task_fail(t, msg);
+        return;
+    }
+    if (t->next_page[0] && t->next_page[0] != '/')
+        task_fail(t, "targets list: unexpected next link");
+    else if (t->next_page[0] == '\0')
+        t->finished = 1;
+}
+
+/* The next step of op i after an answer to step `step`, or -1: it is done. */
+static int op_next_step(struct task *t, size_t i, int step, const struct http_response *r,
+                        const char *body, const char **why)
+{
+    *why = NULL;
+    switch (t->ops[i].kind) {
+    case PROXY_OP_ADD:
+        if (step == 0 && r->status == 409)
+            return 3;            /* exists: ours (tagged)? then its weight */
+        if (step == 3 && r->status == 200 && target_is_ours(body, t->k->tag))
+            return 1;
+        if (step == 3 && r->status == 404)
+            /* The conflicting target is gone already: retried after a fresh
+             * read of the proxy, as any failed change is. */
+            *why = "Kong answered 409 (target exists), then had no such target";
+        else if (step == 3 && r->status == 200)
+            /* Made by hand (no ownership tag): never touched, stays theirs. */
+            *why = "a target with this address exists in Kong but was not made by "
+                   "consul-sidecar (no ownership tag): left alone";
+        return -1;
+    case PROXY_OP_SET_WEIGHT:
+        return step == 0 && r->status == 404 ? 1 : -1;   /* vanished: create it */
+    case PROXY_OP_REMOVE:
+        return -1;
+    }
+    return -1;
+}
+
+static int op_ok(const struct proxy_op *op, int step, long status)
+{
+    switch (op->kind) {
+    case PROXY_OP_ADD:   /* 200 at step 0: Kong 2.2-2.8 upsert */
+        return step == 3 ? 0 : step == 0 ? status == 201 || status == 200 : status == 200;
+    case PROXY_OP_SET_WEIGHT:
+        return status == 200 || status == 201;
+    case PROXY_OP_REMOVE:
+        return status == 204 || status == 200 || status == 404;
+    }
+    return 0;
+}
+
+static void on_op(struct task *t, size_t i, int step, const struct http_response *r,
+                  const char *body)
+{
+    char desc[400], err[300];
+    const char *why;
+    if (refused_dbless(t->k, r, body)) {
+        op_done(t, i, 0, t->k->fatal);
+        return;
+    }
+    int next = op_next_step(t, i, step, r, body, &why);
+    if (next >= 0) {
+        if (send_op(t, i, next, err, sizeof err) < 0)
+            op_done(t, i, 0, err);
+        return;
+    }
+    int ok = why == NULL && op_ok(&t->ops[i], step, r->status);
+    if (!ok && !why)
+        why = kong_describe_error(r->status, body, desc, sizeof desc);
+    op_done(t, i, ok, why);
+}
+
+static void on_response(struct http_response *r, void *arg)
+{
+    struct req *q = arg;
+    struct kong *k = q->k;
+    struct task *t = q->t;
+    size_t op = q->op;
+    int step = q->step, mode = q->mode;
+    char msg[600], desc[400];
+    unlink_req(k, q);
+    free(q);
+    if (mode)
+        k->mode_checking = 0;
+    if (op == KONG_TASK_REQ)
+        t->busy = 0;
+    const char *body = r->body.data ? r->body.data : "";
+    int failed = 1;
+    if (r->err != HTTP_OK) {
+        snprintf(msg, sizeof msg, "Kong Admin API at %s: %s", k->admin_url, r->error);
+        task_fail(t, msg);
+    } else if (r->status == 401 || r->status == 403) {
+        kong_describe_error(r->status, body, desc, sizeof desc);
+        snprintf(msg, sizeof msg, "Kong Admin API rejected the sidecar's credentials (%s): set "
+                 "proxy.kong.token_file to a token allowed to manage upstreams", desc);
+        task_fail(t, msg);
+    } else {
+        failed = 0;
+        if (mode)
+            on_mode(t, r, body);
+        else if (op != KONG_TASK_REQ)
+            on_op(t, op, step, r, body);
+        else if (t->phase == 1)
+            on_upstream(t, r, body);
+        else
+            on_page(t, r, body);
+    }
+    if (failed && op != KONG_TASK_REQ)
+        op_done(t, op, 0, t->error);
+    pump(k);
+}
+
+/* ---- scheduling ------------------------------------------------------------- */
 
 static void task_free(struct task *t)
 {
@@ -231,28 +631,21 @@ static void task_free(struct task *t)
     free(t);
 }
 
-static void read_done(struct task *t, const char *err)
+static void task_report(struct task *t)
 {
-    struct kong *k = t->k;
-    k->task = NULL;
-    if (err)
-        t->read_fn(NULL, err, t->arg);
-    else
-        t->read_fn(&t->found, NULL, t->arg);
-    task_free(t);
-    start_next(k);
-}
-
-static void apply_done(struct task *t, const char *fatal)
-{
-    struct kong *k = t->k;
-    int all = fatal == NULL;
+    if (t->is_read) {
+        if (t->error[0])
+            t->read_fn(NULL, t->error, t->arg);
+        else
+            t->read_fn(&t->found, NULL, t->arg);
+        return;
+    }
+    const char *fatal = t->error[0] ? t->error : NULL;
+    int all = 1;
     char first[400] = "";
     for (size_t i = 0; i < t->n; i++) {
-        if (fatal && !t->results[i].error[0]) {
-            t->results[i].ok = 0;
+        if (fatal && !t->results[i].ok && !t->results[i].error[0])
             snprintf(t->results[i].error, sizeof t->results[i].error, "%s", fatal);
-        }
         if (!t->results[i].ok && all) {
             all = 0;
             char key[300];
@@ -260,277 +653,100 @@ static void apply_done(struct task *t, const char *fatal)
             snprintf(first, sizeof first, "%.80s: %.250s", key, t->results[i].error);
         }
     }
-    k->task = NULL;
+    if (fatal)
+        all = 0;
     t->apply_fn(all, t->results, t->n, all ? NULL : (fatal ? fatal : first), t->arg);
-    task_free(t);
-    start_next(k);
 }
 
-static void fail_task(struct task *t, const char *msg)
+static int upstream_running(const struct kong *k, const char *upstream)
 {
-    if (t->is_read)
-        read_done(t, msg);
+    for (const struct task *t = k->running; t; t = t->next)
+        if (strcmp(t->upstream, upstream) == 0)
+            return 1;
+    return 0;
+}
+
+/* Queued tasks start unless their upstream has one running: the tasks of an
+ * upstream run one after the other, in the order given. */
+static void admit(struct kong *k)
+{
+    struct task **tail = &k->running, **pp = &k->queue_head, *last = NULL;
+    while (*tail)
+        tail = &(*tail)->next;
+    while (*pp) {
+        struct task *t = *pp;
+        if (upstream_running(k, t->upstream)) {
+            last = t;
+            pp = &t->next;
+            continue;
+        }
+        *pp = t->next;
+        t->next = NULL;
+        *tail = t;
+        tail = &t->next;
+    }
+    k->queue_tail = last;
+}
+
+/* Fills the free slots, one request a task a round. */
+static void fill(struct kong *k)
+{
+    int sent = 1;
+    while (sent && k->n_reqs < k->max_in_flight) {
+        sent = 0;
+        for (struct task *t = k->running; t && k->n_reqs < k->max_in_flight; t = t->next)
+            sent |= task_next(t);
+    }
+}
+
+/* Reports the finished tasks; their callbacks may submit more. */
+static int finish(struct kong *k)
+{
+    for (struct task **pp = &k->running; *pp; pp = &(*pp)->next) {
+        struct task *t = *pp;
+        if (!t->finished && !(t->error[0] && !t->busy && t->pending == 0))
+            continue;
+        *pp = t->next;
+        task_report(t);
+        task_free(t);
+        return 1;
+    }
+    return 0;
+}
+
+static void pump(struct kong *k)
+{
+    if (k->pumping) {
+        k->again = 1;
+        return;
+    }
+    k->pumping = 1;
+    do {
+        k->again = 0;
+        admit(k);
+        fill(k);
+        while (finish(k))
+            k->again = 1;
+    } while (k->again);
+    k->pumping = 0;
+}
+
+static void on_later(void *arg)
+{
+    pump(arg);
+}
+
+static void submit(struct kong *k, struct task *t)
+{
+    if (k->queue_tail)
+        k->queue_tail->next = t;
     else
-        apply_done(t, msg);
+        k->queue_head = t;
+    k->queue_tail = t;
+    pump(k);
 }
 
-static void op_result(struct task *t, int ok, const char *err)
-{
-    t->results[t->i].ok = ok;
-    if (!ok)
-        snprintf(t->results[t->i].error, sizeof t->results[t->i].error, "%s", err);
-    if (!ok && t->ops[t->i].kind == PROXY_OP_ADD)
-        t->add_failed = 1;
-    t->i++;
-    t->step = 0;
-    task_step(t);
-}
-
-static void on_response(struct http_response *r, void *arg)
-{
-    struct task *t = arg;
-    struct kong *k = t->k;
-    char msg[500], desc[400];
-    k->call = NULL;
-    k->base.writing = 0;
-    if (r->err != HTTP_OK) {
-        snprintf(msg, sizeof msg, "Kong Admin API at %s: %s", k->admin_url, r->error);
-        fail_task(t, msg);
-        return;
-    }
-    const char *body = r->body.data ? r->body.data : "";
-    if (r->status == 401 || r->status == 403) {
-        kong_describe_error(r->status, body, desc, sizeof desc);
-        snprintf(msg, sizeof msg, "Kong Admin API rejected the sidecar's credentials (%s): set "
-                 "proxy.kong.token_file to a token allowed to manage upstreams", desc);
-        fail_task(t, msg);
-        return;
-    }
-    if (t->phase == 0) {
-        /* GET /: DB-less and data planes cannot take target writes. */
-        cJSON *o = cJSON_ParseWithLength(body, r->body.len);
-        const cJSON *conf = cJSON_GetObjectItemCaseSensitive(o, "configuration");
-        const cJSON *db = cJSON_GetObjectItemCaseSensitive(conf, "database");
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(conf, "role");
-        if (r->status != 200 || !cJSON_IsObject(o)) {
-            cJSON_Delete(o);
-            kong_describe_error(r->status, body, desc, sizeof desc);
-            snprintf(msg, sizeof msg, "GET %s/: %s (is this Kong's Admin API?)", k->admin_url, desc);
-            fail_task(t, msg);
-            return;
-        }
-        if (cJSON_IsString(db) && strcmp(db->valuestring, "off") == 0)
-            snprintf(k->fatal, sizeof k->fatal, "Kong at %s runs DB-less (database=off): target "
-                     "writes are impossible; point the sidecar at a Kong node with a database or "
-                     "at the control plane", k->admin_url);
-        else if (cJSON_IsString(role) && strcmp(role->valuestring, "data_plane") == 0)
-            snprintf(k->fatal, sizeof k->fatal, "Kong at %s is a data plane: its Admin API is "
-                     "read-only; point the sidecar at the control plane", k->admin_url);
-        cJSON_Delete(o);
-        k->mode_checked = 1;
-        if (k->fatal[0]) {
-            fail_task(t, k->fatal);
-            return;
-        }
-        t->phase = 1;
-        task_step(t);
-        return;
-    }
-    if (t->phase == 1) {
-        /* The upstream: read it (both), create it if missing (apply). */
-        if (t->step == 0) {
-            if (r->status == 200) {
-                t->phase = 2;
-                t->step = 0;
-                task_step(t);
-                return;
-            }
-            if (r->status == 404) {
-                if (t->is_read) {
-                    read_done(t, NULL);  /* no upstream: nothing of ours */
-                    return;
-                }
-                t->step = 1;            /* create */
-                task_step(t);
-                return;
-            }
-        } else if (r->status == 201 || r->status == 200 || r->status == 409) {
-            t->phase = 2;               /* 409: someone else created it */
-            t->step = 0;
-            task_step(t);
-            return;
-        }
-        kong_describe_error(r->status, body, desc, sizeof desc);
-        snprintf(msg, sizeof msg, "upstream '%s': %s", t->upstream, desc);
-        fail_task(t, msg);
-        return;
-    }
-    if (t->is_read) {
-        char next[1024], e[300];
-        if (r->status != 200) {
-            kong_describe_error(r->status, body, desc, sizeof desc);
-            snprintf(msg, sizeof msg, "GET targets of '%s': %s", t->upstream, desc);
-            read_done(t, msg);
-            return;
-        }
-        if (kong_parse_targets_page(body, r->body.len, k->tag, &t->found, next, sizeof next, e,
-                                    sizeof e) < 0) {
-            snprintf(msg, sizeof msg, "GET targets of '%s': %s", t->upstream, e);
-            read_done(t, msg);
-            return;
-        }
-        if (next[0] == '\0') {
-            read_done(t, NULL);
-            return;
-        }
-        char path[1200], err[256];
-        snprintf(path, sizeof path, "%s%csize=1000", next, strchr(next, '?') ? '&' : '?');
-        if (next[0] != '/' || request(k, "GET", path, NULL, err, sizeof err) < 0)
-            read_done(t, next[0] != '/' ? "targets list: unexpected next link" : err);
-        return;
-    }
-    /* Applying one op. */
-    const struct proxy_op *op = &t->ops[t->i];
-    kong_describe_error(r->status, body, desc, sizeof desc);
-    switch (op->kind) {
-    case PROXY_OP_ADD:
-        if (t->step == 0) {
-            if (r->status == 201 || r->status == 200) { /* 200: Kong 2.2-2.8 upsert */
-                op_result(t, 1, NULL);
-            } else if (r->status == 409) {
-                t->step = 3;           /* exists: ours (tagged)? then its weight */
-                task_step(t);
-            } else {
-                op_result(t, 0, desc);
-            }
-        } else if (t->step == 3) {
-            if (r->status == 200 && target_is_ours(body, k->tag)) {
-                t->step = 1;
-                task_step(t);
-            } else if (r->status == 404) {
-                /* The conflicting target is gone already: retried after a
-                 * fresh read of the proxy, as any failed change is. */
-                op_result(t, 0, "Kong answered 409 (target exists), then had no such target");
-            } else if (r->status == 200) {
-                /* A target someone made by hand (no ownership tag): never
-                 * touched, so it stays theirs. */
-                op_result(t, 0, "a target with this address exists in Kong but was not made by "
-                                "consul-sidecar (no ownership tag): left alone");
-            } else {
-                op_result(t, 0, desc);
-            }
-        } else {
-            op_result(t, r->status == 200, desc);
-        }
-        return;
-    case PROXY_OP_SET_WEIGHT:
-        if (t->step == 0 && r->status == 404) {
-            t->step = 1;               /* vanished meanwhile: create it */
-            task_step(t);
-            return;
-        }
-        op_result(t, r->status == 200 || r->status == 201, desc);
-        return;
-    case PROXY_OP_REMOVE:
-        op_result(t, r->status == 204 || r->status == 200 || r->status == 404, desc);
-        return;
-    }
-}
-
-static void task_step(struct task *t)
-{
-    struct kong *k = t->k;
-    char path[1200], err[256];
-    if (k->fatal[0]) {
-        fail_task(t, k->fatal);
-        return;
-    }
-    if (!k->mode_checked) {
-        t->phase = 0;
-        if (request(k, "GET", "/", NULL, err, sizeof err) < 0)
-            fail_task(t, err);
-        return;
-    }
-    if (t->phase == 0)
-        t->phase = 1;
-    if (t->phase == 1) {
-        if (t->step == 0) {
-            snprintf(path, sizeof path, "/upstreams/%s", t->upstream_esc);
-            if (request(k, "GET", path, NULL, err, sizeof err) < 0)
-                fail_task(t, err);
-            return;
-        }
-        if (k->base.writes_stopped) {
-            fail_task(t, KONG_STOPPED);
-            return;
-        }
-        cJSON *o = k->defaults ? cJSON_Duplicate(k->defaults, 1) : cJSON_CreateObject();
-        cJSON_DeleteItemFromObjectCaseSensitive(o, "name");
-        cJSON_AddStringToObject(o, "name", t->upstream);
-        if (!cJSON_GetObjectItemCaseSensitive(o, "tags")) {
-            cJSON *tags = cJSON_AddArrayToObject(o, "tags");
-            cJSON_AddItemToArray(tags, cJSON_CreateString(k->tag));
-        }
-        char *body = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        int rc = body ? request(k, "POST", "/upstreams", body, err, sizeof err) : -1;
-        free(body);
-        if (rc < 0)
-            fail_task(t, body ? err : "out of memory");
-        return;
-    }
-    if (t->is_read) {
-        snprintf(path, sizeof path, "/upstreams/%s/targets?size=1000", t->upstream_esc);
-        if (request(k, "GET", path, NULL, err, sizeof err) < 0)
-            read_done(t, err);
-        return;
-    }
-    /* A replacement failed to go in: removing now could empty the upstream;
-     * the old targets stay until the adds work. */
-    while (t->i < t->n && t->ops[t->i].kind == PROXY_OP_REMOVE && t->add_failed) {
-        snprintf(t->results[t->i].error, sizeof t->results[t->i].error,
-                 "kept: an add in the same change failed");
-        t->i++;
-    }
-    if (t->i == t->n) {
-        apply_done(t, NULL);
-        return;
-    }
-    if (k->base.writes_stopped) {
-        apply_done(t, KONG_STOPPED);   /* the ops not yet sent stay failed */
-        return;
-    }
-    const struct proxy_op *op = &t->ops[t->i];
-    char target[300], body[512];
-    kong_normalize_target(op->target.host, op->target.port, target, sizeof target);
-    char *esc = http_escape(target);
-    if (esc == NULL) {
-        op_result(t, 0, "out of memory");
-        return;
-    }
-    int post = (op->kind == PROXY_OP_ADD && t->step == 0) ||
-               (op->kind == PROXY_OP_SET_WEIGHT && t->step == 1);
-    int rc;
-    if (op->kind == PROXY_OP_ADD && t->step == 3) {
-        snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
-        rc = request(k, "GET", path, NULL, err, sizeof err);
-    } else if (op->kind == PROXY_OP_REMOVE) {
-        snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
-        rc = request(k, "DELETE", path, NULL, err, sizeof err);
-    } else if (post) {
-        snprintf(path, sizeof path, "/upstreams/%s/targets", t->upstream_esc);
-        snprintf(body, sizeof body, "{\"target\":\"%s\",\"weight\":%d,\"tags\":[\"%s\"]}", target,
-                 op->target.weight, k->tag);
-        rc = request(k, "POST", path, body, err, sizeof err);
-    } else {
-        snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
-        snprintf(body, sizeof body, "{\"weight\":%d}", op->target.weight);
-        rc = request(k, "PATCH", path, body, err, sizeof err);
-    }
-    free(esc);
-    if (rc < 0)
-        op_result(t, 0, err);
-}
+/* ---- the driver ------------------------------------------------------------- */
 
 static struct task *task_new(struct kong *k, const char *upstream, void *arg)
 {
@@ -594,19 +810,52 @@ oom:
     return -1;
 }
 
+/* The lock is lost: every write on the wire is dropped at once and fails;
+ * the callbacks come from the loop, not from inside the caller. */
+static void kong_abort_writes(struct proxy *p)
+{
+    struct kong *k = (struct kong *)p;
+    struct req *q = k->reqs;
+    while (q) {
+        struct req *next = q->next;
+        if (q->write) {
+            http_cancel(q->call);
+            unlink_req(k, q);
+            if (q->op == KONG_TASK_REQ) {
+                q->t->busy = 0;
+                task_fail(q->t, KONG_STOPPED);
+            } else {
+                op_done(q->t, q->op, 0, KONG_STOPPED);
+            }
+            free(q);
+        }
+        q = next;
+    }
+    loop_timer_start(k->later, 0);
+}
+
 static void kong_free(struct proxy *p)
 {
     struct kong *k = (struct kong *)p;
     if (k == NULL)
         return;
-    http_cancel(k->call);
-    if (k->task)
-        task_free(k->task);
+    while (k->reqs) {
+        struct req *q = k->reqs;
+        http_cancel(q->call);
+        unlink_req(k, q);
+        free(q);
+    }
+    while (k->running) {
+        struct task *t = k->running;
+        k->running = t->next;
+        task_free(t);
+    }
     while (k->queue_head) {
         struct task *t = k->queue_head;
         k->queue_head = t->next;
         task_free(t);
     }
+    loop_timer_free(k->later);
     free(k->admin_url);
     free(k->token_header);
     free(k->user_agent);
@@ -615,7 +864,8 @@ static void kong_free(struct proxy *p)
     free(k);
 }
 
-static const struct proxy_ops kong_ops = {"kong", kong_read, kong_apply, kong_free, 65535};
+static const struct proxy_ops kong_ops = {"kong", kong_read, kong_apply, kong_free, 65535,
+                                          kong_abort_writes};
 
 struct proxy *kong_new(struct loop *l, const struct kong_opts *o, char *err, size_t errlen)
 {
@@ -635,12 +885,14 @@ struct proxy *kong_new(struct loop *l, const struct kong_opts *o, char *err, siz
     k->tag = strdup(o->tag ? o->tag : KONG_DEFAULT_TAG);
     k->defaults = o->upstream_defaults ? cJSON_Duplicate(o->upstream_defaults, 1) : NULL;
     k->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    k->max_in_flight = o->max_in_flight > 0 ? o->max_in_flight : KONG_DEFAULT_MAX_IN_FLIGHT;
+    k->later = loop_timer_new(l, on_later, k);
     if (o->token && *o->token) {
         size_t n = strlen(o->token) + 32;
         if ((k->token_header = malloc(n)) != NULL)
             snprintf(k->token_header, n, "Kong-Admin-Token: %s", o->token);
     }
-    if (!k->admin_url || !k->user_agent || !k->tag || (o->upstream_defaults && !k->defaults) ||
+    if (!k->admin_url || !k->later || !k->user_agent || !k->tag || (o->upstream_defaults && !k->defaults) ||
         (o->token && *o->token && !k->token_header)) {
         kong_free(&k->base);
         snprintf(err, errlen, "out of memory");

@@ -18,6 +18,7 @@
 #include "proxy/proxy.h"
 
 #define KONG_DEFAULT_TAG "managed-by-consul-sidecar"
+#define KONG_DEFAULT_MAX_IN_FLIGHT 16
 
 struct kong_opts {
     const char *admin_url;          /* http://127.0.0.1:8001 */
@@ -26,6 +27,7 @@ struct kong_opts {
     const cJSON *upstream_defaults; /* fields for a created upstream; NULL none */
     const char *tag;                /* ownership tag; NULL = KONG_DEFAULT_TAG */
     long timeout_ms;                /* per request; default 5000 */
+    int max_in_flight;              /* requests at once; 0 = KONG_DEFAULT_MAX_IN_FLIGHT */
 };
 
 struct proxy *kong_new(struct loop *l, const struct kong_opts *o, char *err, size_t errlen);

@@ -519,7 +519,7 @@ unsigned long nginx_commands_run(const struct proxy *p)
     return ((const struct ngx *)p)->commands;
 }
 
-static const struct proxy_ops ngx_ops = {"nginx", ngx_read, ngx_apply, ngx_free, 0};
+static const struct proxy_ops ngx_ops = {"nginx", ngx_read, ngx_apply, ngx_free, 0, NULL};
 
 struct proxy *nginx_new(struct loop *l, const struct nginx_opts *o, char *err, size_t errlen)
 {

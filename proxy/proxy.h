@@ -71,6 +71,10 @@ struct proxy_ops {
      * compares with desired weights capped to it, so a capped weight read
      * back is not a change. 0 = no cap. */
     int max_weight;
+    /* Optional. The caller lost the right to write (an elected writer's
+     * lock): writes on the wire are dropped now and fail; their callbacks
+     * fire from the loop, later. */
+    void (*abort_writes)(struct proxy *p);
 };
 
 /* Every driver's handle starts with this. */

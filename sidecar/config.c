@@ -1069,13 +1069,13 @@ static int check_settings(struct ctx *c, const cJSON *root)
         const cJSON *k;
         static const char *const kong_keys[] = {"admin_url", "token", "token_file",
                                                 "upstream_defaults", "writer", "lock_prefix",
-                                                "session_ttl", "lock_delay"};
+                                                "session_ttl", "lock_delay", "max_in_flight"};
         static const char *const hap_keys[] = {"runtime", "backend_prefix", "writer",
                                                "drain_timeout"};
         static const char *const ngx_keys[] = {"upstream_dir", "test_cmd", "reload_cmd", "writer"};
         static const char *const writers[] = {"elected", "per-node"};
         if ((k = cJSON_GetObjectItemCaseSensitive(v, "kong"))) {
-            if (want_obj(c, k, "proxy.kong") < 0 || known_keys(c, k, "proxy.kong", kong_keys, 8) < 0)
+            if (want_obj(c, k, "proxy.kong") < 0 || known_keys(c, k, "proxy.kong", kong_keys, 9) < 0)
                 return -1;
             const cJSON *f;
             cJSON_ArrayForEach(f, k) {
@@ -1086,6 +1086,10 @@ static int check_settings(struct ctx *c, const cJSON *root)
                         return -1;
                 } else if (strcmp(f->string, "writer") == 0) {
                     if (want_enum(c, f, kp, writers, 2, &iv) < 0)
+                        return -1;
+                } else if (strcmp(f->string, "max_in_flight") == 0) {
+                    long mv;
+                    if (want_int(c, f, kp, 1, 256, &mv) < 0)
                         return -1;
                 } else if (strcmp(f->string, "session_ttl") == 0 ||
                            strcmp(f->string, "lock_delay") == 0) {
@@ -1593,6 +1597,8 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         cfg->kong.lock_key = strdup(key);
         cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
         cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
+        const cJSON *mif = cJSON_GetObjectItemCaseSensitive(kong, "max_in_flight");
+        cfg->kong.max_in_flight = cJSON_IsNumber(mif) ? mif->valueint : 16;
         if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
             goto oom;
     }
@@ -1841,6 +1847,7 @@ char *config_effective_json(const struct config *cfg)
                                    : cfg->kong.lock_key);
         add_dur(k, "session_ttl", cfg->kong.session_ttl_ms);
         add_dur(k, "lock_delay", cfg->kong.lock_delay_ms);
+        cJSON_AddNumberToObject(k, "max_in_flight", cfg->kong.max_in_flight);
         if (cfg->kong.upstream_defaults)
             cJSON_AddItemToObject(k, "upstream_defaults", cJSON_Duplicate(cfg->kong.upstream_defaults, 1));
     }

@@ -50,6 +50,7 @@ struct cfg_kong {
     int lock_key_needs_dc;        /* no lock_prefix nor datacenter: the daemon puts the
                                      agent's datacenter in the key (lock_key: its "dc1" form) */
     int64_t session_ttl_ms, lock_delay_ms;
+    int max_in_flight;            /* Admin API requests at once (1..256, default 16) */
 };
 
 struct cfg_haproxy {

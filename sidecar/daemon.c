@@ -317,8 +317,11 @@ static void on_writer(int is_writer, const char *holder, void *arg)
 {
     struct daemon *d = arg;
     (void)holder;
-    if (!d->stopping)
-        sync_set_writer(d->sync, "kong", is_writer);
+    if (d->stopping)
+        return;
+    sync_set_writer(d->sync, "kong", is_writer);
+    if (!is_writer)   /* lost: another may write now */
+        sync_abort_writes(d->sync, "kong");
 }
 
 /* The writer election; with the default lock key and no configured datacenter
@@ -463,6 +466,7 @@ static int add_drivers(struct daemon *d, char *err, size_t errlen)
     struct proxy *p;
     if (d->cfg.kong.enabled) {
         struct kong_opts ko = {
+            .max_in_flight = (int)d->cfg.kong.max_in_flight,
             .admin_url = d->cfg.kong.admin_url,
             .token = d->cfg.kong.token,
             .user_agent = d->user_agent,

@@ -59,6 +59,7 @@ struct upstream {
     time_t last_sync;
     int last_ok;                    /* -1 none yet */
     char last_error[300];
+    char last_cause[300];   /* its cause alone: repeats are not logged */
     char last_watch_error[300];
 };
 
@@ -494,15 +495,19 @@ static void up_failed(struct upstream *u, const char *what, const char *detail)
 {
     char line[300];
     snprintf(line, sizeof line, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-    if (u->last_ok != 0 || strcmp(line, u->last_error) != 0) {
-        if (strcmp(line, u->proxy->last_failure) != 0)
+    /* The cause is compared, not the step: a proxy that refuses the read
+     * the same way it refused the write is the same event. */
+    const char *cause = detail ? detail : what;
+    if (u->last_ok != 0 || strcmp(cause, u->last_cause) != 0) {
+        if (strcmp(cause, u->proxy->last_failure) != 0)
             log_error("Upstream '%s': %s; will retry", u->name, line);
         else   /* one event for the whole proxy, logged once */
             log_debug("Upstream '%s': %s (as logged for another upstream); will retry",
                       u->name, line);
-        snprintf(u->proxy->last_failure, sizeof u->proxy->last_failure, "%s", line);
+        snprintf(u->proxy->last_failure, sizeof u->proxy->last_failure, "%s", cause);
     }
     snprintf(u->last_error, sizeof u->last_error, "%s", line);
+    snprintf(u->last_cause, sizeof u->last_cause, "%s", cause);
     u->last_ok = 0;
     u->last_sync = time(NULL);
     u->phase = UP_IDLE;
@@ -1084,6 +1089,13 @@ int sync_proxy_writing(const struct sync *s, const char *proxy)
 {
     struct sync_proxy *p = find_proxy(s, proxy);
     return p && p->driver && p->driver->writing;
+}
+
+void sync_abort_writes(struct sync *s, const char *proxy)
+{
+    struct sync_proxy *p = find_proxy(s, proxy);
+    if (p && p->driver && p->driver->ops->abort_writes)
+        p->driver->ops->abort_writes(p->driver);
 }
 
 void sync_consul_recovered(struct sync *s)

@@ -71,6 +71,9 @@ void sync_start(struct sync *s);
 void sync_set_writer(struct sync *s, const char *proxy, int is_writer);
 /* 1 while a write to that proxy is on the wire (its outcome unknown). */
 int sync_proxy_writing(const struct sync *s, const char *proxy);
+/* The right to write was lost (not handed back): the proxy's writes on the
+ * wire are dropped at once and fail (drivers that send several at a time). */
+void sync_abort_writes(struct sync *s, const char *proxy);
 /* The Consul agent answers again: watches backing off ask at once. */
 void sync_consul_recovered(struct sync *s);
 /* Re-read every proxy now (e.g. after SIGHUP). */

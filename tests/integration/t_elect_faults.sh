@@ -179,10 +179,12 @@ for i in 6 7 8; do register_instance apps orders-$i orders 900$i; done
 wait_for 5 "the standby keeps its desired state warm" sh -c "curl -s $URL/status | grep -q '127.0.0.1:9008'"
 
 # A lock lost while a multi-target apply is in flight. The intruder lets go:
-# kong-1 takes the lock and applies three adds, the first POST held 2 s by
-# Kong; the lock is taken from it meanwhile: no write is sent after that.
+# kong-1 takes the lock and sends its three adds side by side, the first
+# POST held 6 s by Kong; the lock is taken from it meanwhile: the write in
+# flight is dropped at once (the apply ends well before Kong answers) and
+# no write is sent after that.
 curl -s -X DELETE "$KONG_CONTROL/requests" >/dev/null
-curl -s -X POST "$KONG_CONTROL/faults" -d '{"path":"/upstreams/orders/targets","method":"POST","count":1,"kind":"delay","delay_ms":2000}' >/dev/null
+curl -s -X POST "$KONG_CONTROL/faults" -d '{"path":"/upstreams/orders/targets","method":"POST","count":1,"kind":"delay","delay_ms":6000}' >/dev/null
 expect_eq "no write while another holds the lock" 0 "$(writes_since "$t_taken")"
 a=$(acquired)
 curl -s -X PUT "$A/v1/kv/$KEY?release=$intruder" >/dev/null
@@ -193,10 +195,11 @@ expect_eq "one apply of three adds" 1 "$(log_count "applying 3 change(s) to kong
 n=$(lost)
 t_taken=$(take_lock)
 wait_for 5 "the lock lost mid-apply" lost_at_least $((n + 1))
-wait_for 5 "the POST in flight answered" kong_delayed 0
-wait_for 5 "the apply stops" log_has kong-1 "writes stopped: this sidecar is no longer the elected writer"
+wait_for 3 "the apply stops at once, the POST still held" log_has kong-1 "writes stopped: this sidecar is no longer the elected writer"
+expect_eq "the held POST not answered yet" 1 "$(curl -s "$KONG_CONTROL/delayed")"
+wait_for 8 "the POST in flight answered" kong_delayed 0
 expect_eq "no write sent after the loss" 0 "$(writes_since "$t_taken")"
-expect_eq "only the POST in flight was sent" 1 "$(kong_writes "(kong-1)")"
+expect_eq "the three adds were sent together, before the loss" 3 "$(kong_writes "(kong-1)")"
 curl -s -X PUT "$A/v1/kv/$KEY?release=$intruder" >/dev/null
 wait_for 10 "the apply completed under the lock taken back" kong_targets_are orders \
     "127.0.0.1:9001=1 127.0.0.1:9005=1 127.0.0.1:9006=1 127.0.0.1:9007=1 127.0.0.1:9008=1"
