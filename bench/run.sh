@@ -58,7 +58,7 @@ sidecar() {
     local ups="" p=${4:-haproxy}
     for i in $(seq 1 "$WORLD_S"); do ups="$ups{\"service\": \"s$i\", \"proxy\": \"$p\"},"; done
     cat > "$T/$1.json" <<JSON
-{"consul": {"address": "127.0.0.1:$(port_of "$T/consul.ports" a1)", "resync": "5m"}, "node": "a1", "drain": "0s",
+{"consul": {"address": "${SIDECAR_CONSUL:-127.0.0.1:$(port_of "$T/consul.ports" a1)}", "resync": "5m"}, "node": "a1", "drain": "0s",
  "upstreams": [${ups%,}],
  "proxy": {"haproxy": {"runtime": "unix://$WSOCK", "backend_prefix": "be_"},
            "kong": {"admin_url": "${KONG:-http://127.0.0.1:1}", "writer": "per-node", "max_in_flight": ${KONG_MIF:-16}}},
@@ -77,8 +77,24 @@ flip() { # COUNT [GAP_MS [JITTER_MS]] -> latencies on stdout: s1-2's check on ag
         "service:s1-2" "$WSOCK" be_s1 "$1" "$WORLD_P" $((WORLD_P - 1))
 }
 
+# h2_up: real HAProxy terminating TLS with ALPN h2 in front of agent a1, 250
+# streams a connection as Consul's Go server allows, timeouts above the
+# longest blocking wait (5 min, jittered); sets H2_PORT, TERM_PID.
+h2_up() {
+    [ -f "$T/cert.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=consul.local" \
+        -addext "subjectAltName=DNS:consul.local,IP:127.0.0.1" \
+        -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || fail "openssl req"
+    cat "$T/cert.pem" "$T/key.pem" > "$T/both.pem"
+    H2_PORT=$("$BIN/freeport" 1)
+    printf 'global\n    maxconn 4000\n    tune.h2.max-concurrent-streams 250\n    hard-stop-after 1s\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 400s\n    timeout server 400s\nfrontend agent_https\n    bind 127.0.0.1:%s ssl crt %s alpn h2,http/1.1\n    default_backend agent\nbackend agent\n    server double 127.0.0.1:%s maxconn 4000\n' \
+        "$H2_PORT" "$T/both.pem" "$(port_of "$T/consul.ports" a1)" > "$T/term.cfg"
+    start_bg term haproxy -db -f "$T/term.cfg"; TERM_PID=$LAST_PID
+    wait_for 10 "h2 terminator" sh -c "curl -s --cacert $T/cert.pem https://127.0.0.1:$H2_PORT/v1/status/leader | grep -q 8300" || finish
+}
+h2_conns() { ss -tnp state established "dst 127.0.0.1:$H2_PORT" 2>/dev/null | grep -c "pid=$SIDECAR_PID," || true; }
+
 # ---- 1. propagation latency: 1, 100 and 1,000 watched services -----------------
-LAT_ROWS=""
+LAT_ROWS=""; H2_ROWS=""
 for S in 1 100 1000; do
     n=$N; [ "$S" -ge 1000 ] && n=$NS
     say "latency, $S service(s) x 10: $n changes each, quiescence off, on (isolated), on (back to back)"
@@ -94,6 +110,23 @@ for S in 1 100 1000; do
         IDLE_CONNS=$(ss -tnp 2>/dev/null | grep "pid=$SIDECAR_PID," | grep -c ":$(port_of "$T/consul.ports" a1)" || true)
     fi
     stop_pid "$SIDECAR_PID" TERM
+    if [ "$S" -ge 100 ]; then
+        # The same changes over HTTP/2: a blocking query per upstream, as
+        # streams on a few connections, instead of the change detector.
+        h2_up
+        export SIDECAR_CONSUL=https://127.0.0.1:$H2_PORT CONSUL_CACERT=$T/cert.pem
+        sidecar "h2-$S" 0s 0s
+        unset SIDECAR_CONSUL CONSUL_CACERT
+        wait_for 60 "h2: every query answered" log_has "h2-$S" "HTTP/2: $S blocking queries share" || fail "h2 ($S): queries"
+        flip "$n" > "$R/h2-$S.txt" 2>/dev/null || fail "flips (h2, $S)"
+        printf -v "H2_CONNS_$S" %s "$(h2_conns)"
+        c0=$(ctx "$SIDECAR_PID"); u0=$(cpu_ticks "$SIDECAR_PID"); sleep 20
+        printf -v "H2_WAKE_$S" %s $(( ($(ctx "$SIDECAR_PID") - c0) * 3 ))
+        printf -v "H2_CPU_$S" %s $(( $(cpu_ticks "$SIDECAR_PID") - u0 ))
+        stop_pid "$SIDECAR_PID" TERM; stop_pid "$TERM_PID" TERM
+        H2_ROWS="$H2_ROWS| $S | $n | $(stats "$R/h2-$S.txt") | $(stats "$R/off-$S.txt") | $(eval echo "\$H2_CONNS_$S") | $(eval echo "\$H2_WAKE_$S") wake-ups, $(eval echo "\$H2_CPU_$S") CPU ticks a minute |
+"
+    fi
     sidecar "on-$S" "$QMIN" "$QMAX"
     flip "$n" "$GAP" > "$R/oniso-$S.txt" 2>/dev/null || fail "flips (on, isolated, $S)"
     flip 200 > "$R/onb2b-$S.txt" 2>/dev/null || fail "flips (on, back to back, $S)"
@@ -255,6 +288,16 @@ tick=$(getconf CLK_TCK)
     printf '%s' "$LAT_ROWS"
     echo
     echo "Target p99 <= 5 ms with quiescence off (1 service): $(met "$(pct "$R/off-1.txt" 0.99)" 5)."
+    echo
+    echo "### Over HTTP/2, side by side with the change detector"
+    echo
+    echo "The same flips, quiescence off, with the agent behind real HAProxy terminating TLS with ALPN h2 (250 streams a connection): one blocking query per upstream, as streams. Connections: the sidecar's TCP connections to the terminator while following every upstream; idle: over 20 s after the flips, scaled to a minute."
+    echo
+    echo "| services | changes | h2 p50 ms | p99 | max | detector (plain HTTP) p50 ms | p99 | max | connections | idle |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s' "$H2_ROWS"
+    echo
+    echo "Targets: p99 <= 5 ms over h2 at 100 services: $(met "$(pct "$R/h2-100.txt" 0.99)" 5), at 1,000: $(met "$(pct "$R/h2-1000.txt" 0.99)" 5); at most 8 connections: $(met "${H2_CONNS_1000:-99}" 8)."
     echo
     echo "## 2. Against the alternatives, on the same changes"
     echo
