@@ -324,6 +324,101 @@ static cJSON *view_kv(struct MHD_Connection *c, const void *ctx, uint64_t *index
 static cJSON *view_catalog_services(struct MHD_Connection *c, const void *ctx, uint64_t *index,
                                     int *status);
 
+/*
+ * Every change wakes every parked blocking query. A real Consul wakes only
+ * those whose data moved (memdb watch sets); here a parked health query
+ * first looks its service's index up in a table made once per wake-up (by
+ * the same rule as view_health_service) and rebuilds its view only when
+ * that index passed its own, so 1,000 parked queries cost one pass over the
+ * catalog a change, not 1,000 views.
+ */
+#define HIDX_SLOTS 65536u
+
+static uint64_t max64(uint64_t a, uint64_t b);
+static cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *index,
+                                  int *status);
+
+static struct {
+    uint64_t wakes;                 /* S.wakes it was made at; 0 = never */
+    struct { const char *name; uint64_t idx; } by_name[HIDX_SLOTS];
+    struct { const struct node *n; const char *id, *name; } by_id[HIDX_SLOTS];
+} HI;
+
+static uint32_t hidx_hash(const char *s, uintptr_t salt)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)salt;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void hidx_raise(const char *name, uint64_t idx)
+{
+    for (uint32_t i = hidx_hash(name, 0) % HIDX_SLOTS;; i = (i + 1) % HIDX_SLOTS) {
+        if (HI.by_name[i].name == NULL)
+            HI.by_name[i].name = name;
+        if (strcmp(HI.by_name[i].name, name) == 0) {
+            HI.by_name[i].idx = max64(HI.by_name[i].idx, idx);
+            return;
+        }
+    }
+}
+
+static const char *hidx_service_of(const struct node *n, const char *id)
+{
+    for (uint32_t i = hidx_hash(id, (uintptr_t)n) % HIDX_SLOTS; HI.by_id[i].id;
+         i = (i + 1) % HIDX_SLOTS)
+        if (HI.by_id[i].n == n && strcmp(HI.by_id[i].id, id) == 0)
+            return HI.by_id[i].name;
+    return NULL;
+}
+
+static void hidx_build(void)
+{
+    memset(HI.by_name, 0, sizeof HI.by_name);
+    memset(HI.by_id, 0, sizeof HI.by_id);
+    for (int i = 0; i < 64; i++) {
+        const struct node *n = &S.nodes[i];
+        if (!node_visible(n))
+            continue;
+        uint64_t node_idx = n->serf_index;
+        for (int k = 0; k < S.maxn; k++)
+            if (n->checks[k].used && !n->checks[k].service_id[0])
+                node_idx = max64(node_idx, n->checks[k].modify_index);
+        for (int j = 0; j < S.maxn; j++) {
+            const struct service *s = &n->services[j];
+            if (!s->used)
+                continue;
+            hidx_raise(s->name, max64(node_idx, s->modify_index));
+            uint32_t h = hidx_hash(s->id, (uintptr_t)n) % HIDX_SLOTS;
+            while (HI.by_id[h].id)
+                h = (h + 1) % HIDX_SLOTS;
+            HI.by_id[h].n = n;
+            HI.by_id[h].id = s->id;
+            HI.by_id[h].name = s->name;
+        }
+        for (int k = 0; k < S.maxn; k++) {
+            const char *name;
+            if (n->checks[k].used && n->checks[k].service_id[0] &&
+                (name = hidx_service_of(n, n->checks[k].service_id)) != NULL)
+                hidx_raise(name, n->checks[k].modify_index);
+        }
+    }
+    HI.wakes = S.wakes ? S.wakes : 1;
+}
+
+/* The index view_health_service would give name; 0 when it has no instance. */
+static uint64_t health_service_index(const char *name)
+{
+    if (HI.wakes != (S.wakes ? S.wakes : 1))
+        hidx_build();
+    for (uint32_t i = hidx_hash(name, 0) % HIDX_SLOTS; HI.by_name[i].name;
+         i = (i + 1) % HIDX_SLOTS)
+        if (strcmp(HI.by_name[i].name, name) == 0)
+            return HI.by_name[i].idx;
+    return 0;
+}
+
 /* Runs a view, parking while its index has not passed the client's. Call
  * with S.mu held; returns with it held. */
 static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
@@ -348,6 +443,11 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
         while (idx <= q->index && !a->down) {
             if (pthread_cond_timedwait(&S.changed, &S.mu, &dl) == ETIMEDOUT)
                 break;
+            if (fn == view_health_service && status == 200 && !a->down) {
+                uint64_t peek = health_service_index(ctx);
+                if (peek > 0 && max64(peek, svc_touched(ctx)) <= q->index)
+                    continue;   /* its service did not move: stay parked */
+            }
             cJSON_Delete(body);
             body = fn(c, ctx, &idx, &status);
         }

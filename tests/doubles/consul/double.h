@@ -112,6 +112,7 @@ struct dstate {
     pthread_mutex_t mu;
     pthread_cond_t changed;
     uint64_t raft;                 /* the cluster-wide index */
+    uint64_t wakes;                /* broadcasts of `changed` so far */
     int maxn;                      /* capacity of each node's arrays */
     uint64_t services_index, nodes_index, checks_index, extinction, kv_index, sessions_index;
     struct node nodes[64];

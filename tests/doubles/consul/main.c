@@ -36,6 +36,7 @@ uint64_t bump(void)
 
 void changed(void)
 {
+    S.wakes++;
     pthread_cond_broadcast(&S.changed);
 }
 
