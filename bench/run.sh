@@ -124,7 +124,8 @@ for S in 1 100 1000; do
         printf -v "H2_WAKE_$S" %s $(( ($(ctx "$SIDECAR_PID") - c0) * 3 ))
         printf -v "H2_CPU_$S" %s $(( $(cpu_ticks "$SIDECAR_PID") - u0 ))
         stop_pid "$SIDECAR_PID" TERM; stop_pid "$TERM_PID" TERM
-        H2_ROWS="$H2_ROWS| $S | $n | $(stats "$R/h2-$S.txt") | $(stats "$R/off-$S.txt") | $(eval echo "\$H2_CONNS_$S") | $(eval echo "\$H2_WAKE_$S") wake-ups, $(eval echo "\$H2_CPU_$S") CPU ticks a minute |
+        conns=H2_CONNS_$S wake=H2_WAKE_$S cpu=H2_CPU_$S
+        H2_ROWS="$H2_ROWS| $S | $n | $(stats "$R/h2-$S.txt") | $(stats "$R/off-$S.txt") | ${!conns} | ${!wake} wake-ups, ${!cpu} CPU ticks a minute |
 "
     fi
     sidecar "on-$S" "$QMIN" "$QMAX"

@@ -18,7 +18,6 @@ struct req {
     struct task *t;
     size_t op;                 /* index into t->ops, or KONG_TASK_REQ */
     int step;                  /* where in the op's exchange (send_op) */
-    int mode;                  /* GET /: the mode check */
     int write;
     struct http_call *call;
     struct req *prev, *next;   /* k->reqs */
@@ -403,7 +402,6 @@ static int task_next(struct task *t)
             task_fail(t, err);
             return 0;
         }
-        k->reqs->mode = 1;
         k->mode_checking = 1;
         t->busy = 1;
         return 1;
@@ -585,7 +583,9 @@ static void on_response(struct http_response *r, void *arg)
     struct kong *k = q->k;
     struct task *t = q->t;
     size_t op = q->op;
-    int step = q->step, mode = q->mode;
+    int step = q->step;
+    /* A task's own request before its upstream phase is the mode check. */
+    int mode = op == KONG_TASK_REQ && t->phase == 0;
     char msg[600], desc[400];
     unlink_req(k, q);
     free(q);

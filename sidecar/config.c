@@ -26,6 +26,7 @@
 
 #include "lib/buf.h"
 #include "lib/dur.h"
+#include "proxy/kong.h"
 #include "sidecar/elect.h"
 #include "sidecar/sync.h"
 
@@ -1532,9 +1533,10 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
     v = mget(merged, "watch.max_streams");
     cfg->watch.max_streams = cJSON_IsNumber(v) ? v->valueint : 1000;
     cfg->watch.mode = SYNC_MODE_AUTO;
-    for (int m = 0; (s = mstr(merged, "watch.mode")) && m < 3; m++)
-        if (strcmp(s, watch_modes[m]) == 0)
-            cfg->watch.mode = m;
+    if ((s = mstr(merged, "watch.mode")))
+        for (int m = 0; m < 3; m++)
+            if (strcmp(s, watch_modes[m]) == 0)
+                cfg->watch.mode = m;
     if (cfg->watch.quiescence_min_ms > cfg->watch.quiescence_max_ms) {
         snprintf(err, errlen, "watch.quiescence: min (%lld ms) is larger than max (%lld ms)",
                  (long long)cfg->watch.quiescence_min_ms, (long long)cfg->watch.quiescence_max_ms);
@@ -1598,7 +1600,7 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
         cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
         const cJSON *mif = cJSON_GetObjectItemCaseSensitive(kong, "max_in_flight");
-        cfg->kong.max_in_flight = cJSON_IsNumber(mif) ? mif->valueint : 16;
+        cfg->kong.max_in_flight = cJSON_IsNumber(mif) ? mif->valueint : KONG_DEFAULT_MAX_IN_FLIGHT;
         if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
             goto oom;
     }

@@ -466,7 +466,7 @@ static int add_drivers(struct daemon *d, char *err, size_t errlen)
     struct proxy *p;
     if (d->cfg.kong.enabled) {
         struct kong_opts ko = {
-            .max_in_flight = (int)d->cfg.kong.max_in_flight,
+            .max_in_flight = d->cfg.kong.max_in_flight,
             .admin_url = d->cfg.kong.admin_url,
             .token = d->cfg.kong.token,
             .user_agent = d->user_agent,
