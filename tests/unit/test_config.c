@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "sidecar/cli.h"
+#include "proxy/kong.h"
 #include "sidecar/config.h"
+#include "sidecar/sync.h"
 
 static char dir[64];
 
@@ -88,6 +90,9 @@ static const struct {
     {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"2h\"}}}", "proxy.haproxy.drain_timeout: must be at most 1h"},
     {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"5\"}}}", "proxy.haproxy.drain_timeout: invalid duration"},
     {"{\"proxy\": {\"kong\": {\"lock_delay\": \"2m\"}}}", "proxy.kong.lock_delay: must be at most 60s"},
+    {"{\"proxy\": {\"kong\": {\"max_in_flight\": 0}}}", "proxy.kong.max_in_flight: must be between 1 and 256"},
+    {"{\"watch\": {\"max_streams\": 100001}}", "watch.max_streams: must be between 1 and 100000"},
+    {"{\"watch\": {\"mode\": \"fast\"}}", "watch.mode: must be one of auto, streams, detector"},
     {"{\"service\": {\"name\": \"w\",}}", "invalid JSON at line 1, column"},
     {"[]", "expected a JSON object"},
     {"{\"services\": [{\"name\": \"a\"}, {\"name\": \"a\"}]}", "a second service with the ID \"a\""},
@@ -315,6 +320,13 @@ START_TEST(test_defaults_are_documented_values)
     ck_assert_int_eq(cfg.watch.wait_ms, 300000);
     ck_assert_int_eq(cfg.watch.quiescence_min_ms, 100);
     ck_assert_int_eq(cfg.watch.quiescence_max_ms, 1000);
+    ck_assert_int_eq(cfg.watch.mode, SYNC_MODE_AUTO);
+    ck_assert_int_eq(cfg.watch.max_streams, 1000);
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"watch\": {\"mode\": \"detector\"}, \"upstreams\": [{\"service\": \"o\", "
+                          "\"proxy\": \"kong\"}], \"proxy\": {\"kong\": {}}}", &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(cfg.watch.mode, SYNC_MODE_DETECTOR);
+    ck_assert_int_eq(cfg.kong.max_in_flight, KONG_DEFAULT_MAX_IN_FLIGHT);
     config_free(&cfg);
 }
 END_TEST
