@@ -32,8 +32,8 @@ struct upstream {
 };
 
 struct target {
-    char id[40], up_id[40], target[300];
-    const struct upstream *up; /* its upstream's slot: compared, not its id */
+    char id[40], target[300];
+    const struct upstream *up; /* its upstream's slot */
     int weight;
     cJSON *tags;             /* NULL = null */
     double created, updated;
@@ -62,7 +62,7 @@ static struct {
     int delayed;                 /* requests held by a delay fault right now */
     int t_hi;                    /* no target at or past this slot */
     int t_free;                  /* where to look for a free slot first */
-    int inflight, peak;          /* admin requests received, not yet answered; the most at once */
+    int inflight, peak;          /* the sidecar's requests received, not yet answered; the most at once */
 } K;
 
 static volatile sig_atomic_t stopping;
@@ -436,7 +436,7 @@ static cJSON *target_json(const struct target *t)
     cJSON_AddNumberToObject(o, "created_at", t->created);
     cJSON_AddNumberToObject(o, "updated_at", t->updated);
     cJSON *u = cJSON_AddObjectToObject(o, "upstream");
-    cJSON_AddStringToObject(u, "id", t->up_id);
+    cJSON_AddStringToObject(u, "id", t->up->id);
     cJSON_AddStringToObject(o, "target", t->target);
     cJSON_AddNumberToObject(o, "weight", t->weight);
     if (t->tags)
@@ -1025,7 +1025,6 @@ static enum MHD_Result admin(struct MHD_Connection *c, const char *url, const ch
         memset(t, 0, sizeof *t);
         t->used = 1;
         uuid(t->id);
-        snprintf(t->up_id, sizeof t->up_id, "%s", u->id);
         t->up = u;
         if (t - K.ts >= K.t_hi)
             K.t_hi = (int)(t - K.ts) + 1;
