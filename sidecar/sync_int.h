@@ -1,0 +1,123 @@
+/* Private to sidecar/sync.c and sidecar/follow.c: the state of the upstreams
+ * being synced and of the change detectors that follow them. Not for other
+ * modules: they use sync.h. */
+#ifndef SIDECAR_SYNC_INT_H
+#define SIDECAR_SYNC_INT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "consul/client.h"
+#include "consul/decode.h"
+#include "consul/watch.h"
+#include "lib/rand.h"
+#include "lib/metrics.h"
+#include "proxy/proxy.h"
+#include "sidecar/recon.h"
+#include "sidecar/state.h"
+#include "sidecar/sync.h"
+
+enum up_phase { UP_IDLE, UP_READING, UP_APPLYING };
+
+struct sync_proxy {
+    char *name;
+    struct proxy *driver;
+    int writer;
+    /* The failure last logged for one of its upstreams: the same one on
+     * the others (Kong DB-less, the proxy down) is not logged again until an
+     * upstream of this proxy has synced. */
+    char last_failure[300];
+};
+
+struct upstream {
+    struct sync *s;
+    char *name, *service, *dc, *proxy_name, **tags;
+    size_t n_tags;
+    int passing_only;
+    struct sync_proxy *proxy;
+    struct consul_watch *watch;
+    char fetch_path[1600];          /* the same query, non-blocking */
+    struct detector *det;           /* followed by this change detector; NULL: own long-poll */
+    struct consul_call *fetch;
+    int fetch_again;
+    uint64_t seen_fp;               /* detector: fingerprint of its checks */
+    int hold_refetch;               /* a fresh read is owed: an error broke a hold, or a
+                                       read failed */
+    int seen_once;
+    struct recon_policy policy;
+    struct recon_quiesce quiesce;
+    struct consul_instances last_answer;   /* for hold-down rechecks */
+    int have_answer;
+    int last_known_leader;
+    struct loop_timer *timer;       /* quiescence due, hold recheck, retry */
+    struct loop_timer *resync;      /* periodic proxy read-back */
+    enum up_phase phase;
+    int pending;                    /* desired differs from what was applied */
+    int again;                      /* a change came in while busy */
+    struct backoff backoff;
+    struct backoff read_backoff;    /* an owed read (hold_refetch) failing again */
+    uint64_t index;                 /* Consul index of last_good */
+    uint64_t change_at;             /* when the pending change arrived (ms) */
+    struct proxy_target_set actual; /* last read back */
+    int applied_once;
+    time_t last_sync;
+    int last_ok;                    /* -1 none yet */
+    char last_error[300];
+    char last_cause[300];   /* its cause alone: repeats are not logged */
+    char last_watch_error[300];
+};
+
+/* The change detector of one datacenter (see below). */
+struct detector {
+    struct sync *s;
+    char *dc;                       /* ?dc= of its queries; NULL: the default */
+    size_t n_ups;
+    struct consul_watch *checks, *services;
+    int services_seen, checks_started;
+    char error[300];
+    char label[2][160];             /* metrics: health/state, catalog/services */
+};
+
+struct sync {
+    struct sync_opts o;
+    char *datacenter;               /* owned copy of o.datacenter */
+    char *state_dir;
+    struct sync_proxy **proxies;
+    size_t n_proxies;
+    struct upstream **ups;
+    size_t n_ups;
+    struct state state;
+    /* The state file is rewritten at most once a second: 1,000 upstreams
+     * syncing at start must not each rewrite (and fsync) the whole file. */
+    struct loop_timer *save_timer;
+    uint64_t last_save_ms;
+    int state_dirty;
+    char save_error[300];
+    struct detector **dets;         /* one per datacenter followed by a detector */
+    size_t n_dets;
+    /* The way upstreams are followed is chosen once (follow_start): over
+     * https, after an answer has told which protocol ALPN gave. */
+    int following;
+    struct consul_call *proto_probe;
+    struct loop_timer *proto_timer;
+    int h2_streams;                 /* streams over HTTP/2: the connections are told */
+    size_t n_answered;              /* upstreams with a first answer */
+    struct metrics_histogram *m_latency;
+    struct metrics_counter *m_calls;
+    struct metrics_counter *m_consul;
+    struct metrics_gauge *m_targets;
+    struct metrics_counter *m_saves;
+};
+
+/* sync.c: reads an upstream once, now (a detector saw it move). */
+void sync_up_fetch(struct upstream *u);
+
+/* follow.c: chooses how the upstreams are followed (a long-poll each or a
+ * change detector per datacenter) and starts following. */
+void follow_start(struct sync *s);
+void follow_free(struct sync *s);
+/* The agent answers again: the protocol probe and the detectors' long-polls
+ * are retried at once. */
+void follow_recovered(struct sync *s);
+
+#endif
