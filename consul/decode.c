@@ -513,7 +513,8 @@ int consul_decode_health_state(const char *body, size_t len, struct consul_check
     const cJSON *c;
     cJSON_ArrayForEach(c, root) {
         const cJSON *node = get(c, "Node"), *svc = get(c, "ServiceName"), *mi = get(c, "ModifyIndex");
-        if (!is_str(node) || !is_str(svc) || !cJSON_IsNumber(mi) || mi->valuedouble < 0) {
+        if (!is_str(node) || !is_str(svc) || !cJSON_IsNumber(mi) || mi->valuedouble < 0 ||
+            mi->valuedouble >= 18446744073709551616.0) {
             snprintf(err, errlen, "check %zu: missing or mistyped Node/ServiceName/ModifyIndex", k);
             goto fail;
         }

@@ -218,6 +218,10 @@ static void on_done(void *easy, int result)
     double t = 0;
     curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME, &t);
     c->resp.elapsed_ms = (long)(t * 1000);
+    curl_off_t first = 0, total = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_STARTTRANSFER_TIME_T, &first);
+    curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &total);
+    c->resp.body_us = total > first ? (long)(total - first) : 0;
     long connects = 0;
     curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
     c->resp.new_connection = connects > 0;

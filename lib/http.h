@@ -78,6 +78,7 @@ struct http_response {
     int new_connection;       /* this request opened its connection (none reused) */
     int http_version;         /* 1 (HTTP/1.x), 2 (HTTP/2), 3; 0 = no answer */
     long elapsed_ms;
+    long body_us;             /* from the answer's first byte to its last */
 };
 
 typedef void (*http_done_fn)(struct http_response *resp, void *arg);

@@ -33,6 +33,8 @@ void loop_free(struct loop *l);
  * (cheap, consistent within one dispatch); loop_clock_ms() reads the clock. */
 uint64_t loop_now(const struct loop *l);
 uint64_t loop_clock_ms(void);
+/* The same clock in microseconds, for timing a stage of work. */
+uint64_t loop_clock_us(void);
 
 /* Timers are owned by the caller: create once, start/stop any number of
  * times, free when done (free also stops). One-shot: after firing a timer is

@@ -27,86 +27,119 @@
  * datacenter: rarer, and still bounded by the client's 4 requests in flight.
  */
 
-static int by_service_node(const void *a, const void *b)
+/* The followed services of d, each once (upstreams of one service share
+ * a tally); built when the detector's upstreams change. -1: out of memory. */
+static int map_services(struct detector *d)
 {
-    const struct consul_check_entry *x = a, *y = b;
-    int c = strcmp(x->service_name, y->service_name);
-    return c ? c : strcmp(x->node, y->node);
-}
-
-/* The index of the first entry of service name in e[0..n) (sorted), or n. */
-static size_t first_of(const struct consul_check_entry *e, size_t n, const char *name,
-                       const char *node)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(e[mid].service_name, name);
-        if (c == 0 && node)
-            c = strcmp(e[mid].node, node);
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+    struct sync *s = d->s;
+    int added;
+    if (d->mapped == d->n_ups)
+        return 0;
+    strmap_clear(&d->by_service);
+    free(d->tally);
+    d->tally = calloc(d->n_ups ? d->n_ups : 1, sizeof *d->tally);
+    if (d->tally == NULL)
+        return -1;
+    for (size_t i = 0; i < s->n_ups; i++) {
+        struct upstream *u = s->ups[i];
+        if (u->det != d)
+            continue;
+        uint64_t *v = strmap_put(&d->by_service, u->service, strlen(u->service), d->by_service.n,
+                               &added);
+        if (v == NULL)
+            return -1;
+        u->det_slot = (size_t)*v;
     }
-    return lo;
+    d->mapped = d->n_ups;
+    return 0;
 }
 
-/* An upstream's fingerprint in one health/state answer: the highest
- * ModifyIndex and the number of its service's checks, and the highest of
- * the node-level checks (serfHealth, node maintenance) of every node that
- * holds one of them. A pure function of the answer (the nodes come from the
+/* Each followed service's fingerprint in the answer d->scan holds: the
+ * highest ModifyIndex and the number of its checks, and the highest of the
+ * node-level checks (serfHealth, node maintenance) of every node that holds
+ * one of them. A pure function of the answer (the nodes come from the
  * answer, not from the last read, which leaves critical instances out), so
- * it moves on a change, a removal or a node recovering, and only then. */
-static uint64_t det_fingerprint(const struct consul_check_entry *e, size_t n, const char *service)
+ * it moves on a change, a removal or a node recovering, and only then. One
+ * pass over the node-level checks, one over the others, each a hash lookup. */
+static int tally_checks(struct detector *d)
 {
-    uint64_t top = 0, count = 0;
-    size_t nodes_end = first_of(e, n, "\x01", NULL);  /* node-level ("") sort first */
-    for (size_t k = first_of(e, n, service, NULL); k < n && !strcmp(e[k].service_name, service);
-         k++) {
-        count++;
-        if (e[k].modify_index > top)
-            top = e[k].modify_index;
-        if (k > 0 && !strcmp(e[k - 1].service_name, service) && !strcmp(e[k - 1].node, e[k].node))
-            continue;    /* this node's checks already counted */
-        for (size_t j = first_of(e, nodes_end, "", e[k].node);
-             j < nodes_end && !strcmp(e[j].node, e[k].node); j++)
-            if (e[j].modify_index > top)
-                top = e[j].modify_index;
+    const struct consul_state_check *e = d->scan.e;
+    size_t n = d->scan.n;
+    int added;
+    if (map_services(d) < 0)
+        return -1;
+    memset(d->tally, 0, d->by_service.n * sizeof *d->tally);
+    strmap_clear(&d->nodes);
+    for (size_t k = 0; k < n; k++) {
+        if (e[k].service_len > 0)
+            continue;
+        uint64_t *top = strmap_put(&d->nodes, e[k].node, e[k].node_len, 0, &added);
+        if (top == NULL)
+            return -1;
+        if (e[k].modify_index > *top)
+            *top = e[k].modify_index;
     }
-    return top * 1000003u + count;
+    for (size_t k = 0; k < n; k++) {
+        const uint64_t *slot = e[k].service_len
+                                 ? strmap_get(&d->by_service, e[k].service, e[k].service_len)
+                                 : NULL;
+        if (slot == NULL)
+            continue;
+        struct det_tally *t = &d->tally[*slot];
+        const uint64_t *node_top = strmap_get(&d->nodes, e[k].node, e[k].node_len);
+        t->count++;
+        if (e[k].modify_index > t->top)
+            t->top = e[k].modify_index;
+        if (node_top && *node_top > t->top)
+            t->top = *node_top;
+    }
+    return 0;
+}
+
+static void det_refused(struct detector *d, const char *err)
+{
+    if (strcmp(err, d->error) != 0)
+        log_error("change detector%s%s%s: bad answer from /v1/health/state/any: %s",
+                  d->dc ? " (datacenter '" : "", d->dc ? d->dc : "", d->dc ? "')" : "", err);
+    snprintf(d->error, sizeof d->error, "%s", err);
+    consul_watch_reject(d->checks);
 }
 
 static void on_det_checks(const struct consul_response *r, void *arg)
 {
     struct detector *d = arg;
     struct sync *s = d->s;
-    struct consul_check_entry *e;
-    size_t n;
     char err[256];
-    if (consul_decode_health_state(r->body, r->body_len, &e, &n, err, sizeof err) < 0) {
-        if (strcmp(err, d->error) != 0)
-            log_error("change detector%s%s%s: bad answer from /v1/health/state/any: %s",
-                      d->dc ? " (datacenter '" : "", d->dc ? d->dc : "", d->dc ? "')" : "", err);
-        snprintf(d->error, sizeof d->error, "%s", err);
-        consul_watch_reject(d->checks);
+    uint64_t arrived = loop_clock_us();
+    if (consul_scan_health_state(&d->scan, r->body, r->body_len, err, sizeof err) < 0) {
+        det_refused(d, err);
+        return;
+    }
+    if (tally_checks(d) < 0) {
+        det_refused(d, "out of memory");
         return;
     }
     d->error[0] = '\0';
-    qsort(e, n, sizeof *e, by_service_node);
+    uint64_t decoded = loop_clock_us();
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         if (u->det != d)
             continue;
-        uint64_t fp = det_fingerprint(e, n, u->service);
+        const struct det_tally *t = &d->tally[u->det_slot];
+        uint64_t fp = t->top * 1000003u + t->count;
         if (fp != u->seen_fp || !u->seen_once) {
             u->seen_fp = fp;
             u->seen_once = 1;
+            u->tl.arrived = arrived;
+            u->tl.decoded = decoded;
+            u->tl.asked = loop_clock_us();
+            u->tl.answered = 0;
+            u->tl.body_us = r->raw ? r->raw->body_us : 0;
+            u->tl.bytes = r->body_len;
+            u->tl.checks = d->scan.n;
             sync_up_fetch(u);
         }
     }
-    consul_check_entries_free(e, n);
-    loop_release_memory_soon(s->o.loop);
     /* The answer holds every check of the cluster and comes back whole on
      * each change: during a burst it is asked for again only after a gap
      * that grows with its size (1 ms per 16 KiB: 3 MB, 10,000 checks ->
@@ -357,6 +390,10 @@ void follow_free(struct sync *s)
         consul_watch_free(s->dets[i]->checks);
         consul_watch_free(s->dets[i]->services);
         free(s->dets[i]->dc);
+        consul_state_scan_free(&s->dets[i]->scan);
+        strmap_free(&s->dets[i]->by_service);
+        strmap_free(&s->dets[i]->nodes);
+        free(s->dets[i]->tally);
         free(s->dets[i]);
     }
     free(s->dets);

@@ -9,8 +9,10 @@
 
 #include "consul/client.h"
 #include "consul/decode.h"
+#include "consul/scan.h"
 #include "consul/watch.h"
 #include "lib/rand.h"
+#include "lib/strmap.h"
 #include "lib/metrics.h"
 #include "proxy/proxy.h"
 #include "sidecar/recon.h"
@@ -41,6 +43,12 @@ struct upstream {
     struct consul_call *fetch;
     int fetch_again;
     uint64_t seen_fp;               /* detector: fingerprint of its checks */
+    size_t det_slot;                /* detector: its service's tally */
+    struct {                        /* the last change a detector saw (us, 0: none) */
+        uint64_t arrived, decoded, asked, answered;
+        long body_us;
+        size_t bytes, checks;
+    } tl;
     int hold_refetch;               /* a fresh read is owed: an error broke a hold, or a
                                        read failed */
     int seen_once;
@@ -76,6 +84,15 @@ struct detector {
     int services_seen, checks_started;
     char error[300];
     char label[2][160];             /* metrics: health/state, catalog/services */
+    /* Kept from one health/state answer to the next (their memory is
+     * reused): the decoded checks, the followed services (name -> tally),
+     * each node's highest node-level ModifyIndex. */
+    struct consul_state_scan scan;
+    struct strmap by_service, nodes;
+    struct det_tally {
+        uint64_t top, count;
+    } *tally;
+    size_t mapped;                  /* upstreams in services (0: to be built) */
 };
 
 struct sync {

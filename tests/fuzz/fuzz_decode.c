@@ -2,11 +2,32 @@
  * either fail cleanly or produce output it can free; never crash or leak. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "consul/agent.h"
 #include "consul/decode.h"
+#include "consul/scan.h"
+
+/* The change detector's scanner accepts nothing the cJSON decoder refuses,
+ * and finds the same checks in what it accepts (indexes compared where a
+ * double holds them exactly). */
+static void scan_agrees(const char *b, size_t size, int whole, const struct consul_check_entry *e,
+                        size_t n)
+{
+    static struct consul_state_scan s;   /* reused, as the detector does */
+    char err[256];
+    if (consul_scan_health_state(&s, b, size, err, sizeof err) < 0)
+        return;
+    if (!whole || s.n != n)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s.e[i].node, e[i].node) || strcmp(s.e[i].service, e[i].service_name) ||
+            (s.e[i].modify_index <= (1ull << 53) && s.e[i].modify_index != e[i].modify_index))
+            abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -31,7 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (consul_decode_kv(b, size, &kv, err, sizeof err) == 0)
         consul_kv_free(&kv);
     struct consul_check_entry *e;
-    if (consul_decode_health_state(b, size, &e, &n, err, sizeof err) == 0)
+    int whole = consul_decode_health_state(b, size, &e, &n, err, sizeof err) == 0;
+    scan_agrees(b, size, whole, e, n);
+    if (whole)
         consul_check_entries_free(e, n);
     consul_decode_session_id(b, size, id, sizeof id, err, sizeof err);
     char dc[64], node[256];

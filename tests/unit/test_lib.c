@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "lib/loop.h"
 #include "lib/rand.h"
+#include "lib/strmap.h"
 
 /* ---- durations ----------------------------------------------------------- */
 
@@ -402,6 +403,42 @@ START_TEST(test_log_escapes_control_characters)
 }
 END_TEST
 
+START_TEST(test_strmap_finds_every_key_across_growth_and_clear)
+{
+    struct strmap m = {0};
+    char keys[3000][16];
+    int added;
+    for (size_t i = 0; i < 3000; i++) {
+        snprintf(keys[i], sizeof keys[i], "svc-%zu", i);
+        uint64_t *v = strmap_put(&m, keys[i], strlen(keys[i]), i, &added);
+        ck_assert_ptr_nonnull(v);
+        ck_assert_int_eq(added, 1);
+    }
+    ck_assert_uint_eq(m.n, 3000);
+    ck_assert_uint_ge(m.cap, 6000);
+    for (size_t i = 0; i < 3000; i++) {
+        uint64_t *v = strmap_get(&m, keys[i], strlen(keys[i]));
+        ck_assert_ptr_nonnull(v);
+        ck_assert_uint_eq(*v, i);
+    }
+    /* A prefix, a longer key and an embedded NUL are other keys. */
+    ck_assert_ptr_null(strmap_get(&m, "svc-1", 4));
+    ck_assert_ptr_null(strmap_get(&m, "svc-10000", 9));
+    ck_assert_ptr_null(strmap_get(&m, "svc-1\0", 6));
+    /* An existing key keeps its value; it is not added twice. */
+    ck_assert_uint_eq(*strmap_put(&m, "svc-7", 5, 99, &added), 7);
+    ck_assert_int_eq(added, 0);
+    ck_assert_uint_eq(m.n, 3000);
+    struct strmap_slot *slots = m.slots;
+    strmap_clear(&m);
+    ck_assert_ptr_null(strmap_get(&m, "svc-7", 5));
+    ck_assert_ptr_eq(m.slots, slots);   /* kept for the next fill */
+    ck_assert_uint_eq(*strmap_put(&m, "", 0, 5, &added), 5);   /* the empty key */
+    ck_assert_uint_eq(*strmap_get(&m, "", 0), 5);
+    strmap_free(&m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -409,6 +446,7 @@ int main(void)
     tcase_add_loop_test(t, test_dur_parses_go_durations, 0,
                         (int)(sizeof dur_cases / sizeof dur_cases[0]));
     tcase_add_test(t, test_dur_formats_like_go);
+    tcase_add_test(t, test_strmap_finds_every_key_across_growth_and_clear);
     tcase_add_test(t, test_buf_refuses_to_grow_past_its_cap);
     tcase_add_test(t, test_backoff_is_capped_jittered_and_resets);
     tcase_add_test(t, test_loop_fires_timers_in_due_order);
