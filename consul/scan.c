@@ -1,6 +1,7 @@
 /* The change detector's decoder of /v1/health/state answers; see scan.h. */
 #include "consul/scan.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,14 +122,36 @@ static int unicode_escape(struct cur *c, const char *esc, int keep)
     return keep ? put(c, o, utf8(cp, o)) : 0;
 }
 
+/* The first byte at or after p that may end a plain run of a string (a
+ * quote, a backslash, a control character), eight bytes at a time; the
+ * caller looks at that byte and those after it one by one. */
+static const char *skip_plain(const char *p, const char *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (end - p >= 8) {
+        uint64_t x, q, b;
+        memcpy(&x, p, 8);
+        q = x ^ (ones * '"');
+        b = x ^ (ones * '\\');
+        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 /* The string at c->p (its opening quote). keep: its bytes, unescaped and
- * NUL-terminated, are appended to the arena at *off, *len long. */
-static int scan_string(struct cur *c, int keep, size_t *off, size_t *len)
+ * NUL-terminated, are appended to the arena at *off, *len long. Without
+ * keep, *off is its raw bytes' offset in the body and *escaped tells
+ * whether they hold an escape (NULLs allowed). */
+static int scan_string(struct cur *c, int keep, size_t *off, size_t *len, int *escaped)
 {
     static const char plain[] = "\"\\/bfnrt", real[] = "\"\\/\b\f\n\r\t";
     size_t from = c->s->used;
     const char *run = ++c->p;
+    int esc = 0;
     for (;;) {
+        c->p = skip_plain(c->p, c->end);
         if (c->p >= c->end)
             return bad(c, "unterminated string");
         unsigned char ch = (unsigned char)*c->p;
@@ -140,29 +163,33 @@ static int scan_string(struct cur *c, int keep, size_t *off, size_t *len)
             c->p++;
             continue;
         }
+        esc = 1;
         if (keep && put(c, run, (size_t)(c->p - run)) < 0)
             return -1;
         if (c->end - c->p < 2)
             return bad(c, "unterminated string");
-        const char *esc = c->p, *e = c->p[1] ? strchr(plain, c->p[1]) : NULL;
+        const char *at = c->p, *e = c->p[1] ? strchr(plain, c->p[1]) : NULL;
         c->p += 2;
         if (c->p[-1] == 'u') {
-            if (unicode_escape(c, esc, keep) < 0)
+            if (unicode_escape(c, at, keep) < 0)
                 return -1;
         } else if (e == NULL) {
-            return bad_at(c, esc, "bad escape in a string");
+            return bad_at(c, at, "bad escape in a string");
         } else if (keep && put(c, &real[e - plain], 1) < 0) {
             return -1;
         }
-        run = c->p;
+        if (keep)
+            run = c->p;
     }
     if (keep && (put(c, run, (size_t)(c->p - run)) < 0 || put(c, "", 1) < 0))
         return -1;
-    c->p++;
-    if (keep) {
-        *off = from;
-        *len = c->s->used - from - 1;
+    if (off) {
+        *off = keep ? from : (size_t)(run - c->start);
+        *len = keep ? c->s->used - from - 1 : (size_t)(c->p - run);
     }
+    if (escaped)
+        *escaped = esc;
+    c->p++;
     return 0;
 }
 
@@ -245,7 +272,7 @@ static int scan_field(struct cur *c, int f, struct consul_state_check *w, int *g
         return scan_value(c, NULL, NULL);   /* a duplicate: the first one counts */
     *got |= 1 << (f + 4);
     if (c->p < c->end && *c->p == '"' && f != 3) {
-        if (scan_string(c, 1, &off, &len) < 0)
+        if (scan_string(c, 1, &off, &len, NULL) < 0)
             return -1;
         if (len > CONSUL_DECODE_MAX_STR || memchr(c->s->arena + off, '\0', len)) {
             c->s->used = off;
@@ -288,11 +315,20 @@ static int scan_object(struct cur *c, struct consul_state_check *want, int *got)
         skip_ws(c);
         if (c->p >= c->end || *c->p != '"')
             return bad(c, c->p >= c->end ? "unexpected end" : "expected a key");
-        size_t mark = c->s->used;
-        if (scan_string(c, want != NULL, &off, &len) < 0)
+        const char *key = c->p;
+        int escaped = 0, f = 0;
+        if (scan_string(c, 0, &off, &len, &escaped) < 0)
             return -1;
-        int f = want ? field_of(c->s->arena + off, len) : 0;
-        c->s->used = mark;
+        if (want && !escaped) {
+            f = field_of(c->start + off, len);
+        } else if (want) {   /* a key spelled with escapes: compared unescaped */
+            size_t mark = c->s->used;
+            c->p = key;
+            if (scan_string(c, 1, &off, &len, NULL) < 0)
+                return -1;
+            f = field_of(c->s->arena + off, len);
+            c->s->used = mark;
+        }
         skip_ws(c);
         if (c->p >= c->end || *c->p != ':')
             return bad(c, "expected ':'");
@@ -348,7 +384,7 @@ static int scan_value(struct cur *c, struct consul_state_check *want, int *got)
         return bad(c, "nested too deeply");
     switch (*c->p) {
     case '"':
-        r = scan_string(c, 0, NULL, NULL);
+        r = scan_string(c, 0, NULL, NULL, NULL);
         break;
     case '{':
         r = scan_object(c, want, got);

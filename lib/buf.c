@@ -11,7 +11,7 @@ void buf_init(struct buf *b, size_t max)
     b->max = max;
 }
 
-static int buf_reserve(struct buf *b, size_t need)
+int buf_reserve(struct buf *b, size_t need)
 {
     if (need + 1 <= b->cap)
         return 0;

@@ -20,6 +20,9 @@ void buf_init(struct buf *b, size_t max);
 /* Appends n bytes. Returns 0, or -1 (overflow set) if max would be passed
  * or memory ran out; the buffer is then left as it was. */
 int buf_append(struct buf *b, const void *data, size_t n);
+/* Room for need bytes (and the NUL) without another allocation; -1 when
+ * out of memory. Not bounded by max: a caller reserves what it will add. */
+int buf_reserve(struct buf *b, size_t need);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

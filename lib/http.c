@@ -118,6 +118,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct http_call *c = userp;
     size_t n = size * nmemb;
+    if (c->resp.body.cap == 0) {
+        /* A large answer announced by its Content-Length is given its room
+         * at once, not grown (and copied) a dozen times on the way. */
+        curl_off_t want = -1;
+        curl_easy_getinfo(c->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &want);
+        if (want > (curl_off_t)n && c->max_body && (size_t)want <= c->max_body)
+            buf_reserve(&c->resp.body, (size_t)want);
+    }
     if (buf_append(&c->resp.body, data, n) < 0) {
         if (c->truncate_body && c->resp.body.len < c->max_body) {
             buf_append(&c->resp.body, data, c->max_body - c->resp.body.len);

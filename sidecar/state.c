@@ -220,46 +220,62 @@ int state_load(const char *dir, struct state *st, char *err, size_t errlen)
     return rc;
 }
 
-static char *state_render(const struct state *st)
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void put_string(struct buf *b, const char *s)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddNumberToObject(root, "version", 2);
-    cJSON *ups = cJSON_AddArrayToObject(root, "upstreams");
+    buf_append(b, "\"", 1);
+    for (const char *run = s;; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c != '\0' && c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        buf_append(b, run, (size_t)(s - run));
+        if (c == '\0')
+            break;
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else
+            buf_printf(b, "\\u%04x", c);
+        run = s + 1;
+    }
+    buf_append(b, "\"", 1);
+}
+
+/* The file's text, one upstream a line, written directly: it is rewritten
+ * up to once a second while changes come, and a cJSON tree of 10,000
+ * targets cost more than the changes themselves. */
+static int state_render(const struct state *st, struct buf *b)
+{
+    buf_puts(b, "{\"version\":2,\"upstreams\":[");
     for (size_t i = 0; i < st->n; i++) {
         const struct state_upstream *u = &st->items[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "proxy", u->proxy);
-        cJSON_AddStringToObject(o, "name", u->name);
-        cJSON_AddNumberToObject(o, "index", (double)u->index);
-        cJSON *arr = cJSON_AddArrayToObject(o, "targets");
+        buf_puts(b, i ? ",\n{\"proxy\":" : "\n{\"proxy\":");
+        put_string(b, u->proxy);
+        buf_puts(b, ",\"name\":");
+        put_string(b, u->name);
+        buf_printf(b, ",\"index\":%llu,\"targets\":[", (unsigned long long)u->index);
         for (size_t j = 0; j < u->targets.n; j++) {
-            cJSON *t = cJSON_CreateObject();
-            cJSON_AddStringToObject(t, "host", u->targets.items[j].host);
-            cJSON_AddNumberToObject(t, "port", u->targets.items[j].port);
-            cJSON_AddNumberToObject(t, "weight", u->targets.items[j].weight);
-            cJSON_AddItemToArray(arr, t);
+            const struct proxy_target *t = &u->targets.items[j];
+            buf_puts(b, j ? ",{\"host\":" : "{\"host\":");
+            put_string(b, t->host);
+            buf_printf(b, ",\"port\":%d,\"weight\":%d}", t->port, t->weight);
         }
-        cJSON_AddItemToArray(ups, o);
+        buf_puts(b, "]}");
     }
-    char *s = cJSON_Print(root);
-    cJSON_Delete(root);
-    return s;
+    buf_puts(b, "\n]}\n");
+    return b->overflow ? -1 : 0;
 }
 
 int state_save(const char *dir, const struct state *st, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    char *text = state_render(st);
     struct buf b;
     buf_init(&b, 0);
-    if (text == NULL || buf_puts(&b, text) < 0 || buf_puts(&b, "\n") < 0) {
+    if (state_render(st, &b) < 0) {
         snprintf(err, errlen, "%s: out of memory", path);
-        free(text);
         buf_free(&b);
         return -1;
     }
-    free(text);
     int rc = file_write_atomic(path, b.data, b.len, 0600, err, errlen);
     buf_free(&b);
     return rc;

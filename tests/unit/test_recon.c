@@ -303,6 +303,18 @@ START_TEST(test_state_round_trips_and_missing_file_is_empty)
     ck_assert_str_eq(u->proxy, "haproxy");
     ck_assert_uint_eq(u->index, 42);
     ck_assert(recon_sets_equal(&u->targets, &s));
+    /* Names that need escaping in JSON, an index past 2^53 and an
+     * upstream with no targets come back as they went in. */
+    struct proxy_target_set none = {0};
+    ck_assert_int_eq(state_set(&st, "we\"ird\\na\tme\x01", "kong", 9007199254740993ull, &none), 0);
+    ck_assert_int_eq(state_save(dir, &st, err, sizeof err), 0);
+    state_free(&back);
+    ck_assert_int_eq(state_load(dir, &back, err, sizeof err), 0);
+    ck_assert_uint_eq(back.n, 2);
+    u = state_get(&back, "kong", "we\"ird\\na\tme\x01");
+    ck_assert_ptr_nonnull(u);
+    ck_assert_uint_eq(u->targets.n, 0);
+    ck_assert_ptr_nonnull(state_get(&back, "haproxy", "orders"));
     state_free(&st);
     state_free(&back);
     proxy_target_set_free(&s);
@@ -375,7 +387,7 @@ START_TEST(test_state_reads_a_version_1_file_and_saves_version_2)
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
-    ck_assert_ptr_nonnull(strstr(text, "\"version\":\t2"));
+    ck_assert_ptr_nonnull(strstr(text, "{\"version\":2,\"upstreams\":[\n{\"proxy\":"));
     ck_assert_int_eq(state_load(dir, &back, err, sizeof err), 0);
     ck_assert_uint_eq(back.n, 3);
     ck_assert_uint_eq(state_get(&back, "haproxy", "orders")->index, 42);
