@@ -16,7 +16,7 @@ struct consul_watch {
     consul_cancel_fn cancel;
     void *ctx;
     char *path, *query;
-    int64_t wait_ms, min_interval_ms, min_gap_ms;
+    int64_t wait_ms, min_interval_ms, min_gap_ms, rest_ms;
     int stale, accept_404;
     uint64_t sent_at;        /* when the last request was sent */
     consul_watch_fn on_change;
@@ -251,9 +251,13 @@ static void on_answer(const struct consul_response *r, void *arg)
         if (!deliver(w, r, prev, had_answer))
             return;
         /* The first change of a burst was answered at once; the next request
-         * waits out min_gap so what follows comes in one answer. */
+         * waits out min_gap so what follows comes in one answer, and the
+         * rest on_change asked for. */
         uint64_t now = loop_clock_ms(), next = w->sent_at + (uint64_t)w->min_gap_ms;
-        schedule(w, w->min_gap_ms > 0 && next > now ? next - now : 0);
+        if (now + (uint64_t)w->rest_ms > next)
+            next = now + (uint64_t)w->rest_ms;
+        w->rest_ms = 0;
+        schedule(w, next > now ? next - now : 0);
     } else {
         schedule(w, bucket_delay(w));
     }
@@ -309,6 +313,11 @@ void consul_watch_retry(struct consul_watch *w)
     w->index = 0;
     loop_timer_stop(w->timer);
     issue(w);
+}
+
+void consul_watch_rest(struct consul_watch *w, int64_t rest_ms)
+{
+    w->rest_ms = rest_ms > 0 ? rest_ms : 0;
 }
 
 void consul_watch_set_min_gap(struct consul_watch *w, int64_t min_gap_ms)

@@ -73,6 +73,10 @@ void consul_watch_free(struct consul_watch *w);
 uint64_t consul_watch_index(const struct consul_watch *w);
 /* Changes min_gap_ms (e.g. with the size of what the watch brings back). */
 void consul_watch_set_min_gap(struct consul_watch *w, int64_t min_gap_ms);
+/* From on_change: the request after this answer waits rest_ms from now (on
+ * top of min_gap). A watch whose answers are costly to take in rests as
+ * long as the last one cost, so it spends at most half its time on them. */
+void consul_watch_rest(struct consul_watch *w, int64_t rest_ms);
 const struct consul_watch_stats *consul_watch_stats(const struct consul_watch *w);
 
 #endif

@@ -140,14 +140,14 @@ static void on_det_checks(const struct consul_response *r, void *arg)
             sync_up_fetch(u);
         }
     }
-    /* The answer holds every check of the cluster and comes back whole on
-     * each change: during a burst it is asked for again only after a gap
-     * that grows with its size (1 ms per 16 KiB: 3 MB, 10,000 checks ->
-     * ~190 ms; capped at 1 s), so a small cluster keeps its low latency and
-     * a large one is not re-sent thousands of times a second. The first
-     * change after a quiet spell is asked about at once. */
-    consul_watch_set_min_gap(d->checks, (int64_t)(r->body_len / 16384 > 1000 ? 1000
-                                                                              : r->body_len / 16384));
+    /* The answer holds every check of the datacenter and comes back whole
+     * on each change. The first change after a quiet spell is answered at
+     * once (the query was parked); in a burst, the next query rests as long
+     * as this answer took to arrive and be decoded (at most 1 s), so the
+     * detector spends at most half its time on it and Consul sends it at
+     * most as often as it can be taken in, whatever its size. */
+    uint64_t cost_us = (uint64_t)(r->raw ? r->raw->body_us : 0) + (decoded - arrived);
+    consul_watch_rest(d->checks, cost_us >= 1000000 ? 1000 : (int64_t)(cost_us / 1000));
 }
 
 /* The checks long-poll starts once this one has its baseline: every read

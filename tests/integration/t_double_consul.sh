@@ -332,6 +332,20 @@ http GET "$A/v1/status/leader"; expect_eq "limit lifted" 200 "$STATUS"
 exec 7>&-
 http POST "$CONTROL/agents/node-1/limit" '{"max_conns":"x"}'; expect_eq "bad limit refused" 400 "$STATUS"
 
+# /v1/health/state is written straight from memory unless ?filter or
+# ?pretty asks for the cJSON view: both give the same bytes, escapes and all.
+curl -s -X PUT "$A/v1/agent/service/register" \
+    -d '{"Name":"odd","ID":"odd-1","Port":81,"Tags":["q\"t","tab\there","\u00fc"],"Check":{"TTL":"30s"}}' >/dev/null
+curl -s -X PUT "$A/v1/agent/check/fail/service:odd-1?note=a%22b%0Ac%01%5C" >/dev/null
+for st in any critical passing; do
+    fast=$(curl -s "$A/v1/health/state/$st")
+    slow=$(curl -s -G "$A/v1/health/state/$st" --data-urlencode 'filter=CheckID != ""')
+    expect_eq "health/state/$st: direct = cJSON view" "$slow" "$fast"
+done
+expect_contains "health/state: escaped output" '"Output":"a\"b\nc\u0001\\"' "$fast$(curl -s "$A/v1/health/state/critical")"
+expect_contains "health/state: escaped tags" '"ServiceTags":["q\"t","tab\there","ü"]' "$(curl -s "$A/v1/health/state/any")"
+expect_contains "health/state: serf first" '[{"Node":"server-1","CheckID":"serfHealth"' "$(curl -s "$A/v1/health/state/any")"
+
 # Restart with a rejoin window: empty answers, no known leader, then normal.
 curl -s -X POST -d '{"persist":true,"rejoin_ms":1500}' "$CONTROL/agents/node-1/restart" >/dev/null
 expect_eq "rejoining: catalog empty" "{}" "$(curl -s "$A/v1/catalog/services")"

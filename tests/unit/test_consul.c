@@ -597,6 +597,7 @@ struct fake {
     int changes, errors, backwards;
     uint64_t last_change_index;
     uint64_t reject_index;      /* on_change rejects the answer of this index */
+    int64_t rest_ms;            /* on_change asks the watch to rest this long */
     struct consul_watch *w;
 };
 
@@ -647,6 +648,8 @@ static void on_change(const struct consul_response *r, void *arg)
     }
     f->changes++;
     f->last_change_index = r->index;
+    if (f->rest_ms)
+        consul_watch_rest(f->w, f->rest_ms);
 }
 
 static void on_error(const struct consul_response *r, const char *what, void *arg)
@@ -778,6 +781,36 @@ START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
         loop_run_once(f.loop, 5);
     ck_assert_int_le(f.n_requests, 12);  /* ~one per 100 ms, not hundreds */
     ck_assert_int_ge(f.n_requests, 8);
+    fake_free(&f, w);
+}
+END_TEST
+
+/* A rest asked for from on_change holds the next request that long after
+ * the answer, whatever min_gap says; asked for no more, the watch asks at
+ * once again. */
+START_TEST(test_watch_rests_as_long_as_on_change_asks)
+{
+    struct fake f;
+    struct consul_watch_opts o = {.path = "/v1/health/state/any", .wait_ms = 60000,
+                                  .min_interval_ms = 1000, .backoff_min_ms = 10,
+                                  .backoff_max_ms = 80};
+    struct consul_watch *w = fake_watch_with(&f, &o);
+    for (int i = 0; i < 64; i++)
+        f.script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
+    f.n_script = 64;
+    f.rest_ms = 100;
+    consul_watch_start(w);
+    uint64_t t0 = loop_clock_ms();
+    while (loop_clock_ms() - t0 < 1000)
+        loop_run_once(f.loop, 5);
+    ck_assert_int_le(f.n_requests, 12);  /* ~one per 100 ms, not hundreds */
+    ck_assert_int_ge(f.n_requests, 8);
+    int before = f.n_requests;
+    f.rest_ms = 0;
+    t0 = loop_clock_ms();
+    while (loop_clock_ms() - t0 < 300 && f.n_requests < before + 20)
+        loop_run_once(f.loop, 5);
+    ck_assert_int_ge(f.n_requests, before + 20);   /* the fake answers at once: so does it */
     fake_free(&f, w);
 }
 END_TEST
@@ -914,6 +947,7 @@ int main(void)
     tcase_add_test(t, test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeries);
     tcase_add_test(t, test_watch_without_index_header_is_delivered_and_not_busy_looped);
     tcase_add_test(t, test_watch_min_gap_coalesces_a_burst_of_changes);
+    tcase_add_test(t, test_watch_rests_as_long_as_on_change_asks);
     tcase_add_test(t, test_watch_backs_off_on_errors_and_never_gives_up);
     tcase_add_test(t, test_watch_restarts_a_dead_blocking_query);
     tcase_set_timeout(t, 30);

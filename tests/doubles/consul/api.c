@@ -448,6 +448,8 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
                 if (peek > 0 && max64(peek, svc_touched(ctx)) <= q->index)
                     continue;   /* its service did not move: stay parked */
             }
+            if (fn == view_catalog_services && !a->down && S.services_index <= q->index)
+                continue;   /* its index is known without building the view */
             cJSON_Delete(body);
             body = fn(c, ctx, &idx, &status);
         }
@@ -481,6 +483,52 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
         r = reply(c, (unsigned)status, "text/plain; charset=utf-8", "", 0, h);
     else
         r = json_reply(c, (unsigned)status, body, h);
+    pthread_mutex_lock(&S.mu);
+    return r;
+}
+
+/* /v1/health/state/<state> without ?filter or ?pretty: parked on the
+ * checks index alone (nothing is built while it waits) and written
+ * straight from memory (render.c). Called and returns with S.mu held. */
+static enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
+                                      const struct query *q, const char *state)
+{
+    if (q->index > 0 && S.checks_index <= q->index) {
+        int64_t wait = q->wait_ms > 0 ? q->wait_ms : DEFAULT_WAIT_MS;
+        if (wait > MAX_WAIT_MS)
+            wait = MAX_WAIT_MS;
+        wait += (int64_t)(rand() % (int)(wait / 16 + 1));
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += wait / 1000;
+        dl.tv_nsec += (wait % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        while (S.checks_index <= q->index && !a->down)
+            if (pthread_cond_timedwait(&S.changed, &S.mu, &dl) == ETIMEDOUT)
+                break;
+        if (a->down)
+            return MHD_NO;
+    }
+    struct buf b;
+    buf_init(&b, 0);
+    int rc = render_health_state(&b, state);
+    uint64_t idx = S.checks_index ? S.checks_index : 1;
+    char ibuf[32], contact[8];
+    snprintf(ibuf, sizeof ibuf, "%" PRIu64, idx);
+    snprintf(contact, sizeof contact, "%d", q->stale ? 10 : 0);
+    const char *h[] = {"X-Consul-Index", ibuf,
+                       "X-Consul-Knownleader", S.leader[0] ? "true" : "false",
+                       "X-Consul-Lastcontact", contact,
+                       "X-Consul-Effective-Consistency",
+                       q->stale ? "stale" : q->consistent ? "consistent" : "leader",
+                       "X-Consul-Query-Backend", "blocking-query", NULL};
+    pthread_mutex_unlock(&S.mu);
+    enum MHD_Result r = rc < 0 ? reply_text(c, 500, "out of memory")
+                               : reply(c, 200, "application/json", b.data, b.len, h);
+    buf_free(&b);
     pthread_mutex_lock(&S.mu);
     return r;
 }
@@ -2143,7 +2191,10 @@ enum MHD_Result api_handle(struct agent *a, struct MHD_Connection *c, const char
         break;
     case R_H_STATE:
         cc.mode = 1;
-        ret = blocking_view(a, c, &q, view_checks, &cc);
+        if ((expr == NULL || *expr == '\0') && !has_arg(c, "pretty") && !S.pretty && !S.dev)
+            ret = blocking_state(a, c, &q, rest);
+        else
+            ret = blocking_view(a, c, &q, view_checks, &cc);
         break;
     case R_H_NODE:
     case R_CAT_NODE:

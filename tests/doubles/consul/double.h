@@ -174,6 +174,10 @@ void session_invalidate(struct session *s);
 enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype,
                       const char *body, size_t len, const char *const *headers);
 enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text);
+struct buf;
+/* render.c: the checks /v1/health/state/<state> lists, as JSON; with S.mu
+ * held. -1 when out of memory. */
+int render_health_state(struct buf *b, const char *state);
 char *json_out(const cJSON *o);    /* compact, or pretty with --pretty / --dev */
 /* Go's json.MarshalIndent with 4 spaces, plus the trailing newline Consul
  * adds (?pretty, --pretty, --dev). Caller frees. */
