@@ -142,9 +142,10 @@ START_TEST(test_scan_refuses_what_is_not_an_array_of_checks)
         ck_assert_uint_eq(s.n, 0);
     }
     /* Nesting is bounded: 100 levels deep is refused, not recursed into. */
-    char deep[260] = "[{\"Definition\":";
-    for (int i = 0; i < 100; i++)
-        strcat(deep, "[");
+    char deep[260];
+    int at = snprintf(deep, sizeof deep, "[{\"Definition\":");
+    memset(deep + at, '[', 100);
+    deep[at + 100] = '\0';
     ck_assert_int_eq(consul_scan_health_state(&s, deep, strlen(deep), err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "nested too deeply"));
     /* A name longer than the decoders take is a mistyped check. */
