@@ -419,6 +419,48 @@ static uint64_t health_service_index(const char *name)
     return 0;
 }
 
+/* A parked /v1/health/service query, woken only when its service's index
+ * passes its own (or its agent goes down): a real Consul wakes the watchers
+ * of what changed, not every parked query, and 1,000 threads woken on every
+ * change took one lock in turn. */
+struct svc_waiter {
+    const char *name;
+    uint64_t index;
+    const struct agent *a;
+    pthread_cond_t cond;
+    struct svc_waiter *prev, *next;
+};
+static struct svc_waiter *waiters;
+
+static void waiter_add(struct svc_waiter *w, const char *name, uint64_t index,
+                       const struct agent *a)
+{
+    *w = (struct svc_waiter){name, index, a, PTHREAD_COND_INITIALIZER, NULL, waiters};
+    if (waiters)
+        waiters->prev = w;
+    waiters = w;
+}
+
+static void waiter_remove(struct svc_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_cond_destroy(&w->cond);
+}
+
+void api_wake_waiters(void)
+{
+    for (struct svc_waiter *w = waiters; w; w = w->next) {
+        uint64_t peek = health_service_index(w->name);
+        if (w->a->down || peek == 0 || max64(peek, svc_touched(w->name)) > w->index)
+            pthread_cond_signal(&w->cond);
+    }
+}
+
 /* Runs a view, parking while its index has not passed the client's. Call
  * with S.mu held; returns with it held. */
 static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
@@ -440,10 +482,14 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000L;
         }
+        struct svc_waiter w;
+        int targeted = fn == view_health_service && status == 200;
+        if (targeted)
+            waiter_add(&w, ctx, q->index, a);
         while (idx <= q->index && !a->down) {
-            if (pthread_cond_timedwait(&S.changed, &S.mu, &dl) == ETIMEDOUT)
+            if (pthread_cond_timedwait(targeted ? &w.cond : &S.changed, &S.mu, &dl) == ETIMEDOUT)
                 break;
-            if (fn == view_health_service && status == 200 && !a->down) {
+            if (targeted && !a->down) {
                 uint64_t peek = health_service_index(ctx);
                 if (peek > 0 && max64(peek, svc_touched(ctx)) <= q->index)
                     continue;   /* its service did not move: stay parked */
@@ -453,6 +499,8 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
             cJSON_Delete(body);
             body = fn(c, ctx, &idx, &status);
         }
+        if (targeted)
+            waiter_remove(&w);
         if (a->down) {
             cJSON_Delete(body);
             return MHD_NO;

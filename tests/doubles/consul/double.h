@@ -146,6 +146,9 @@ extern struct dstate S;
 uint64_t now_ms(void);
 uint64_t bump(void);               /* raft index + 1; call with S.mu held */
 void changed(void);                /* broadcast; call with S.mu held */
+/* api.c: wakes the parked health/service queries whose service moved (or
+ * whose agent went down); with S.mu held. */
+void api_wake_waiters(void);
 struct node *node_by_name(const char *name);
 struct node *node_new(const char *name, const char *addr, int server);
 int agent_start(struct agent *a);

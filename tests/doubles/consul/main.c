@@ -38,6 +38,7 @@ void changed(void)
 {
     S.wakes++;
     pthread_cond_broadcast(&S.changed);
+    api_wake_waiters();
 }
 
 void svc_touch(const char *name, uint64_t index)
