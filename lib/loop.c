@@ -1,7 +1,11 @@
 /*
- * One-thread event loop over curl_multi_poll(); see loop.h. Timers live in a
- * binary min-heap keyed by due time; each timer knows its heap slot so stop
- * and re-arm are O(log n).
+ * One-thread event loop over poll(), driving libcurl through its socket
+ * API (curl_multi_socket_action): curl says which sockets to watch and when
+ * it next needs time, and each event runs only the transfers of that socket.
+ * (curl_multi_perform ran every transfer, with a poll() of its own for each,
+ * on every wake-up: 1,000 HTTP/2 streams cost 1,000 system calls per event.)
+ * Timers live in a binary min-heap keyed by due time; each timer knows its
+ * heap slot so stop and re-arm are O(log n).
  */
 #include "lib/loop.h"
 
@@ -43,9 +47,17 @@ struct hook {
 
 #define LOOP_MAX_SIGNALS 65
 
+struct curl_sock {
+    curl_socket_t fd;
+    short events;          /* POLLIN / POLLOUT, as curl asked */
+};
+
 struct loop {
     CURLM *multi;
     void (*curl_done)(void *easy, int result);
+    struct curl_sock *cs;       /* the sockets curl wants watched */
+    size_t cs_len, cs_cap;
+    uint64_t curl_due;          /* when curl wants its timeout run (ms); UINT64_MAX none */
     uint64_t now;
     uint64_t wakeups;
     int stop;
@@ -86,6 +98,44 @@ uint64_t loop_clock_us(void)
 
 #define LOOP_MAX_STREAMS 1000L
 
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct loop *l = userp;
+    (void)easy;
+    (void)socketp;
+    size_t i = 0;
+    while (i < l->cs_len && l->cs[i].fd != fd)
+        i++;
+    if (what == CURL_POLL_REMOVE) {
+        if (i < l->cs_len)
+            l->cs[i] = l->cs[--l->cs_len];
+        return 0;
+    }
+    if (i == l->cs_len) {
+        if (l->cs_len == l->cs_cap) {
+            size_t cap = l->cs_cap ? l->cs_cap * 2 : 16;
+            struct curl_sock *g = realloc(l->cs, cap * sizeof *g);
+            if (g == NULL)
+                return -1;   /* curl fails the transfer */
+            l->cs = g;
+            l->cs_cap = cap;
+        }
+        l->cs_len++;
+    }
+    l->cs[i].fd = fd;
+    l->cs[i].events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
+                              (what & CURL_POLL_OUT ? POLLOUT : 0));
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct loop *l = userp;
+    (void)multi;
+    l->curl_due = timeout_ms < 0 ? UINT64_MAX : loop_clock_ms() + (uint64_t)timeout_ms;
+    return 0;
+}
+
 static int set_nonblock_cloexec(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -109,6 +159,11 @@ struct loop *loop_new(void)
      * Go server: 250), not libcurl's own cap of 100; libcurl opens another
      * connection when one is full. */
     curl_multi_setopt(l->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, LOOP_MAX_STREAMS);
+    l->curl_due = UINT64_MAX;
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
     if (pipe(l->sig_pipe) < 0 || set_nonblock_cloexec(l->sig_pipe[0]) < 0 ||
         set_nonblock_cloexec(l->sig_pipe[1]) < 0)
         goto fail;
@@ -131,7 +186,8 @@ void loop_free(struct loop *l)
     free(l->fds);
     free(l->hooks);
     if (l->multi)
-        curl_multi_cleanup(l->multi);
+        curl_multi_cleanup(l->multi);   /* may still tell on_curl_socket */
+    free(l->cs);
     if (l->sig_pipe[0] >= 0) {
         if (sig_write_fd == l->sig_pipe[1])
             sig_write_fd = -1;
@@ -382,10 +438,12 @@ static void run_timers(struct loop *l)
     }
 }
 
-static void run_curl(struct loop *l)
+/* Hands curl one socket's events (fd) or its timeout (CURL_SOCKET_TIMEOUT),
+ * then the transfers that ended to their owner. */
+static void run_curl(struct loop *l, curl_socket_t fd, int ev)
 {
     int running, left;
-    curl_multi_perform(l->multi, &running);
+    curl_multi_socket_action(l->multi, fd, ev, &running);
     CURLMsg *m;
     while ((m = curl_multi_info_read(l->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
@@ -398,6 +456,49 @@ static void run_curl(struct loop *l)
     }
 }
 
+/* How long poll() may sleep: until the next timer or curl's timeout. */
+static long sleep_for(const struct loop *l, int max_wait_ms)
+{
+    long timeout = max_wait_ms < 0 ? 3600000 : max_wait_ms;
+    uint64_t now = loop_clock_ms();
+    uint64_t due = l->heap_len > 0 ? l->heap[0]->due : UINT64_MAX;
+    if (l->curl_due < due)
+        due = l->curl_due;
+    if (due != UINT64_MAX) {
+        long until = due > now ? (long)(due - now) : 0;
+        if (until < timeout)
+            timeout = until;
+    }
+    return timeout;
+}
+
+/* The watched descriptors' events: the signal pipe, the owners' fds, then
+ * curl's sockets (callbacks may unwatch others: found again by identity). */
+static void dispatch(struct loop *l, const struct pollfd *p, size_t n_user, size_t n)
+{
+    if (p[0].revents)
+        drain_signals(l);
+    for (size_t i = 1; i <= n_user && !l->stop; i++) {
+        if (p[i].revents == 0)
+            continue;
+        for (size_t j = 0; j < l->fds_len; j++) {
+            struct fd_watch *f = &l->fds[j];
+            if (f->fd == p[i].fd && !f->removed) {
+                f->fn(f->fd, p[i].revents, f->arg);
+                break;
+            }
+        }
+    }
+    for (size_t i = n_user + 1; i < n; i++) {
+        short r = p[i].revents;
+        if (r == 0)
+            continue;
+        run_curl(l, p[i].fd, (r & POLLIN ? CURL_CSELECT_IN : 0) |
+                                 (r & POLLOUT ? CURL_CSELECT_OUT : 0) |
+                                 (r & (POLLERR | POLLHUP | POLLNVAL) ? CURL_CSELECT_ERR : 0));
+    }
+}
+
 int loop_run_once(struct loop *l, int max_wait_ms)
 {
     for (size_t i = 0; i < l->hooks_len; i++)
@@ -405,69 +506,31 @@ int loop_run_once(struct loop *l, int max_wait_ms)
     if (l->stop)
         return 0;
 
-    long timeout = max_wait_ms < 0 ? 3600000 : max_wait_ms;
-    if (l->heap_len > 0) {
-        uint64_t now = loop_clock_ms();
-        uint64_t due = l->heap[0]->due;
-        long until = due > now ? (long)(due - now) : 0;
-        if (until < timeout)
-            timeout = until;
-    }
-
+    long timeout = sleep_for(l, max_wait_ms);
     fds_compact(l);
-    size_t n = l->fds_len + 1;
-    struct curl_waitfd *w = calloc(n, sizeof *w);
-    if (w == NULL)
+    size_t n_user = l->fds_len, n = 1 + n_user + l->cs_len;
+    struct pollfd *p = calloc(n, sizeof *p);
+    if (p == NULL)
         return -1;
-    w[0].fd = l->sig_pipe[0];
-    w[0].events = CURL_WAIT_POLLIN;
-    for (size_t i = 0; i < l->fds_len; i++) {
-        w[i + 1].fd = l->fds[i].fd;
-        w[i + 1].events = (short)((l->fds[i].events & POLLIN ? CURL_WAIT_POLLIN : 0) |
-                                  (l->fds[i].events & POLLOUT ? CURL_WAIT_POLLOUT : 0));
-    }
-    int numfds = 0;
-    CURLMcode mc = curl_multi_poll(l->multi, w, (unsigned)n, (int)timeout, &numfds);
+    p[0] = (struct pollfd){.fd = l->sig_pipe[0], .events = POLLIN};
+    for (size_t i = 0; i < n_user; i++)
+        p[1 + i] = (struct pollfd){.fd = l->fds[i].fd, .events = l->fds[i].events};
+    for (size_t i = 0; i < l->cs_len; i++)
+        p[1 + n_user + i] = (struct pollfd){.fd = l->cs[i].fd, .events = l->cs[i].events};
+    int rc = poll(p, (nfds_t)n, (int)timeout);
     l->wakeups++;
     l->now = loop_clock_ms();
-    if (mc != CURLM_OK) {
-        free(w);
+    if (rc < 0 && errno != EINTR) {
+        free(p);
         return -1;
     }
-    if (numfds > 0) {
-        /* curl reports only IN/OUT/PRI for extra fds; a pipe whose writer
-         * closed shows just POLLHUP, which would make us spin. Ask the
-         * kernel directly (no wait) for the true revents. */
-        struct pollfd *p = calloc(n, sizeof *p);
-        if (p == NULL) {
-            free(w);
-            return -1;
-        }
-        for (size_t i = 0; i < n; i++) {
-            p[i].fd = w[i].fd;
-            p[i].events = i == 0 ? POLLIN : l->fds[i - 1].events;
-        }
-        if (poll(p, (nfds_t)n, 0) > 0) {
-            if (p[0].revents)
-                drain_signals(l);
-            size_t count = n - 1;
-            for (size_t i = 0; i < count && !l->stop; i++) {
-                if (p[i + 1].revents == 0)
-                    continue;
-                /* By identity: callbacks may have unwatched others. */
-                for (size_t j = 0; j < l->fds_len; j++) {
-                    struct fd_watch *f = &l->fds[j];
-                    if (f->fd == p[i + 1].fd && !f->removed) {
-                        f->fn(f->fd, p[i + 1].revents, f->arg);
-                        break;
-                    }
-                }
-            }
-        }
-        free(p);
+    if (rc > 0)
+        dispatch(l, p, n_user, n);
+    free(p);
+    if (l->curl_due != UINT64_MAX && loop_clock_ms() >= l->curl_due) {
+        l->curl_due = UINT64_MAX;
+        run_curl(l, CURL_SOCKET_TIMEOUT, 0);
     }
-    free(w);
-    run_curl(l);
     run_timers(l);
     return 0;
 }
