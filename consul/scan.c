@@ -302,6 +302,24 @@ static int scan_field(struct cur *c, int f, struct consul_state_check *w, int *g
     return scan_value(c, NULL, NULL);   /* of the wrong type: not taken */
 }
 
+/* After a member of an object or array: 1 when a ',' says another
+ * follows, 0 at the closing bracket (consumed), -1 on anything else. */
+static int next_member(struct cur *c, char close)
+{
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        return 1;
+    }
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        return 0;
+    }
+    if (c->p >= c->end)
+        return bad(c, "unexpected end");
+    return bad(c, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+}
+
 static int scan_object(struct cur *c, struct consul_state_check *want, int *got)
 {
     c->p++;
@@ -335,16 +353,9 @@ static int scan_object(struct cur *c, struct consul_state_check *want, int *got)
         c->p++;
         if ((f ? scan_field(c, f, want, got) : scan_value(c, NULL, NULL)) < 0)
             return -1;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (c->p < c->end && *c->p == '}') {
-            c->p++;
-            return 0;
-        }
-        return bad(c, c->p >= c->end ? "unexpected end" : "expected ',' or '}'");
+        int more = next_member(c, '}');
+        if (more <= 0)
+            return more;
     }
 }
 
@@ -359,16 +370,9 @@ static int scan_array(struct cur *c)
     for (;;) {
         if (scan_value(c, NULL, NULL) < 0)
             return -1;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (c->p < c->end && *c->p == ']') {
-            c->p++;
-            return 0;
-        }
-        return bad(c, c->p >= c->end ? "unexpected end" : "expected ',' or ']'");
+        int more = next_member(c, ']');
+        if (more <= 0)
+            return more;
     }
 }
 
@@ -445,16 +449,9 @@ static int scan_checks(struct cur *c, long *semantic)
             *semantic = -2;
         else if (*semantic == -1 && add_check(c->s, &k) < 0)
             return bad(c, "out of memory");
-        skip_ws(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (c->p < c->end && *c->p == ']') {
-            c->p++;
-            return 0;
-        }
-        return bad(c, c->p >= c->end ? "unexpected end" : "expected ',' or ']'");
+        int more = next_member(c, ']');
+        if (more <= 0)
+            return more;
     }
 }
 

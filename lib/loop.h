@@ -1,9 +1,11 @@
 /*
- * The event loop: one thread, one poll. curl_multi_poll() waits on libcurl's
- * sockets plus the extra descriptors registered here (libmicrohttpd's epoll
+ * The event loop: one thread, one poll(). It waits on the sockets libcurl
+ * asks for (its socket API: an event runs only that socket's transfers) plus
+ * the extra descriptors registered here (libmicrohttpd's epoll
  * fd, probe sockets, child-process pipes, the proxy runtime sockets) and a
- * self-pipe written by signal handlers. A monotonic timer heap gives the poll
- * its timeout: no fixed tick, no idle wake-ups. before_sleep hooks run once
+ * self-pipe written by signal handlers. The monotonic timer heap and
+ * libcurl's own timeout give the poll its timeout: no fixed tick, no idle
+ * wake-ups. before_sleep hooks run once
  * per iteration, after all events of that iteration (used to batch proxy
  * writes).
  *

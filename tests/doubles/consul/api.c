@@ -419,6 +419,25 @@ static uint64_t health_service_index(const char *name)
     return 0;
 }
 
+/* When a blocking query gives up: its ?wait (default 5 min, at most 10),
+ * plus up to 1/16 of it, as Consul adds jitter. */
+static struct timespec wait_deadline(const struct query *q)
+{
+    int64_t wait = q->wait_ms > 0 ? q->wait_ms : DEFAULT_WAIT_MS;
+    if (wait > MAX_WAIT_MS)
+        wait = MAX_WAIT_MS;
+    wait += (int64_t)(rand() % (int)(wait / 16 + 1));
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += wait / 1000;
+    dl.tv_nsec += (wait % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    return dl;
+}
+
 /* A parked /v1/health/service query, woken only when its service's index
  * passes its own (or its agent goes down): a real Consul wakes the watchers
  * of what changed, not every parked query, and 1,000 threads woken on every
@@ -470,18 +489,7 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
     int status = 200;
     cJSON *body = fn(c, ctx, &idx, &status);
     if (q->index > 0 && idx <= q->index) {
-        int64_t wait = q->wait_ms > 0 ? q->wait_ms : DEFAULT_WAIT_MS;
-        if (wait > MAX_WAIT_MS)
-            wait = MAX_WAIT_MS;
-        wait += (int64_t)(rand() % (int)(wait / 16 + 1));
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += wait / 1000;
-        dl.tv_nsec += (wait % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        struct timespec dl = wait_deadline(q);
         struct svc_waiter w;
         int targeted = fn == view_health_service && status == 200;
         if (targeted)
@@ -542,18 +550,7 @@ static enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
                                       const struct query *q, const char *state)
 {
     if (q->index > 0 && S.checks_index <= q->index) {
-        int64_t wait = q->wait_ms > 0 ? q->wait_ms : DEFAULT_WAIT_MS;
-        if (wait > MAX_WAIT_MS)
-            wait = MAX_WAIT_MS;
-        wait += (int64_t)(rand() % (int)(wait / 16 + 1));
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += wait / 1000;
-        dl.tv_nsec += (wait % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        struct timespec dl = wait_deadline(q);
         while (S.checks_index <= q->index && !a->down)
             if (pthread_cond_timedwait(&S.changed, &S.mu, &dl) == ETIMEDOUT)
                 break;
