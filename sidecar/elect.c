@@ -185,6 +185,8 @@ static void drop_session(struct elect *e, const char *why)
 
 /* ---- session -------------------------------------------------------------- */
 
+#define ELECT_RENEW_RETRY_MS 50
+
 static void on_renew_timer(void *arg);
 
 static void on_renewed(const struct consul_response *r, void *arg)
@@ -222,8 +224,15 @@ static void on_renew_timer(void *arg)
 {
     struct elect *e = arg;
     char path[300], err[256];
-    if (e->session == NULL || e->session_call || e->releasing)
+    if (e->session == NULL || e->releasing)
         return;
+    if (e->session_call) {
+        /* An acquire in flight: the renew goes right after it, not never
+         * (the timer is one-shot; a renew skipped here left the session's
+         * deadline to run out while the lock flapped). */
+        loop_timer_start(e->renew_timer, ELECT_RENEW_RETRY_MS);
+        return;
+    }
     snprintf(path, sizeof path, "/v1/session/renew/%s", e->session);
     e->renew_sent = loop_clock_ms();
     e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,

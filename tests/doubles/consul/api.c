@@ -419,6 +419,27 @@ static uint64_t health_service_index(const char *name)
     return 0;
 }
 
+/* The headers of a blocking view's answer at index idx (in vh). */
+struct view_headers {
+    char index[32], contact[8];
+    const char *h[11];
+};
+
+static const char *const *view_headers(struct view_headers *vh, const struct query *q,
+                                       uint64_t idx)
+{
+    snprintf(vh->index, sizeof vh->index, "%" PRIu64, idx);
+    snprintf(vh->contact, sizeof vh->contact, "%d", q->stale ? 10 : 0);
+    const char *h[] = {"X-Consul-Index", vh->index,
+                       "X-Consul-Knownleader", S.leader[0] ? "true" : "false",
+                       "X-Consul-Lastcontact", vh->contact,
+                       "X-Consul-Effective-Consistency",
+                       q->stale ? "stale" : q->consistent ? "consistent" : "leader",
+                       "X-Consul-Query-Backend", "blocking-query", NULL};
+    memcpy(vh->h, h, sizeof h);
+    return vh->h;
+}
+
 /* When a blocking query gives up: its ?wait (default 5 min, at most 10),
  * plus up to 1/16 of it, as Consul adds jitter. */
 static struct timespec wait_deadline(const struct query *q)
@@ -520,15 +541,8 @@ static enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
     }
     if (idx == 0)
         idx = 1;
-    char ibuf[32], contact[8];
-    snprintf(ibuf, sizeof ibuf, "%" PRIu64, idx);
-    snprintf(contact, sizeof contact, "%d", q->stale ? 10 : 0);
-    const char *h[] = {"X-Consul-Index", ibuf,
-                       "X-Consul-Knownleader", S.leader[0] ? "true" : "false",
-                       "X-Consul-Lastcontact", contact,
-                       "X-Consul-Effective-Consistency",
-                       q->stale ? "stale" : q->consistent ? "consistent" : "leader",
-                       "X-Consul-Query-Backend", "blocking-query", NULL};
+    struct view_headers vh;
+    const char *const *h = view_headers(&vh, q, idx);
     pthread_mutex_unlock(&S.mu);
     if (fn != view_kv && fn != view_catalog_services)
         apply_filter(c, body);
@@ -561,15 +575,8 @@ static enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
     buf_init(&b, 0);
     int rc = render_health_state(&b, state);
     uint64_t idx = S.checks_index ? S.checks_index : 1;
-    char ibuf[32], contact[8];
-    snprintf(ibuf, sizeof ibuf, "%" PRIu64, idx);
-    snprintf(contact, sizeof contact, "%d", q->stale ? 10 : 0);
-    const char *h[] = {"X-Consul-Index", ibuf,
-                       "X-Consul-Knownleader", S.leader[0] ? "true" : "false",
-                       "X-Consul-Lastcontact", contact,
-                       "X-Consul-Effective-Consistency",
-                       q->stale ? "stale" : q->consistent ? "consistent" : "leader",
-                       "X-Consul-Query-Backend", "blocking-query", NULL};
+    struct view_headers vh;
+    const char *const *h = view_headers(&vh, q, idx);
     pthread_mutex_unlock(&S.mu);
     enum MHD_Result r = rc < 0 ? reply_text(c, 500, "out of memory")
                                : reply(c, 200, "application/json", b.data, b.len, h);
