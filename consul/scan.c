@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "consul/decode.h"
+#include "lib/jsonstr.h"
 
 #define SCAN_MAX_DEPTH 64
 
@@ -122,24 +123,6 @@ static int unicode_escape(struct cur *c, const char *esc, int keep)
     return keep ? put(c, o, utf8(cp, o)) : 0;
 }
 
-/* The first byte at or after p that may end a plain run of a string (a
- * quote, a backslash, a control character), eight bytes at a time; the
- * caller looks at that byte and those after it one by one. */
-static const char *skip_plain(const char *p, const char *end)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    while (end - p >= 8) {
-        uint64_t x, q, b;
-        memcpy(&x, p, 8);
-        q = x ^ (ones * '"');
-        b = x ^ (ones * '\\');
-        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
-            break;
-        p += 8;
-    }
-    return p;
-}
-
 /* The string at c->p (its opening quote). keep: its bytes, unescaped and
  * NUL-terminated, are appended to the arena at *off, *len long. Without
  * keep, *off is its raw bytes' offset in the body and *escaped tells
@@ -151,7 +134,7 @@ static int scan_string(struct cur *c, int keep, size_t *off, size_t *len, int *e
     const char *run = ++c->p;
     int esc = 0;
     for (;;) {
-        c->p = skip_plain(c->p, c->end);
+        c->p = json_plain_run(c->p, c->end);
         if (c->p >= c->end)
             return bad(c, "unterminated string");
         unsigned char ch = (unsigned char)*c->p;

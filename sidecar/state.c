@@ -12,6 +12,7 @@
 
 #include "lib/buf.h"
 #include "lib/fileio.h"
+#include "lib/jsonstr.h"
 
 #define STATE_FILE "upstreams.json"
 #define STATE_MAX_BYTES (64u * 1024 * 1024)
@@ -220,26 +221,6 @@ int state_load(const char *dir, struct state *st, char *err, size_t errlen)
     return rc;
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void put_string(struct buf *b, const char *s)
-{
-    buf_append(b, "\"", 1);
-    for (const char *run = s;; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c != '\0' && c != '"' && c != '\\' && c >= 0x20)
-            continue;
-        buf_append(b, run, (size_t)(s - run));
-        if (c == '\0')
-            break;
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
-        else
-            buf_printf(b, "\\u%04x", c);
-        run = s + 1;
-    }
-    buf_append(b, "\"", 1);
-}
-
 /* The file's text, one upstream a line, written directly: it is rewritten
  * up to once a second while changes come, and a cJSON tree of 10,000
  * targets cost more than the changes themselves. */
@@ -249,14 +230,14 @@ static int state_render(const struct state *st, struct buf *b)
     for (size_t i = 0; i < st->n; i++) {
         const struct state_upstream *u = &st->items[i];
         buf_puts(b, i ? ",\n{\"proxy\":" : "\n{\"proxy\":");
-        put_string(b, u->proxy);
+        buf_json_string(b, u->proxy);
         buf_puts(b, ",\"name\":");
-        put_string(b, u->name);
+        buf_json_string(b, u->name);
         buf_printf(b, ",\"index\":%llu,\"targets\":[", (unsigned long long)u->index);
         for (size_t j = 0; j < u->targets.n; j++) {
             const struct proxy_target *t = &u->targets.items[j];
             buf_puts(b, j ? ",{\"host\":" : "{\"host\":");
-            put_string(b, t->host);
+            buf_json_string(b, t->host);
             buf_printf(b, ",\"port\":%d,\"weight\":%d}", t->port, t->weight);
         }
         buf_puts(b, "]}");

@@ -1,6 +1,7 @@
 /* Unit tests for lib/: durations, buffers, jitter/backoff, the event loop
  * and async HTTP (against an in-process libmicrohttpd server). */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include "lib/buf.h"
 #include "lib/dur.h"
 #include "lib/http.h"
+#include "lib/jsonstr.h"
 #include "lib/log.h"
 #include "lib/loop.h"
 #include "lib/rand.h"
@@ -439,6 +441,31 @@ START_TEST(test_strmap_finds_every_key_across_growth_and_clear)
 }
 END_TEST
 
+START_TEST(test_json_string_escapes_as_cjson_prints)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    const char *in = "plain, then a long run of ordinary bytes \"q\" \\ \b\f\n\r\t \x01\x1f \xc3\xbc/";
+    ck_assert_int_eq(buf_json_string(&b, in), 0);
+    ck_assert_str_eq(b.data, "\"plain, then a long run of ordinary bytes \\\"q\\\" \\\\ "
+                             "\\b\\f\\n\\r\\t \\u0001\\u001f \xc3\xbc/\"");
+    cJSON *o = cJSON_CreateString(in);
+    char *want = cJSON_PrintUnformatted(o);
+    ck_assert_str_eq(b.data, want);   /* byte for byte what cJSON prints */
+    cJSON_free(want);
+    cJSON_Delete(o);
+    /* The run ends at the first byte a string cannot hold, whatever its
+     * place in an eight-byte word, and at end. */
+    const char *p = "0123456789abcdef\"";
+    for (size_t cut = 0; cut <= 16; cut++)
+        ck_assert_ptr_eq(json_plain_run(p, p + cut), p + cut);
+    ck_assert_ptr_eq(json_plain_run(p, p + 17), p + 16);
+    const char *q = "abcdefghij\x7f\x1e";   /* DEL is plain; 0x1e is not */
+    ck_assert_ptr_eq(json_plain_run(q, q + 12), q + 11);
+    buf_free(&b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -447,6 +474,7 @@ int main(void)
                         (int)(sizeof dur_cases / sizeof dur_cases[0]));
     tcase_add_test(t, test_dur_formats_like_go);
     tcase_add_test(t, test_strmap_finds_every_key_across_growth_and_clear);
+    tcase_add_test(t, test_json_string_escapes_as_cjson_prints);
     tcase_add_test(t, test_buf_refuses_to_grow_past_its_cap);
     tcase_add_test(t, test_backoff_is_capped_jittered_and_resets);
     tcase_add_test(t, test_loop_fires_timers_in_due_order);

@@ -10,52 +10,8 @@
 
 #include "double.h"
 #include "lib/buf.h"
+#include "lib/jsonstr.h"
 #include "lib/strmap.h"
-
-/* The first byte in [s, end) that a JSON string cannot hold as it is (a
- * quote, a backslash, a control character), or end; eight at a time. */
-static const char *plain_run(const char *s, const char *end)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    while (end - s >= 8) {
-        uint64_t x, q, b;
-        memcpy(&x, s, 8);
-        q = x ^ (ones * '"');
-        b = x ^ (ones * '\\');
-        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
-            break;
-        s += 8;
-    }
-    while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
-        s++;
-    return s;
-}
-
-static void put_str(struct buf *b, const char *s)
-{
-    static const char ctl[] = "\b\f\n\r\t", short_esc[] = "bfnrt";
-    const char *end = s + strlen(s);
-    buf_append(b, "\"", 1);
-    for (;;) {
-        const char *run = s;
-        s = plain_run(s, end);
-        buf_append(b, run, (size_t)(s - run));
-        if (s == end)
-            break;
-        unsigned char c = (unsigned char)*s;
-        const char *e = strchr(ctl, c);
-        char esc[8];
-        if (c == '"' || c == '\\')
-            snprintf(esc, sizeof esc, "\\%c", c);
-        else if (e)
-            snprintf(esc, sizeof esc, "\\%c", short_esc[e - ctl]);
-        else
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-        buf_puts(b, esc);
-        s++;
-    }
-    buf_append(b, "\"", 1);
-}
 
 /* ,"key":"value" */
 static void put_field(struct buf *b, const char *key, const char *value)
@@ -63,7 +19,7 @@ static void put_field(struct buf *b, const char *key, const char *value)
     buf_append(b, ",\"", 2);
     buf_puts(b, key);
     buf_append(b, "\":", 2);
-    put_str(b, value);
+    buf_json_string(b, value);
 }
 
 static void put_tags(struct buf *b, const cJSON *tags)
@@ -76,7 +32,7 @@ static void put_tags(struct buf *b, const cJSON *tags)
             buf_append(b, ",", 1);
         first = 0;
         if (cJSON_IsString(t)) {
-            put_str(b, t->valuestring);
+            buf_json_string(b, t->valuestring);
         } else {
             char *s = cJSON_PrintUnformatted(t);
             buf_puts(b, s ? s : "null");
@@ -89,7 +45,7 @@ static void put_tags(struct buf *b, const cJSON *tags)
 static void put_serf(struct buf *b, const struct node *n)
 {
     buf_puts(b, "{\"Node\":");
-    put_str(b, n->name);
+    buf_json_string(b, n->name);
     buf_puts(b, ",\"CheckID\":\"serfHealth\",\"Name\":\"Serf Health Status\"");
     put_field(b, "Status", status_name(n->serf));
     buf_puts(b, ",\"Notes\":\"\"");
@@ -105,7 +61,7 @@ static void put_check(struct buf *b, const struct node *n, const struct check *k
                       const struct service *s)
 {
     buf_puts(b, "{\"Node\":");
-    put_str(b, n->name);
+    buf_json_string(b, n->name);
     put_field(b, "CheckID", k->id);
     put_field(b, "Name", k->name);
     put_field(b, "Status", status_name(k->status));
