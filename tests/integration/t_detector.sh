@@ -14,6 +14,7 @@ cat > "$T/sidecar.json" <<JSON
 {"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "30s", "datacenter": "dc1"}, "node": "kong-1", "drain": "0s",
  "upstreams": [$UPS],
  "proxy": {"kong": {"admin_url": "$KONG", "writer": "per-node"}},
+ "log_level": "debug",
  "watch": {"max_blocking": 4, "quiescence": {"min": "0s", "max": "0s"}}}
 JSON
 start_sidecar sidecar "$T/sidecar.json" || finish
@@ -41,8 +42,13 @@ others=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/s[0-9]*' | gre
 expect_eq "only the changed service was re-read" 0 "$others"
 # node-2 fails (serfHealth critical): its s5 instance leaves; it recovers:
 # the instance comes back, although the last read of s5 no longer listed it.
+timelines() { grep -Ec "Upstream 's5': change applied: answer_bytes=[1-9][0-9]* checks=[1-9][0-9]* arrival_ms=[0-9.]+ decode_ms=[0-9.]+ ask_ms=[0-9.]+ read_ms=[0-9.]+ apply_ms=[0-9.]+" "$T/sidecar.log"; }
+n5=$(timelines)
 curl -s -X POST "$CONTROL/members/node-2" -d '{"status":"failed"}' >/dev/null
 wait_for 10 "failed node's instance removed" kong_targets_are s5 "127.0.0.1:9005=1"
+# At debug level, where that change's time went (make bench reads this line).
+more_timelines() { [ "$(timelines)" -gt "$n5" ]; }
+wait_for 5 "s5's change timeline logged" more_timelines
 curl -s -X POST "$CONTROL/members/node-2" -d '{"status":"alive"}' >/dev/null
 wait_for 10 "recovered node's instance back" kong_targets_are s5 "127.0.0.1:9005=1 127.0.0.1:9105=1"
 # A new instance of s3 (a registration) reaches Kong.
