@@ -301,7 +301,7 @@ tick=$(getconf CLK_TCK)
     echo
     echo "## 1. Propagation latency (Consul commit -> applied in HAProxy, seen in \`show servers state\`)"
     echo
-    echo "One instance's check flips (fail, pass, ...) among S services of 10 instances each. \"on\" = quiescence min $QMIN, max $QMAX; isolated changes come ${GAP} ms apart (longer than min), back-to-back ones as soon as the previous is applied. At 1,000 services the change detector is in use (two long-polls)."
+    echo "One instance's check flips (fail, pass, ...) among S services of 10 instances each. \"on\" = quiescence min $QMIN, max $QMAX; isolated changes come ${GAP} ms apart (longer than min), back-to-back ones as soon as the previous is applied. At 100 and 1,000 services the change detector is in use (three long-polls)."
     echo
     echo "| services | quiescence | changes | p50 ms | p99 ms | max ms |"
     echo "|---|---|---|---|---|---|"
@@ -321,13 +321,13 @@ tick=$(getconf CLK_TCK)
     echo
     echo "### The change detector: where a change's time goes"
     echo
-    echo "The \"off\" flips above at 100 and 1,000 services (plain HTTP, change detector), from the sidecar's debug timeline of each change: the health/state answer's arrival (first byte to last), its decoding (scanner and hash lookups), the re-read of the one service that moved (asked to answered), and the proxy write (answered to HAProxy's confirmation). Each stage p50 / p99 in ms. CPU: the sidecar's (its one thread) and the Consul double's, per change, over all the flips. What is left between the stages and the total: the double waking its parked query and writing the answer, and the probe seeing HAProxy change (polled every 200 us)."
+    echo "The \"off\" flips above at 100 and 1,000 services (plain HTTP, change detector), from the sidecar's debug timeline of each change: the arrival of the health/state answer that showed it (the failing checks; first byte to last), its decoding (scanner and hash lookups), the re-read of the one service that moved (asked to answered), and the proxy write (answered to HAProxy's confirmation). Each stage p50 / p99 in ms. CPU: the sidecar's (its one thread) and the Consul double's, per change, over all the flips. What is left between the stages and the total: the double waking its parked query and writing the answer, and the probe seeing HAProxy change (polled every 200 us)."
     echo
     echo "| services | answer | arrival | decode | re-read | apply | total p50 ms | p99 | max | sidecar CPU ms / change | double CPU ms / change |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s' "$DET_ROWS"
     echo
-    echo "Before (commit 4630cb9, the same machine, an earlier run): p50 / p99 16.6 / 31 ms at 100 services and 172 / 281 ms at 1,000; the sidecar about 36 ms of CPU a change at 1,000 and the double 60-80 ms (a cJSON tree of the answer on each side, and a rest of 1 ms per 16 KiB of answer, 171 ms, after every change)."
+    echo "Before (commit 4630cb9, the same machine, an earlier run): p50 / p99 16.6 / 31 ms at 100 services and 172 / 281 ms at 1,000; the sidecar about 36 ms of CPU a change at 1,000 and the double 60-80 ms (a cJSON tree of the answer on each side, and a rest of 1 ms per 16 KiB of answer, 171 ms, after every change). Asking for every check (/v1/health/state/any, 2.85 MB at 1,000 services) and decoding it with the scanner (commit 2cdeb4c): 3.85 / 7.53 ms at 100 and 27.2 / 44.7 ms at 1,000, the sidecar 7.7 ms of CPU a change and the double 14.1."
     echo "Targets at 1,000 services: p99 <= 25 ms: $(met "$(pct "$R/off-1000.txt" 0.99)" 25); sidecar CPU <= 2 ms a change: $(met "$(awk -v u="${DET_CPU_1000:-99999}" 'BEGIN {printf "%.2f", u / 1000}')" 2)."
     echo
     echo "## 2. Against the alternatives, on the same changes"
@@ -374,7 +374,7 @@ tick=$(getconf CLK_TCK)
     echo "| a burst: 5,000 checks fail (half of every service) | all applied ${BURST1_MS} ms after the first PUT (the PUTs themselves took ${PUT1_MS} ms) |"
     echo "| the burst back: 5,000 checks pass | all applied ${BURST2_MS} ms after the first PUT (PUTs: ${PUT2_MS} ms) |"
     echo "| initial sync of $BIGT targets into HAProxy | ${SYNCBIG_MS} ms (loading them into the double: ${LOADBIG_MS} ms) |"
-    echo "| TCP connections to Consul while following 1,000 services | $CONNS10K (change detector: 2 long-polls) |"
+    echo "| TCP connections to Consul while following 1,000 services | $CONNS10K (change detector: 3 long-polls) |"
     echo "| TCP connections to Consul while following 1 service | $IDLE_CONNS |"
     echo
     echo "## 5. Calls per change (1,000 services followed)"

@@ -11,9 +11,9 @@
 
 #define CONSUL_DEFAULT_ADDR "127.0.0.1:8500"
 #define CONSUL_DEFAULT_MAX_BODY (8u * 1024 * 1024)
-/* /v1/health/state/<state> lists every check of the cluster (the change
- * detector's long-poll): ~300 bytes a check, so 100,000 checks need more
- * than the default cap. Still bounded. */
+/* /v1/health/state/<state> lists every check of the cluster in that state
+ * (the change detector's long-polls; in an outage, all of them): ~300 bytes
+ * a check, so 100,000 checks need more than the default cap. Still bounded. */
 #define CONSUL_CLUSTER_WIDE_MAX_BODY (64u * 1024 * 1024)
 #define CONSUL_DEFAULT_TIMEOUT_MS 10000
 #define CONSUL_LIMIT_PATHS 16

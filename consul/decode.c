@@ -62,6 +62,47 @@ void consul_instances_free(struct consul_instances *in)
     free(in->items);
     in->items = NULL;
     in->n = 0;
+    consul_strings_free(in->nodes, in->n_nodes);
+    in->nodes = NULL;
+    in->n_nodes = 0;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* in->nodes: each instance's node once, sorted. -1: out of memory. */
+static int collect_nodes(struct consul_instances *in, const cJSON *root)
+{
+    int n = cJSON_GetArraySize(root);
+    const cJSON *e;
+    if (n == 0)
+        return 0;
+    if ((in->nodes = calloc((size_t)n, sizeof *in->nodes)) == NULL)
+        return -1;
+    cJSON_ArrayForEach(e, root) {
+        const char *name = get(get(e, "Node"), "Node")->valuestring;
+        if ((in->nodes[in->n_nodes] = strdup(name)) == NULL)
+            return -1;
+        in->n_nodes++;
+    }
+    qsort(in->nodes, in->n_nodes, sizeof *in->nodes, str_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < in->n_nodes; i++) {
+        if (k > 0 && strcmp(in->nodes[k - 1], in->nodes[i]) == 0)
+            free(in->nodes[i]);
+        else
+            in->nodes[k++] = in->nodes[i];
+    }
+    in->n_nodes = k;
+    return 0;
+}
+
+int consul_instances_on_node(const struct consul_instances *in, const char *node)
+{
+    return in->n_nodes > 0 &&
+           bsearch(&node, in->nodes, in->n_nodes, sizeof *in->nodes, str_cmp) != NULL;
 }
 
 int consul_decode_health_service(const char *body, size_t len, int passing_only,
@@ -173,6 +214,10 @@ int consul_decode_health_service(const char *body, size_t len, int passing_only,
     }
     if (res.n)
         qsort(res.items, res.n, sizeof *res.items, inst_cmp);
+    if (collect_nodes(&res, root) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     cJSON_Delete(root);
     consul_instances_free(out);
     *out = res;
@@ -293,11 +338,6 @@ int consul_decode_peers(const char *body, size_t len, char ***out, size_t *n, ch
         rc = decode_strings(root, NULL, out, n, err, errlen);
     cJSON_Delete(root);
     return rc;
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int consul_decode_catalog_nodes(const char *body, size_t len, char ***names, size_t *n,

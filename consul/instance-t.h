@@ -31,6 +31,10 @@ struct consul_instances {
     struct consul_instance *items;
     size_t n;
     uint64_t index;        /* X-Consul-Index of the answer */
+    /* The nodes of every instance in the answer, whatever its health or
+     * port (sorted, each once): where a node-level check can change it. */
+    char **nodes;
+    size_t n_nodes;
 };
 
 #endif

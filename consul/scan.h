@@ -1,7 +1,8 @@
 /* A decoder of /v1/health/state/<state> answers for the change detector.
  *
- * The answer holds every check of a datacenter (10,000 checks: ~3 MB) and
- * comes back whole on every change, so its decoding is on the path of every
+ * The detector asks for the checks not passing: few while all is well, but
+ * in an outage every check of a datacenter (10,000 checks: ~3 MB), back
+ * whole on every further change, so their decoding is on the path of every
  * change. It is the one Consul answer not decoded with cJSON: a cJSON tree
  * of it costs ~25 allocations a check, and the detector needs three fields.
  * This scanner validates the whole answer as strictly as cJSON would (and

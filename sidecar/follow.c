@@ -13,17 +13,23 @@
  *
  * Following many services with one long-poll each would use as many
  * connections (Consul limits them per client address, 200 by default). Above
- * max_blocking upstreams, two long-polls serve all the upstreams of one
+ * max_blocking upstreams, three long-polls serve all the upstreams of one
  * datacenter (a detector per datacenter, each asking with its ?dc=):
- *   /v1/health/state/any  - its index moves on every check change, and each
- *                           check carries its service name, node and
- *                           ModifyIndex;
+ *   /v1/health/state/critical, /v1/health/state/warning
+ *                         - their index moves on every check change, and
+ *                           they list the checks not passing, each with its
+ *                           service name, node and ModifyIndex;
  *   /v1/catalog/services  - its index moves on every registration change.
- * From a health/state answer, an upstream is re-read (one non-blocking,
- * queued request) only when the highest ModifyIndex among its service's
- * checks, or among node-level checks of nodes hosting it, moved. A
- * catalog/services change (a registration or deregistration, which a check
- * may not reveal: an instance without checks) re-reads every upstream of that
+ * Every change of a check's status moves a check into or out of one of the
+ * two lists, so they tell every change that matters to routing, and their
+ * size is that of what fails, not of the datacenter (Consul finds them by
+ * its status index). From each answer, an upstream is re-read (one
+ * non-blocking, queued request) only when the number or the highest
+ * ModifyIndex of its service's checks in that state moved, or the
+ * node-level checks (serfHealth, node maintenance) in that state of a node
+ * holding one of its instances did. A catalog/services change (a
+ * registration or deregistration, which the lists may not reveal: an
+ * instance passing or without checks) re-reads every upstream of that
  * datacenter: rarer, and still bounded by the client's 4 requests in flight.
  */
 
@@ -36,10 +42,6 @@ static int map_services(struct detector *d)
     if (d->mapped == d->n_ups)
         return 0;
     strmap_clear(&d->by_service);
-    free(d->tally);
-    d->tally = calloc(d->n_ups ? d->n_ups : 1, sizeof *d->tally);
-    if (d->tally == NULL)
-        return -1;
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         if (u->det != d)
@@ -50,114 +52,202 @@ static int map_services(struct detector *d)
             return -1;
         u->det_slot = (size_t)*v;
     }
+    for (int w = 0; w < DET_STATES; w++) {
+        struct det_state *st = &d->st[w];
+        free(st->tally);
+        st->n_tally = d->by_service.n ? d->by_service.n : 1;
+        if ((st->tally = calloc(st->n_tally, sizeof *st->tally)) == NULL)
+            return -1;
+    }
     d->mapped = d->n_ups;
     return 0;
 }
 
-/* Each followed service's fingerprint in the answer d->scan holds: the
- * highest ModifyIndex and the number of its checks, and the highest of the
- * node-level checks (serfHealth, node maintenance) of every node that holds
- * one of them. A pure function of the answer (the nodes come from the
- * answer, not from the last read, which leaves critical instances out), so
- * it moves on a change, a removal or a node recovering, and only then. One
- * pass over the node-level checks, one over the others, each a hash lookup. */
-static int tally_checks(struct detector *d)
+static int node_cmp(const void *a, const void *b)
 {
-    const struct consul_state_check *e = d->scan.e;
-    size_t n = d->scan.n;
+    return strcmp(((const struct det_node *)a)->name, ((const struct det_node *)b)->name);
+}
+
+static void nodes_free(struct det_node *n, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(n[i].name);
+    free(n);
+}
+
+/* The answer's node-level checks, a fingerprint per node (their number
+ * and highest ModifyIndex), sorted by node; *out NULL when there are none.
+ * -1: out of memory. */
+static int node_prints(struct det_state *st, struct det_node **out, size_t *n_out)
+{
+    const struct consul_state_check *e = st->scan.e;
+    struct det_node *v = NULL;
+    size_t n = 0;
     int added;
-    if (map_services(d) < 0)
-        return -1;
-    memset(d->tally, 0, d->by_service.n * sizeof *d->tally);
-    strmap_clear(&d->nodes);
-    for (size_t k = 0; k < n; k++) {
+    strmap_clear(&st->node_map);
+    for (size_t k = 0; k < st->scan.n; k++) {
         if (e[k].service_len > 0)
             continue;
-        uint64_t *top = strmap_put(&d->nodes, e[k].node, e[k].node_len, 0, &added);
-        if (top == NULL)
-            return -1;
-        if (e[k].modify_index > *top)
-            *top = e[k].modify_index;
+        uint64_t *slot = strmap_put(&st->node_map, e[k].node, e[k].node_len, n, &added);
+        if (slot == NULL)
+            goto oom;
+        if (added) {
+            struct det_node *nv = realloc(v, (n + 1) * sizeof *v);
+            if (nv == NULL)
+                goto oom;
+            v = nv;
+            v[n].fp = 0;
+            if ((v[n++].name = strdup(e[k].node)) == NULL)
+                goto oom;
+        }
+        struct det_node *dn = &v[*slot];
+        uint64_t top = dn->fp / 1000003u, count = dn->fp % 1000003u;
+        if (e[k].modify_index > top)
+            top = e[k].modify_index;
+        dn->fp = top * 1000003u + count + 1;
     }
-    for (size_t k = 0; k < n; k++) {
+    if (n > 1)
+        qsort(v, n, sizeof *v, node_cmp);
+    *out = v;
+    *n_out = n;
+    return 0;
+oom:
+    nodes_free(v, n);
+    return -1;
+}
+
+/* Each followed service's checks in this state: their number and highest
+ * ModifyIndex. One pass, a hash lookup a check. */
+static void tally_services(struct det_state *st)
+{
+    const struct consul_state_check *e = st->scan.e;
+    memset(st->tally, 0, st->n_tally * sizeof *st->tally);
+    for (size_t k = 0; k < st->scan.n; k++) {
         const uint64_t *slot = e[k].service_len
-                                 ? strmap_get(&d->by_service, e[k].service, e[k].service_len)
+                                 ? strmap_get(&st->d->by_service, e[k].service, e[k].service_len)
                                  : NULL;
         if (slot == NULL)
             continue;
-        struct det_tally *t = &d->tally[*slot];
-        const uint64_t *node_top = strmap_get(&d->nodes, e[k].node, e[k].node_len);
+        struct det_tally *t = &st->tally[*slot];
         t->count++;
         if (e[k].modify_index > t->top)
             t->top = e[k].modify_index;
-        if (node_top && *node_top > t->top)
-            t->top = *node_top;
+    }
+}
+
+/* Whether u has an instance on a node whose node-level checks in this
+ * state moved between old[] and new[] (both sorted): a node failing,
+ * recovering, or going into or out of maintenance. An upstream without an
+ * answer yet may be on any. */
+static int node_moved(const struct upstream *u, const struct det_node *old, size_t n_old,
+                      const struct det_node *now, size_t n_now)
+{
+    size_t i = 0, j = 0;
+    while (i < n_old || j < n_now) {
+        int c = i == n_old ? 1 : j == n_now ? -1 : strcmp(old[i].name, now[j].name);
+        const char *name = c < 0 ? old[i].name : now[j].name;
+        int moved = c != 0 || old[i].fp != now[j].fp;
+        if (moved && (!u->have_answer || consul_instances_on_node(&u->last_answer, name)))
+            return 1;
+        i += c <= 0;
+        j += c >= 0;
     }
     return 0;
 }
 
-static void det_refused(struct detector *d, const char *err)
+static const char *det_where(const struct detector *d, char *buf, size_t len)
 {
+    if (d->dc)
+        snprintf(buf, len, " (datacenter '%s')", d->dc);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
+static void det_refused(struct det_state *st, const char *err)
+{
+    struct detector *d = st->d;
+    char where[200];
     if (strcmp(err, d->error) != 0)
-        log_error("change detector%s%s%s: bad answer from /v1/health/state/any: %s",
-                  d->dc ? " (datacenter '" : "", d->dc ? d->dc : "", d->dc ? "')" : "", err);
+        log_error("change detector%s: bad answer from /v1/health/state/%s: %s",
+                  det_where(d, where, sizeof where), st->name, err);
     snprintf(d->error, sizeof d->error, "%s", err);
-    consul_watch_reject(d->checks);
+    consul_watch_reject(st->watch);
+}
+
+/* Reads u now, with the timeline of the answer that showed its change. */
+static void det_fetch(struct upstream *u, const struct consul_response *r, size_t checks,
+                      uint64_t arrived, uint64_t decoded)
+{
+    u->seen_once = 1;
+    u->tl.arrived = arrived;
+    u->tl.decoded = decoded;
+    u->tl.asked = loop_clock_us();
+    u->tl.answered = 0;
+    u->tl.body_us = r->raw ? r->raw->body_us : 0;
+    u->tl.bytes = r->body_len;
+    u->tl.checks = checks;
+    sync_up_fetch(u);
 }
 
 static void on_det_checks(const struct consul_response *r, void *arg)
 {
-    struct detector *d = arg;
+    struct det_state *st = arg;
+    struct detector *d = st->d;
     struct sync *s = d->s;
+    struct det_node *nodes;
+    size_t n_nodes;
     char err[256];
     uint64_t arrived = loop_clock_us();
-    if (consul_scan_health_state(&d->scan, r->body, r->body_len, err, sizeof err) < 0) {
-        det_refused(d, err);
+    if (consul_scan_health_state(&st->scan, r->body, r->body_len, err, sizeof err) < 0) {
+        det_refused(st, err);
         return;
     }
-    if (tally_checks(d) < 0) {
-        det_refused(d, "out of memory");
+    if (map_services(d) < 0 || node_prints(st, &nodes, &n_nodes) < 0) {
+        det_refused(st, "out of memory");
         return;
     }
+    tally_services(st);
     d->error[0] = '\0';
+    st->seen = 1;
+    int all_seen = d->st[DET_CRITICAL].seen && d->st[DET_WARNING].seen;
     uint64_t decoded = loop_clock_us();
+    int w = (int)(st - d->st);
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         if (u->det != d)
             continue;
-        const struct det_tally *t = &d->tally[u->det_slot];
+        const struct det_tally *t = &st->tally[u->det_slot];
         uint64_t fp = t->top * 1000003u + t->count;
-        if (fp != u->seen_fp || !u->seen_once) {
-            u->seen_fp = fp;
-            u->seen_once = 1;
-            u->tl.arrived = arrived;
-            u->tl.decoded = decoded;
-            u->tl.asked = loop_clock_us();
-            u->tl.answered = 0;
-            u->tl.body_us = r->raw ? r->raw->body_us : 0;
-            u->tl.bytes = r->body_len;
-            u->tl.checks = d->scan.n;
-            sync_up_fetch(u);
-        }
+        int moved = fp != u->seen_fp[w];
+        u->seen_fp[w] = fp;
+        /* Until both lists have their baseline, changes are not told
+         * apart: the first reads come after both. */
+        if (all_seen && (!u->seen_once || moved ||
+                         node_moved(u, st->nodes, st->n_nodes, nodes, n_nodes)))
+            det_fetch(u, r, st->scan.n, arrived, decoded);
     }
-    /* The answer holds every check of the datacenter and comes back whole
-     * on each change. The first change after a quiet spell is answered at
-     * once (the query was parked); in a burst, the next query rests as long
-     * as this answer took to arrive and be decoded (at most 1 s), so the
-     * detector spends at most half its time on it and Consul sends it at
-     * most as often as it can be taken in, whatever its size. */
+    nodes_free(st->nodes, st->n_nodes);
+    st->nodes = nodes;
+    st->n_nodes = n_nodes;
+    /* In a burst of changes the next query rests as long as this answer
+     * took to arrive and be decoded (at most 1 s), so the detector spends at
+     * most half its time on it, whatever its size. The first change after a
+     * quiet spell is answered at once (the query was parked). */
     uint64_t cost_us = (uint64_t)(r->raw ? r->raw->body_us : 0) + (decoded - arrived);
-    consul_watch_rest(d->checks, cost_us >= 1000000 ? 1000 : (int64_t)(cost_us / 1000));
+    consul_watch_rest(st->watch, cost_us >= 1000000 ? 1000 : (int64_t)(cost_us / 1000));
 }
 
-/* The checks long-poll starts once this one has its baseline: every read
- * its first answer triggers is then sent after the baseline was taken, so
- * a registration either shows in those reads or moves this index later. */
+/* The health/state long-polls start once this one has its baseline:
+ * every read their first answers trigger is then sent after the baseline
+ * was taken, so a registration either shows in those reads or moves this
+ * index later. */
 static void start_det_checks(struct detector *d)
 {
     if (!d->checks_started) {
         d->checks_started = 1;
-        consul_watch_start(d->checks);
+        for (int w = 0; w < DET_STATES; w++)
+            consul_watch_start(d->st[w].watch);
     }
 }
 
@@ -179,14 +269,20 @@ static void on_det_services(const struct consul_response *r, void *arg)
 static void on_det_error(const struct consul_response *r, const char *what, void *arg)
 {
     struct detector *d = arg;
+    char where[200];
     (void)r;
     if (strcmp(what, d->error) != 0)
-        log_warn("change detector%s%s%s: %s; keeping the last known good targets",
-                 d->dc ? " (datacenter '" : "", d->dc ? d->dc : "", d->dc ? "')" : "", what);
+        log_warn("change detector%s: %s; keeping the last known good targets",
+                 det_where(d, where, sizeof where), what);
     snprintf(d->error, sizeof d->error, "%s", what);
     /* No baseline to be had (catalog/services refused): the checks
      * long-poll still reads everything on its first answer. */
     start_det_checks(d);
+}
+
+static void on_det_state_error(const struct consul_response *r, const char *what, void *arg)
+{
+    on_det_error(r, what, ((struct det_state *)arg)->d);
 }
 
 /* The datacenter an upstream's queries go to (NULL: the agent's). */
@@ -227,20 +323,33 @@ static struct detector *detector_new(struct sync *s, const char *dc)
         free(esc);
         o.query = dcq;
     }
-    /* Metric labels: the default datacenter's keep their historic names. */
+    /* Metric labels: the default datacenter's carry no name. */
     int other = dc && !same_dc(dc, s->o.datacenter);
-    snprintf(d->label[0], sizeof d->label[0], "(detector%s%.100s) health/state",
-             other ? " " : "", other ? dc : "");
-    snprintf(d->label[1], sizeof d->label[1], "(detector%s%.100s) catalog/services",
-             other ? " " : "", other ? dc : "");
-    o.path = "/v1/health/state/any";
-    d->checks = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
-                                 s->o.consul, &o, on_det_checks, on_det_error, d, err, sizeof err);
+    static const char *const names[DET_STATES] = {"critical", "warning"};
+    for (int w = 0; w < DET_STATES; w++) {
+        char path[64];
+        struct det_state *st = &d->st[w];
+        st->d = d;
+        st->name = names[w];
+        snprintf(d->label[w], sizeof d->label[w], "(detector%s%.100s) health/state/%s",
+                 other ? " " : "", other ? dc : "", st->name);
+        snprintf(path, sizeof path, "/v1/health/state/%s", st->name);
+        o.path = path;
+        st->watch = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
+                                     s->o.consul, &o, on_det_checks, on_det_state_error, st, err,
+                                     sizeof err);
+        if (st->watch == NULL) {
+            log_error("change detector: %s", err);
+            return NULL;
+        }
+    }
+    snprintf(d->label[DET_STATES], sizeof d->label[DET_STATES],
+             "(detector%s%.100s) catalog/services", other ? " " : "", other ? dc : "");
     o.path = "/v1/catalog/services";
     d->services = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
                                    s->o.consul, &o, on_det_services, on_det_error, d, err,
                                    sizeof err);
-    if (d->checks == NULL || d->services == NULL) {
+    if (d->services == NULL) {
         log_error("change detector: %s", err);
         return NULL;
     }
@@ -248,9 +357,9 @@ static struct detector *detector_new(struct sync *s, const char *dc)
 }
 
 /* The upstreams of each datacenter are followed by that datacenter's change
- * detector (two long-polls) instead of one long-poll each; unless forced, a
- * datacenter with one or two upstreams keeps theirs, a detector would not
- * use fewer. why ends the INFO line. */
+ * detector (three long-polls) instead of one long-poll each; unless
+ * forced, a datacenter with one or two upstreams keeps theirs, a detector
+ * would use more. why ends the INFO line. */
 static void assign_detectors(struct sync *s, int forced, const char *why)
 {
     for (size_t i = 0; i < s->n_ups; i++) {
@@ -277,7 +386,8 @@ static void assign_detectors(struct sync *s, int forced, const char *why)
     }
     for (size_t k = 0; k < s->n_dets; k++) {
         struct detector *d = s->dets[k];
-        if (d->checks == NULL || d->services == NULL) {
+        if (d->st[DET_CRITICAL].watch == NULL || d->st[DET_WARNING].watch == NULL ||
+            d->services == NULL) {
             for (size_t i = 0; i < s->n_ups; i++)
                 if (s->ups[i]->det == d)
                     s->ups[i]->det = NULL;
@@ -286,9 +396,9 @@ static void assign_detectors(struct sync *s, int forced, const char *why)
         consul_watch_start(d->services);
         if (d->dc && !same_dc(d->dc, s->o.datacenter))
             log_info("Following %zu upstreams in datacenter '%s' with the change detector "
-                     "(2 long-polls instead of %zu): %s", d->n_ups, d->dc, d->n_ups, why);
+                     "(3 long-polls instead of %zu): %s", d->n_ups, d->dc, d->n_ups, why);
         else
-            log_info("Following %zu upstreams with the change detector (2 long-polls instead of "
+            log_info("Following %zu upstreams with the change detector (3 long-polls instead of "
                      "%zu): %s", d->n_ups, d->n_ups, why);
     }
 }
@@ -387,14 +497,18 @@ void follow_start(struct sync *s)
 void follow_free(struct sync *s)
 {
     for (size_t i = 0; i < s->n_dets; i++) {
-        consul_watch_free(s->dets[i]->checks);
-        consul_watch_free(s->dets[i]->services);
-        free(s->dets[i]->dc);
-        consul_state_scan_free(&s->dets[i]->scan);
-        strmap_free(&s->dets[i]->by_service);
-        strmap_free(&s->dets[i]->nodes);
-        free(s->dets[i]->tally);
-        free(s->dets[i]);
+        struct detector *d = s->dets[i];
+        for (int w = 0; w < DET_STATES; w++) {
+            consul_watch_free(d->st[w].watch);
+            consul_state_scan_free(&d->st[w].scan);
+            free(d->st[w].tally);
+            nodes_free(d->st[w].nodes, d->st[w].n_nodes);
+            strmap_free(&d->st[w].node_map);
+        }
+        consul_watch_free(d->services);
+        free(d->dc);
+        strmap_free(&d->by_service);
+        free(d);
     }
     free(s->dets);
 }
@@ -404,7 +518,8 @@ void follow_recovered(struct sync *s)
     if (!s->following && s->proto_timer)
         ask_protocol(s);
     for (size_t i = 0; i < s->n_dets; i++) {
-        consul_watch_retry(s->dets[i]->checks);
+        for (int w = 0; w < DET_STATES; w++)
+            consul_watch_retry(s->dets[i]->st[w].watch);
         consul_watch_retry(s->dets[i]->services);
     }
 }

@@ -774,10 +774,12 @@ void sync_collect(const struct sync *s, struct metrics *m)
         metrics_counter_set(restarts, s->ups[i]->name, (double)st->dead_restarts);
         metrics_counter_set(resets, s->ups[i]->name, (double)st->resets);
     }
-    /* Each change detector's two long-polls, under their own labels. */
+    /* Each change detector's long-polls, under their own labels. */
     for (size_t i = 0; i < s->n_dets; i++) {
-        const struct consul_watch *det[2] = {s->dets[i]->checks, s->dets[i]->services};
-        for (int k = 0; k < 2; k++) {
+        const struct detector *d = s->dets[i];
+        const struct consul_watch *det[DET_STATES + 1] = {d->st[DET_CRITICAL].watch,
+                                                          d->st[DET_WARNING].watch, d->services};
+        for (int k = 0; k < DET_STATES + 1; k++) {
             if (det[k] == NULL)
                 continue;
             const struct consul_watch_stats *st = consul_watch_stats(det[k]);

@@ -42,7 +42,7 @@ struct upstream {
     struct detector *det;           /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
     int fetch_again;
-    uint64_t seen_fp;               /* detector: fingerprint of its checks */
+    uint64_t seen_fp[2];            /* detector: fingerprint of its critical, warning checks */
     size_t det_slot;                /* detector: its service's tally */
     struct {                        /* the last change a detector saw (us, 0: none) */
         uint64_t arrived, decoded, asked, answered;
@@ -75,24 +75,40 @@ struct upstream {
     char last_watch_error[300];
 };
 
-/* The change detector of one datacenter (see below). */
+/* The change detector of one datacenter (see follow.c). */
+enum { DET_CRITICAL, DET_WARNING, DET_STATES };
+
+/* One of its health/state long-polls (critical, warning): the checks in
+ * that state, kept from one answer to the next (their memory is reused). */
+struct det_state {
+    struct detector *d;
+    const char *name;               /* "critical", "warning" */
+    struct consul_watch *watch;
+    int seen;                       /* its first answer (a baseline) is in */
+    struct consul_state_scan scan;
+    struct det_tally {              /* per followed service: its checks in this state */
+        uint64_t top, count;
+    } *tally;
+    size_t n_tally;
+    struct det_node {               /* per node with node-level checks in this state */
+        char *name;
+        uint64_t fp;
+    } *nodes;                       /* sorted by name */
+    size_t n_nodes;
+    struct strmap node_map;         /* scratch: node -> index in the new list */
+};
+
 struct detector {
     struct sync *s;
     char *dc;                       /* ?dc= of its queries; NULL: the default */
     size_t n_ups;
-    struct consul_watch *checks, *services;
+    struct det_state st[DET_STATES];
+    struct consul_watch *services;
     int services_seen, checks_started;
     char error[300];
-    char label[2][160];             /* metrics: health/state, catalog/services */
-    /* Kept from one health/state answer to the next (their memory is
-     * reused): the decoded checks, the followed services (name -> tally),
-     * each node's highest node-level ModifyIndex. */
-    struct consul_state_scan scan;
-    struct strmap by_service, nodes;
-    struct det_tally {
-        uint64_t top, count;
-    } *tally;
-    size_t mapped;                  /* upstreams in services (0: to be built) */
+    char label[DET_STATES + 1][160];   /* metrics: each state's, then catalog/services */
+    struct strmap by_service;       /* followed service -> its tally slot */
+    size_t mapped;                  /* upstreams in by_service (0: to be built) */
 };
 
 struct sync {

@@ -1,10 +1,10 @@
 #!/bin/bash
-# A sidecar following more services than watch.max_blocking holds two
+# A sidecar following more services than watch.max_blocking holds three
 # long-polls (the change detector), not one per service, reads each service
 # once at start, re-reads only the service whose checks changed, and sees a
 # node recovering (a node-level check) for the services it hosts. Upstreams
 # with their own "datacenter" are followed by that datacenter's detector
-# (one pair of long-polls per datacenter), not by a long-poll each.
+# (one set of long-polls per datacenter), not by a long-poll each.
 . "$(dirname "$0")/lib.sh"
 start_consul --agent node-1 --agent node-2 || finish
 start_kong || finish
@@ -18,7 +18,7 @@ cat > "$T/sidecar.json" <<JSON
  "watch": {"max_blocking": 4, "quiescence": {"min": "0s", "max": "0s"}}}
 JSON
 start_sidecar sidecar "$T/sidecar.json" || finish
-wait_for 10 "detector announced" log_has sidecar "with the change detector (2 long-polls instead of 12)"
+wait_for 10 "detector announced" log_has sidecar "with the change detector (3 long-polls instead of 12)"
 for i in 1 6 12; do
     wait_for 15 "s$i synced" kong_targets_are "s$i" "127.0.0.1:$((9000 + i))=1"
 done
@@ -28,7 +28,7 @@ reads=$(printf '%s' "$reqs" | grep -o '"url":"/v1/health/service/s[0-9]*"' | sor
 expect_eq "each service read once at start" 0 "$reads"
 blocking=$(printf '%s' "$reqs" | grep -o '"url":"[^"]*index=[0-9]*&wait=[^"]*"' | grep -c '/v1/health/service/' || true)
 expect_eq "no per-service long-poll" 0 "$blocking"
-expect_contains "health/state long-poll, in the configured datacenter" '/v1/health/state/any?dc=dc1&index=' "$reqs"
+expect_contains "health/state long-poll, in the configured datacenter" '/v1/health/state/critical?dc=dc1&index=' "$reqs"
 expect_contains "service reads in the configured datacenter" '/v1/health/service/s1?dc=dc1' "$reqs"
 expect_contains "catalog/services long-poll" '/v1/catalog/services?dc=dc1&index=' "$reqs"
 
@@ -51,6 +51,12 @@ more_timelines() { [ "$(timelines)" -gt "$n5" ]; }
 wait_for 5 "s5's change timeline logged" more_timelines
 curl -s -X POST "$CONTROL/members/node-2" -d '{"status":"alive"}' >/dev/null
 wait_for 10 "recovered node's instance back" kong_targets_are s5 "127.0.0.1:9005=1 127.0.0.1:9105=1"
+# Warning has its own list, which alone shows these two moves: a warning
+# instance leaves (passing_only), and passing again brings it back.
+set_check node-2 s5-b-ttl warn
+wait_for 10 "warning instance left" kong_targets_are s5 "127.0.0.1:9005=1"
+set_check node-2 s5-b-ttl pass
+wait_for 10 "passing instance back" kong_targets_are s5 "127.0.0.1:9005=1 127.0.0.1:9105=1"
 # A new instance of s3 (a registration) reaches Kong.
 register_instance node-1 s3-b s3 9103
 wait_for 10 "registration followed" kong_targets_are s3 "127.0.0.1:9003=1 127.0.0.1:9103=1"
@@ -85,15 +91,15 @@ cat > "$T/sidecar-dc.json" <<JSON
 JSON
 curl -s -X DELETE "$CONTROL/requests" >/dev/null
 start_sidecar sidecar2 "$T/sidecar-dc.json" || finish
-wait_for 10 "the agent's datacenter's detector announced" log_has sidecar2 "Following 4 upstreams with the change detector (2 long-polls instead of 4)"
-wait_for 10 "dc1's detector announced" log_has sidecar2 "Following 3 upstreams in datacenter 'dc1' with the change detector (2 long-polls instead of 3)"
+wait_for 10 "the agent's datacenter's detector announced" log_has sidecar2 "Following 4 upstreams with the change detector (3 long-polls instead of 4)"
+wait_for 10 "dc1's detector announced" log_has sidecar2 "Following 3 upstreams in datacenter 'dc1' with the change detector (3 long-polls instead of 3)"
 wait_for 15 "e4 synced" kong_targets_are e4 "127.0.0.1:9204=1"
 wait_for 15 "d3 synced" kong_targets_are d3 "127.0.0.1:9303=1"
 reqs=$(curl -s "$CONTROL/requests")
 blocking=$(printf '%s' "$reqs" | grep -o '"url":"[^"]*index=[0-9]*&wait=[^"]*"' | grep -c '/v1/health/service/' || true)
 expect_eq "no per-service long-poll, in any datacenter" 0 "$blocking"
-expect_contains "the agent's datacenter's health/state long-poll" '/v1/health/state/any?index=' "$reqs"
-expect_contains "dc1's health/state long-poll" '/v1/health/state/any?dc=dc1&index=' "$reqs"
+expect_contains "the agent's datacenter's health/state long-poll" '/v1/health/state/critical?index=' "$reqs"
+expect_contains "dc1's health/state long-poll" '/v1/health/state/critical?dc=dc1&index=' "$reqs"
 expect_contains "dc1's catalog/services long-poll" '/v1/catalog/services?dc=dc1&index=' "$reqs"
 expect_contains "dc1's services read in dc1" '/v1/health/service/d2?dc=dc1' "$reqs"
 # A change in dc1 reaches Kong through dc1's detector, re-reading that

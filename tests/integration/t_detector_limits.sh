@@ -1,6 +1,7 @@
 #!/bin/bash
-# The change detector's cluster-wide answer (/v1/health/state/any) may be
-# larger than the 8 MiB cap of every other Consul answer, up to 64 MiB: a
+# The change detector's health/state answers (every failing check of the
+# datacenter, in an outage) may be larger than the 8 MiB cap of every other
+# Consul answer, up to 64 MiB: a
 # 20 MB answer is read (and, being garbage, refused as such), a 70 MB one is
 # refused at the cap with memory bounded. Neither changes any upstream, and
 # a real change still flows afterwards.

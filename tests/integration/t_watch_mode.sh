@@ -38,8 +38,8 @@ stop_pid "$SIDECAR_PID" TERM
 curl -s -X DELETE "$CONTROL/requests" >/dev/null
 mode_cfg detector '{"service": "s1", "proxy": "kong"}, {"service": "s2", "proxy": "kong"}'
 start_sidecar detector "$T/detector.json" || finish
-wait_for 10 "detector announced" log_has detector "Following 2 upstreams with the change detector (2 long-polls instead of 2): watch.mode \"detector\"" || finish
-wait_for 10 "the detector's long-poll" sh -c "curl -s $CONTROL/requests | grep -q '/v1/health/state/any?index='"
+wait_for 10 "detector announced" log_has detector "Following 2 upstreams with the change detector (3 long-polls instead of 2): watch.mode \"detector\"" || finish
+wait_for 10 "the detector's long-poll" sh -c "curl -s $CONTROL/requests | grep -q '/v1/health/state/critical?index='"
 expect_eq "no blocking query per service" 0 "$(blocking_services)"
 wait_for 10 "s2 synced" kong_targets_are s2 "127.0.0.1:9002=1 127.0.0.1:9102=1"
 set_check node-1 s2-a-ttl fail

@@ -73,6 +73,39 @@ START_TEST(test_decode_health_service_uses_node_address_when_service_has_none)
 }
 END_TEST
 
+START_TEST(test_decode_health_service_tells_every_instance_node)
+{
+    /* The change detector needs the nodes of instances left out (critical,
+     * no port) too: a node recovering brings those back. */
+    const char *b =
+        "[{\"Node\":{\"Node\":\"n2\",\"Address\":\"10.0.0.2\"},"
+        "\"Service\":{\"ID\":\"a\",\"Port\":80},\"Checks\":[{\"Status\":\"passing\"}]},"
+        "{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+        "\"Service\":{\"ID\":\"b\",\"Port\":80},\"Checks\":[{\"Status\":\"critical\"}]},"
+        "{\"Node\":{\"Node\":\"n2\",\"Address\":\"10.0.0.2\"},"
+        "\"Service\":{\"ID\":\"c\",\"Port\":81},\"Checks\":[]},"
+        "{\"Node\":{\"Node\":\"n3\",\"Address\":\"10.0.0.3\"},"
+        "\"Service\":{\"ID\":\"d\"},\"Checks\":[]}]";
+    char err[256];
+    struct consul_instances in = {0};
+    ck_assert_int_eq(consul_decode_health_service(b, strlen(b), 1, &in, err, sizeof err), 0);
+    ck_assert_uint_eq(in.n, 2);
+    ck_assert_uint_eq(in.n_nodes, 3);
+    ck_assert_str_eq(in.nodes[0], "n1");
+    ck_assert_str_eq(in.nodes[1], "n2");
+    ck_assert_str_eq(in.nodes[2], "n3");
+    ck_assert(consul_instances_on_node(&in, "n1"));
+    ck_assert(consul_instances_on_node(&in, "n3"));
+    ck_assert(!consul_instances_on_node(&in, "n4"));
+    ck_assert(!consul_instances_on_node(&in, ""));
+    consul_instances_free(&in);
+    ck_assert_uint_eq(in.n_nodes, 0);
+    ck_assert(!consul_instances_on_node(&in, "n1"));
+    ck_assert_int_eq(consul_decode_health_service("[]", 2, 1, &in, err, sizeof err), 0);
+    ck_assert_uint_eq(in.n_nodes, 0);
+}
+END_TEST
+
 static const char *const hostile[] = {
     "",
     "{",
@@ -923,6 +956,7 @@ int main(void)
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_decode_health_service_fixture);
     tcase_add_test(t, test_decode_health_service_uses_node_address_when_service_has_none);
+    tcase_add_test(t, test_decode_health_service_tells_every_instance_node);
     tcase_add_loop_test(t, test_decode_refuses_garbage_whole_and_leaves_output_untouched, 0,
                         (int)(sizeof hostile / sizeof hostile[0]));
     tcase_add_test(t, test_decode_leader_peers_members_nodes_kv_session);

@@ -32,7 +32,8 @@ static struct proxy_target_set set_of(const char *const *spec, size_t n)
 
 static struct consul_instances instances_of(struct proxy_target_set s, enum consul_health h)
 {
-    struct consul_instances in = {calloc(s.n ? s.n : 1, sizeof(struct consul_instance)), s.n, 7};
+    struct consul_instances in = {.items = calloc(s.n ? s.n : 1, sizeof(struct consul_instance)),
+                                  .n = s.n, .index = 7};
     for (size_t i = 0; i < s.n; i++) {
         in.items[i].address = s.items[i].host;
         in.items[i].port = s.items[i].port;
@@ -150,7 +151,7 @@ START_TEST(test_policy_empties_only_after_stable_hold_down)
     recon_policy_init(&p, 10000, 1);
     struct proxy_target_set s = SET("10.0.0.1:80=1");
     struct consul_instances in = instances_of(s, CONSUL_PASSING);
-    struct consul_instances none = {NULL, 0, 9};
+    struct consul_instances none = {.index = 9};
     uint64_t recheck = 0;
     ck_assert_int_eq(recon_policy_feed(&p, &in, 1, 1000, &recheck), RECON_APPLY);
     ck_assert_int_eq(recon_policy_feed(&p, &none, 1, 2000, &recheck), RECON_HOLD);
@@ -178,7 +179,7 @@ START_TEST(test_policy_error_during_hold_starts_it_again)
     recon_policy_init(&p, 10000, 1);
     struct proxy_target_set s = SET("10.0.0.1:80=1");
     struct consul_instances in = instances_of(s, CONSUL_PASSING);
-    struct consul_instances none = {NULL, 0, 9};
+    struct consul_instances none = {.index = 9};
     uint64_t recheck = 0;
     ck_assert_int_eq(recon_policy_feed(&p, &in, 1, 1000, &recheck), RECON_APPLY);
     ck_assert_int_eq(recon_policy_feed(&p, &none, 1, 2000, &recheck), RECON_HOLD);
@@ -202,7 +203,7 @@ START_TEST(test_policy_never_empties_without_a_leader_or_for_nginx)
     recon_policy_init(&ng, 0, 0);
     struct proxy_target_set s = SET("10.0.0.1:80=1");
     struct consul_instances in = instances_of(s, CONSUL_PASSING);
-    struct consul_instances none = {NULL, 0, 9};
+    struct consul_instances none = {.index = 9};
     uint64_t recheck = 0;
     recon_policy_feed(&p, &in, 1, 1, &recheck);
     recon_policy_feed(&ng, &in, 1, 1, &recheck);
