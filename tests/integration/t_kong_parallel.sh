@@ -1,6 +1,6 @@
 #!/bin/bash
 # Kong writes side by side: at most proxy.kong.max_in_flight requests at once
-# (the double counts them), exactly the diff, the add of a replacement
+# (the double counts them), exactly the diff, a missing upstream asked for once, the add of a replacement
 # answered before the old target is deleted, and a Kong that refuses a write
 # as DB-less is one ERR line and no retry storm.
 . "$(dirname "$0")/lib.sh"
@@ -26,6 +26,10 @@ wait_for 30 "all $N targets in Kong" has_n $N || finish
 peak=$(curl -s "$KONG_CONTROL/inflight" | sed 's/.*"peak": \([0-9]*\).*/\1/')
 expect_eq "requests at once: the cap, reached" 4 "$peak"
 expect_eq "writes: the diff, one POST a target" $N "$(curl -s "$KONG_CONTROL/writes.txt" | grep -c '^POST /upstreams/orders/targets 201')"
+# The read found no upstream, so the apply created it at once, without a
+# second GET (1,000 requests fewer when an initial sync creates 1,000).
+gets=$(curl -s "$KONG_CONTROL/requests.txt" | awk '$1 == "POST" && $2 == "/upstreams" { exit } $1 == "GET" && $2 == "/upstreams/orders" { n++ } END { print n + 0 }')
+expect_eq "one GET of the missing upstream before it is created" 1 "$gets"
 
 # A replacement, in one catalog change: orders-1 moves to port 9141. The add
 # is held 1 s; the delete of the old target arrives only after it is answered.
