@@ -125,5 +125,7 @@ void config_free(struct config *cfg);   /* leaves *cfg empty; safe twice */
 
 /* Go's strconv.ParseBool. 0/1 in *out, or -1. */
 int config_parse_bool(const char *s, int *out);
+/* "auto", "streams" or "detector": watch.mode as written. */
+const char *config_watch_mode_name(int mode);
 
 #endif

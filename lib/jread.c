@@ -1,0 +1,142 @@
+/* Typed reads of a parsed JSON document; see jread.h. */
+#include "lib/jread.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/dur.h"
+
+int jread_fail(struct jread *c, const char *path, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (!c->failed) {
+        if (path && *path)
+            snprintf(c->err, c->errlen, "%s: %s: %s", c->file, path, why);
+        else
+            snprintf(c->err, c->errlen, "%s: %s", c->file, why);
+    }
+    c->failed = 1;
+    return -1;
+}
+
+void jread_join(char *out, size_t len, const char *base, const char *key)
+{
+    if (base && *base)
+        snprintf(out, len, "%.300s.%.150s", base, key);
+    else
+        snprintf(out, len, "%.150s", key);
+}
+
+const char *jread_type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    if (cJSON_IsArray(v))
+        return "an array";
+    if (cJSON_IsObject(v))
+        return "an object";
+    return "null";
+}
+
+int jread_str(struct jread *c, const cJSON *v, const char *path, const char **out)
+{
+    if (!cJSON_IsString(v))
+        return jread_fail(c, path, "expected a string, got %s", jread_type_name(v));
+    *out = v->valuestring;
+    return 0;
+}
+
+int jread_bool(struct jread *c, const cJSON *v, const char *path, int *out)
+{
+    if (!cJSON_IsBool(v))
+        return jread_fail(c, path, "expected true or false, got %s", jread_type_name(v));
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+int jread_int(struct jread *c, const cJSON *v, const char *path, long min, long max,
+                    long *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
+        return jread_fail(c, path, "expected an integer, got %s", jread_type_name(v));
+    if (v->valuedouble < (double)min || v->valuedouble > (double)max)
+        return jread_fail(c, path, "must be between %ld and %ld, got %.0f", min, max, v->valuedouble);
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+/* A Go duration string, or a number of nanoseconds (as Consul takes it). */
+int jread_dur(struct jread *c, const cJSON *v, const char *path, int64_t *out)
+{
+    if (cJSON_IsNumber(v)) {
+        *out = (int64_t)(v->valuedouble / 1e6);
+        if (*out == 0 && v->valuedouble > 0)
+            *out = 1;
+        return 0;
+    }
+    if (!cJSON_IsString(v))
+        return jread_fail(c, path, "expected a duration such as \"10s\", got %s", jread_type_name(v));
+    if (dur_parse_ms(v->valuestring, out) < 0)
+        return jread_fail(c, path, "invalid duration \"%.64s\"", v->valuestring);
+    return 0;
+}
+
+int jread_nonneg_dur(struct jread *c, const cJSON *v, const char *path, int64_t *out)
+{
+    if (jread_dur(c, v, path, out) < 0)
+        return -1;
+    if (*out < 0)
+        return jread_fail(c, path, "must not be negative");
+    return 0;
+}
+
+int jread_enum(struct jread *c, const cJSON *v, const char *path, const char *const *allowed,
+                     size_t n, int *out)
+{
+    const char *s = "";
+    if (jread_str(c, v, path, &s) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, allowed[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    char list[256] = "";
+    size_t l = 0;
+    for (size_t i = 0; i < n; i++)
+        l += (size_t)snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", allowed[i]);
+    return jread_fail(c, path, "must be one of %s, got \"%.64s\"", list, s);
+}
+
+/* Every key of obj must be in allowed (exact match). */
+int jread_keys(struct jread *c, const cJSON *obj, const char *path,
+                      const char *const *allowed, size_t n)
+{
+    const cJSON *k;
+    cJSON_ArrayForEach(k, obj) {
+        size_t i;
+        for (i = 0; i < n; i++)
+            if (strcmp(k->string, allowed[i]) == 0)
+                break;
+        if (i == n)
+            return jread_fail(c, path, "unknown key \"%.64s\"", k->string);
+    }
+    return 0;
+}
+
+int jread_obj(struct jread *c, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsObject(v))
+        return jread_fail(c, path, "expected an object, got %s", jread_type_name(v));
+    return 0;
+}
