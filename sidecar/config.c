@@ -702,30 +702,15 @@ oom:
     return -1;
 }
 
-int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
-                const struct config_overrides *env, const struct config_overrides *flags,
-                char *err, size_t errlen)
+static int oom(char *err, size_t errlen)
 {
-    struct source *srcs = NULL;
-    size_t n_srcs = 0;
-    cJSON *merged = cJSON_CreateObject();
-    struct jread c = {.err = err, .errlen = errlen};
-    memset(cfg, 0, sizeof *cfg);
-    err[0] = '\0';
-    if (merged == NULL)
-        goto oom;
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
 
-    for (size_t i = 0; i < n_paths; i++)
-        if (load_path(&srcs, &n_srcs, paths[i], err, errlen) < 0)
-            goto fail;
-    for (size_t i = 0; i < n_srcs; i++) {
-        c.file = srcs[i].file;
-        if (check_settings(&c, srcs[i].root) < 0)
-            goto fail;
-        merge_into(merged, srcs[i].root);
-    }
-
-    /* Defaults, then files. */
+/* Defaults, then the merged files: the settings read once checked. */
+static int settings_from(struct config *cfg, const cJSON *merged, char *err, size_t errlen)
+{
     cfg->log_level = LOG_INFO;
     cfg->log_format = LOG_FORMAT_TEXT;
     const char *s;
@@ -754,7 +739,7 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
         cfg->token = strdup(s);
     if ((s = mstr(merged, "consul.token_file")) &&
         read_token_file(cfg, "consul.token_file", s, &cfg->token, err, errlen) < 0)
-        goto fail;
+        return -1;
     /* Watch. */
     cfg->watch.wait_ms = mdur(merged, "watch.wait", 300000);
     cfg->watch.stale = cJSON_IsTrue(mget(merged, "watch.stale"));
@@ -773,9 +758,182 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
     if (cfg->watch.quiescence_min_ms > cfg->watch.quiescence_max_ms) {
         snprintf(err, errlen, "watch.quiescence: min (%lld ms) is larger than max (%lld ms)",
                  (long long)cfg->watch.quiescence_min_ms, (long long)cfg->watch.quiescence_max_ms);
-        goto fail;
+        return -1;
     }
 
+    return 0;
+}
+
+/* The proxies configured, with their defaults. */
+static int proxies_from(struct config *cfg, const cJSON *merged, char *err, size_t errlen)
+{
+    const char *s;
+    const cJSON *kong = mget(merged, "proxy.kong"), *hap = mget(merged, "proxy.haproxy");
+    const cJSON *ngx = mget(merged, "proxy.nginx");
+    if (kong) {
+        cfg->kong.enabled = 1;
+        cfg->kong.admin_url = strdup((s = mstr(kong, "admin_url")) ? s : "http://127.0.0.1:8001");
+        if ((s = mstr(kong, "token")))
+            cfg->kong.token = strdup(s);
+        if ((s = mstr(kong, "token_file")) &&
+            read_token_file(cfg, "proxy.kong.token_file", s, &cfg->kong.token, err, errlen) < 0)
+            return -1;
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(kong, "upstream_defaults");
+        cfg->kong.upstream_defaults = d ? cJSON_Duplicate(d, 1) : NULL;
+        s = mstr(kong, "writer");
+        cfg->kong.writer_elected = !s || strcmp(s, "elected") == 0;
+        /* No lock_prefix and no consul.datacenter: the key waits for the
+         * agent's datacenter (lock_key_needs_dc; the daemon asks
+         * /v1/agent/self and starts the election with it). */
+        char key[512];
+        key[0] = '\0';
+        if ((s = mstr(kong, "lock_prefix")))
+            snprintf(key, sizeof key, "%s", s);
+        else {
+            elect_default_key(cfg->datacenter ? cfg->datacenter : "dc1", key, sizeof key);
+            cfg->kong.lock_key_needs_dc = cfg->datacenter == NULL;
+        }
+        cfg->kong.lock_key = strdup(key);
+        cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
+        cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
+        const cJSON *mif = cJSON_GetObjectItemCaseSensitive(kong, "max_in_flight");
+        cfg->kong.max_in_flight = cJSON_IsNumber(mif) ? mif->valueint : KONG_DEFAULT_MAX_IN_FLIGHT;
+        if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
+            return oom(err, errlen);
+    }
+    if (hap) {
+        cfg->haproxy.enabled = 1;
+        cfg->haproxy.runtime = strdup((s = mstr(hap, "runtime")) ? s : "unix:///run/haproxy/admin.sock");
+        cfg->haproxy.backend_prefix = strdup((s = mstr(hap, "backend_prefix")) ? s : "");
+        cfg->haproxy.drain_timeout_ms = mdur(hap, "drain_timeout", 5000);
+        if (!cfg->haproxy.runtime || !cfg->haproxy.backend_prefix)
+            return oom(err, errlen);
+    }
+    if (ngx) {
+        cfg->nginx.enabled = 1;
+        cfg->nginx.upstream_dir = strdup((s = mstr(ngx, "upstream_dir")) ? s : "/etc/nginx/conf.d");
+        cfg->nginx.test_cmd = strdup((s = mstr(ngx, "test_cmd")) ? s : "nginx -t -q");
+        cfg->nginx.reload_cmd = strdup((s = mstr(ngx, "reload_cmd")) ? s : "nginx -s reload");
+        if (!cfg->nginx.upstream_dir || !cfg->nginx.test_cmd || !cfg->nginx.reload_cmd)
+            return oom(err, errlen);
+    }
+    return 0;
+}
+
+/* The services of one file, appended (errors name the file). */
+static int services_from(struct config *cfg, struct jread *c, const cJSON *root)
+{
+    char *err = c->err;
+    size_t errlen = c->errlen;
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "service");
+    const cJSON *many = cJSON_GetObjectItemCaseSensitive(root, "services");
+    size_t add = (one ? 1 : 0) + (many ? (size_t)cJSON_GetArraySize(many) : 0);
+    if (add) {
+        struct consul_service *n = realloc(cfg->services, (cfg->n_services + add) * sizeof *n);
+        if (n == NULL)
+            return oom(err, errlen);
+        cfg->services = n;
+    }
+    for (size_t k = 0; k < add; k++) {
+        const cJSON *def = one && k == 0 ? one : cJSON_GetArrayItem(many, (int)(k - (one ? 1 : 0)));
+        char path[64];
+        if (one && k == 0)
+            snprintf(path, sizeof path, "service");
+        else
+            snprintf(path, sizeof path, "services[%zu]", k - (one ? 1 : 0));
+        struct svc_build b = {c, cfg->node, &cfg->services[cfg->n_services], cfg->probes,
+                              cfg->n_probes};
+        int rc = servicedef_build(&b, def, path);
+        cfg->probes = b.probes;
+        cfg->n_probes = b.n_probes;
+        if (rc < 0)
+            return -1;
+        cfg->n_services++;
+        for (size_t j = 0; j + 1 < cfg->n_services; j++) {
+            if (strcmp(cfg->services[j].id, cfg->services[cfg->n_services - 1].id) == 0) {
+                jread_fail(c, path, "a second service with the ID \"%.64s\"", cfg->services[j].id);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The upstreams of one file, appended, each with its proxy. */
+static int upstreams_from(struct config *cfg, struct jread *c, const cJSON *root)
+{
+    char *err = c->err;
+    size_t errlen = c->errlen;
+    int n_proxies = cfg->kong.enabled + cfg->haproxy.enabled + cfg->nginx.enabled;
+    const char *only = cfg->kong.enabled ? "kong" : cfg->haproxy.enabled ? "haproxy" : "nginx";
+    const cJSON *ups = cJSON_GetObjectItemCaseSensitive(root, "upstreams");
+    const cJSON *u;
+    int ui = 0;
+    cJSON_ArrayForEach(u, ups) {
+        char path[64];
+        snprintf(path, sizeof path, "upstreams[%d]", ui++);
+        struct cfg_upstream *n = realloc(cfg->upstreams, (cfg->n_upstreams + 1) * sizeof *n);
+        if (n == NULL)
+            return oom(err, errlen);
+        cfg->upstreams = n;
+        struct cfg_upstream *up = &cfg->upstreams[cfg->n_upstreams++];
+        if (build_upstream(c, u, path, up) < 0)
+            return -1;
+        char kp[512];
+        jread_join(kp, sizeof kp, path, "proxy");
+        if (up->proxy == NULL) {
+            if (n_proxies == 0) {
+                jread_fail(c, kp, "no proxy is configured: add proxy.kong, proxy.haproxy or proxy.nginx");
+                return -1;
+            }
+            if (n_proxies > 1) {
+                jread_fail(c, kp, "required when several proxies are configured");
+                return -1;
+            }
+            if ((up->proxy = strdup(only)) == NULL)
+                return oom(err, errlen);
+        } else if ((!strcmp(up->proxy, "kong") && !cfg->kong.enabled) ||
+                   (!strcmp(up->proxy, "haproxy") && !cfg->haproxy.enabled) ||
+                   (!strcmp(up->proxy, "nginx") && !cfg->nginx.enabled)) {
+            jread_fail(c, kp, "proxy \"%s\" is not configured under \"proxy\"", up->proxy);
+            return -1;
+        }
+        for (size_t j = 0; j + 1 < cfg->n_upstreams; j++) {
+            if (strcmp(cfg->upstreams[j].name, up->name) == 0 &&
+                strcmp(cfg->upstreams[j].proxy, up->proxy) == 0) {
+                jread_fail(c, path, "a second upstream named \"%.64s\" for %s", up->name, up->proxy);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
+                const struct config_overrides *env, const struct config_overrides *flags,
+                char *err, size_t errlen)
+{
+    struct source *srcs = NULL;
+    size_t n_srcs = 0;
+    cJSON *merged = cJSON_CreateObject();
+    struct jread c = {.err = err, .errlen = errlen};
+    memset(cfg, 0, sizeof *cfg);
+    err[0] = '\0';
+    if (merged == NULL)
+        goto oom;
+
+    for (size_t i = 0; i < n_paths; i++)
+        if (load_path(&srcs, &n_srcs, paths[i], err, errlen) < 0)
+            goto fail;
+    for (size_t i = 0; i < n_srcs; i++) {
+        c.file = srcs[i].file;
+        if (check_settings(&c, srcs[i].root) < 0)
+            goto fail;
+        merge_into(merged, srcs[i].root);
+    }
+
+    if (settings_from(cfg, merged, err, errlen) < 0)
+        goto fail;
     /* Environment, then flags. */
     if (apply_overrides(cfg, env, "environment", err, errlen) < 0 ||
         apply_overrides(cfg, flags, "flag", err, errlen) < 0)
@@ -803,133 +961,13 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
     if (!cfg->consul_addr || !cfg->listen || !cfg->state_dir || !cfg->node)
         goto oom;
 
-    /* Proxies. */
-    const cJSON *kong = mget(merged, "proxy.kong"), *hap = mget(merged, "proxy.haproxy");
-    const cJSON *ngx = mget(merged, "proxy.nginx");
-    if (kong) {
-        cfg->kong.enabled = 1;
-        cfg->kong.admin_url = strdup((s = mstr(kong, "admin_url")) ? s : "http://127.0.0.1:8001");
-        if ((s = mstr(kong, "token")))
-            cfg->kong.token = strdup(s);
-        if ((s = mstr(kong, "token_file")) &&
-            read_token_file(cfg, "proxy.kong.token_file", s, &cfg->kong.token, err, errlen) < 0)
-            goto fail;
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(kong, "upstream_defaults");
-        cfg->kong.upstream_defaults = d ? cJSON_Duplicate(d, 1) : NULL;
-        s = mstr(kong, "writer");
-        cfg->kong.writer_elected = !s || strcmp(s, "elected") == 0;
-        /* No lock_prefix and no consul.datacenter: the key waits for the
-         * agent's datacenter (lock_key_needs_dc; the daemon asks
-         * /v1/agent/self and starts the election with it). */
-        char key[512];
-        key[0] = '\0';
-        if ((s = mstr(kong, "lock_prefix")))
-            snprintf(key, sizeof key, "%s", s);
-        else {
-            elect_default_key(cfg->datacenter ? cfg->datacenter : "dc1", key, sizeof key);
-            cfg->kong.lock_key_needs_dc = cfg->datacenter == NULL;
-        }
-        cfg->kong.lock_key = strdup(key);
-        cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
-        cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
-        const cJSON *mif = cJSON_GetObjectItemCaseSensitive(kong, "max_in_flight");
-        cfg->kong.max_in_flight = cJSON_IsNumber(mif) ? mif->valueint : KONG_DEFAULT_MAX_IN_FLIGHT;
-        if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
-            goto oom;
-    }
-    if (hap) {
-        cfg->haproxy.enabled = 1;
-        cfg->haproxy.runtime = strdup((s = mstr(hap, "runtime")) ? s : "unix:///run/haproxy/admin.sock");
-        cfg->haproxy.backend_prefix = strdup((s = mstr(hap, "backend_prefix")) ? s : "");
-        cfg->haproxy.drain_timeout_ms = mdur(hap, "drain_timeout", 5000);
-        if (!cfg->haproxy.runtime || !cfg->haproxy.backend_prefix)
-            goto oom;
-    }
-    if (ngx) {
-        cfg->nginx.enabled = 1;
-        cfg->nginx.upstream_dir = strdup((s = mstr(ngx, "upstream_dir")) ? s : "/etc/nginx/conf.d");
-        cfg->nginx.test_cmd = strdup((s = mstr(ngx, "test_cmd")) ? s : "nginx -t -q");
-        cfg->nginx.reload_cmd = strdup((s = mstr(ngx, "reload_cmd")) ? s : "nginx -s reload");
-        if (!cfg->nginx.upstream_dir || !cfg->nginx.test_cmd || !cfg->nginx.reload_cmd)
-            goto oom;
-    }
-    int n_proxies = cfg->kong.enabled + cfg->haproxy.enabled + cfg->nginx.enabled;
-    const char *only = cfg->kong.enabled ? "kong" : cfg->haproxy.enabled ? "haproxy" : "nginx";
-
+    if (proxies_from(cfg, merged, err, errlen) < 0)
+        goto fail;
     /* Services and upstreams, file by file (errors name their file). */
     for (size_t i = 0; i < n_srcs; i++) {
         c.file = srcs[i].file;
-        const cJSON *one = cJSON_GetObjectItemCaseSensitive(srcs[i].root, "service");
-        const cJSON *many = cJSON_GetObjectItemCaseSensitive(srcs[i].root, "services");
-        size_t add = (one ? 1 : 0) + (many ? (size_t)cJSON_GetArraySize(many) : 0);
-        if (add) {
-            struct consul_service *n = realloc(cfg->services, (cfg->n_services + add) * sizeof *n);
-            if (n == NULL)
-                goto oom;
-            cfg->services = n;
-        }
-        for (size_t k = 0; k < add; k++) {
-            const cJSON *def = one && k == 0 ? one : cJSON_GetArrayItem(many, (int)(k - (one ? 1 : 0)));
-            char path[64];
-            if (one && k == 0)
-                snprintf(path, sizeof path, "service");
-            else
-                snprintf(path, sizeof path, "services[%zu]", k - (one ? 1 : 0));
-            struct svc_build b = {&c, cfg->node, &cfg->services[cfg->n_services], cfg->probes,
-                                  cfg->n_probes};
-            int rc = servicedef_build(&b, def, path);
-            cfg->probes = b.probes;
-            cfg->n_probes = b.n_probes;
-            if (rc < 0)
-                goto fail;
-            cfg->n_services++;
-            for (size_t j = 0; j + 1 < cfg->n_services; j++) {
-                if (strcmp(cfg->services[j].id, cfg->services[cfg->n_services - 1].id) == 0) {
-                    jread_fail(&c, path, "a second service with the ID \"%.64s\"", cfg->services[j].id);
-                    goto fail;
-                }
-            }
-        }
-        const cJSON *ups = cJSON_GetObjectItemCaseSensitive(srcs[i].root, "upstreams");
-        const cJSON *u;
-        int ui = 0;
-        cJSON_ArrayForEach(u, ups) {
-            char path[64];
-            snprintf(path, sizeof path, "upstreams[%d]", ui++);
-            struct cfg_upstream *n = realloc(cfg->upstreams, (cfg->n_upstreams + 1) * sizeof *n);
-            if (n == NULL)
-                goto oom;
-            cfg->upstreams = n;
-            struct cfg_upstream *up = &cfg->upstreams[cfg->n_upstreams++];
-            if (build_upstream(&c, u, path, up) < 0)
-                goto fail;
-            char kp[512];
-            jread_join(kp, sizeof kp, path, "proxy");
-            if (up->proxy == NULL) {
-                if (n_proxies == 0) {
-                    jread_fail(&c, kp, "no proxy is configured: add proxy.kong, proxy.haproxy or proxy.nginx");
-                    goto fail;
-                }
-                if (n_proxies > 1) {
-                    jread_fail(&c, kp, "required when several proxies are configured");
-                    goto fail;
-                }
-                if ((up->proxy = strdup(only)) == NULL)
-                    goto oom;
-            } else if ((!strcmp(up->proxy, "kong") && !cfg->kong.enabled) ||
-                       (!strcmp(up->proxy, "haproxy") && !cfg->haproxy.enabled) ||
-                       (!strcmp(up->proxy, "nginx") && !cfg->nginx.enabled)) {
-                jread_fail(&c, kp, "proxy \"%s\" is not configured under \"proxy\"", up->proxy);
-                goto fail;
-            }
-            for (size_t j = 0; j + 1 < cfg->n_upstreams; j++) {
-                if (strcmp(cfg->upstreams[j].name, up->name) == 0 &&
-                    strcmp(cfg->upstreams[j].proxy, up->proxy) == 0) {
-                    jread_fail(&c, path, "a second upstream named \"%.64s\" for %s", up->name, up->proxy);
-                    goto fail;
-                }
-            }
-        }
+        if (services_from(cfg, &c, srcs[i].root) < 0 || upstreams_from(cfg, &c, srcs[i].root) < 0)
+            goto fail;
     }
     for (size_t i = 0; i < n_srcs; i++) {
         free(srcs[i].file);

@@ -368,7 +368,65 @@ static int add_probe(struct svc_build *b, const char *service_id, const char *ch
     return p->service_id && p->check_id ? 0 : -1;
 }
 
-/* Builds one consul_service from a definition object. */
+/* Meta, checked as the agent checks it: a copy, or NULL (c->failed, or out
+ * of memory). */
+static cJSON *meta_value(struct jread *c, const cJSON *k, const char *kp)
+{
+    if (jread_obj(c, k, kp) < 0)
+        return NULL;
+    if (cJSON_GetArraySize(k) > 62) {
+        jread_fail(c, kp, "more than 62 pairs (64 minus the sidecar's two ownership keys)");
+        return NULL;
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, k) {
+        if (!cJSON_IsString(m)) {
+            jread_fail(c, kp, "value of \"%.64s\": expected a string", m->string);
+            return NULL;
+        }
+        if (!valid_meta_key(m->string)) {
+            jread_fail(c, kp, "key \"%.64s\": only letters, digits, '-' and '_', 1-128 chars",
+                 m->string);
+            return NULL;
+        }
+        if (strncmp(m->string, "consul-", 7) == 0) {
+            jread_fail(c, kp, "key \"%.64s\": prefix 'consul-' is reserved for internal use",
+                 m->string);
+            return NULL;
+        }
+        if (strlen(m->valuestring) > 512) {
+            jread_fail(c, kp, "value of \"%.64s\" is longer than 512 characters", m->string);
+            return NULL;
+        }
+    }
+    return cJSON_Duplicate(k, 1);
+}
+
+/* Weights, with Consul's defaults filled in: a new object, or NULL. */
+static cJSON *weights_value(struct jread *c, const cJSON *k, const char *kp)
+{
+    static const char *const wk[] = {"Passing", "Warning", "passing", "warning"};
+    long pv = 1, wv = 1;
+    if (jread_obj(c, k, kp) < 0 || jread_keys(c, k, kp, wk, 4) < 0)
+        return NULL;
+    const cJSON *p = cJSON_GetObjectItem(k, "Passing"), *w = cJSON_GetObjectItem(k, "Warning");
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s.Passing", kp);
+    if (p && jread_int(c, p, sub, 1, 65535, &pv) < 0)
+        return NULL;
+    snprintf(sub, sizeof sub, "%s.Warning", kp);
+    if (w && jread_int(c, w, sub, 0, 65535, &wv) < 0)
+        return NULL;
+    cJSON *val = cJSON_CreateObject();
+    if (val && (!cJSON_AddNumberToObject(val, "Passing", (double)pv) ||
+                !cJSON_AddNumberToObject(val, "Warning", (double)wv))) {
+        cJSON_Delete(val);
+        return NULL;
+    }
+    return val;
+}
+
+/* Builds one consul_service from a definition object (see servicedef.h). */
 int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
 {
     struct jread *c = b->c;
@@ -407,55 +465,12 @@ int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
                 goto fail;
             }
             break;
-        case T_META: {
-            if (jread_obj(c, k, kp) < 0)
-                goto fail;
-            if (cJSON_GetArraySize(k) > 62) {
-                jread_fail(c, kp, "more than 62 pairs (64 minus the sidecar's two ownership keys)");
-                goto fail;
-            }
-            const cJSON *m;
-            cJSON_ArrayForEach(m, k) {
-                if (!cJSON_IsString(m)) {
-                    jread_fail(c, kp, "value of \"%.64s\": expected a string", m->string);
-                    goto fail;
-                }
-                if (!valid_meta_key(m->string)) {
-                    jread_fail(c, kp, "key \"%.64s\": only letters, digits, '-' and '_', 1-128 chars",
-                         m->string);
-                    goto fail;
-                }
-                if (strncmp(m->string, "consul-", 7) == 0) {
-                    jread_fail(c, kp, "key \"%.64s\": prefix 'consul-' is reserved for internal use",
-                         m->string);
-                    goto fail;
-                }
-                if (strlen(m->valuestring) > 512) {
-                    jread_fail(c, kp, "value of \"%.64s\" is longer than 512 characters", m->string);
-                    goto fail;
-                }
-            }
-            val = cJSON_Duplicate(k, 1);
+        case T_META:
+            val = meta_value(c, k, kp);
             break;
-        }
-        case T_WEIGHTS: {
-            static const char *const wk[] = {"Passing", "Warning", "passing", "warning"};
-            long pv = 1, wv = 1;
-            if (jread_obj(c, k, kp) < 0 || jread_keys(c, k, kp, wk, 4) < 0)
-                goto fail;
-            const cJSON *p = cJSON_GetObjectItem(k, "Passing"), *w = cJSON_GetObjectItem(k, "Warning");
-            char sub[600];
-            snprintf(sub, sizeof sub, "%s.Passing", kp);
-            if (p && jread_int(c, p, sub, 1, 65535, &pv) < 0)
-                goto fail;
-            snprintf(sub, sizeof sub, "%s.Warning", kp);
-            if (w && jread_int(c, w, sub, 0, 65535, &wv) < 0)
-                goto fail;
-            val = cJSON_CreateObject();
-            cJSON_AddNumberToObject(val, "Passing", (double)pv);
-            cJSON_AddNumberToObject(val, "Warning", (double)wv);
+        case T_WEIGHTS:
+            val = weights_value(c, k, kp);
             break;
-        }
         case T_CHECK:
             check_in = k;
             snprintf(check_path, sizeof check_path, "%s", kp);
