@@ -21,6 +21,7 @@
 #include "sidecar/clusterview.h"
 #include "sidecar/elect.h"
 #include "sidecar/registrar.h"
+#include "sidecar/state.h"
 #include "sidecar/status.h"
 #include "sidecar/sync.h"
 
@@ -517,6 +518,14 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
     for (size_t i = 0; i < d->cfg.n_warnings; i++)
         log_warn("%s", d->cfg.warnings[i]);
 
+    /* Before anything is registered or followed: a state directory that
+     * cannot be used is refused now, not found out at the first save. */
+    if (d->cfg.state_dir[0] == '\0') {
+        log_info("State directory: none (state_dir \"\"): last known good upstreams are not "
+                 "kept across restarts");
+    } else if (state_dir_prepare(d->cfg.state_dir, err, errlen) < 0) {
+        goto fail;
+    }
     d->loop = loop_new();
     d->metrics = metrics_new();
     if (d->loop == NULL || d->metrics == NULL) {
@@ -569,7 +578,7 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
         .max_streams = d->cfg.watch.max_streams,
         .mode = d->cfg.watch.mode,
         .datacenter = d->cfg.datacenter,
-        .state_dir = d->cfg.state_dir,
+        .state_dir = d->cfg.state_dir[0] ? d->cfg.state_dir : NULL,
         .metrics = d->metrics,
     };
     d->sync = sync_new(&so, err, errlen);

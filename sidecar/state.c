@@ -184,6 +184,52 @@ fail:
     return -1;
 }
 
+/* mkdir -p with mode 0750; 0, or -1 with errno set. */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = path + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char was = *p;
+        *p = '\0';
+        if (stat(path, &st) < 0) {
+            if (errno != ENOENT || (mkdir(path, 0750) < 0 && errno != EEXIST))
+                return -1;
+        } else if (!S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            return -1;
+        }
+        *p = was;
+        if (was == '\0')
+            return 0;
+    }
+}
+
+int state_dir_prepare(const char *dir, char *err, size_t errlen)
+{
+    char probe[4200];
+    if (make_dirs(dir) < 0) {
+        snprintf(err, errlen, "state directory '%s': cannot create it: %s", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(probe, sizeof probe, "%s/.write-test.XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        snprintf(err, errlen, "state directory '%s': cannot write in it: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
 int state_load(const char *dir, struct state *st, char *err, size_t errlen)
 {
     char path[4096], why[256];

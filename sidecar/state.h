@@ -33,6 +33,11 @@ struct state {
     size_t n;
 };
 
+/* Makes dir ready for the state file at start: created when missing (with
+ * its missing parents, mode 0750), then written to once (a temporary file,
+ * removed) to prove it can be. -1 and err naming the directory and the
+ * reason when it cannot be created or written. */
+int state_dir_prepare(const char *dir, char *err, size_t errlen);
 /* Loads dir/upstreams.json. A missing file is an empty state (returns 0);
  * anything unreadable or malformed returns -1 with err naming the file and
  * the reason, and *st stays empty. */
