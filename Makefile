@@ -7,7 +7,7 @@ CC         ?= cc
 PKGS       := libcurl libcjson libmicrohttpd
 DEB_PKGS   := build-essential pkg-config libcurl4-openssl-dev libcjson-dev \
               libmicrohttpd-dev check haproxy nginx-light docker-compose curl \
-              iproute2 procps socat openssl
+              iproute2 procps socat openssl systemd
 # For make fuzz (clang's libFuzzer) and make valgrind; CI runs both.
 DEV_DEB_PKGS := clang libclang-rt-dev valgrind
 
@@ -187,10 +187,14 @@ bench: deps
 	@BENCH_BIN=$(BIN)/bench bash bench/run.sh
 
 # ---- the rest -------------------------------------------------------------
+# Debian's places with PREFIX=/usr; the unit's ExecStart follows PREFIX.
+UNITDIR    ?= /lib/systemd/system
 install: bin/consul-sidecar
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(UNITDIR)
 	install -m 0755 bin/consul-sidecar $(DESTDIR)$(PREFIX)/bin/consul-sidecar
 	install -m 0644 docs/consul-sidecar.1 $(DESTDIR)$(PREFIX)/share/man/man1/consul-sidecar.1
+	sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/systemd/consul-sidecar.service > $(DESTDIR)$(UNITDIR)/consul-sidecar.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/consul-sidecar.service
 
 clean:
 	rm -rf build bin

@@ -1,6 +1,7 @@
 /* The daemon: wiring and signals; see daemon.h. */
 #include "sidecar/daemon.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "sidecar/cli.h"
 #include "sidecar/clusterview.h"
 #include "sidecar/elect.h"
+#include "sidecar/notify.h"
 #include "sidecar/registrar.h"
 #include "sidecar/state.h"
 #include "sidecar/status.h"
@@ -52,6 +54,9 @@ struct daemon {
     struct status_server *status;
     struct daemon_probe *probes;
     size_t n_probes;
+    struct loop_timer *ready_timer;    /* systemd: waiting to say READY=1 */
+    uint64_t ready_delay_ms;
+    int ready_told;
     struct loop_timer *once_timer;
     struct loop_timer *once_deadline;
     struct loop_timer *release_wait;   /* shutdown: a Kong write still on the wire */
@@ -232,12 +237,45 @@ static void release_when_quiet(void *arg)
     elect_release(d->elect, stop_step_done, d);
 }
 
+/* ---- systemd (Type=notify) --------------------------------------------------- */
+
+static void tell_systemd(struct daemon *d, const char *state)
+{
+    if (notify_send(state) < 0 && !d->ready_told)
+        log_warn("Cannot notify systemd (NOTIFY_SOCKET): %s", strerror(errno));
+}
+
+/* READY=1 once every service is registered and every upstream applied
+ * once, as -once waits for; asked again after 50 ms, then less often (at
+ * most every second), and never again once told. */
+static void on_ready_check(void *arg)
+{
+    struct daemon *d = arg;
+    char why[256], state[300];
+    if (d->stopping)
+        return;
+    if (registrar_healthy(d->reg, why, sizeof why) && sync_settled(d->sync)) {
+        snprintf(state, sizeof state, "READY=1\nSTATUS=%zu service(s) registered, %zu upstream(s) "
+                 "synced", d->cfg.n_services, d->cfg.n_upstreams);
+        tell_systemd(d, state);
+        d->ready_told = 1;
+        log_info("Registered and synced: ready (told systemd)");
+        return;
+    }
+    d->ready_delay_ms = d->ready_delay_ms ? d->ready_delay_ms * 2 : 50;
+    if (d->ready_delay_ms > 1000)
+        d->ready_delay_ms = 1000;
+    loop_timer_start(d->ready_timer, d->ready_delay_ms);
+}
+
 static void begin_shutdown(struct daemon *d, const char *why)
 {
     if (d->stopping)
         return;
     d->stopping = 1;
     log_info("Caught %s, shutting down", why);
+    if (notify_wanted())
+        tell_systemd(d, "STOPPING=1");
     d->pending_stops = 1 + (d->elect != NULL);
     consul_cancel(d->self_call);
     d->self_call = NULL;
@@ -257,10 +295,8 @@ static void on_sigterm(int signo, void *arg)
     begin_shutdown(arg, signo == SIGINT ? "interrupt" : "terminated");
 }
 
-static void on_sighup(int signo, void *arg)
+static void reload(struct daemon *d)
 {
-    struct daemon *d = arg;
-    (void)signo;
     enum cli_action action;
     struct config fresh;
     char err[1024];
@@ -287,6 +323,19 @@ static void on_sighup(int signo, void *arg)
     log_info("Configuration reloaded: %zu service(s), %zu upstream(s)", d->cfg.n_services,
              d->cfg.n_upstreams);
     sync_resync_now(d->sync);
+}
+
+static void on_sighup(int signo, void *arg)
+{
+    struct daemon *d = arg;
+    (void)signo;
+    if (d->stopping)
+        return;
+    if (d->ready_told)
+        tell_systemd(d, "RELOADING=1");
+    reload(d);
+    if (d->ready_told)
+        tell_systemd(d, "READY=1");
 }
 
 static void on_sigusr1(int signo, void *arg)
@@ -655,6 +704,11 @@ int daemon_run(struct daemon *d)
         fetch_agent_self(d);
     if (d->cluster)
         clusterview_start(d->cluster);
+    if (notify_wanted() && !d->once) {
+        d->ready_timer = loop_timer_new(d->loop, on_ready_check, d);
+        if (d->ready_timer)
+            on_ready_check(d);
+    }
     if (d->once) {
         d->once_timer = loop_timer_new(d->loop, on_once_check, d);
         d->once_deadline = loop_timer_new(d->loop, on_once_deadline, d);
@@ -673,6 +727,7 @@ void daemon_free(struct daemon *d)
     if (d == NULL)
         return;
     probes_free(d);
+    loop_timer_free(d->ready_timer);
     loop_timer_free(d->once_timer);
     loop_timer_free(d->once_deadline);
     loop_timer_free(d->release_wait);
