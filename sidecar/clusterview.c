@@ -27,6 +27,7 @@ struct clusterview {
     int have_members;
     struct metrics_counter *m_leader_changes;
     struct metrics_gauge *m_members;
+    struct metrics_gauge *m_leader;
 };
 
 void clusterview_diff_members(const struct consul_member *old, size_t n_old,
@@ -117,6 +118,8 @@ static void on_leader(const struct consul_response *r, void *arg)
         metrics_counter_inc(cv->m_leader_changes, NULL, 1);
     snprintf(cv->leader, sizeof cv->leader, "%s", leader);
     cv->have_leader = 1;
+    if (cv->m_leader)
+        metrics_gauge_set(cv->m_leader, NULL, leader[0] ? 1 : 0);
 }
 
 static void on_peers(const struct consul_response *r, void *arg)
@@ -197,6 +200,8 @@ struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, str
                                                "Raft leader changes seen", NULL);
         cv->m_members = metrics_gauge(m, "consul_sidecar_cluster_members",
                                       "Gossip members, alive and total", "state");
+        cv->m_leader = metrics_gauge(m, "consul_sidecar_cluster_leader",
+                                     "1 while the cluster has a leader, 0 without one", NULL);
     }
     return cv;
 }
