@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/hcl.h"
 #include "lib/jread.h"
 #include "lib/dur.h"
 #include "proxy/kong.h"
@@ -73,7 +74,63 @@ static void line_col(const char *text, const char *at, int *line, int *col)
     }
 }
 
-static int read_json_file(const char *path, cJSON **out, char *err, size_t errlen)
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t l = strlen(s), n = strlen(suffix);
+    return l > n && strcmp(s + l - n, suffix) == 0;
+}
+
+/* Consul's HCL spelling of lists: two `service { }` blocks are a list of
+ * services, two `check { }` blocks in a service a list of checks. As JSON
+ * they are "services" and "checks". */
+static int plural_lists(cJSON *obj, const char *one, const char *many)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, one);
+    if (!cJSON_IsArray(v))
+        return 0;
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, many);
+    if (list && !cJSON_IsArray(list))
+        return -1;
+    v = cJSON_DetachItemViaPointer(obj, v);
+    if (list == NULL) {
+        cJSON_AddItemToObject(obj, many, v);
+        return 0;
+    }
+    cJSON *e;
+    while ((e = cJSON_DetachItemFromArray(v, 0)) != NULL)
+        cJSON_AddItemToArray(list, e);
+    cJSON_Delete(v);
+    return 0;
+}
+
+static cJSON *parse_hcl(const char *path, const char *text, size_t len, char *err, size_t errlen)
+{
+    char why[300];
+    cJSON *root = hcl_parse(text, len, why, sizeof why);
+    if (root == NULL) {
+        snprintf(err, errlen, "%s: invalid HCL at %s", path, why);
+        return NULL;
+    }
+    int rc = plural_lists(root, "service", "services");
+    const char *keys[] = {"service", "services"};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[k]), *e;
+        if (cJSON_IsObject(v))
+            rc = plural_lists(v, "check", "checks");
+        else if (cJSON_IsArray(v))
+            cJSON_ArrayForEach(e, v) if (rc == 0 && cJSON_IsObject(e)) rc = plural_lists(e, "check", "checks");
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: blocks and a list of the same kind (service/services, "
+                 "check/checks) cannot be mixed", path);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* A configuration file: JSON, or HCL when its name ends in .hcl. */
+static int read_config_file(const char *path, cJSON **out, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -98,6 +155,14 @@ static int read_json_file(const char *path, cJSON **out, char *err, size_t errle
         return -1;
     }
     const char *end = NULL;
+    if (ends_with(path, ".hcl")) {
+        cJSON *root = parse_hcl(path, b.data ? b.data : "", b.len, err, errlen);
+        buf_free(&b);
+        if (root == NULL)
+            return -1;
+        *out = root;
+        return 0;
+    }
     cJSON *root = cJSON_ParseWithLengthOpts(b.data ? b.data : "", b.len, &end, 0);
     if (root == NULL) {
         int line, col;
@@ -128,7 +193,7 @@ static int add_source(struct source **srcs, size_t *n, const char *file, char *e
         return -1;
     }
     cJSON *root;
-    if (read_json_file(file, &root, err, errlen) < 0)
+    if (read_config_file(file, &root, err, errlen) < 0)
         return -1;
     struct source *s = realloc(*srcs, (*n + 1) * sizeof *s);
     if (s == NULL) {
@@ -162,8 +227,7 @@ static int load_path(struct source **srcs, size_t *n, const char *path, char *er
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) != NULL) {
-        size_t l = strlen(e->d_name);
-        if (l < 6 || strcmp(e->d_name + l - 5, ".json") != 0 || e->d_name[0] == '.')
+        if (e->d_name[0] == '.' || (!ends_with(e->d_name, ".json") && !ends_with(e->d_name, ".hcl")))
             continue;
         char **nw = realloc(names, (nn + 1) * sizeof *nw);
         if (nw == NULL) {
