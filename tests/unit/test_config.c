@@ -13,6 +13,7 @@
 #include "proxy/kong.h"
 #include "sidecar/config.h"
 #include "sidecar/sync.h"
+#include "tests/unit/unit.h"
 
 static char dir[64];
 
@@ -369,9 +370,5 @@ int main(void)
     tcase_add_test(t, test_defaults_are_documented_values);
     tcase_add_test(t, test_kong_lock_key_follows_the_datacenter_or_is_left_to_the_agent);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

@@ -13,6 +13,7 @@
 #include "consul/decode.h"
 #include "consul/watch.h"
 #include "lib/loop.h"
+#include "tests/unit/unit.h"
 
 static char *fixture(const char *name)
 {
@@ -986,9 +987,5 @@ int main(void)
     tcase_add_test(t, test_watch_restarts_a_dead_blocking_query);
     tcase_set_timeout(t, 30);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

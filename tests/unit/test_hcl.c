@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/hcl.h"
+#include "tests/unit/unit.h"
 
 /* The document as compact JSON (caller frees), or NULL with err set. */
 static char *as_json(const char *hcl, char *err, size_t errlen)
@@ -114,9 +115,5 @@ int main(void)
     tcase_add_test(t, test_hcl_refuses_with_line_and_column);
     tcase_add_test(t, test_hcl_bounds_its_depth);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

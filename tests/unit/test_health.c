@@ -13,6 +13,7 @@
 #include "lib/loop.h"
 #include "lib/metrics.h"
 #include "lib/rand.h"
+#include "tests/unit/unit.h"
 
 /* ---- probes against a scripted HTTP server ----------------------------------- */
 
@@ -240,9 +241,5 @@ int main(void)
     tcase_add_test(t, test_ttl_retries_failed_sends_before_the_ttl);
     tcase_add_test(t, test_metrics_render_valid_text_with_escaped_labels);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

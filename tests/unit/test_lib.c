@@ -17,6 +17,7 @@
 #include "lib/loop.h"
 #include "lib/rand.h"
 #include "lib/strmap.h"
+#include "tests/unit/unit.h"
 
 /* ---- durations ----------------------------------------------------------- */
 
@@ -489,9 +490,5 @@ int main(void)
     tcase_add_test(t, test_log_escapes_control_characters);
     tcase_set_timeout(t, 20);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

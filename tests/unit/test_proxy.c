@@ -16,6 +16,7 @@
 #include "proxy/haproxy.h"
 #include "proxy/kong.h"
 #include "proxy/nginx.h"
+#include "tests/unit/unit.h"
 
 static char *slurp(const char *path)
 {
@@ -576,9 +577,5 @@ int main(void)
     tcase_add_test(t, test_kong_error_bodies_are_described_by_their_message);
     tcase_add_test(t, test_nginx_renders_deterministically_and_reads_back);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

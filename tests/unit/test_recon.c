@@ -9,6 +9,7 @@
 
 #include "sidecar/recon.h"
 #include "sidecar/state.h"
+#include "tests/unit/unit.h"
 
 /* Builds a set from "host:port=weight" strings (IPv6 in brackets). */
 static struct proxy_target_set set_of(const char *const *spec, size_t n)
@@ -479,9 +480,5 @@ int main(void)
                         (int)(sizeof corrupt / sizeof corrupt[0]));
     tcase_add_test(t, test_state_failed_write_keeps_the_old_file);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

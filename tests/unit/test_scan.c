@@ -9,6 +9,7 @@
 
 #include "consul/decode.h"
 #include "consul/scan.h"
+#include "tests/unit/unit.h"
 
 static char *fixture(const char *name, size_t *len)
 {
@@ -166,9 +167,5 @@ int main(void)
     tcase_add_test(t, test_scan_reuses_its_memory_between_answers);
     tcase_add_test(t, test_scan_refuses_what_is_not_an_array_of_checks);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }
