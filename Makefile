@@ -15,7 +15,7 @@ CSTD       := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 # snprintf truncation is how strings are bounded here, on purpose:
 # -Wno-format-truncation keeps that from failing the build.
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wno-unused-parameter \
-              -Wno-format-truncation
+              -Wno-format-truncation -Wmissing-prototypes -Wstrict-prototypes -Wcast-qual
 OPT        ?= -O2 -g
 ifeq ($(SANITIZE),1)
   OPT      := -O1 -g -fno-omit-frame-pointer

@@ -9,6 +9,7 @@
 
 #include "lib/http.h"
 #include "lib/strmap.h"
+#include "lib/unconst.h"
 
 #define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
 #define KONG_TASK_REQ SIZE_MAX   /* a request of the task itself, not of an op */
@@ -896,7 +897,7 @@ static void kong_free(struct proxy *p)
     }
     loop_timer_free(k->later);
     for (size_t i = 0; i < k->missing.cap; i++)
-        free((char *)k->missing.slots[i].key);
+        free(unconst(k->missing.slots[i].key));
     strmap_free(&k->missing);
     free(k->admin_url);
     free(k->token_header);

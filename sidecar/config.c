@@ -26,6 +26,7 @@
 #include "lib/buf.h"
 #include "lib/jread.h"
 #include "lib/dur.h"
+#include "lib/unconst.h"
 #include "proxy/kong.h"
 #include "sidecar/config_files.h"
 #include "sidecar/elect.h"
@@ -417,11 +418,11 @@ void config_free(struct config *cfg)
     free(cfg->token);
     free(cfg->datacenter);
     free(cfg->node);
-    free((char *)cfg->tls.cacert);
-    free((char *)cfg->tls.capath);
-    free((char *)cfg->tls.client_cert);
-    free((char *)cfg->tls.client_key);
-    free((char *)cfg->tls.server_name);
+    free(unconst(cfg->tls.cacert));
+    free(unconst(cfg->tls.capath));
+    free(unconst(cfg->tls.client_cert));
+    free(unconst(cfg->tls.client_key));
+    free(unconst(cfg->tls.server_name));
     free(cfg->listen);
     free(cfg->state_dir);
     for (size_t i = 0; i < cfg->n_services; i++) {
@@ -513,16 +514,28 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
         {o->consul_addr, &cfg->consul_addr}, {o->datacenter, &cfg->datacenter},
         {o->node, &cfg->node},               {o->listen, &cfg->listen},
         {o->state_dir, &cfg->state_dir},
-        {o->cacert, (char **)&cfg->tls.cacert}, {o->capath, (char **)&cfg->tls.capath},
-        {o->client_cert, (char **)&cfg->tls.client_cert},
-        {o->client_key, (char **)&cfg->tls.client_key},
-        {o->tls_server_name, (char **)&cfg->tls.server_name},
+    };
+    /* The TLS files sit in the client's options, whose fields are const. */
+    struct {
+        const char *v;
+        const char **dst;
+    } tls[] = {
+        {o->cacert, &cfg->tls.cacert}, {o->capath, &cfg->tls.capath},
+        {o->client_cert, &cfg->tls.client_cert}, {o->client_key, &cfg->tls.client_key},
+        {o->tls_server_name, &cfg->tls.server_name},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (strs[i].v == NULL)
             continue;
         free(*strs[i].dst);
         if ((*strs[i].dst = strdup(strs[i].v)) == NULL)
+            goto oom;
+    }
+    for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++) {
+        if (tls[i].v == NULL)
+            continue;
+        free(unconst(*tls[i].dst));
+        if ((*tls[i].dst = strdup(tls[i].v)) == NULL)
             goto oom;
     }
     if (o->token_file && read_token_file(cfg, "token file", o->token_file, &cfg->token, err, errlen) < 0)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/dur.h"
+#include "lib/unconst.h"
 
 static void add_str(cJSON *o, const char *k, const char *v)
 {
@@ -95,7 +96,7 @@ char *config_effective_json(const struct config *cfg)
         redact_check(cJSON_GetObjectItemCaseSensitive(d, "Check"));
         const cJSON *ck;
         cJSON_ArrayForEach(ck, cJSON_GetObjectItemCaseSensitive(d, "Checks"))
-            redact_check((cJSON *)ck);
+            redact_check(unconst(ck));
         cJSON_AddItemToArray(svcs, d);
     }
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");

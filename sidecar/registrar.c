@@ -15,6 +15,7 @@
 #include "health/ttl.h"
 #include "lib/log.h"
 #include "lib/rand.h"
+#include "lib/unconst.h"
 
 #define REG_TIMEOUT_MS 10000
 #define REG_SHUTDOWN_GRACE_MS 5000
@@ -438,7 +439,7 @@ static void on_cleanup_list(const struct consul_response *resp, void *arg)
         log_info("Removing service '%s': registered by consul-sidecar on this node but no "
                  "longer configured", id);
         struct reg_service *s = calloc(1, sizeof *s);
-        struct consul_service tmp = {.id = (char *)id, .name = (char *)id};
+        struct consul_service tmp = {.id = unconst(id), .name = unconst(id)};
         if (s == NULL)
             continue;
         s->r = r;

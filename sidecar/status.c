@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "lib/buf.h"
+#include "lib/unconst.h"
 
 struct status_server {
     struct loop *loop;
@@ -52,7 +53,7 @@ int status_parse_listen(const char *listen, char *host, size_t hostlen, int *por
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const char *type,
                                  const char *body, size_t len)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body,
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, unconst(body),
                                                              MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;

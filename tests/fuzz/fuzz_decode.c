@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tests/fuzz/fuzz.h"
 #include "consul/agent.h"
 #include "consul/decode.h"
 #include "consul/scan.h"

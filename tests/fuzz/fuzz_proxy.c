@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz.h"
 #include "proxy/haproxy.h"
 #include "proxy/kong.h"
 #include "proxy/nginx.h"

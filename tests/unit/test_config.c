@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/unconst.h"
 #include "sidecar/cli.h"
 #include "proxy/kong.h"
 #include "sidecar/config.h"
@@ -191,7 +192,7 @@ END_TEST
 START_TEST(test_cli_precedence_flags_over_env_over_files)
 {
     const char *p = write_file("c.json", "{\"consul\": {\"address\": \"file:1\", \"datacenter\": \"dcf\"}, \"listen\": \"127.0.0.1:1\"}", 0600);
-    char *argv[] = {"consul-sidecar", "-config", (char *)p, "-datacenter=dcflag", NULL};
+    char *argv[] = {"consul-sidecar", "-config", unconst(p), "-datacenter=dcflag", NULL};
     char *envp[] = {"CONSUL_HTTP_ADDR=env:2", "CONSUL_HTTP_TOKEN=tok", NULL};
     enum cli_action a;
     struct config cfg;
@@ -203,7 +204,7 @@ START_TEST(test_cli_precedence_flags_over_env_over_files)
     ck_assert_str_eq(cfg.listen, "127.0.0.1:1");
     ck_assert_str_eq(cfg.token, "tok");
     config_free(&cfg);
-    char *argv2[] = {"consul-sidecar", "-config", (char *)p, "-consul-addr", "flag:3", NULL};
+    char *argv2[] = {"consul-sidecar", "-config", unconst(p), "-consul-addr", "flag:3", NULL};
     ck_assert_int_eq(cli_parse(5, argv2, envp, &a, &cfg, err, sizeof err), 0);
     ck_assert_str_eq(cfg.consul_addr, "flag:3");
     config_free(&cfg);

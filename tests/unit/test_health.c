@@ -8,6 +8,7 @@
 
 #include <microhttpd.h>
 
+#include "lib/unconst.h"
 #include "health/probe.h"
 #include "health/ttl.h"
 #include "lib/loop.h"
@@ -95,7 +96,7 @@ static const char *tcp_probe_once(const char *target)
     n_reports = 0;
     char err[128];
     struct loop *l = loop_new();
-    struct probe_spec spec = {.kind = PROBE_TCP, .target = (char *)target, .interval_ms = 1000,
+    struct probe_spec spec = {.kind = PROBE_TCP, .target = unconst(target), .interval_ms = 1000,
                               .timeout_ms = 500};
     struct probe *p = probe_new(l, &spec, on_probe, NULL, err, sizeof err);
     ck_assert_msg(p != NULL, "%s", err);

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/unconst.h"
 #include "lib/buf.h"
 #include "lib/loop.h"
 #include "proxy/haproxy.h"
@@ -425,7 +426,7 @@ static void run_for(struct loop *l, int ms)
 
 static struct proxy_op rm_op(const char *host)
 {
-    struct proxy_op op = {PROXY_OP_REMOVE, {(char *)host, 80, 1}};
+    struct proxy_op op = {PROXY_OP_REMOVE, {unconst(host), 80, 1}};
     return op;
 }
 

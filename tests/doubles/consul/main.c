@@ -14,6 +14,7 @@
 
 #include "lib/buf.h"
 #include "lib/dur.h"
+#include "lib/unconst.h"
 #include "tests/doubles/consul/double.h"
 
 struct dstate S;
@@ -116,7 +117,7 @@ struct node *node_new(const char *name, const char *addr, int server)
 enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype,
                       const char *body, size_t len, const char *const *headers)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body,
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, unconst(body),
                                                              MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/unconst.h"
 #include <cjson/cJSON.h>
 
 #define MAX_UP 1024
@@ -122,7 +123,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const 
                             int *logged_status)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(body ? strlen(body) : 0,
-                                                             (void *)(body ? body : ""),
+                                                             unconst(body ? body : ""),
                                                              MHD_RESPMEM_MUST_COPY);
     if (body && status != 204)
         MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
