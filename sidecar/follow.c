@@ -96,15 +96,14 @@ static int node_prints(struct det_state *st, struct det_node **out, size_t *n_ou
             if (nv == NULL)
                 goto oom;
             v = nv;
-            v[n].fp = 0;
+            v[n].t = (struct det_tally){0, 0};
             if ((v[n++].name = strdup(e[k].node)) == NULL)
                 goto oom;
         }
-        struct det_node *dn = &v[*slot];
-        uint64_t top = dn->fp / 1000003u, count = dn->fp % 1000003u;
-        if (e[k].modify_index > top)
-            top = e[k].modify_index;
-        dn->fp = top * 1000003u + count + 1;
+        struct det_tally *t = &v[*slot].t;
+        t->count++;
+        if (e[k].modify_index > t->top)
+            t->top = e[k].modify_index;
     }
     if (n > 1)
         qsort(v, n, sizeof *v, node_cmp);
@@ -146,7 +145,7 @@ static int node_moved(const struct upstream *u, const struct det_node *old, size
     while (i < n_old || j < n_now) {
         int c = i == n_old ? 1 : j == n_now ? -1 : strcmp(old[i].name, now[j].name);
         const char *name = c < 0 ? old[i].name : now[j].name;
-        int moved = c != 0 || old[i].fp != now[j].fp;
+        int moved = c != 0 || old[i].t.top != now[j].t.top || old[i].t.count != now[j].t.count;
         if (moved && (!u->have_answer || consul_instances_on_node(&u->last_answer, name)))
             return 1;
         i += c <= 0;
@@ -218,9 +217,8 @@ static void on_det_checks(const struct consul_response *r, void *arg)
         if (u->det != d)
             continue;
         const struct det_tally *t = &st->tally[u->det_slot];
-        uint64_t fp = t->top * 1000003u + t->count;
-        int moved = fp != u->seen_fp[w];
-        u->seen_fp[w] = fp;
+        int moved = t->top != u->seen[w].top || t->count != u->seen[w].count;
+        u->seen[w] = *t;
         /* Until both lists have their baseline, changes are not told
          * apart: the first reads come after both. */
         if (all_seen && (!u->seen_once || moved ||

@@ -31,6 +31,12 @@ struct sync_proxy {
     char last_failure[300];
 };
 
+/* Checks of one service or node in one state, as the change detector tells
+ * them apart: their number and their highest ModifyIndex. */
+struct det_tally {
+    uint64_t top, count;
+};
+
 struct upstream {
     struct sync *s;
     char *name, *service, *dc, *proxy_name, **tags;
@@ -42,7 +48,7 @@ struct upstream {
     struct detector *det;           /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
     int fetch_again;
-    uint64_t seen_fp[2];            /* detector: fingerprint of its critical, warning checks */
+    struct det_tally seen[2];       /* detector: its critical, warning checks last seen */
     size_t det_slot;                /* detector: its service's tally */
     struct {                        /* the last change a detector saw (us, 0: none) */
         uint64_t arrived, decoded, asked, answered;
@@ -86,13 +92,11 @@ struct det_state {
     struct consul_watch *watch;
     int seen;                       /* its first answer (a baseline) is in */
     struct consul_state_scan scan;
-    struct det_tally {              /* per followed service: its checks in this state */
-        uint64_t top, count;
-    } *tally;
+    struct det_tally *tally;        /* per followed service: its checks in this state */
     size_t n_tally;
     struct det_node {               /* per node with node-level checks in this state */
         char *name;
-        uint64_t fp;
+        struct det_tally t;
     } *nodes;                       /* sorted by name */
     size_t n_nodes;
     struct strmap node_map;         /* scratch: node -> index in the new list */
