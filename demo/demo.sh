@@ -27,7 +27,10 @@ say()  { printf '\n%s== %s%s\n' "$c_bold" "$*" "$c_off"; }
 note() { printf '   %s\n' "$*"; }
 STEPS=(); RESULTS=()
 step_ok()   { STEPS+=("$1"); RESULTS+=("ok"); printf '   %sok%s  %s\n' "$c_ok" "$c_off" "$1"; }
-step_fail() { STEPS+=("$1"); RESULTS+=("FAILED"); printf '   %sFAILED%s  %s\n' "$c_bad" "$c_off" "$1"; summary; exit 1; }
+step_fail() {
+    STEPS+=("$1"); RESULTS+=("FAILED"); printf '   %sFAILED%s  %s\n' "$c_bad" "$c_off" "$1"
+    show_dead; summary; exit 1
+}
 
 # ---- process bookkeeping ------------------------------------------------------
 start() { # NAME CMD...
@@ -35,6 +38,16 @@ start() { # NAME CMD...
     "$@" >"$RUN/$n.log" 2>&1 &
     echo "$! $n" >>"$PIDS_FILE"
     eval "PID_$(echo "$n" | tr -c 'A-Za-z0-9\n' _)=$!"
+}
+# show_dead: every started process that is no longer running, with the end
+# of its log, so a failed step says why (a proxy that could not bind, say).
+show_dead() {
+    [ -f "$PIDS_FILE" ] || return 0
+    while read -r pid name; do
+        kill -0 "$pid" 2>/dev/null && continue
+        printf '   %s%s (pid %s) is not running; the end of %s:%s\n' "$c_bad" "$name" "$pid" "$RUN/$name.log" "$c_off"
+        tail -n 5 "$RUN/$name.log" 2>/dev/null | sed 's/^/      /'
+    done <"$PIDS_FILE"
 }
 pid_of() { awk -v n="$1" '$2 == n { print $1 }' "$PIDS_FILE" | tail -n1; }
 forget() { # NAME: it has exited; reap it and drop it from the pids file
@@ -76,7 +89,7 @@ agent() { echo "127.0.0.1:$(port_of "$RUN/consul.ports" "$1")"; }
 start_backend() { # NAME
     local n=$1
     start "backend-$n" "$BIN/backend" --name "$n" --port-file "$RUN/backend-$n.port"
-    wait_until 10 "backend $n" test -s "$RUN/backend-$n.port"
+    wait_until 10 "backend $n" test -s "$RUN/backend-$n.port" || step_fail "backend $n starts"
     local port; port=$(cat "$RUN/backend-$n.port")
     curl -s -X POST "http://127.0.0.1:$CONTROL_PORT/agents" -d "{\"name\":\"$n\"}" >/dev/null
     cat >"$RUN/sc-$n.json" <<JSON
@@ -126,7 +139,7 @@ backend be_orders
     option redispatch
 CFG
         start "haproxy-$n" haproxy -db -f "$RUN/$n.cfg"
-        wait_until 10 "haproxy $n" test -S "$sock"
+        wait_until 10 "haproxy $n" test -S "$sock" || step_fail "HAProxy of $n starts"
         cat >"$RUN/sc-$n.json" <<JSON
 {"consul": {"address": "$(agent "$n")", "resync": "5s"}, "node": "$n", "drain": "2s",
  "service": {"name": "gateway", "id": "$n", "address": "127.0.0.1", "port": $fport,
@@ -171,6 +184,7 @@ CFG
     printf 'upstream gateway {\n    server 127.0.0.1:1 down;\n}\n' >"$RUN/nginx/conf.d/consul-gateway.conf"
     local ngx="nginx -p $RUN/nginx -c $RUN/nginx/nginx.conf"
     start nginx $ngx
+    wait_until 10 "nginx" test -s "$RUN/nginx/nginx.pid" || step_fail "front nginx starts"
     curl -s -X POST "http://127.0.0.1:$CONTROL_PORT/agents" -d '{"name":"front"}' >/dev/null
     cat >"$RUN/sc-front.json" <<JSON
 {"consul": {"address": "$(agent front)", "resync": "5s"}, "node": "front", "drain": "0s",
