@@ -18,11 +18,6 @@ static enum MHD_Result ok_json(struct MHD_Connection *c, cJSON *o)
     return r;
 }
 
-static enum MHD_Result bad(struct MHD_Connection *c, const char *why)
-{
-    return reply_text(c, 400, why);
-}
-
 static struct agent *agent_by_name(const char *name)
 {
     for (int i = 0; i < S.n_agents; i++)
@@ -69,214 +64,268 @@ static cJSON *state_json(void)
     return o;
 }
 
+/*
+ * Each control endpoint is a handler run with S.mu held (it may let go of
+ * the lock while it waits, and takes it back before it returns). It gives
+ * the JSON to answer with, or NULL with a status and a text.
+ */
+struct ctl {
+    struct MHD_Connection *c;
+    const char *method;
+    const cJSON *in;          /* the body; {} when there is none */
+    const char *name;         /* /members/NAME, /agents/NAME/VERB */
+    unsigned status;          /* for a NULL answer */
+    const char *why;
+};
+typedef cJSON *(*ctl_fn)(struct ctl *x);
+
+static cJSON *refuse(struct ctl *x, unsigned status, const char *why)
+{
+    x->status = status;
+    x->why = why;
+    return NULL;
+}
+
+static cJSON *ctl_state(struct ctl *x)
+{
+    return state_json();
+}
+
+/* GET: the request log; DELETE: forget it. */
+static cJSON *ctl_requests(struct ctl *x)
+{
+    if (strcmp(x->method, "DELETE") != 0)
+        return cJSON_Duplicate(S.requests, 1);
+    cJSON_Delete(S.requests);
+    S.requests = cJSON_CreateArray();
+    S.n_requests = 0;
+    return cJSON_CreateObject();
+}
+
+static void copy_str(const cJSON *in, const char *k, char *out, size_t size)
+{
+    const cJSON *v = cJSON_GetObjectItem(in, k);
+    if (cJSON_IsString(v))
+        snprintf(out, size, "%s", v->valuestring);
+}
+
+static double get_num(const cJSON *in, const char *k, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItem(in, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+/* POST: one more fault; DELETE: none. */
+static cJSON *ctl_faults(struct ctl *x)
+{
+    static const char *const kinds[] = {"delay", "status", "garbage", "truncated",
+                                        "big", "close", "index"};
+    if (strcmp(x->method, "DELETE") == 0) {
+        S.n_faults = 0;
+        return cJSON_CreateObject();
+    }
+    if (S.n_faults == 64 || !cJSON_IsObject(x->in))
+        return refuse(x, 400, "expected a JSON fault object (and at most 64 faults)");
+    struct fault *f = &S.faults[S.n_faults];
+    memset(f, 0, sizeof *f);
+    copy_str(x->in, "agent", f->agent, sizeof f->agent);
+    copy_str(x->in, "path", f->path, sizeof f->path);
+    copy_str(x->in, "kind", f->kind, sizeof f->kind);
+    copy_str(x->in, "body", f->body, sizeof f->body);
+    copy_str(x->in, "index_raw", f->index_raw, sizeof f->index_raw);
+    const cJSON *cnt = cJSON_GetObjectItem(x->in, "count"), *st = cJSON_GetObjectItem(x->in, "status");
+    f->count = cJSON_IsNumber(cnt) ? cnt->valueint : 1;
+    f->status = cJSON_IsNumber(st) ? st->valueint : 0;
+    f->delay_ms = (long)get_num(x->in, "delay_ms", 0);
+    f->index = (uint64_t)get_num(x->in, "index", 0);
+    f->size_bytes = (size_t)get_num(x->in, "size_bytes", 0);
+    int known = 0;
+    for (int i = 0; i < 7; i++)
+        known |= strcmp(f->kind, kinds[i]) == 0;
+    if (!known)
+        return refuse(x, 400, "kind must be one of delay, status, garbage, truncated, big, close, index");
+    S.n_faults++;
+    return cJSON_CreateObject();
+}
+
+static cJSON *ctl_leader(struct ctl *x)
+{
+    const cJSON *l = cJSON_GetObjectItem(x->in, "leader");
+    if (!cJSON_IsString(l) || (l->valuestring[0] && !node_by_name(l->valuestring)))
+        return refuse(x, 400, "expected {\"leader\": \"server-N\"} or {\"leader\": \"\"}");
+    snprintf(S.leader, sizeof S.leader, "%s", l->valuestring);
+    changed();
+    return cJSON_CreateObject();
+}
+
+static cJSON *ctl_agent_add(struct ctl *x)
+{
+    const cJSON *n = cJSON_GetObjectItem(x->in, "name");
+    struct agent *a = cJSON_IsString(n) ? agent_add(n->valuestring) : NULL;
+    if (a == NULL || agent_start(a) < 0)
+        return refuse(x, 400, "expected {\"name\": \"<new agent>\"} (unique, at most 64 agents)");
+    write_port_file();
+    changed();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", a->name);
+    cJSON_AddNumberToObject(o, "port", a->port);
+    return o;
+}
+
+static cJSON *ctl_member(struct ctl *x)
+{
+    static const char *const names[] = {"none", "alive", "leaving", "left", "failed"};
+    struct node *n = node_by_name(x->name);
+    const cJSON *st = cJSON_GetObjectItem(x->in, "status");
+    int status = -1;
+    for (int i = 1; i < 5 && cJSON_IsString(st); i++)
+        if (!strcmp(st->valuestring, names[i]))
+            status = i;
+    if (n == NULL || status < 0)
+        return refuse(x, 400, "unknown member, or status not one of alive, leaving, left, failed");
+    node_set_status(n, status);
+    return cJSON_CreateObject();
+}
+
+/* ---- /agents/NAME/VERB ---- */
+
+/* The agent's listener goes; its parked queries are answered with nothing. */
+static void agent_take_down(struct agent *a)
+{
+    a->down = 1;
+    a->hang = 0;
+    changed();
+    pthread_mutex_unlock(&S.mu);
+    agent_stop(a);
+    pthread_mutex_lock(&S.mu);
+}
+
+static cJSON *agent_bring_up(struct ctl *x, struct agent *a)
+{
+    a->down = 0;
+    if (agent_start(a) < 0)
+        return refuse(x, 500, "cannot listen on the agent's port again");
+    return cJSON_CreateObject();
+}
+
+static cJSON *verb_restart(struct ctl *x, struct agent *a)
+{
+    const cJSON *p = cJSON_GetObjectItem(x->in, "persist");
+    const cJSON *rj = cJSON_GetObjectItem(x->in, "rejoin_ms");
+    node_restart(a->node, !cJSON_IsFalse(p));
+    if (!cJSON_IsNumber(rj) || rj->valuedouble <= 0 || rj->valuedouble > 3600000)
+        return cJSON_CreateObject();
+    /* A process restart: every connection dropped, the port closed a
+     * moment, then a rejoin window of empty answers. */
+    a->rejoin_until = now_ms() + (uint64_t)rj->valuedouble;
+    if (a->down)
+        return cJSON_CreateObject();
+    agent_take_down(a);
+    struct timespec gone = {0, 300 * 1000000L};   /* the process starting */
+    pthread_mutex_unlock(&S.mu);
+    nanosleep(&gone, NULL);
+    pthread_mutex_lock(&S.mu);
+    return agent_bring_up(x, a);
+}
+
+static cJSON *verb_down(struct ctl *x, struct agent *a)
+{
+    agent_take_down(a);
+    return cJSON_CreateObject();
+}
+
+static cJSON *verb_up(struct ctl *x, struct agent *a)
+{
+    a->hang = 0;
+    if (a->down && agent_bring_up(x, a) == NULL)
+        return NULL;
+    changed();
+    return cJSON_CreateObject();
+}
+
+static cJSON *verb_hang(struct ctl *x, struct agent *a)
+{
+    a->hang = 1;
+    return cJSON_CreateObject();
+}
+
+static cJSON *verb_limit(struct ctl *x, struct agent *a)
+{
+    static const char *const modes[] = {"close", "reset", "429"};
+    static const int mode_of[] = {LIMIT_CLOSE, LIMIT_RESET, LIMIT_429};
+    const cJSON *m = cJSON_GetObjectItem(x->in, "max_conns");
+    const cJSON *mode = cJSON_GetObjectItem(x->in, "mode");
+    int i = 0;
+    if (mode && cJSON_IsString(mode))
+        while (i < 3 && strcmp(mode->valuestring, modes[i]) != 0)
+            i++;
+    if (!cJSON_IsNumber(m) || m->valuedouble < 0 || m->valuedouble > 100000 ||
+        (mode && (!cJSON_IsString(mode) || i == 3)))
+        return refuse(x, 400, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\", "
+                              "\"reset\" or \"429\"}");
+    a->max_conns = m->valueint;
+    a->limit_mode = mode_of[i];
+    return cJSON_CreateObject();
+}
+
+static const struct {
+    const char *verb;
+    cJSON *(*fn)(struct ctl *x, struct agent *a);
+} verbs[] = {
+    {"restart", verb_restart}, {"down", verb_down}, {"up", verb_up},
+    {"hang", verb_hang},       {"limit", verb_limit},
+};
+
+static cJSON *ctl_agent_verb(struct ctl *x)
+{
+    char name[128], verb[32];
+    if (sscanf(x->name, "%127[^/]/%31s", name, verb) != 2)
+        return refuse(x, 404, "unknown control endpoint; see tests/doubles/consul/README.md");
+    struct agent *a = agent_by_name(name);
+    if (a == NULL)
+        return refuse(x, 400, "unknown agent");
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strcmp(verb, verbs[i].verb) == 0)
+            return verbs[i].fn(x, a);
+    return refuse(x, 400, "verb must be restart, down, up, hang or limit");
+}
+
+/* method NULL: any. A pattern ending in '/' takes the rest as x->name. */
+static const struct {
+    const char *method, *pattern;
+    ctl_fn fn;
+} ctl_routes[] = {
+    {"GET", "/state", ctl_state},
+    {NULL, "/requests", ctl_requests},
+    {NULL, "/faults", ctl_faults},
+    {"POST", "/leader", ctl_leader},
+    {"POST", "/agents", ctl_agent_add},
+    {"POST", "/members/", ctl_member},
+    {"POST", "/agents/", ctl_agent_verb},
+};
+
 enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const char *method,
                                const char *body, size_t body_len)
 {
     cJSON *in = body_len ? cJSON_ParseWithLength(body, body_len) : cJSON_CreateObject();
-    enum MHD_Result ret;
-    char name[128];
+    struct ctl x = {c, method, in, "", 404,
+                    "unknown control endpoint; see tests/doubles/consul/README.md"};
+    cJSON *out = NULL;
     pthread_mutex_lock(&S.mu);
-    if (!strcmp(url, "/state") && !strcmp(method, "GET")) {
-        cJSON *o = state_json();
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return ok_json(c, o);
-    }
-    if (!strcmp(url, "/requests")) {
-        if (!strcmp(method, "DELETE")) {
-            cJSON_Delete(S.requests);
-            S.requests = cJSON_CreateArray();
-            S.n_requests = 0;
-            pthread_mutex_unlock(&S.mu);
-            cJSON_Delete(in);
-            return ok_json(c, cJSON_CreateObject());
-        }
-        char *s = cJSON_PrintUnformatted(S.requests);
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        ret = reply(c, 200, "application/json", s ? s : "[]", s ? strlen(s) : 2, NULL);
-        free(s);
-        return ret;
-    }
-    if (!strcmp(url, "/faults")) {
-        if (!strcmp(method, "DELETE")) {
-            S.n_faults = 0;
-        } else {
-            const cJSON *v;
-            if (S.n_faults == 64 || !cJSON_IsObject(in)) {
-                pthread_mutex_unlock(&S.mu);
-                cJSON_Delete(in);
-                return bad(c, "expected a JSON fault object (and at most 64 faults)");
-            }
-            struct fault *f = &S.faults[S.n_faults];
-            memset(f, 0, sizeof *f);
-            f->count = 1;
-            if ((v = cJSON_GetObjectItem(in, "agent")) && cJSON_IsString(v))
-                snprintf(f->agent, sizeof f->agent, "%s", v->valuestring);
-            if ((v = cJSON_GetObjectItem(in, "path")) && cJSON_IsString(v))
-                snprintf(f->path, sizeof f->path, "%s", v->valuestring);
-            if ((v = cJSON_GetObjectItem(in, "kind")) && cJSON_IsString(v))
-                snprintf(f->kind, sizeof f->kind, "%s", v->valuestring);
-            if ((v = cJSON_GetObjectItem(in, "body")) && cJSON_IsString(v))
-                snprintf(f->body, sizeof f->body, "%s", v->valuestring);
-            if ((v = cJSON_GetObjectItem(in, "index_raw")) && cJSON_IsString(v))
-                snprintf(f->index_raw, sizeof f->index_raw, "%s", v->valuestring);
-            if ((v = cJSON_GetObjectItem(in, "count")) && cJSON_IsNumber(v))
-                f->count = v->valueint;
-            if ((v = cJSON_GetObjectItem(in, "status")) && cJSON_IsNumber(v))
-                f->status = v->valueint;
-            if ((v = cJSON_GetObjectItem(in, "delay_ms")) && cJSON_IsNumber(v))
-                f->delay_ms = (long)v->valuedouble;
-            if ((v = cJSON_GetObjectItem(in, "index")) && cJSON_IsNumber(v))
-                f->index = (uint64_t)v->valuedouble;
-            if ((v = cJSON_GetObjectItem(in, "size_bytes")) && cJSON_IsNumber(v))
-                f->size_bytes = (size_t)v->valuedouble;
-            static const char *const kinds[] = {"delay", "status", "garbage", "truncated",
-                                                "big", "close", "index"};
-            int known = 0;
-            for (int i = 0; i < 7; i++)
-                known |= strcmp(f->kind, kinds[i]) == 0;
-            if (!known) {
-                pthread_mutex_unlock(&S.mu);
-                cJSON_Delete(in);
-                return bad(c, "kind must be one of delay, status, garbage, truncated, big, close, index");
-            }
-            S.n_faults++;
-        }
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return ok_json(c, cJSON_CreateObject());
-    }
-    if (!strcmp(url, "/leader") && !strcmp(method, "POST")) {
-        const cJSON *l = cJSON_GetObjectItem(in, "leader");
-        if (!cJSON_IsString(l) || (l->valuestring[0] && !node_by_name(l->valuestring))) {
-            pthread_mutex_unlock(&S.mu);
-            cJSON_Delete(in);
-            return bad(c, "expected {\"leader\": \"server-N\"} or {\"leader\": \"\"}");
-        }
-        snprintf(S.leader, sizeof S.leader, "%s", l->valuestring);
-        changed();
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return ok_json(c, cJSON_CreateObject());
-    }
-    if (!strcmp(url, "/agents") && !strcmp(method, "POST")) {
-        const cJSON *n = cJSON_GetObjectItem(in, "name");
-        struct agent *a = cJSON_IsString(n) ? agent_add(n->valuestring) : NULL;
-        if (a == NULL || agent_start(a) < 0) {
-            pthread_mutex_unlock(&S.mu);
-            cJSON_Delete(in);
-            return bad(c, "expected {\"name\": \"<new agent>\"} (unique, at most 64 agents)");
-        }
-        write_port_file();
-        changed();
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", a->name);
-        cJSON_AddNumberToObject(o, "port", a->port);
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return ok_json(c, o);
-    }
-    if (sscanf(url, "/members/%127s", name) == 1 && !strcmp(method, "POST")) {
-        struct node *n = node_by_name(name);
-        const cJSON *st = cJSON_GetObjectItem(in, "status");
-        static const char *const names[] = {"none", "alive", "leaving", "left", "failed"};
-        int status = -1;
-        for (int i = 1; i < 5 && cJSON_IsString(st); i++)
-            if (!strcmp(st->valuestring, names[i]))
-                status = i;
-        if (n == NULL || status < 0) {
-            pthread_mutex_unlock(&S.mu);
-            cJSON_Delete(in);
-            return bad(c, "unknown member, or status not one of alive, leaving, left, failed");
-        }
-        node_set_status(n, status);
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return ok_json(c, cJSON_CreateObject());
-    }
-    char verb[32];
-    if (sscanf(url, "/agents/%127[^/]/%31s", name, verb) == 2 && !strcmp(method, "POST")) {
-        struct agent *a = agent_by_name(name);
-        if (a == NULL) {
-            pthread_mutex_unlock(&S.mu);
-            cJSON_Delete(in);
-            return bad(c, "unknown agent");
-        }
-        if (!strcmp(verb, "restart")) {
-            const cJSON *p = cJSON_GetObjectItem(in, "persist");
-            const cJSON *rj = cJSON_GetObjectItem(in, "rejoin_ms");
-            node_restart(a->node, !cJSON_IsFalse(p));
-            if (cJSON_IsNumber(rj) && rj->valuedouble > 0 && rj->valuedouble <= 3600000) {
-                /* A process restart: every connection dropped, the port
-                 * closed a moment, then a rejoin window of empty answers. */
-                a->rejoin_until = now_ms() + (uint64_t)rj->valuedouble;
-                if (!a->down) {
-                    a->down = 1;
-                    a->hang = 0;
-                    changed();
-                    pthread_mutex_unlock(&S.mu);
-                    agent_stop(a);
-                    struct timespec gone = {0, 300 * 1000000L};   /* the process starting */
-                    nanosleep(&gone, NULL);
-                    pthread_mutex_lock(&S.mu);
-                    a->down = 0;
-                    if (agent_start(a) < 0) {
-                        pthread_mutex_unlock(&S.mu);
-                        cJSON_Delete(in);
-                        return reply_text(c, 500, "cannot listen on the agent's port again");
-                    }
-                }
-            }
-        } else if (!strcmp(verb, "down")) {
-            a->down = 1;
-            a->hang = 0;
-            changed();
-            pthread_mutex_unlock(&S.mu);
-            agent_stop(a);
-            cJSON_Delete(in);
-            return ok_json(c, cJSON_CreateObject());
-        } else if (!strcmp(verb, "up")) {
-            a->hang = 0;
-            if (a->down) {
-                a->down = 0;
-                if (agent_start(a) < 0) {
-                    pthread_mutex_unlock(&S.mu);
-                    cJSON_Delete(in);
-                    return reply_text(c, 500, "cannot listen on the agent's port again");
-                }
-            }
-            changed();
-        } else if (!strcmp(verb, "hang")) {
-            a->hang = 1;
-        } else if (!strcmp(verb, "limit")) {
-            const cJSON *m = cJSON_GetObjectItem(in, "max_conns");
-            const cJSON *mode = cJSON_GetObjectItem(in, "mode");
-            if (!cJSON_IsNumber(m) || m->valuedouble < 0 || m->valuedouble > 100000 ||
-                (mode && (!cJSON_IsString(mode) || (strcmp(mode->valuestring, "close") &&
-                                                    strcmp(mode->valuestring, "reset") &&
-                                                    strcmp(mode->valuestring, "429"))))) {
-                pthread_mutex_unlock(&S.mu);
-                cJSON_Delete(in);
-                return bad(c, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\", "
-                              "\"reset\" or \"429\"}");
-            }
-            a->max_conns = m->valueint;
-            a->limit_mode = !mode || !strcmp(mode->valuestring, "close") ? LIMIT_CLOSE
-                            : !strcmp(mode->valuestring, "reset")       ? LIMIT_RESET
-                                                                        : LIMIT_429;
-        } else {
-            pthread_mutex_unlock(&S.mu);
-            cJSON_Delete(in);
-            return bad(c, "verb must be restart, down, up, hang or limit");
-        }
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return ok_json(c, cJSON_CreateObject());
+    for (size_t i = 0; i < sizeof ctl_routes / sizeof ctl_routes[0]; i++) {
+        const char *p = ctl_routes[i].pattern;
+        size_t l = strlen(p);
+        int prefix = p[l - 1] == '/';
+        if ((ctl_routes[i].method && strcmp(method, ctl_routes[i].method) != 0) ||
+            (prefix ? strncmp(url, p, l) != 0 || url[l] == '\0' : strcmp(url, p) != 0))
+            continue;
+        x.name = url + (prefix ? l : 0);
+        out = ctl_routes[i].fn(&x);
+        break;
     }
     pthread_mutex_unlock(&S.mu);
     cJSON_Delete(in);
-    return reply_text(c, 404, "unknown control endpoint; see tests/doubles/consul/README.md");
+    return out ? ok_json(c, out) : reply_text(c, x.status, x.why);
 }
 
 /* TTL expiry, the critical-service reaper and session TTLs. */
