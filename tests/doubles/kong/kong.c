@@ -189,6 +189,207 @@ static struct MHD_Daemon *start_admin(int port)
                             MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
 }
 
+/* ---- the control API: one handler a (method, path), with K.mu held ---- */
+
+static enum MHD_Result ok_empty(struct MHD_Connection *c)
+{
+    return send_json(c, 200, cJSON_CreateObject(), NULL);
+}
+
+static enum MHD_Result ctl_requests(struct MHD_Connection *c, const cJSON *in)
+{
+    return send_json(c, 200, cJSON_Duplicate(K.requests, 1), NULL);
+}
+
+/* One line a request: METHOD PATH STATUS USER-AGENT (for grep); ?time puts
+ * the arrival time (monotonic ms) first. */
+static enum MHD_Result ctl_requests_txt(struct MHD_Connection *c, const cJSON *in)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    const cJSON *e;
+    const char *tv = NULL;
+    size_t tl = 0;   /* "?time" has no value: look the key up, not the value */
+    int with_time = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "time", 4, &tv,
+                                                  &tl) == MHD_YES;
+    cJSON_ArrayForEach(e, K.requests) {
+        const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
+        const cJSON *st = cJSON_GetObjectItem(e, "status"), *ua = cJSON_GetObjectItem(e, "user_agent");
+        if (with_time)
+            buf_printf(&b, "%.0f ", cJSON_GetObjectItem(e, "time_ms")->valuedouble);
+        buf_printf(&b, "%s %s %d %s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
+                   ua->valuestring);
+    }
+    enum MHD_Result ret = respond(c, 200, b.data ? b.data : "", NULL);
+    buf_free(&b);
+    return ret;
+}
+
+/* Writes only, with their bodies: METHOD PATH STATUS[ BODY]. */
+static enum MHD_Result ctl_writes_txt(struct MHD_Connection *c, const cJSON *in)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, K.requests) {
+        const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
+        const cJSON *st = cJSON_GetObjectItem(e, "status"), *bd = cJSON_GetObjectItem(e, "body");
+        if (!strcmp(m->valuestring, "GET") || !strcmp(m->valuestring, "HEAD") ||
+            !strcmp(m->valuestring, "OPTIONS"))
+            continue;
+        buf_printf(&b, "%s %s %d%s%s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
+                   bd->valuestring[0] ? " " : "", bd->valuestring);
+    }
+    enum MHD_Result ret = respond(c, 200, b.data ? b.data : "", NULL);
+    buf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result ctl_requests_forget(struct MHD_Connection *c, const cJSON *in)
+{
+    cJSON_Delete(K.requests);
+    K.requests = cJSON_CreateArray();
+    return ok_empty(c);
+}
+
+static enum MHD_Result ctl_inflight(struct MHD_Connection *c, const cJSON *in)
+{
+    char n[64];
+    snprintf(n, sizeof n, "{\"now\": %d, \"peak\": %d}", __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST),
+             __atomic_load_n(&K.peak, __ATOMIC_SEQ_CST));
+    return respond(c, 200, n, NULL);
+}
+
+static enum MHD_Result ctl_inflight_reset(struct MHD_Connection *c, const cJSON *in)
+{
+    __atomic_store_n(&K.peak, __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
+    return respond(c, 200, "{}", NULL);
+}
+
+static enum MHD_Result ctl_delayed(struct MHD_Connection *c, const cJSON *in)
+{
+    char n[32];
+    snprintf(n, sizeof n, "%d", K.delayed);
+    return respond(c, 200, n, NULL);
+}
+
+/* What /state would list, counted: cheap enough to poll while a sync of
+ * 10,000 targets runs, without slowing it. */
+static enum MHD_Result ctl_count(struct MHD_Connection *c, const cJSON *in)
+{
+    int nu = 0, nt = 0;
+    for (int i = 0; i < MAX_UP; i++)
+        nu += K.ups[i].used;
+    for (int i = 0; i < K.t_hi; i++)
+        nt += K.ts[i].used;
+    char n[64];
+    snprintf(n, sizeof n, "{\"upstreams\": %d, \"targets\": %d}", nu, nt);
+    return respond(c, 200, n, NULL);
+}
+
+static enum MHD_Result ctl_state(struct MHD_Connection *c, const cJSON *in)
+{
+    cJSON *o = cJSON_CreateArray();
+    for (int i = 0; i < MAX_UP; i++) {
+        if (!K.ups[i].used)
+            continue;
+        cJSON *u = cJSON_CreateObject();
+        cJSON_AddStringToObject(u, "name", K.ups[i].name);
+        cJSON *ts = cJSON_AddArrayToObject(u, "targets");
+        for (const struct target *t = first_target(&K.ups[i]); t; t = next_target(t))
+            cJSON_AddItemToArray(ts, target_json(t));
+        cJSON_AddItemToArray(o, u);
+    }
+    return send_json(c, 200, o, NULL);
+}
+
+static enum MHD_Result ctl_faults_clear(struct MHD_Connection *c, const cJSON *in)
+{
+    K.n_faults = 0;
+    return ok_empty(c);
+}
+
+static void copy_str(const cJSON *in, const char *k, char *out, size_t size)
+{
+    const cJSON *v = cJSON_GetObjectItem(in, k);
+    if (cJSON_IsString(v))
+        snprintf(out, size, "%s", v->valuestring);
+}
+
+static enum MHD_Result ctl_fault_add(struct MHD_Connection *c, const cJSON *in)
+{
+    if (!cJSON_IsObject(in) || K.n_faults >= 64)
+        return respond(c, 404, "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}", NULL);
+    struct fault *f = &K.faults[K.n_faults++];
+    memset(f, 0, sizeof *f);
+    const cJSON *cnt = cJSON_GetObjectItem(in, "count"), *st = cJSON_GetObjectItem(in, "status");
+    const cJSON *d = cJSON_GetObjectItem(in, "delay_ms");
+    f->count = cJSON_IsNumber(cnt) ? cnt->valueint : 1;
+    f->status = cJSON_IsNumber(st) ? st->valueint : 0;
+    f->delay_ms = cJSON_IsNumber(d) ? (long)d->valuedouble : 0;
+    copy_str(in, "path", f->path, sizeof f->path);
+    copy_str(in, "method", f->method, sizeof f->method);
+    copy_str(in, "kind", f->kind, sizeof f->kind);
+    copy_str(in, "body", f->body, sizeof f->body);
+    return ok_empty(c);
+}
+
+static enum MHD_Result ctl_down(struct MHD_Connection *c, const cJSON *in)
+{
+    K.down = 1;
+    struct MHD_Daemon *d = K.admin;
+    K.admin = NULL;
+    pthread_mutex_unlock(&K.mu);
+    if (d)
+        MHD_stop_daemon(d);
+    pthread_mutex_lock(&K.mu);
+    return ok_empty(c);
+}
+
+static enum MHD_Result ctl_up(struct MHD_Connection *c, const cJSON *in)
+{
+    K.down = 0;
+    if (K.admin == NULL)
+        K.admin = start_admin(K.admin_port);
+    return K.admin ? ok_empty(c) : respond(c, 500, "{\"message\":\"cannot listen again\"}", NULL);
+}
+
+static enum MHD_Result ctl_reset(struct MHD_Connection *c, const cJSON *in)
+{
+    for (int i = 0; i < MAX_UP; i++)
+        if (K.ups[i].used) {
+            cJSON_Delete(K.ups[i].entity);
+            memset(&K.ups[i], 0, sizeof K.ups[i]);
+        }
+    for (int i = 0; i < K.t_hi; i++)
+        if (K.ts[i].used) {
+            cJSON_Delete(K.ts[i].tags);
+            memset(&K.ts[i], 0, sizeof K.ts[i]);
+        }
+    return ok_empty(c);
+}
+
+/* method NULL: any. */
+static const struct {
+    const char *method, *path;
+    enum MHD_Result (*fn)(struct MHD_Connection *c, const cJSON *in);
+} controls[] = {
+    {"GET", "/requests", ctl_requests},
+    {"GET", "/requests.txt", ctl_requests_txt},
+    {"GET", "/writes.txt", ctl_writes_txt},
+    {"DELETE", "/requests", ctl_requests_forget},
+    {"GET", "/inflight", ctl_inflight},
+    {"DELETE", "/inflight", ctl_inflight_reset},
+    {"GET", "/delayed", ctl_delayed},
+    {"GET", "/count", ctl_count},
+    {NULL, "/state", ctl_state},
+    {"DELETE", "/faults", ctl_faults_clear},
+    {"POST", "/faults", ctl_fault_add},
+    {"POST", "/down", ctl_down},
+    {"POST", "/up", ctl_up},
+    {"POST", "/reset", ctl_reset},
+};
+
 static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **state)
@@ -200,136 +401,13 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
         return collect(cs, upload, upload_size);
     cJSON *in = (*cs)->body.len ? cJSON_ParseWithLength((*cs)->body.data, (*cs)->body.len) : NULL;
     enum MHD_Result ret;
+    size_t i = 0, n = sizeof controls / sizeof controls[0];
+    while (i < n && (strcmp(url, controls[i].path) != 0 ||
+                     (controls[i].method && strcmp(method, controls[i].method) != 0)))
+        i++;
     pthread_mutex_lock(&K.mu);
-    if (!strcmp(url, "/requests") && !strcmp(method, "GET")) {
-        ret = send_json(c, 200, cJSON_Duplicate(K.requests, 1), NULL);
-    } else if (!strcmp(url, "/requests.txt") && !strcmp(method, "GET")) {
-        /* One line a request: METHOD PATH STATUS USER-AGENT (for grep);
-         * ?time puts the arrival time (monotonic ms) first. */
-        struct buf b;
-        buf_init(&b, 0);
-        const cJSON *e;
-        const char *tv = NULL;
-        size_t tl = 0;   /* "?time" has no value: look the key up, not the value */
-        int with_time = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "time", 4, &tv,
-                                                      &tl) == MHD_YES;
-        cJSON_ArrayForEach(e, K.requests) {
-            const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
-            const cJSON *st = cJSON_GetObjectItem(e, "status"), *ua = cJSON_GetObjectItem(e, "user_agent");
-            if (with_time)
-                buf_printf(&b, "%.0f ", cJSON_GetObjectItem(e, "time_ms")->valuedouble);
-            buf_printf(&b, "%s %s %d %s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
-                       ua->valuestring);
-        }
-        ret = respond(c, 200, b.data ? b.data : "", NULL);
-        buf_free(&b);
-    } else if (!strcmp(url, "/inflight") && !strcmp(method, "GET")) {
-        char n[64];
-        snprintf(n, sizeof n, "{\"now\": %d, \"peak\": %d}", __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST),
-                 __atomic_load_n(&K.peak, __ATOMIC_SEQ_CST));
-        ret = respond(c, 200, n, NULL);
-    } else if (!strcmp(url, "/inflight") && !strcmp(method, "DELETE")) {
-        __atomic_store_n(&K.peak, __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
-        ret = respond(c, 200, "{}", NULL);
-    } else if (!strcmp(url, "/delayed") && !strcmp(method, "GET")) {
-        char n[32];
-        snprintf(n, sizeof n, "%d", K.delayed);
-        ret = respond(c, 200, n, NULL);
-    } else if (!strcmp(url, "/writes.txt") && !strcmp(method, "GET")) {
-        /* Writes only, with their bodies: METHOD PATH STATUS[ BODY]. */
-        struct buf b;
-        buf_init(&b, 0);
-        const cJSON *e;
-        cJSON_ArrayForEach(e, K.requests) {
-            const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
-            const cJSON *st = cJSON_GetObjectItem(e, "status"), *bd = cJSON_GetObjectItem(e, "body");
-            if (!strcmp(m->valuestring, "GET") || !strcmp(m->valuestring, "HEAD") ||
-                !strcmp(m->valuestring, "OPTIONS"))
-                continue;
-            buf_printf(&b, "%s %s %d%s%s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
-                       bd->valuestring[0] ? " " : "", bd->valuestring);
-        }
-        ret = respond(c, 200, b.data ? b.data : "", NULL);
-        buf_free(&b);
-    } else if (!strcmp(url, "/requests") && !strcmp(method, "DELETE")) {
-        cJSON_Delete(K.requests);
-        K.requests = cJSON_CreateArray();
-        ret = send_json(c, 200, cJSON_CreateObject(), NULL);
-    } else if (!strcmp(url, "/count") && !strcmp(method, "GET")) {
-        /* What /state would list, counted: cheap enough to poll while a
-         * sync of 10,000 targets runs, without slowing it. */
-        int nu = 0, nt = 0;
-        for (int i = 0; i < MAX_UP; i++)
-            nu += K.ups[i].used;
-        for (int i = 0; i < K.t_hi; i++)
-            nt += K.ts[i].used;
-        char n[64];
-        snprintf(n, sizeof n, "{\"upstreams\": %d, \"targets\": %d}", nu, nt);
-        ret = respond(c, 200, n, NULL);
-    } else if (!strcmp(url, "/state")) {
-        cJSON *o = cJSON_CreateArray();
-        for (int i = 0; i < MAX_UP; i++) {
-            if (!K.ups[i].used)
-                continue;
-            cJSON *u = cJSON_CreateObject();
-            cJSON_AddStringToObject(u, "name", K.ups[i].name);
-            cJSON *ts = cJSON_AddArrayToObject(u, "targets");
-            for (const struct target *t = first_target(&K.ups[i]); t; t = next_target(t))
-                cJSON_AddItemToArray(ts, target_json(t));
-            cJSON_AddItemToArray(o, u);
-        }
-        ret = send_json(c, 200, o, NULL);
-    } else if (!strcmp(url, "/faults") && !strcmp(method, "DELETE")) {
-        K.n_faults = 0;
-        ret = send_json(c, 200, cJSON_CreateObject(), NULL);
-    } else if (!strcmp(url, "/faults") && !strcmp(method, "POST") && cJSON_IsObject(in) && K.n_faults < 64) {
-        struct fault *f = &K.faults[K.n_faults++];
-        memset(f, 0, sizeof *f);
-        const cJSON *v;
-        f->count = (v = cJSON_GetObjectItem(in, "count")) && cJSON_IsNumber(v) ? v->valueint : 1;
-        if ((v = cJSON_GetObjectItem(in, "path")) && cJSON_IsString(v))
-            snprintf(f->path, sizeof f->path, "%s", v->valuestring);
-        if ((v = cJSON_GetObjectItem(in, "method")) && cJSON_IsString(v))
-            snprintf(f->method, sizeof f->method, "%s", v->valuestring);
-        if ((v = cJSON_GetObjectItem(in, "kind")) && cJSON_IsString(v))
-            snprintf(f->kind, sizeof f->kind, "%s", v->valuestring);
-        if ((v = cJSON_GetObjectItem(in, "body")) && cJSON_IsString(v))
-            snprintf(f->body, sizeof f->body, "%s", v->valuestring);
-        if ((v = cJSON_GetObjectItem(in, "status")) && cJSON_IsNumber(v))
-            f->status = v->valueint;
-        if ((v = cJSON_GetObjectItem(in, "delay_ms")) && cJSON_IsNumber(v))
-            f->delay_ms = (long)v->valuedouble;
-        ret = send_json(c, 200, cJSON_CreateObject(), NULL);
-    } else if (!strcmp(url, "/down") && !strcmp(method, "POST")) {
-        K.down = 1;
-        struct MHD_Daemon *d = K.admin;
-        K.admin = NULL;
-        pthread_mutex_unlock(&K.mu);
-        if (d)
-            MHD_stop_daemon(d);
-        pthread_mutex_lock(&K.mu);
-        ret = send_json(c, 200, cJSON_CreateObject(), NULL);
-    } else if (!strcmp(url, "/up") && !strcmp(method, "POST")) {
-        K.down = 0;
-        if (K.admin == NULL)
-            K.admin = start_admin(K.admin_port);
-        ret = K.admin ? send_json(c, 200, cJSON_CreateObject(), NULL)
-                      : respond(c, 500, "{\"message\":\"cannot listen again\"}", NULL);
-    } else if (!strcmp(url, "/reset") && !strcmp(method, "POST")) {
-        for (int i = 0; i < MAX_UP; i++)
-            if (K.ups[i].used) {
-                cJSON_Delete(K.ups[i].entity);
-                memset(&K.ups[i], 0, sizeof K.ups[i]);
-            }
-        for (int i = 0; i < K.t_hi; i++)
-            if (K.ts[i].used) {
-                cJSON_Delete(K.ts[i].tags);
-                memset(&K.ts[i], 0, sizeof K.ts[i]);
-            }
-        ret = send_json(c, 200, cJSON_CreateObject(), NULL);
-    } else {
-        ret = respond(c, 404, "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}", NULL);
-    }
+    ret = i < n ? controls[i].fn(c, in)
+                : respond(c, 404, "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}", NULL);
     pthread_mutex_unlock(&K.mu);
     cJSON_Delete(in);
     return ret;
