@@ -140,3 +140,78 @@ int jread_obj(struct jread *c, const cJSON *v, const char *path)
         return jread_fail(c, path, "expected an object, got %s", jread_type_name(v));
     return 0;
 }
+
+static const struct jkey *jkey_find(const struct jkey *keys, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static int has_prefix(const char *s, const char *const *prefixes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* One value against its key's definition. */
+static int jread_key(struct jread *c, const struct jkey *k, const cJSON *v, const char *path)
+{
+    const char *sv = "";
+    int iv;
+    long lv;
+    int64_t dv = 0;
+    switch (k->kind) {
+    case JK_STR:
+    case JK_NESTR:
+        if (jread_str(c, v, path, &sv) < 0)
+            return -1;
+        if (k->kind == JK_NESTR && sv[0] == '\0')
+            return jread_fail(c, path, "must not be empty");
+        if (k->values && !has_prefix(sv, k->values, k->n))
+            return jread_fail(c, path, "%s, got \"%.64s\"", k->why, sv);
+        return 0;
+    case JK_BOOL:
+        return jread_bool(c, v, path, &iv);
+    case JK_INT:
+        return jread_int(c, v, path, (long)k->min, (long)k->max, &lv);
+    case JK_DUR:
+    case JK_NNDUR:
+        if ((k->kind == JK_DUR ? jread_dur : jread_nonneg_dur)(c, v, path, &dv) < 0)
+            return -1;
+        if (k->why && (dv < k->min || dv > k->max))
+            return jread_fail(c, path, "%s", k->why);
+        return 0;
+    case JK_ENUM:
+        return jread_enum(c, v, path, k->values, k->n, &iv);
+    case JK_OBJ:
+        return jread_obj(c, v, path);
+    case JK_SECTION:
+        return jread_section(c, v, path, k->sub, k->n);
+    case JK_FN:
+        return k->check(c, v, path);
+    }
+    return 0;
+}
+
+int jread_section(struct jread *c, const cJSON *obj, const char *path, const struct jkey *keys,
+                  size_t n)
+{
+    const cJSON *v;
+    if (path[0] && jread_obj(c, obj, path) < 0)
+        return -1;
+    cJSON_ArrayForEach(v, obj) {
+        if (jkey_find(keys, n, v->string) == NULL)
+            return jread_fail(c, path, "unknown key \"%.64s\"", v->string);
+    }
+    cJSON_ArrayForEach(v, obj) {
+        char kp[512];
+        jread_join(kp, sizeof kp, path, v->string);
+        if (jread_key(c, jkey_find(keys, n, v->string), v, kp) < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -40,4 +40,37 @@ int jread_keys(struct jread *c, const cJSON *obj, const char *path, const char *
                size_t n);
 int jread_obj(struct jread *c, const cJSON *v, const char *path);
 
+/*
+ * A section of settings as data: one struct jkey per key it may hold, and
+ * jread_section walks an object against that table, so adding a setting is
+ * one line. Unknown keys are refused first (as jread_keys does), then each
+ * key present is read in the document's order.
+ */
+enum jkind {
+    JK_STR,        /* a string; with values, one starting with one of them (else why) */
+    JK_NESTR,      /* a string that is not empty */
+    JK_BOOL,
+    JK_INT,        /* an integer within [min, max] */
+    JK_DUR,        /* a duration; with why, within [min, max] ms (else why) */
+    JK_NNDUR,      /* a duration, not negative; with why, within [min, max] ms */
+    JK_ENUM,       /* one of values */
+    JK_OBJ,        /* an object, not looked into */
+    JK_SECTION,    /* an object walked against sub */
+    JK_FN,         /* check decides */
+};
+
+struct jkey {
+    const char *name;
+    enum jkind kind;
+    int64_t min, max;
+    const char *why;
+    const char *const *values;
+    size_t n;                  /* of values, or of sub */
+    const struct jkey *sub;
+    int (*check)(struct jread *c, const cJSON *v, const char *path);
+};
+
+int jread_section(struct jread *c, const cJSON *obj, const char *path, const struct jkey *keys,
+                  size_t n);
+
 #endif

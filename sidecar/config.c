@@ -61,240 +61,170 @@ const char *config_watch_mode_name(int mode)
     return mode >= 0 && mode < 3 ? watch_modes[mode] : "?";
 }
 
-static const char *const top_keys[] = {
-    "service", "services", "consul", "node", "deregister", "drain", "listen", "state_dir",
-    "log_level", "log_format", "upstreams", "proxy", "watch",
+/* ---- the settings a file may hold, as tables (lib/jread.h) ---- */
+
+#define N(a) (sizeof a / sizeof a[0])
+
+static const char *const writers[] = {"elected", "per-node"};
+static const char *const proxy_kinds[] = {"kong", "haproxy", "nginx"};
+
+/* HAProxy and nginx keep their own servers: only Kong has one writer. */
+static int per_node_writer(struct jread *c, const cJSON *v, const char *path, const char *what)
+{
+    int iv;
+    if (jread_enum(c, v, path, writers, N(writers), &iv) < 0)
+        return -1;
+    if (strcmp(writers[iv], "per-node") != 0)
+        return jread_fail(c, path, "\"%s\" is for Kong only: %s, so every node's sidecar writes "
+                          "them (per-node)", writers[iv], what);
+    return 0;
+}
+
+static int haproxy_writer(struct jread *c, const cJSON *v, const char *path)
+{
+    return per_node_writer(c, v, path, "each HAProxy keeps its own servers");
+}
+
+static int nginx_writer(struct jread *c, const cJSON *v, const char *path)
+{
+    return per_node_writer(c, v, path, "each nginx renders its own files");
+}
+
+static int string_list(struct jread *c, const cJSON *v, const char *path)
+{
+    const cJSON *t;
+    if (!cJSON_IsArray(v))
+        return jread_fail(c, path, "expected an array of strings, got %s", jread_type_name(v));
+    cJSON_ArrayForEach(t, v) if (!cJSON_IsString(t))
+        return jread_fail(c, path, "expected an array of strings");
+    return 0;
+}
+
+static const struct jkey consul_keys[] = {
+    {.name = "address", .kind = JK_STR},
+    {.name = "token", .kind = JK_STR},
+    {.name = "token_file", .kind = JK_STR},
+    {.name = "datacenter", .kind = JK_STR},
+    {.name = "resync", .kind = JK_DUR,
+      .min = 100, .max = INT64_MAX, .why = "must be at least 100ms"},
+    {.name = "ca_file", .kind = JK_STR},
+    {.name = "ca_path", .kind = JK_STR},
+    {.name = "cert_file", .kind = JK_STR},
+    {.name = "key_file", .kind = JK_STR},
+    {.name = "tls_server_name", .kind = JK_STR}, {.name = "ssl_verify", .kind = JK_BOOL},
+};
+
+    static const struct jkey quiescence_keys[] = {{.name = "min", .kind = JK_NNDUR},
+    {.name = "max", .kind = JK_NNDUR}};
+
+static const struct jkey watch_keys[] = {
+    {.name = "wait", .kind = JK_DUR,
+      .min = 1000, .max = 600000, .why = "must be between 1s and 10m (Consul's cap)"},
+    {.name = "stale", .kind = JK_BOOL},
+    {.name = "quiescence", .kind = JK_SECTION, .sub = quiescence_keys, .n = N(quiescence_keys)},
+    {.name = "hold_down", .kind = JK_NNDUR},
+    {.name = "max_blocking", .kind = JK_INT, .min = 1, .max = 100},
+    {.name = "mode", .kind = JK_ENUM, .values = watch_modes, .n = 3},
+    {.name = "max_streams", .kind = JK_INT, .min = 1, .max = 100000},
+};
+
+static const char *const http_urls[] = {"http://", "https://"};
+static const struct jkey kong_keys[] = {
+    {.name = "admin_url", .kind = JK_STR,
+      .why = "expected an http:// or https:// URL", .values = http_urls, .n = 2},
+    {.name = "token", .kind = JK_STR}, {.name = "token_file", .kind = JK_STR},
+    {.name = "upstream_defaults", .kind = JK_OBJ},
+    {.name = "writer", .kind = JK_ENUM, .values = writers, .n = N(writers)},
+    {.name = "lock_prefix", .kind = JK_STR},
+    {.name = "session_ttl", .kind = JK_NNDUR,
+      .min = 1000, .max = 86400000, .why = "must be between 1s and 24h"},
+    {.name = "lock_delay", .kind = JK_NNDUR,
+      .min = 0, .max = 60000, .why = "must be at most 60s (Consul's limit)"},
+    {.name = "max_in_flight", .kind = JK_INT, .min = 1, .max = 256},
+};
+
+static const char *const runtimes[] = {"unix:///", "tcp://"};
+static const struct jkey haproxy_keys[] = {
+    {.name = "runtime", .kind = JK_STR,
+      .why = "expected unix:///path or tcp://host:port", .values = runtimes, .n = 2},
+    {.name = "backend_prefix", .kind = JK_STR},
+    {.name = "writer", .kind = JK_FN, .check = haproxy_writer},
+    {.name = "drain_timeout", .kind = JK_NNDUR,
+      .min = 0, .max = 3600000, .why = "must be at most 1h"},
+};
+
+static const struct jkey nginx_keys[] = {
+    {.name = "upstream_dir", .kind = JK_STR},
+    {.name = "test_cmd", .kind = JK_STR},
+    {.name = "reload_cmd", .kind = JK_STR},
+    {.name = "writer", .kind = JK_FN, .check = nginx_writer},
+};
+
+static const struct jkey proxy_keys[] = {
+    {.name = "kong", .kind = JK_SECTION, .sub = kong_keys, .n = N(kong_keys)},
+    {.name = "haproxy", .kind = JK_SECTION, .sub = haproxy_keys, .n = N(haproxy_keys)},
+    {.name = "nginx", .kind = JK_SECTION, .sub = nginx_keys, .n = N(nginx_keys)},
+};
+
+static const struct jkey upstream_keys[] = {
+    {.name = "service", .kind = JK_NESTR},
+    {.name = "tags", .kind = JK_FN, .check = string_list},
+    {.name = "name", .kind = JK_NESTR},
+    {.name = "proxy", .kind = JK_ENUM, .values = proxy_kinds, .n = N(proxy_kinds)},
+    {.name = "datacenter", .kind = JK_NESTR}, {.name = "passing_only", .kind = JK_BOOL},
+};
+
+static int upstream_list(struct jread *c, const cJSON *v, const char *path)
+{
+    const cJSON *u;
+    int i = 0;
+    if (!cJSON_IsArray(v))
+        return jread_fail(c, path, "expected an array, got %s", jread_type_name(v));
+    cJSON_ArrayForEach(u, v) {
+        char up[64], kp[512];
+        snprintf(up, sizeof up, "%s[%d]", path, i++);
+        if (jread_section(c, u, up, upstream_keys, N(upstream_keys)) < 0)
+            return -1;
+        if (!cJSON_GetObjectItemCaseSensitive(u, "service")) {
+            jread_join(kp, sizeof kp, up, "service");
+            return jread_fail(c, kp, "required");
+        }
+    }
+    return 0;
+}
+
+/* Service definitions are built later (servicedef.c): here only their shape. */
+static int service_list(struct jread *c, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsArray(v))
+        return jread_fail(c, path, "expected an array, got %s", jread_type_name(v));
+    return 0;
+}
+
+static const char *const dereg_modes[] = {"always", "on-success", "never"};
+static const char *const levels[] = {"trace", "debug", "info", "warn", "error"};
+static const char *const formats[] = {"text", "json"};
+static const struct jkey top_keys[] = {
+    {.name = "service", .kind = JK_OBJ},
+    {.name = "services", .kind = JK_FN, .check = service_list},
+    {.name = "consul", .kind = JK_SECTION, .sub = consul_keys, .n = N(consul_keys)},
+    {.name = "node", .kind = JK_STR},
+    {.name = "deregister", .kind = JK_ENUM, .values = dereg_modes, .n = N(dereg_modes)},
+    {.name = "drain", .kind = JK_NNDUR},
+    {.name = "listen", .kind = JK_STR},
+    {.name = "state_dir", .kind = JK_STR},
+    {.name = "log_level", .kind = JK_ENUM, .values = levels, .n = N(levels)},
+    {.name = "log_format", .kind = JK_ENUM, .values = formats, .n = N(formats)},
+    {.name = "upstreams", .kind = JK_FN, .check = upstream_list},
+    {.name = "proxy", .kind = JK_SECTION, .sub = proxy_keys, .n = N(proxy_keys)},
+    {.name = "watch", .kind = JK_SECTION, .sub = watch_keys, .n = N(watch_keys)},
 };
 
 /* Checks one file's settings (not services, built later) for key names and
  * types, so that errors name the right file. */
 static int check_settings(struct jread *c, const cJSON *root)
 {
-    if (jread_keys(c, root, "", top_keys, sizeof top_keys / sizeof top_keys[0]) < 0)
-        return -1;
-    const cJSON *v;
-    int64_t dv = 0;
-    const char *sv = "";
-    int iv = 0;
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "consul"))) {
-        static const char *const keys[] = {"address", "token", "token_file", "datacenter",
-                                           "resync", "ca_file", "ca_path", "cert_file",
-                                           "key_file", "tls_server_name", "ssl_verify"};
-        if (jread_obj(c, v, "consul") < 0 || jread_keys(c, v, "consul", keys, 11) < 0)
-            return -1;
-        const cJSON *k;
-        cJSON_ArrayForEach(k, v) {
-            char kp[512];
-            jread_join(kp, sizeof kp, "consul", k->string);
-            if (strcmp(k->string, "resync") == 0) {
-                if (jread_dur(c, k, kp, &dv) < 0)
-                    return -1;
-                if (dv < 100)
-                    return jread_fail(c, kp, "must be at least 100ms");
-            } else if (strcmp(k->string, "ssl_verify") == 0) {
-                if (jread_bool(c, k, kp, &iv) < 0)
-                    return -1;
-            } else if (jread_str(c, k, kp, &sv) < 0) {
-                return -1;
-            }
-        }
-    }
-    static const char *const strs[] = {"node", "listen", "state_dir"};
-    for (size_t i = 0; i < 3; i++)
-        if ((v = cJSON_GetObjectItemCaseSensitive(root, strs[i])) && jread_str(c, v, strs[i], &sv) < 0)
-            return -1;
-    static const char *const dereg[] = {"always", "on-success", "never"};
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "deregister")) &&
-        jread_enum(c, v, "deregister", dereg, 3, &iv) < 0)
-        return -1;
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "drain")) && jread_nonneg_dur(c, v, "drain", &dv) < 0)
-        return -1;
-    static const char *const levels[] = {"trace", "debug", "info", "warn", "error"};
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "log_level")) &&
-        jread_enum(c, v, "log_level", levels, 5, &iv) < 0)
-        return -1;
-    static const char *const formats[] = {"text", "json"};
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "log_format")) &&
-        jread_enum(c, v, "log_format", formats, 2, &iv) < 0)
-        return -1;
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "watch"))) {
-        static const char *const keys[] = {"wait", "stale", "quiescence", "hold_down",
-                                           "max_blocking", "mode", "max_streams"};
-        if (jread_obj(c, v, "watch") < 0 || jread_keys(c, v, "watch", keys, 7) < 0)
-            return -1;
-        const cJSON *w;
-        long lv;
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "wait"))) {
-            if (jread_dur(c, w, "watch.wait", &dv) < 0)
-                return -1;
-            if (dv < 1000 || dv > 600000)
-                return jread_fail(c, "watch.wait", "must be between 1s and 10m (Consul's cap)");
-        }
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "stale")) && jread_bool(c, w, "watch.stale", &iv) < 0)
-            return -1;
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "hold_down")) &&
-            jread_nonneg_dur(c, w, "watch.hold_down", &dv) < 0)
-            return -1;
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "max_blocking")) &&
-            jread_int(c, w, "watch.max_blocking", 1, 100, &lv) < 0)
-            return -1;
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "max_streams")) &&
-            jread_int(c, w, "watch.max_streams", 1, 100000, &lv) < 0)
-            return -1;
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "mode")) &&
-            jread_enum(c, w, "watch.mode", watch_modes, 3, &iv) < 0)
-            return -1;
-        if ((w = cJSON_GetObjectItemCaseSensitive(v, "quiescence"))) {
-            static const char *const qk[] = {"min", "max"};
-            if (jread_obj(c, w, "watch.quiescence") < 0 ||
-                jread_keys(c, w, "watch.quiescence", qk, 2) < 0)
-                return -1;
-            const cJSON *q;
-            if ((q = cJSON_GetObjectItemCaseSensitive(w, "min")) &&
-                jread_nonneg_dur(c, q, "watch.quiescence.min", &dv) < 0)
-                return -1;
-            if ((q = cJSON_GetObjectItemCaseSensitive(w, "max")) &&
-                jread_nonneg_dur(c, q, "watch.quiescence.max", &dv) < 0)
-                return -1;
-        }
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "proxy"))) {
-        static const char *const kinds[] = {"kong", "haproxy", "nginx"};
-        if (jread_obj(c, v, "proxy") < 0 || jread_keys(c, v, "proxy", kinds, 3) < 0)
-            return -1;
-        const cJSON *k;
-        static const char *const kong_keys[] = {"admin_url", "token", "token_file",
-                                                "upstream_defaults", "writer", "lock_prefix",
-                                                "session_ttl", "lock_delay", "max_in_flight"};
-        static const char *const hap_keys[] = {"runtime", "backend_prefix", "writer",
-                                               "drain_timeout"};
-        static const char *const ngx_keys[] = {"upstream_dir", "test_cmd", "reload_cmd", "writer"};
-        static const char *const writers[] = {"elected", "per-node"};
-        if ((k = cJSON_GetObjectItemCaseSensitive(v, "kong"))) {
-            if (jread_obj(c, k, "proxy.kong") < 0 || jread_keys(c, k, "proxy.kong", kong_keys, 9) < 0)
-                return -1;
-            const cJSON *f;
-            cJSON_ArrayForEach(f, k) {
-                char kp[512];
-                jread_join(kp, sizeof kp, "proxy.kong", f->string);
-                if (strcmp(f->string, "upstream_defaults") == 0) {
-                    if (jread_obj(c, f, kp) < 0)
-                        return -1;
-                } else if (strcmp(f->string, "writer") == 0) {
-                    if (jread_enum(c, f, kp, writers, 2, &iv) < 0)
-                        return -1;
-                } else if (strcmp(f->string, "max_in_flight") == 0) {
-                    long mv;
-                    if (jread_int(c, f, kp, 1, 256, &mv) < 0)
-                        return -1;
-                } else if (strcmp(f->string, "session_ttl") == 0 ||
-                           strcmp(f->string, "lock_delay") == 0) {
-                    if (jread_nonneg_dur(c, f, kp, &dv) < 0)
-                        return -1;
-                    if (strcmp(f->string, "lock_delay") == 0 && dv > 60000)
-                        return jread_fail(c, kp, "must be at most 60s (Consul's limit)");
-                    if (strcmp(f->string, "session_ttl") == 0 && (dv < 1000 || dv > 86400000))
-                        return jread_fail(c, kp, "must be between 1s and 24h");
-                } else if (jread_str(c, f, kp, &sv) < 0) {
-                    return -1;
-                } else if (strcmp(f->string, "admin_url") == 0 && strncmp(sv, "http://", 7) &&
-                           strncmp(sv, "https://", 8)) {
-                    return jread_fail(c, kp, "expected an http:// or https:// URL, got \"%.64s\"", sv);
-                }
-            }
-        }
-        if ((k = cJSON_GetObjectItemCaseSensitive(v, "haproxy"))) {
-            if (jread_obj(c, k, "proxy.haproxy") < 0 ||
-                jread_keys(c, k, "proxy.haproxy", hap_keys, 4) < 0)
-                return -1;
-            const cJSON *f;
-            cJSON_ArrayForEach(f, k) {
-                char kp[512];
-                jread_join(kp, sizeof kp, "proxy.haproxy", f->string);
-                if (strcmp(f->string, "writer") == 0) {
-                    if (jread_enum(c, f, kp, writers, 2, &iv) < 0)
-                        return -1;
-                    if (strcmp(writers[iv], "per-node") != 0)
-                        return jread_fail(c, kp, "\"%s\" is for Kong only: each HAProxy keeps its own "
-                                    "servers, so every node's sidecar writes them (per-node)",
-                                    writers[iv]);
-                } else if (strcmp(f->string, "drain_timeout") == 0) {
-                    if (jread_nonneg_dur(c, f, kp, &dv) < 0)
-                        return -1;
-                    if (dv > 3600000)
-                        return jread_fail(c, kp, "must be at most 1h");
-                } else if (jread_str(c, f, kp, &sv) < 0) {
-                    return -1;
-                } else if (strcmp(f->string, "runtime") == 0 && strncmp(sv, "unix:///", 8) &&
-                           strncmp(sv, "tcp://", 6)) {
-                    return jread_fail(c, kp, "expected unix:///path or tcp://host:port, got \"%.64s\"", sv);
-                }
-            }
-        }
-        if ((k = cJSON_GetObjectItemCaseSensitive(v, "nginx"))) {
-            if (jread_obj(c, k, "proxy.nginx") < 0 || jread_keys(c, k, "proxy.nginx", ngx_keys, 4) < 0)
-                return -1;
-            const cJSON *f;
-            cJSON_ArrayForEach(f, k) {
-                char kp[512];
-                jread_join(kp, sizeof kp, "proxy.nginx", f->string);
-                if (strcmp(f->string, "writer") == 0 ? jread_enum(c, f, kp, writers, 2, &iv) < 0
-                                                     : jread_str(c, f, kp, &sv) < 0)
-                    return -1;
-                if (strcmp(f->string, "writer") == 0 && strcmp(writers[iv], "per-node") != 0)
-                    return jread_fail(c, kp, "\"%s\" is for Kong only: each nginx renders its own "
-                                "files, so every node's sidecar writes them (per-node)",
-                                writers[iv]);
-            }
-        }
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "upstreams"))) {
-        if (!cJSON_IsArray(v))
-            return jread_fail(c, "upstreams", "expected an array, got %s", jread_type_name(v));
-        const cJSON *u;
-        int i = 0;
-        cJSON_ArrayForEach(u, v) {
-            char up[64];
-            snprintf(up, sizeof up, "upstreams[%d]", i++);
-            static const char *const ukeys[] = {"service", "tags", "name", "proxy", "datacenter",
-                                                "passing_only"};
-            if (jread_obj(c, u, up) < 0 || jread_keys(c, u, up, ukeys, 6) < 0)
-                return -1;
-            const cJSON *f;
-            cJSON_ArrayForEach(f, u) {
-                char kp[512];
-                jread_join(kp, sizeof kp, up, f->string);
-                if (strcmp(f->string, "passing_only") == 0) {
-                    if (jread_bool(c, f, kp, &iv) < 0)
-                        return -1;
-                } else if (strcmp(f->string, "tags") == 0) {
-                    const cJSON *t;
-                    if (!cJSON_IsArray(f))
-                        return jread_fail(c, kp, "expected an array of strings, got %s", jread_type_name(f));
-                    cJSON_ArrayForEach(t, f) if (!cJSON_IsString(t))
-                        return jread_fail(c, kp, "expected an array of strings");
-                } else if (strcmp(f->string, "proxy") == 0) {
-                    static const char *const kinds[] = {"kong", "haproxy", "nginx"};
-                    if (jread_enum(c, f, kp, kinds, 3, &iv) < 0)
-                        return -1;
-                } else if (jread_str(c, f, kp, &sv) < 0) {
-                    return -1;
-                } else if (sv[0] == '\0') {
-                    return jread_fail(c, kp, "must not be empty");
-                }
-            }
-            if (!cJSON_GetObjectItemCaseSensitive(u, "service")) {
-                char kp[512];
-                jread_join(kp, sizeof kp, up, "service");
-                return jread_fail(c, kp, "required");
-            }
-        }
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "service")) && jread_obj(c, v, "service") < 0)
-        return -1;
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "services")) && !cJSON_IsArray(v))
-        return jread_fail(c, "services", "expected an array, got %s", jread_type_name(v));
-    return 0;
+    return jread_section(c, root, "", top_keys, N(top_keys));
 }
 
 /* Merges src's settings into dst (objects key-wise, the rest later-wins). */

@@ -12,6 +12,7 @@
 #include "lib/buf.h"
 #include "lib/dur.h"
 #include "lib/http.h"
+#include "lib/jread.h"
 #include "lib/jsonstr.h"
 #include "lib/log.h"
 #include "lib/loop.h"
@@ -467,6 +468,71 @@ START_TEST(test_json_string_escapes_as_cjson_prints)
 }
 END_TEST
 
+/* ---- settings as tables (jread_section) ------------------------------------- */
+
+static int only_even(struct jread *c, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsNumber(v) || (int)v->valuedouble % 2)
+        return jread_fail(c, path, "must be even");
+    return 0;
+}
+
+static const char *const tsec_modes[] = {"a", "b"};
+static const char *const tsec_urls[] = {"http://", "https://"};
+static const struct jkey tsec_inner[] = {
+    {.name = "wait", .kind = JK_DUR, .min = 1000, .max = 60000, .why = "must be between 1s and 1m"},
+    {.name = "grace", .kind = JK_NNDUR},
+};
+static const struct jkey tsec_keys[] = {
+    {.name = "url", .kind = JK_STR, .why = "expected a URL", .values = tsec_urls, .n = 2},
+    {.name = "name", .kind = JK_NESTR},
+    {.name = "on", .kind = JK_BOOL},
+    {.name = "n", .kind = JK_INT, .min = 1, .max = 8},
+    {.name = "mode", .kind = JK_ENUM, .values = tsec_modes, .n = 2},
+    {.name = "inner", .kind = JK_SECTION, .sub = tsec_inner, .n = 2},
+    {.name = "even", .kind = JK_FN, .check = only_even},
+};
+
+/* in: a JSON document; want: "" when it passes, else the one-line error. */
+static const struct {
+    const char *in, *want;
+} tsec_cases[] = {
+    {"{\"url\": \"https://x\", \"name\": \"a\", \"on\": true, \"n\": 8, \"mode\": \"b\", "
+     "\"inner\": {\"wait\": \"1m\", \"grace\": \"0s\"}, \"even\": 4}", ""},
+    {"{}", ""},
+    {"{\"n\": \"x\", \"bogus\": 1}", "f.json: unknown key \"bogus\""},
+    {"{\"url\": \"ftp://x\"}", "f.json: url: expected a URL, got \"ftp://x\""},
+    {"{\"name\": \"\"}", "f.json: name: must not be empty"},
+    {"{\"n\": 9}", NULL},
+    {"{\"inner\": {\"wait\": \"500ms\"}}", "f.json: inner.wait: must be between 1s and 1m"},
+    {"{\"inner\": {\"nope\": 1}}", "f.json: inner: unknown key \"nope\""},
+    {"{\"inner\": []}", NULL},
+    {"{\"inner\": {\"grace\": \"-1s\"}}", NULL},
+    {"{\"even\": 3}", "f.json: even: must be even"},
+    {"{\"mode\": \"c\"}", NULL},
+};
+
+START_TEST(test_jread_section_walks_a_table_of_keys)
+{
+    char err[300] = "";
+    struct jread c = {"f.json", err, sizeof err, 0};
+    cJSON *doc = cJSON_Parse(tsec_cases[_i].in);
+    ck_assert_ptr_nonnull(doc);
+    int rc = jread_section(&c, doc, "", tsec_keys, sizeof tsec_keys / sizeof tsec_keys[0]);
+    cJSON_Delete(doc);
+    if (tsec_cases[_i].want && tsec_cases[_i].want[0] == '\0') {
+        ck_assert_msg(rc == 0, "%s: %s", tsec_cases[_i].in, err);
+        return;
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_ptr_null(strchr(err, '\n'));
+    if (tsec_cases[_i].want)
+        ck_assert_str_eq(err, tsec_cases[_i].want);
+    else   /* the typed read's own wording: it names the file and the key */
+        ck_assert_msg(strncmp(err, "f.json: ", 8) == 0 && strlen(err) > 12, "%s", err);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -474,6 +540,8 @@ int main(void)
     tcase_add_loop_test(t, test_dur_parses_go_durations, 0,
                         (int)(sizeof dur_cases / sizeof dur_cases[0]));
     tcase_add_test(t, test_dur_formats_like_go);
+    tcase_add_loop_test(t, test_jread_section_walks_a_table_of_keys, 0,
+                        (int)(sizeof tsec_cases / sizeof tsec_cases[0]));
     tcase_add_test(t, test_strmap_finds_every_key_across_growth_and_clear);
     tcase_add_test(t, test_json_string_escapes_as_cjson_prints);
     tcase_add_test(t, test_buf_refuses_to_grow_past_its_cap);
