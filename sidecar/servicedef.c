@@ -202,6 +202,117 @@ static cJSON *plain_value(struct jread *c, const cJSON *v, const char *kp, int t
     }
 }
 
+/* What a check's keys said, for the rules that span keys. */
+struct check_seen {
+    int64_t interval, ttl;
+    int kinds;                 /* HTTP, TCP, ... keys: how the agent runs it */
+    int has_probe;
+};
+
+/* A header map: each value a list of strings. A copy, or NULL. */
+static cJSON *header_value(struct jread *c, const cJSON *k, const char *kp)
+{
+    const cJSON *h;
+    if (jread_obj(c, k, kp) < 0)
+        return NULL;
+    cJSON_ArrayForEach(h, k) {
+        char hp[600];
+        snprintf(hp, sizeof hp, "%s (header \"%.64s\")", kp, h->string);
+        cJSON *copy = plain_value(c, h, hp, T_STRLIST, 0, 0);
+        if (copy == NULL)
+            return NULL;
+        cJSON_Delete(copy);
+    }
+    return cJSON_Duplicate(k, 1);
+}
+
+/* A duration as the agent takes it: the string as written, or a number of
+ * nanoseconds written back as a Go duration. */
+static cJSON *check_duration(struct jread *c, const struct keydef *d, const cJSON *k,
+                             const char *kp, struct check_seen *seen)
+{
+    int64_t dv = 0;
+    char buf[32];
+    if (jread_nonneg_dur(c, k, kp, &dv) < 0)
+        return NULL;
+    if (strcmp(d->canon, "Interval") == 0)
+        seen->interval = dv;
+    if (strcmp(d->canon, "TTL") == 0)
+        seen->ttl = dv;
+    return cJSON_CreateString(cJSON_IsString(k) ? k->valuestring : dur_format_ms(dv, buf, sizeof buf));
+}
+
+/* One check key's canonical value (a new item), or NULL with c->failed (or
+ * out of memory). The sidecar's own probe key goes to probe instead. */
+static cJSON *check_value(struct jread *c, const struct keydef *d, const cJSON *k,
+                          const char *kp, struct check_seen *seen, struct probe_spec *probe)
+{
+    const char *sv = "";
+    switch (d->type) {
+    case T_STR:
+    case T_BOOL:
+    case T_INT:
+        return plain_value(c, k, kp, d->type, 0, 1000000000L);
+    case T_STATUS:
+        if (jread_str(c, k, kp, &sv) < 0)
+            return NULL;
+        if (strcmp(sv, "passing") && strcmp(sv, "warning") && strcmp(sv, "critical")) {
+            jread_fail(c, kp, "must be passing, warning or critical, got \"%.32s\"", sv);
+            return NULL;
+        }
+        return cJSON_CreateString(sv);
+    case T_DUR:
+        return check_duration(c, d, k, kp, seen);
+    case T_STRLIST:
+        return plain_value(c, k, kp, d->type, 0, 0);
+    case T_HEADER:
+        return header_value(c, k, kp);
+    case T_PROBE:
+        if (seen->has_probe) {
+            /* A repeated key: the last one counts, as in Consul's JSON. */
+            free(probe->target);
+            free(probe->method);
+            probe->target = probe->method = NULL;
+            seen->has_probe = 0;
+        }
+        if (parse_probe(c, k, kp, probe) < 0)
+            return NULL;
+        seen->has_probe = 1;
+        return NULL;
+    default:
+        return cJSON_Duplicate(k, 1);
+    }
+}
+
+static int runs_itself(const char *canon)
+{
+    static const char *const kinds[] = {"HTTP", "TCP", "UDP", "GRPC", "H2PING", "OSService",
+                                        "ScriptArgs", "DockerContainerID"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(canon, kinds[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The agent's rules across a check's keys (and the sidecar's: a probe
+ * feeds a TTL check). */
+static int check_rules(struct jread *c, const char *path, const cJSON *out,
+                       const struct check_seen *seen)
+{
+    if (seen->interval > 0 && seen->ttl > 0)
+        return jread_fail(c, path, "Interval and TTL cannot both be specified");
+    if (seen->kinds > 0 && seen->interval <= 0 &&
+        !cJSON_GetObjectItemCaseSensitive(out, "DockerContainerID"))
+        return jread_fail(c, path, "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
+    if (seen->kinds == 0 && !cJSON_GetObjectItemCaseSensitive(out, "AliasService") &&
+        !cJSON_GetObjectItemCaseSensitive(out, "AliasNode") && seen->ttl <= 0)
+        return jread_fail(c, path, seen->has_probe ? "probe needs ttl: the sidecar feeds a TTL check from it"
+                                                   : "TTL must be > 0 for TTL checks");
+    if (seen->has_probe && seen->ttl <= 0)
+        return jread_fail(c, path, "probe needs ttl: the sidecar feeds a TTL check from it");
+    return 0;
+}
+
 /* Validates one check object and returns its canonical form (new object). */
 static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path,
                           struct probe_spec *probe, int *has_probe, int64_t *ttl_ms)
@@ -209,13 +320,12 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
     struct jread *c = b->c;
     char kp[512];
     cJSON *out = cJSON_CreateObject();
-    int64_t interval = 0, ttl = 0;
-    int kinds = 0;
+    struct check_seen seen = {0, 0, 0, 0};
+    const cJSON *k;
     *has_probe = 0;
     *ttl_ms = 0;
     if (out == NULL || jread_obj(c, in, path) < 0)
         goto fail;
-    const cJSON *k;
     cJSON_ArrayForEach(k, in) {
         jread_join(kp, sizeof kp, path, k->string);
         const struct keydef *d = lookup(check_keys, sizeof check_keys / sizeof check_keys[0],
@@ -224,72 +334,11 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
             jread_fail(c, path, "unknown key \"%.64s\"", k->string);
             goto fail;
         }
-        int64_t dv = 0;
-        const char *sv = "";
-        cJSON *val = NULL;
-        switch (d->type) {
-        case T_STR:
-        case T_BOOL:
-        case T_INT:
-            if ((val = plain_value(c, k, kp, d->type, 0, 1000000000L)) == NULL)
-                goto fail;
-            break;
-        case T_STATUS:
-            if (jread_str(c, k, kp, &sv) < 0)
-                goto fail;
-            if (strcmp(sv, "passing") && strcmp(sv, "warning") && strcmp(sv, "critical")) {
-                jread_fail(c, kp, "must be passing, warning or critical, got \"%.32s\"", sv);
-                goto fail;
-            }
-            val = cJSON_CreateString(sv);
-            break;
-        case T_DUR:
-            if (jread_nonneg_dur(c, k, kp, &dv) < 0)
-                goto fail;
-            if (strcmp(d->canon, "Interval") == 0)
-                interval = dv;
-            if (strcmp(d->canon, "TTL") == 0)
-                ttl = dv;
-            val = cJSON_IsString(k) ? cJSON_CreateString(k->valuestring) : NULL;
-            if (val == NULL) {
-                char buf[32];
-                val = cJSON_CreateString(dur_format_ms(dv, buf, sizeof buf));
-            }
-            break;
-        case T_STRLIST:
-            if ((val = plain_value(c, k, kp, d->type, 0, 0)) == NULL)
-                goto fail;
-            break;
-        case T_HEADER: {
-            if (jread_obj(c, k, kp) < 0)
-                goto fail;
-            const cJSON *h;
-            cJSON_ArrayForEach(h, k) {
-                char hp[600];
-                snprintf(hp, sizeof hp, "%s (header \"%.64s\")", kp, h->string);
-                cJSON *copy = plain_value(c, h, hp, T_STRLIST, 0, 0);
-                if (copy == NULL)
-                    goto fail;
-                cJSON_Delete(copy);
-            }
-            val = cJSON_Duplicate(k, 1);
-            break;
-        }
-        case T_PROBE:
-            if (*has_probe) {
-                /* A repeated key: the last one counts, as in Consul's JSON. */
-                free(probe->target);
-                free(probe->method);
-                probe->target = probe->method = NULL;
-            }
-            if (parse_probe(c, k, kp, probe) < 0)
-                goto fail;
-            *has_probe = 1;
+        cJSON *val = check_value(c, d, k, kp, &seen, probe);
+        if (c->failed)
+            goto fail;
+        if (d->type == T_PROBE)
             continue;
-        default:
-            val = cJSON_Duplicate(k, 1);
-            break;
-        }
         if (strcmp(d->canon, "ServiceID") == 0) {
             cJSON_Delete(val); /* tolerated and ignored, as Consul does */
             continue;
@@ -300,43 +349,22 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
         }
         cJSON_DeleteItemFromObjectCaseSensitive(out, d->canon); /* last wins */
         cJSON_AddItemToObject(out, d->canon, val);
-        if (!strcmp(d->canon, "HTTP") || !strcmp(d->canon, "TCP") || !strcmp(d->canon, "UDP") ||
-            !strcmp(d->canon, "GRPC") || !strcmp(d->canon, "H2PING") ||
-            !strcmp(d->canon, "OSService") || !strcmp(d->canon, "ScriptArgs") ||
-            !strcmp(d->canon, "DockerContainerID"))
-            kinds++;
+        seen.kinds += runs_itself(d->canon);
     }
-    if (cJSON_GetArraySize(out) == 0 && !*has_probe)
+    *has_probe = seen.has_probe;
+    if (cJSON_GetArraySize(out) == 0 && !seen.has_probe)
         return out; /* an empty Check {} is ignored, as Consul does */
-    if (interval > 0 && ttl > 0) {
-        jread_fail(c, path, "Interval and TTL cannot both be specified");
+    if (check_rules(c, path, out, &seen) < 0)
         goto fail;
-    }
-    if (kinds > 0 && interval <= 0 && !cJSON_GetObjectItemCaseSensitive(out, "DockerContainerID")) {
-        jread_fail(c, path, "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
-        goto fail;
-    }
-    if (kinds == 0 && !cJSON_GetObjectItemCaseSensitive(out, "AliasService") &&
-        !cJSON_GetObjectItemCaseSensitive(out, "AliasNode")) {
-        if (ttl <= 0) {
-            jread_fail(c, path, *has_probe ? "probe needs ttl: the sidecar feeds a TTL check from it"
-                                     : "TTL must be > 0 for TTL checks");
-            goto fail;
-        }
-    }
-    if (*has_probe && ttl <= 0) {
-        jread_fail(c, path, "probe needs ttl: the sidecar feeds a TTL check from it");
-        goto fail;
-    }
-    *ttl_ms = ttl;
+    *ttl_ms = seen.ttl;
     return out;
 fail:
     cJSON_Delete(out);
-    if (*has_probe) {
+    if (seen.has_probe) {
         free(probe->target);
         free(probe->method);
-        *has_probe = 0;
     }
+    *has_probe = 0;
     return NULL;
 }
 
@@ -426,90 +454,108 @@ static cJSON *weights_value(struct jread *c, const cJSON *k, const char *kp)
     return val;
 }
 
-/* Builds one consul_service from a definition object (see servicedef.h). */
-int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
+/* The Check and Checks of a definition, in that order (either may be NULL),
+ * with the key paths their errors name. */
+struct check_inputs {
+    const cJSON *list[2];
+    char paths[2][512];
+};
+
+/* One service key's canonical value (a new item), or NULL (c->failed). The
+ * Check and Checks keys are only noted in ci, to be built after the rest. */
+static int service_value(struct jread *c, const struct keydef *d, const cJSON *k, const char *kp,
+                         struct check_inputs *ci, cJSON **val)
 {
-    struct jread *c = b->c;
+    const char *sv = "";
+    *val = NULL;
+    switch (d->type) {
+    case T_STR:
+    case T_SECRET:
+    case T_INT:
+    case T_BOOL:
+    case T_STRLIST:
+        if ((*val = plain_value(c, k, kp, d->type, 0, 65535)) == NULL)
+            return -1;
+        sv = cJSON_IsString(*val) ? (*val)->valuestring : "";
+        if (strcmp(d->canon, "Address") == 0 &&
+            (!strcmp(sv, "0.0.0.0") || !strcmp(sv, "::") || !strcmp(sv, "[::]"))) {
+            jread_fail(c, kp, "invalid service address \"%s\": a service must be reachable at it", sv);
+            cJSON_Delete(*val);
+            *val = NULL;
+            return -1;
+        }
+        return 0;
+    case T_META:
+        *val = meta_value(c, k, kp);
+        return *val ? 0 : -1;
+    case T_WEIGHTS:
+        *val = weights_value(c, k, kp);
+        return *val ? 0 : -1;
+    case T_CHECK:
+    case T_CHECKS: {
+        int i = d->type == T_CHECKS;
+        if (i && !cJSON_IsArray(k))
+            return jread_fail(c, kp, "expected an array of checks, got %s", jread_type_name(k));
+        ci->list[i] = k;
+        snprintf(ci->paths[i], sizeof ci->paths[i], "%s", kp);
+        return 0;
+    }
+    default:
+        if (jread_obj(c, k, kp) < 0)
+            return -1;
+        *val = cJSON_Duplicate(k, 1);
+        return 0;
+    }
+}
+
+/* Reads every key of a definition into out, in canonical spelling (the
+ * last of a repeated key wins). */
+static int service_keys_read(struct jread *c, const cJSON *in, const char *path, cJSON *out,
+                             struct check_inputs *ci)
+{
     char kp[512];
-    struct consul_service *s = b->svc;
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *check_in = NULL, *checks_in = NULL;
-    char check_path[512] = "", checks_path[512] = "";
-    memset(s, 0, sizeof *s);
-    if (out == NULL || jread_obj(c, in, path) < 0)
-        goto fail;
     const cJSON *k;
+    if (jread_obj(c, in, path) < 0)
+        return -1;
     cJSON_ArrayForEach(k, in) {
         jread_join(kp, sizeof kp, path, k->string);
         const struct keydef *d = lookup(service_keys, sizeof service_keys / sizeof service_keys[0],
                                         k->string);
-        if (d == NULL) {
-            jread_fail(c, path, "unknown key \"%.64s\"", k->string);
-            goto fail;
-        }
-        const char *sv = "";
-        cJSON *val = NULL;
-        switch (d->type) {
-        case T_STR:
-        case T_SECRET:
-        case T_INT:
-        case T_BOOL:
-        case T_STRLIST:
-            if ((val = plain_value(c, k, kp, d->type, 0, 65535)) == NULL)
-                goto fail;
-            sv = cJSON_IsString(val) ? val->valuestring : "";
-            if (strcmp(d->canon, "Address") == 0 &&
-                (!strcmp(sv, "0.0.0.0") || !strcmp(sv, "::") || !strcmp(sv, "[::]"))) {
-                jread_fail(c, kp, "invalid service address \"%s\": a service must be reachable at it", sv);
-                cJSON_Delete(val);
-                goto fail;
-            }
-            break;
-        case T_META:
-            val = meta_value(c, k, kp);
-            break;
-        case T_WEIGHTS:
-            val = weights_value(c, k, kp);
-            break;
-        case T_CHECK:
-            check_in = k;
-            snprintf(check_path, sizeof check_path, "%s", kp);
+        cJSON *val;
+        if (d == NULL)
+            return jread_fail(c, path, "unknown key \"%.64s\"", k->string);
+        if (service_value(c, d, k, kp, ci, &val) < 0)
+            return c->failed ? -1 : jread_fail(c, kp, "out of memory");
+        if (d->type == T_CHECK || d->type == T_CHECKS)
             continue;
-        case T_CHECKS:
-            if (!cJSON_IsArray(k)) {
-                jread_fail(c, kp, "expected an array of checks, got %s", jread_type_name(k));
-                goto fail;
-            }
-            checks_in = k;
-            snprintf(checks_path, sizeof checks_path, "%s", kp);
-            continue;
-        default:
-            if (jread_obj(c, k, kp) < 0)
-                goto fail;
-            val = cJSON_Duplicate(k, 1);
-            break;
-        }
-        if (val == NULL) {
-            jread_fail(c, kp, "out of memory");
-            goto fail;
-        }
+        if (val == NULL)
+            return jread_fail(c, kp, "out of memory");
         cJSON_DeleteItemFromObjectCaseSensitive(out, d->canon);
         cJSON_AddItemToObject(out, d->canon, val);
     }
+    return 0;
+}
+
+/* Name and ID (the name when no ID is given), and the ownership mark by
+ * which a restarted sidecar tells its registrations. */
+static int service_identity(struct svc_build *b, const char *path, cJSON *out)
+{
+    struct consul_service *s = b->svc;
+    char kp[512];
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(out, "Name");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(out, "ID");
     if (!cJSON_IsString(name) || name->valuestring[0] == '\0') {
         jread_join(kp, sizeof kp, path, "name");
-        jread_fail(c, kp, "missing service name");
-        goto fail;
+        return jread_fail(b->c, kp, "missing service name");
     }
     s->name = strdup(name->valuestring);
     s->id = strdup(cJSON_IsString(id) && id->valuestring[0] ? id->valuestring : name->valuestring);
+    if (!s->name || !s->id)
+        return jread_fail(b->c, path, "out of memory");
     if (!cJSON_IsString(id)) {
         cJSON_DeleteItemFromObjectCaseSensitive(out, "ID");
         cJSON_AddStringToObject(out, "ID", s->id);
     }
-    /* Ownership mark: a restarted sidecar can tell its registrations. */
     cJSON *meta = cJSON_GetObjectItemCaseSensitive(out, "Meta");
     if (meta == NULL)
         meta = cJSON_AddObjectToObject(out, "Meta");
@@ -517,49 +563,62 @@ int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
     cJSON_DeleteItemFromObjectCaseSensitive(meta, CONSUL_META_SIDECAR_NODE);
     cJSON_AddStringToObject(meta, CONSUL_META_MANAGED_BY, CONSUL_META_MANAGED_BY_VAL);
     cJSON_AddStringToObject(meta, CONSUL_META_SIDECAR_NODE, b->node);
+    return 0;
+}
 
-    /* Checks: Check first, then Checks; IDs as Consul assigns them. */
-    size_t total = (check_in ? 1 : 0) + (checks_in ? (size_t)cJSON_GetArraySize(checks_in) : 0);
-    cJSON *checks_out = cJSON_CreateArray();
-    s->checks = total ? calloc(total, sizeof *s->checks) : NULL;
-    if (checks_out == NULL || (total && s->checks == NULL) || !s->name || !s->id)
-        goto oom;
-    const cJSON *list[2] = {check_in, checks_in};
-    const char *paths[2] = {check_path, checks_path};
-    size_t pos = 0;
+/* The i-th check object of ci (over Check, then Checks' items) into *item
+ * and its path; 0 past the last. */
+static int check_input_at(const struct check_inputs *ci, int li, int i, const cJSON **item,
+                          char *cp, size_t cplen)
+{
+    if (ci->list[li] == NULL)
+        return 0;
+    if (li == 0) {
+        if (i > 0)
+            return 0;
+        *item = ci->list[0];
+        snprintf(cp, cplen, "%s", ci->paths[0]);
+        return 1;
+    }
+    if (i >= cJSON_GetArraySize(ci->list[1]))
+        return 0;
+    *item = cJSON_GetArrayItem(ci->list[1], i);
+    snprintf(cp, cplen, "%s[%d]", ci->paths[1], i);
+    return 1;
+}
+
+/* Every check, validated and canonical, into checks_out (an empty Check {}
+ * is dropped, as Consul does). */
+static int checks_build(struct svc_build *b, const struct check_inputs *ci, cJSON *checks_out)
+{
     for (int li = 0; li < 2; li++) {
-        if (list[li] == NULL)
-            continue;
-        int single = li == 0;
-        const cJSON *items = list[li];
-        int count = single ? 1 : cJSON_GetArraySize(items);
-        for (int i = 0; i < count; i++) {
-            const cJSON *ci = single ? items : cJSON_GetArrayItem(items, i);
-            char cp[600];
-            if (single)
-                snprintf(cp, sizeof cp, "%s", paths[li]);
-            else
-                snprintf(cp, sizeof cp, "%s[%d]", paths[li], i);
+        const cJSON *item;
+        char cp[600];
+        for (int i = 0; check_input_at(ci, li, i, &item, cp, sizeof cp); i++) {
             struct probe_spec spec;
             int has_probe;
             int64_t ttl;
-            cJSON *cc = build_check(b, ci, cp, &spec, &has_probe, &ttl);
+            cJSON *cc = build_check(b, item, cp, &spec, &has_probe, &ttl);
             if (cc == NULL)
-                goto fail_checks;
+                return -1;
             if (has_probe)
-                probe_spec_free(&spec); /* parsed again below, with its check's ID */
-            if (cJSON_GetArraySize(cc) == 0) {
+                probe_spec_free(&spec); /* parsed again by probes_attach, with its check's ID */
+            if (cJSON_GetArraySize(cc) == 0)
                 cJSON_Delete(cc);
-                continue;
-            }
-            cJSON_AddItemToArray(checks_out, cc);
-            pos++;
+            else
+                cJSON_AddItemToArray(checks_out, cc);
         }
     }
-    /* Assign IDs now that the count is known. */
-    size_t nchecks = (size_t)cJSON_GetArraySize(checks_out);
-    pos = 0;
-    cJSON *cc;
+    return 0;
+}
+
+/* IDs and names as Consul assigns them: "service:<id>" for a lone check,
+ * "service:<id>:<n>" for several; two checks with one ID are refused. */
+static int checks_name(struct svc_build *b, const char *path, const cJSON *checks_out)
+{
+    struct consul_service *s = b->svc;
+    size_t nchecks = (size_t)cJSON_GetArraySize(checks_out), pos = 0;
+    const cJSON *cc;
     cJSON_ArrayForEach(cc, checks_out) {
         const cJSON *cid = cJSON_GetObjectItemCaseSensitive(cc, "CheckID");
         const cJSON *cname = cJSON_GetObjectItemCaseSensitive(cc, "Name");
@@ -574,12 +633,9 @@ int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
             snprintf(namebuf, sizeof namebuf, "%s", cname->valuestring);
         else
             snprintf(namebuf, sizeof namebuf, "Service '%s' check", s->name);
-        for (size_t j = 0; j < pos; j++) {
-            if (strcmp(s->checks[j].check_id, idbuf) == 0) {
-                jread_fail(c, path, "two checks with the ID \"%.64s\"", idbuf);
-                goto fail_checks;
-            }
-        }
+        for (size_t j = 0; j < pos; j++)
+            if (strcmp(s->checks[j].check_id, idbuf) == 0)
+                return jread_fail(b->c, path, "two checks with the ID \"%.64s\"", idbuf);
         s->checks[pos].check_id = strdup(idbuf);
         s->checks[pos].name = strdup(namebuf);
         const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(cc, "TTL");
@@ -589,50 +645,77 @@ int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
         s->checks[pos].ttl_ms = ttl_ms;
         s->n_checks = pos + 1;
         if (!s->checks[pos].check_id || !s->checks[pos].name)
-            goto oom;
+            return jread_fail(b->c, path, "out of memory");
         pos++;
     }
-    /* Probes, matched to their checks in order (second pass over input). */
-    pos = 0;
+    return 0;
+}
+
+/* Probes, matched to their checks in order (a second pass over the input,
+ * now that each check has its ID). */
+static int probes_attach(struct svc_build *b, const struct check_inputs *ci, cJSON *checks_out)
+{
+    struct consul_service *s = b->svc;
+    size_t pos = 0;
     for (int li = 0; li < 2; li++) {
-        if (list[li] == NULL)
-            continue;
-        int single = li == 0;
-        int count = single ? 1 : cJSON_GetArraySize(list[li]);
-        for (int i = 0; i < count; i++) {
-            const cJSON *ci = single ? list[li] : cJSON_GetArrayItem(list[li], i);
-            if (cJSON_GetArraySize(ci) == 0)
+        const cJSON *item;
+        char cp[600];
+        for (int i = 0; check_input_at(ci, li, i, &item, cp, sizeof cp); i++) {
+            if (cJSON_GetArraySize(item) == 0)
                 continue;
             const cJSON *pk;
-            cJSON_ArrayForEach(pk, ci) {
+            cJSON_ArrayForEach(pk, item) {
                 const struct keydef *d = lookup(check_keys, sizeof check_keys / sizeof check_keys[0],
                                                 pk->string);
-                if (d && d->type == T_PROBE) {
-                    struct probe_spec spec;
-                    char pp[600];
-                    snprintf(pp, sizeof pp, "%s.probe", single ? paths[li] : "checks");
-                    if (parse_probe(c, pk, pp, &spec) < 0 ||
-                        add_probe(b, s->id, s->checks[pos].check_id, s->checks[pos].ttl_ms, &spec,
-                                  cJSON_GetArrayItem(checks_out, (int)pos)) < 0) {
-                        probe_spec_free(&spec);
-                        goto fail_checks;
-                    }
+                if (d == NULL || d->type != T_PROBE)
+                    continue;
+                struct probe_spec spec;
+                char pp[600];
+                snprintf(pp, sizeof pp, "%s.probe", li == 0 ? ci->paths[0] : "checks");
+                if (parse_probe(b->c, pk, pp, &spec) < 0 ||
+                    add_probe(b, s->id, s->checks[pos].check_id, s->checks[pos].ttl_ms, &spec,
+                              cJSON_GetArrayItem(checks_out, (int)pos)) < 0) {
+                    probe_spec_free(&spec);
+                    return -1;
                 }
             }
             pos++;
         }
     }
-    if (nchecks > 0)
+    return 0;
+}
+
+/* Builds one consul_service from a definition object (see servicedef.h):
+ * its keys, its identity, then its checks and their probes. */
+int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
+{
+    struct consul_service *s = b->svc;
+    struct check_inputs ci = {{NULL, NULL}, {"", ""}};
+    cJSON *out = cJSON_CreateObject(), *checks_out = cJSON_CreateArray();
+    memset(s, 0, sizeof *s);
+    if (out == NULL || checks_out == NULL) {
+        jread_fail(b->c, path, "out of memory");
+        goto fail;
+    }
+    if (service_keys_read(b->c, in, path, out, &ci) < 0 || service_identity(b, path, out) < 0)
+        goto fail;
+    size_t total = (ci.list[0] ? 1 : 0) + (ci.list[1] ? (size_t)cJSON_GetArraySize(ci.list[1]) : 0);
+    s->checks = total ? calloc(total, sizeof *s->checks) : NULL;
+    if (total && s->checks == NULL) {
+        jread_fail(b->c, path, "out of memory");
+        goto fail;
+    }
+    if (checks_build(b, &ci, checks_out) < 0 || checks_name(b, path, checks_out) < 0 ||
+        probes_attach(b, &ci, checks_out) < 0)
+        goto fail;
+    if (cJSON_GetArraySize(checks_out) > 0)
         cJSON_AddItemToObject(out, "Checks", checks_out);
     else
         cJSON_Delete(checks_out);
     s->definition = out;
     return 0;
-oom:
-    jread_fail(c, path, "out of memory");
-fail_checks:
-    cJSON_Delete(checks_out);
 fail:
+    cJSON_Delete(checks_out);
     cJSON_Delete(out);
     free(s->id);
     free(s->name);
