@@ -354,179 +354,221 @@ static struct check *install_check(struct node *n, const struct parsed_check *pc
     return k;
 }
 
-static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *c,
-                                        const char *body, size_t len)
+/* A registration body's fields, as the agent's decoder reads them. */
+struct reg {
+    const cJSON *name, *id, *addr, *port, *tags, *meta, *weights, *eto, *check, *checks, *tagged;
+    int wp, ww;                   /* weights, defaults filled in */
+    struct parsed_check pcs[64];
+    int npc;
+};
+
+/* Go's decoder: unknown fields and wrong types. NULL when it decodes. */
+static const char *reg_decode(const cJSON *in, struct reg *g, char *err, size_t len)
 {
-    char err[600];
-    if (len == 0)
-        return reply_text(c, 400, "Request decode failed: EOF");
-    cJSON *in = cJSON_ParseWithLength(body, len);
-    if (in == NULL)
-        return reply_text(c, 400, "Request decode failed: unexpected EOF");
-    if (!cJSON_IsObject(in)) {
-        cJSON_Delete(in);
-        return reply_text(c, 400, "Request decode failed: json: cannot unmarshal into Go value of type structs.ServiceDefinition");
-    }
-    enum MHD_Result ret;
     const cJSON *k;
     cJSON_ArrayForEach(k, in) {
         if (canon(k->string, SERVICE_KEYS) == NULL) {
-            snprintf(err, sizeof err, "Request decode failed: json: unknown field \"%s\"", k->string);
-            ret = reply_text(c, 400, err);
-            goto out;
+            snprintf(err, len, "Request decode failed: json: unknown field \"%s\"", k->string);
+            return err;
         }
     }
-    const cJSON *name = iget(in, "Name"), *id = iget(in, "ID"), *addr = iget(in, "Address");
-    const cJSON *port = iget(in, "Port"), *tags = iget(in, "Tags"), *meta = iget(in, "Meta");
-    const cJSON *weights = iget(in, "Weights"), *eto = iget2(in, "EnableTagOverride", "enable_tag_override");
-    const cJSON *check = iget(in, "Check"), *checks = iget(in, "Checks");
-    const cJSON *tagged = iget2(in, "TaggedAddresses", "tagged_addresses");
-    if ((port && !cJSON_IsNumber(port)) || (tags && !cJSON_IsNull(tags) && !cJSON_IsArray(tags)) ||
-        (meta && !cJSON_IsNull(meta) && !cJSON_IsObject(meta)) || (name && !cJSON_IsString(name)) ||
-        (checks && !cJSON_IsNull(checks) && !cJSON_IsArray(checks))) {
-        ret = reply_text(c, 400, "Request decode failed: json: cannot unmarshal value into a field of the wrong type");
-        goto out;
-    }
-    /* Durations first: Go's decoder fails on them before validation. */
-    struct parsed_check pcs[64];
-    int npc = 0;
-    const cJSON *list[64];
-    int nl = 0;
-    if (cJSON_IsObject(check) && cJSON_GetArraySize(check) > 0)
-        list[nl++] = check;
-    const cJSON *ce;
-    cJSON_ArrayForEach(ce, checks) if (nl < 64) list[nl++] = ce;
-    if (!cJSON_IsString(name) || name->valuestring[0] == '\0') {
-        ret = reply_text(c, 400, "Missing service name");
-        goto out;
-    }
-    if (cJSON_IsString(addr) && (!strcmp(addr->valuestring, "0.0.0.0") || !strcmp(addr->valuestring, "::") ||
-                                 !strcmp(addr->valuestring, "[::]"))) {
-        ret = reply_text(c, 400, "Invalid service address");
-        goto out;
-    }
-    int wp = 1, ww = 1;
-    if (cJSON_IsObject(weights)) {
-        const cJSON *p = iget(weights, "Passing"), *w = iget(weights, "Warning");
-        wp = cJSON_IsNumber(p) ? p->valueint : 0;
-        ww = cJSON_IsNumber(w) ? w->valueint : 0;
-        if (wp < 1) {
-            ret = reply_text(c, 400, "Invalid Weights: Passing must be greater than 0");
-            goto out;
-        }
-        if (ww < 0) {
-            ret = reply_text(c, 400, "Invalid Weights: Warning must be greater or equal than 0");
-            goto out;
-        }
-        if (wp > 65535 || ww > 65535) {
-            ret = reply_text(c, 400, "Invalid Weights: DNS Weight must be between 0 and 65535");
-            goto out;
-        }
-    }
-    if (cJSON_IsObject(meta)) {
-        if (cJSON_GetArraySize(meta) > 64) {
-            ret = reply_text(c, 400, "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs");
-            goto out;
-        }
-        const cJSON *m;
-        cJSON_ArrayForEach(m, meta) {
-            const char *why = NULL;
-            if (m->string[0] == '\0')
-                why = "Key cannot be blank";
-            else if (strncmp(m->string, "consul-", 7) == 0)
-                why = "Key prefix 'consul-' is reserved for internal use";
-            else if (!valid_meta_key(m->string))
-                why = strlen(m->string) > 128 ? "Key is too long (limit: 128 characters)"
-                                              : "Key contains invalid characters";
-            else if (cJSON_IsString(m) && strlen(m->valuestring) > 512)
-                why = "Value is too long (limit: 512 characters)";
-            if (why) {
-                snprintf(err, sizeof err, "Invalid Service Meta: Couldn't load metadata pair ('%s', '%s'): %s",
-                         m->string, cJSON_IsString(m) ? m->valuestring : "", why);
-                ret = reply_text(c, 400, err);
-                goto out;
-            }
-        }
-    }
-    for (int i = 0; i < nl; i++) {
-        int st = parse_check(list[i], &pcs[npc], 1, err, sizeof err);
-        if (st) {
-            ret = reply_text(c, (unsigned)st, err);
-            goto out;
-        }
-        npc++;
-    }
-    const char *sid = cJSON_IsString(id) && id->valuestring[0] ? id->valuestring : name->valuestring;
-    for (int i = 0; i < npc; i++) {
-        if (!pcs[i].id[0]) {
-            if (npc == 1)
-                snprintf(pcs[i].id, sizeof pcs[i].id, "service:%s", sid);
-            else
-                snprintf(pcs[i].id, sizeof pcs[i].id, "service:%s:%d", sid, i + 1);
-        }
-        if (!pcs[i].name[0])
-            snprintf(pcs[i].name, sizeof pcs[i].name, "Service '%s' check", name->valuestring);
-    }
+    g->name = iget(in, "Name"), g->id = iget(in, "ID"), g->addr = iget(in, "Address");
+    g->port = iget(in, "Port"), g->tags = iget(in, "Tags"), g->meta = iget(in, "Meta");
+    g->weights = iget(in, "Weights");
+    g->eto = iget2(in, "EnableTagOverride", "enable_tag_override");
+    g->check = iget(in, "Check"), g->checks = iget(in, "Checks");
+    g->tagged = iget2(in, "TaggedAddresses", "tagged_addresses");
+    if ((g->port && !cJSON_IsNumber(g->port)) ||
+        (g->tags && !cJSON_IsNull(g->tags) && !cJSON_IsArray(g->tags)) ||
+        (g->meta && !cJSON_IsNull(g->meta) && !cJSON_IsObject(g->meta)) ||
+        (g->name && !cJSON_IsString(g->name)) ||
+        (g->checks && !cJSON_IsNull(g->checks) && !cJSON_IsArray(g->checks)))
+        return "Request decode failed: json: cannot unmarshal value into a field of the wrong type";
+    return NULL;
+}
 
+/* Weights with the agent's defaults and bounds. NULL when valid. */
+static const char *reg_weights(struct reg *g)
+{
+    g->wp = g->ww = 1;
+    if (!cJSON_IsObject(g->weights))
+        return NULL;
+    const cJSON *p = iget(g->weights, "Passing"), *w = iget(g->weights, "Warning");
+    g->wp = cJSON_IsNumber(p) ? p->valueint : 0;
+    g->ww = cJSON_IsNumber(w) ? w->valueint : 0;
+    if (g->wp < 1)
+        return "Invalid Weights: Passing must be greater than 0";
+    if (g->ww < 0)
+        return "Invalid Weights: Warning must be greater or equal than 0";
+    if (g->wp > 65535 || g->ww > 65535)
+        return "Invalid Weights: DNS Weight must be between 0 and 65535";
+    return NULL;
+}
+
+/* Meta as the agent validates it. NULL when valid. */
+static const char *reg_meta(const cJSON *meta, char *err, size_t len)
+{
+    const cJSON *m;
+    if (!cJSON_IsObject(meta))
+        return NULL;
+    if (cJSON_GetArraySize(meta) > 64)
+        return "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs";
+    cJSON_ArrayForEach(m, meta) {
+        const char *why = NULL;
+        if (m->string[0] == '\0')
+            why = "Key cannot be blank";
+        else if (strncmp(m->string, "consul-", 7) == 0)
+            why = "Key prefix 'consul-' is reserved for internal use";
+        else if (!valid_meta_key(m->string))
+            why = strlen(m->string) > 128 ? "Key is too long (limit: 128 characters)"
+                                          : "Key contains invalid characters";
+        else if (cJSON_IsString(m) && strlen(m->valuestring) > 512)
+            why = "Value is too long (limit: 512 characters)";
+        if (why) {
+            snprintf(err, len, "Invalid Service Meta: Couldn't load metadata pair ('%s', '%s'): %s",
+                     m->string, cJSON_IsString(m) ? m->valuestring : "", why);
+            return err;
+        }
+    }
+    return NULL;
+}
+
+/* The embedded Check and Checks, parsed, with the IDs and names the agent
+ * gives them. 0, or the status to answer err with. */
+static int reg_checks(struct reg *g, const char *sid, char *err, size_t len)
+{
+    const cJSON *list[64], *ce;
+    int nl = 0;
+    if (cJSON_IsObject(g->check) && cJSON_GetArraySize(g->check) > 0)
+        list[nl++] = g->check;
+    cJSON_ArrayForEach(ce, g->checks) if (nl < 64) list[nl++] = ce;
+    for (g->npc = 0; g->npc < nl; g->npc++) {
+        int st = parse_check(list[g->npc], &g->pcs[g->npc], 1, err, len);
+        if (st)
+            return st;
+    }
+    for (int i = 0; i < g->npc; i++) {
+        struct parsed_check *pc = &g->pcs[i];
+        if (!pc->id[0] && g->npc == 1)
+            snprintf(pc->id, sizeof pc->id, "service:%s", sid);
+        else if (!pc->id[0])
+            snprintf(pc->id, sizeof pc->id, "service:%s:%d", sid, i + 1);
+        if (!pc->name[0])
+            snprintf(pc->name, sizeof pc->name, "Service '%s' check", g->name->valuestring);
+    }
+    return 0;
+}
+
+/* ?replace-existing-checks (empty or true): the service's checks not in
+ * this registration go (maintenance aside). With S.mu held. */
+static void reg_replace_checks(struct MHD_Connection *c, struct node *n, const struct service *s,
+                               const struct reg *g)
+{
+    const char *rep = NULL;
+    size_t rl = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "replace-existing-checks", 23,
+                                      &rep, &rl) != MHD_YES ||
+        !(rep == NULL || *rep == '\0' || strcmp(rep, "true") == 0))
+        return;
+    for (int i = 0; i < S.maxn; i++) {
+        struct check *old = &n->checks[i];
+        if (!old->used || strcmp(old->service_id, s->id) != 0 ||
+            strncmp(old->id, "_service_maintenance:", 21) == 0)
+            continue;
+        int keep = 0;
+        for (int j = 0; j < g->npc; j++)
+            keep |= strcmp(g->pcs[j].id, old->id) == 0;
+        if (!keep) {
+            S.checks_index = bump();
+            touch_check_service(n, old, S.checks_index);
+            check_free_slot(old);
+        }
+    }
+}
+
+/* Writes the registration into the agent's node: new, or re-registered in
+ * place (keeping its checks' status and output). */
+static enum MHD_Result reg_store(struct agent *a, struct MHD_Connection *c, const struct reg *g,
+                                 const char *sid)
+{
     pthread_mutex_lock(&S.mu);
     struct node *n = a->node;
     struct service *s = svc_find(n, sid);
     uint64_t idx = bump();
-    if (s == NULL) {
-        for (int i = 0; i < S.maxn && s == NULL; i++)
-            if (!n->services[i].used)
-                s = &n->services[i];
-        if (s == NULL) {
-            pthread_mutex_unlock(&S.mu);
-            ret = reply_text(c, 500, "too many services on this agent (double limit)");
-            goto out;
+    for (int i = 0; i < S.maxn && s == NULL; i++)
+        if (!n->services[i].used) {
+            s = &n->services[i];
+            memset(s, 0, sizeof *s);
+            s->used = 1;
+            s->create_index = idx;
+            snprintf(s->id, sizeof s->id, "%s", sid);
         }
-        memset(s, 0, sizeof *s);
-        s->used = 1;
-        s->create_index = idx;
-        snprintf(s->id, sizeof s->id, "%s", sid);
+    if (s == NULL) {
+        pthread_mutex_unlock(&S.mu);
+        return reply_text(c, 500, "too many services on this agent (double limit)");
     }
-    snprintf(s->name, sizeof s->name, "%s", name->valuestring);
-    snprintf(s->address, sizeof s->address, "%s", cJSON_IsString(addr) ? addr->valuestring : "");
-    s->port = cJSON_IsNumber(port) ? port->valueint : 0;
+    snprintf(s->name, sizeof s->name, "%s", g->name->valuestring);
+    snprintf(s->address, sizeof s->address, "%s", cJSON_IsString(g->addr) ? g->addr->valuestring : "");
+    s->port = cJSON_IsNumber(g->port) ? g->port->valueint : 0;
     cJSON_Delete(s->tags);
     cJSON_Delete(s->meta);
     cJSON_Delete(s->tagged);
-    s->tags = cJSON_IsArray(tags) ? cJSON_Duplicate(tags, 1) : cJSON_CreateArray();
-    s->meta = cJSON_IsObject(meta) ? cJSON_Duplicate(meta, 1) : cJSON_CreateObject();
-    s->tagged = cJSON_IsObject(tagged) ? cJSON_Duplicate(tagged, 1) : NULL;
-    s->w_passing = wp;
-    s->w_warning = ww;
-    s->tag_override = cJSON_IsTrue(eto);
+    s->tags = cJSON_IsArray(g->tags) ? cJSON_Duplicate(g->tags, 1) : cJSON_CreateArray();
+    s->meta = cJSON_IsObject(g->meta) ? cJSON_Duplicate(g->meta, 1) : cJSON_CreateObject();
+    s->tagged = cJSON_IsObject(g->tagged) ? cJSON_Duplicate(g->tagged, 1) : NULL;
+    s->w_passing = g->wp;
+    s->w_warning = g->ww;
+    s->tag_override = cJSON_IsTrue(g->eto);
     s->modify_index = idx;
     S.services_index = idx;
-    for (int i = 0; i < npc; i++)
-        install_check(n, &pcs[i], s->id);
-    const char *rep = NULL;
-    size_t rl = 0;
-    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "replace-existing-checks", 23,
-                                      &rep, &rl) == MHD_YES &&
-        (rep == NULL || *rep == '\0' || strcmp(rep, "true") == 0)) {
-        for (int i = 0; i < S.maxn; i++) {
-            struct check *old = &n->checks[i];
-            if (!old->used || strcmp(old->service_id, s->id) != 0 ||
-                strncmp(old->id, "_service_maintenance:", 21) == 0)
-                continue;
-            int keep = 0;
-            for (int j = 0; j < npc; j++)
-                keep |= strcmp(pcs[j].id, old->id) == 0;
-            if (!keep) {
-                S.checks_index = bump();
-                touch_check_service(n, old, S.checks_index);
-                check_free_slot(old);
-            }
-        }
-    }
+    for (int i = 0; i < g->npc; i++)
+        install_check(n, &g->pcs[i], s->id);
+    reg_replace_checks(c, n, s, g);
     changed();
     pthread_mutex_unlock(&S.mu);
-    ret = empty_ok(c);
-out:
+    return empty_ok(c);
+}
+
+/* PUT /v1/agent/service/register: decoded, then validated in the agent's
+ * order (name, address, weights, meta, checks), then stored. */
+static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *c,
+                                        const char *body, size_t len)
+{
+    char err[600];
+    static const struct reg zero;
+    const char *why = NULL;
+    enum MHD_Result ret;
+    if (len == 0)
+        return reply_text(c, 400, "Request decode failed: EOF");
+    struct reg *g = malloc(sizeof *g);   /* 64 parsed checks: not for a thread's stack */
+    cJSON *in = cJSON_ParseWithLength(body, len);
+    if (in == NULL || g == NULL) {
+        free(g);
+        cJSON_Delete(in);
+        return reply_text(c, 400, "Request decode failed: unexpected EOF");
+    }
+    *g = zero;
+    if (!cJSON_IsObject(in))
+        why = "Request decode failed: json: cannot unmarshal into Go value of type structs.ServiceDefinition";
+    else if ((why = reg_decode(in, g, err, sizeof err)) != NULL)
+        ;
+    else if (!cJSON_IsString(g->name) || g->name->valuestring[0] == '\0')
+        why = "Missing service name";
+    else if (cJSON_IsString(g->addr) && (!strcmp(g->addr->valuestring, "0.0.0.0") ||
+                                         !strcmp(g->addr->valuestring, "::") ||
+                                         !strcmp(g->addr->valuestring, "[::]")))
+        why = "Invalid service address";
+    else if ((why = reg_weights(g)) == NULL)
+        why = reg_meta(g->meta, err, sizeof err);
+    const char *sid = why ? "" : cJSON_IsString(g->id) && g->id->valuestring[0]
+                                     ? g->id->valuestring : g->name->valuestring;
+    int st = why ? 400 : reg_checks(g, sid, err, sizeof err);
+    if (why || st)
+        ret = reply_text(c, (unsigned)(why ? 400 : st), why ? why : err);
+    else
+        ret = reg_store(a, c, g, sid);
     cJSON_Delete(in);
+    free(g);
     return ret;
 }
 

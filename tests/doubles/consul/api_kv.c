@@ -227,87 +227,41 @@ cJSON *view_kv(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *
     return arr;
 }
 
-static enum MHD_Result kv_write(struct MHD_Connection *c, const char *method, const char *key,
-                                const char *body, size_t len)
+/* Whether ?acquire=session would fail: held by another session, or still
+ * in its lock delay (a key deleted with its session keeps one too). */
+static int acquire_refused(const struct kv *k, int slot, const char *acq, const char *key)
 {
-    char err[300];
-    if (len > 512 * 1024)
-        return reply_text(c, 413, "Value exceeds 524288 byte limit");
-    pthread_mutex_lock(&S.mu);
-    if (S.leader[0] == '\0') {
-        pthread_mutex_unlock(&S.mu);
-        return reply_text(c, 500, "No cluster leader");
-    }
-    int slot = -1;
-    struct kv *k = kv_find(key, &slot);
-    const char *acq = arg(c, "acquire"), *rel = arg(c, "release"), *cas = arg(c, "cas");
-    const char *result = "true";
-    if (strcmp(method, "DELETE") == 0) {
-        if (k) {
-            free(k->value);
-            memset(k, 0, sizeof *k);
-            S.kv_index = bump();
-        }
-        goto done;
-    }
-    if (cas) {
-        unsigned long long want = strtoull(cas, NULL, 10);
-        if ((k ? k->modify_index : 0) != want) {
-            result = "false";
-            goto done;
-        }
-    }
-    struct session *sess = NULL;
-    if (acq || rel) {
-        sess = session_find(acq ? acq : rel);
-        if (sess == NULL && acq) {
-            pthread_mutex_unlock(&S.mu);
-            snprintf(err, sizeof err, "invalid session \"%s\"", acq);
-            return reply_text(c, 500, err);
-        }
-    }
-    if (rel) {
-        if (k == NULL || strcmp(k->session, rel) != 0) {
-            result = "false";
-            goto done;
-        }
-        k->session[0] = '\0';
-        k->modify_index = bump();
-        S.kv_index = k->modify_index;
-        goto done;
-    }
-    if (acq) {
-        if (k && k->session[0] && strcmp(k->session, acq) != 0) {
-            result = "false";
-            goto done;
-        }
-        if (slot >= 0 && S.lock_delay_until[slot] > now_ms() && !(k && !strcmp(k->session, acq))) {
-            result = "false";
-            goto done;
-        }
-        for (int j = 0; k == NULL && j < 64; j++) {
-            if (S.deleted_delay[j].until > now_ms() && !strcmp(S.deleted_delay[j].key, key)) {
-                result = "false";   /* deleted with its session: still delayed */
-                goto done;
-            }
-        }
-    }
-    if (k == NULL) {
-        for (int i = 0; i < 1024 && k == NULL; i++)
-            if (!S.kvs[i].used) {
-                k = &S.kvs[i];
-                slot = i;
-            }
-        if (k == NULL) {
-            pthread_mutex_unlock(&S.mu);
-            return reply_text(c, 500, "too many keys (double limit)");
-        }
+    if (k && k->session[0] && strcmp(k->session, acq) != 0)
+        return 1;
+    if (slot >= 0 && S.lock_delay_until[slot] > now_ms() && !(k && !strcmp(k->session, acq)))
+        return 1;
+    for (int j = 0; k == NULL && j < 64; j++)
+        if (S.deleted_delay[j].until > now_ms() && !strcmp(S.deleted_delay[j].key, key))
+            return 1;
+    return 0;
+}
+
+/* A free slot for a new key, or NULL. */
+static struct kv *kv_new(const char *key)
+{
+    for (int i = 0; i < 1024; i++) {
+        struct kv *k = &S.kvs[i];
+        if (k->used)
+            continue;
         memset(k, 0, sizeof *k);
         k->used = 1;
         snprintf(k->key, sizeof k->key, "%s", key);
         k->create_index = S.raft + 1;
-        S.lock_delay_until[slot] = 0;
+        S.lock_delay_until[i] = 0;
+        return k;
     }
+    return NULL;
+}
+
+/* The value, ?flags and ?acquire of a PUT that goes through. */
+static void kv_put(struct MHD_Connection *c, struct kv *k, const char *body, size_t len,
+                   const char *acq)
+{
     free(k->value);
     k->value = malloc(len + 1);
     if (k->value) {
@@ -325,10 +279,67 @@ static enum MHD_Result kv_write(struct MHD_Connection *c, const char *method, co
     }
     k->modify_index = bump();
     S.kv_index = k->modify_index;
-done:
-    changed();
+}
+
+/* PUT (with ?cas, ?acquire, ?release, ?flags) and DELETE of a key; the
+ * answer is true or false, as Consul's. With S.mu held; "" when the answer
+ * is an error already sent (*ret). */
+static const char *kv_change(struct MHD_Connection *c, const char *method, const char *key,
+                             const char *body, size_t len, enum MHD_Result *ret)
+{
+    int slot = -1;
+    struct kv *k = kv_find(key, &slot);
+    const char *acq = arg(c, "acquire"), *rel = arg(c, "release"), *cas = arg(c, "cas");
+    if (strcmp(method, "DELETE") == 0) {
+        if (k) {
+            free(k->value);
+            memset(k, 0, sizeof *k);
+            S.kv_index = bump();
+        }
+        return "true";
+    }
+    if (cas && (k ? k->modify_index : 0) != strtoull(cas, NULL, 10))
+        return "false";
+    if (acq && session_find(acq) == NULL) {
+        char err[300];
+        snprintf(err, sizeof err, "invalid session \"%s\"", acq);
+        *ret = reply_text(c, 500, err);
+        return "";
+    }
+    if (rel) {
+        if (k == NULL || strcmp(k->session, rel) != 0)
+            return "false";
+        k->session[0] = '\0';
+        k->modify_index = bump();
+        S.kv_index = k->modify_index;
+        return "true";
+    }
+    if (acq && acquire_refused(k, slot, acq, key))
+        return "false";
+    if (k == NULL && (k = kv_new(key)) == NULL) {
+        *ret = reply_text(c, 500, "too many keys (double limit)");
+        return "";
+    }
+    kv_put(c, k, body, len, acq);
+    return "true";
+}
+
+static enum MHD_Result kv_write(struct MHD_Connection *c, const char *method, const char *key,
+                                const char *body, size_t len)
+{
+    enum MHD_Result ret = MHD_NO;
+    if (len > 512 * 1024)
+        return reply_text(c, 413, "Value exceeds 524288 byte limit");
+    pthread_mutex_lock(&S.mu);
+    if (S.leader[0] == '\0') {
+        pthread_mutex_unlock(&S.mu);
+        return reply_text(c, 500, "No cluster leader");
+    }
+    const char *result = kv_change(c, method, key, body, len, &ret);
+    if (result[0])
+        changed();
     pthread_mutex_unlock(&S.mu);
-    return reply(c, 200, "application/json", result, strlen(result), NULL);
+    return result[0] ? reply(c, 200, "application/json", result, strlen(result), NULL) : ret;
 }
 
 
