@@ -328,7 +328,60 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
     return out ? ok_json(c, out) : reply_text(c, x.status, x.why);
 }
 
-/* TTL expiry, the critical-service reaper and session TTLs. */
+/* A TTL check whose TTL ran out goes critical, keeping its last output. */
+static void ttl_expire(struct check *c, uint64_t now)
+{
+    char out[OUTPUT_MAX_TTL];
+    c->ttl_deadline = 0;
+    if (c->output && c->output[0])
+        snprintf(out, sizeof out, "TTL expired (last output before timeout follows): %s", c->output);
+    else
+        snprintf(out, sizeof out, "TTL expired");
+    int changed_status = c->status != ST_CRITICAL;
+    free(c->output);
+    c->output = strdup(out);
+    if (c->critical_since == 0 || changed_status)
+        c->critical_since = now;
+    c->updated = 1;
+    c->status = ST_CRITICAL;
+    if (changed_status) {
+        c->modify_index = bump();
+        S.checks_index = c->modify_index;
+    }
+    changed();
+}
+
+/* The reaper: a service whose check has been critical longer than its
+ * DeregisterCriticalServiceAfter (and the reaper's minimum) goes, with
+ * every check of it. */
+static void reap(struct node *n, const struct check *c, uint64_t now)
+{
+    uint64_t after = (uint64_t)(c->dereg_ms > S.reap_min_ms ? c->dereg_ms : S.reap_min_ms);
+    if (now - c->critical_since < after || !c->service_id[0])
+        return;
+    char sid[256];
+    snprintf(sid, sizeof sid, "%s", c->service_id);
+    for (int s = 0; s < S.maxn; s++) {
+        if (!n->services[s].used || strcmp(n->services[s].id, sid))
+            continue;
+        for (int j = 0; j < S.maxn; j++)
+            if (n->checks[j].used && !strcmp(n->checks[j].service_id, sid)) {
+                free(n->checks[j].output);
+                memset(&n->checks[j], 0, sizeof n->checks[j]);
+            }
+        S.extinction = bump();
+        svc_touch(n->services[s].name, S.extinction);
+        cJSON_Delete(n->services[s].tags);
+        cJSON_Delete(n->services[s].meta);
+        cJSON_Delete(n->services[s].tagged);
+        memset(&n->services[s], 0, sizeof n->services[s]);
+        S.services_index = S.checks_index = S.extinction;
+        fprintf(stderr, "consul-double: reaped service %s on %s\n", sid, n->name);
+        changed();
+    }
+}
+
+/* TTL expiry, the critical-service reaper and session TTLs, every 50 ms. */
 void *ticker(void *arg)
 {
     (void)arg;
@@ -338,68 +391,23 @@ void *ticker(void *arg)
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&S.mu);
         uint64_t now = now_ms();
+        int reap_now = now - last_reap >= (uint64_t)S.reap_interval_ms;
+        if (reap_now)
+            last_reap = now;
         for (int i = 0; i < 64; i++) {
             struct node *n = &S.nodes[i];
-            if (!n->used)
-                continue;
-            for (int k = 0; k < S.maxn; k++) {
+            for (int k = 0; n->used && k < S.maxn; k++) {
                 struct check *c = &n->checks[k];
-                if (!c->used || c->ttl_ms <= 0 || c->ttl_deadline == 0 || now < c->ttl_deadline)
-                    continue;
-                c->ttl_deadline = 0;
-                char out[OUTPUT_MAX_TTL];
-                if (c->output && c->output[0])
-                    snprintf(out, sizeof out, "TTL expired (last output before timeout follows): %s", c->output);
-                else
-                    snprintf(out, sizeof out, "TTL expired");
-                int changed_status = c->status != ST_CRITICAL;
-                free(c->output);
-                c->output = strdup(out);
-                if (c->critical_since == 0 || changed_status)
-                    c->critical_since = now;
-                c->updated = 1;
-                c->status = ST_CRITICAL;
-                if (changed_status) {
-                    c->modify_index = bump();
-                    S.checks_index = c->modify_index;
-                }
-                changed();
+                if (c->used && c->ttl_ms > 0 && c->ttl_deadline != 0 && now >= c->ttl_deadline)
+                    ttl_expire(c, now);
             }
         }
-        if (now - last_reap >= (uint64_t)S.reap_interval_ms) {
-            last_reap = now;
-            for (int i = 0; i < 64; i++) {
-                struct node *n = &S.nodes[i];
-                if (!n->used)
-                    continue;
-                for (int k = 0; k < S.maxn; k++) {
-                    struct check *c = &n->checks[k];
-                    if (!c->used || c->dereg_ms <= 0 || c->status != ST_CRITICAL || !c->critical_since)
-                        continue;
-                    uint64_t after = (uint64_t)(c->dereg_ms > S.reap_min_ms ? c->dereg_ms : S.reap_min_ms);
-                    if (now - c->critical_since < after || !c->service_id[0])
-                        continue;
-                    char sid[256];
-                    snprintf(sid, sizeof sid, "%s", c->service_id);
-                    for (int s = 0; s < S.maxn; s++) {
-                        if (!n->services[s].used || strcmp(n->services[s].id, sid))
-                            continue;
-                        for (int j = 0; j < S.maxn; j++)
-                            if (n->checks[j].used && !strcmp(n->checks[j].service_id, sid)) {
-                                free(n->checks[j].output);
-                                memset(&n->checks[j], 0, sizeof n->checks[j]);
-                            }
-                        S.extinction = bump();
-                        svc_touch(n->services[s].name, S.extinction);
-                        cJSON_Delete(n->services[s].tags);
-                        cJSON_Delete(n->services[s].meta);
-                        cJSON_Delete(n->services[s].tagged);
-                        memset(&n->services[s], 0, sizeof n->services[s]);
-                        S.services_index = S.checks_index = S.extinction;
-                        fprintf(stderr, "consul-double: reaped service %s on %s\n", sid, n->name);
-                        changed();
-                    }
-                }
+        for (int i = 0; reap_now && i < 64; i++) {
+            struct node *n = &S.nodes[i];
+            for (int k = 0; n->used && k < S.maxn; k++) {
+                const struct check *c = &n->checks[k];
+                if (c->used && c->dereg_ms > 0 && c->status == ST_CRITICAL && c->critical_since)
+                    reap(n, c, now);
             }
         }
         /* Session TTLs: invalidated between TTL and 2 x TTL, as servers do. */

@@ -322,41 +322,110 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     pthread_mutex_unlock(&S.mu);
 }
 
+/* A connection the limiter marked at accept: reset it, or answer 429 as
+ * Consul's limiter does. MHD_YES when it was not marked. */
+static enum MHD_Result limited(struct agent *a, struct MHD_Connection *c, const char *url,
+                               const char *method, int *handled)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    *handled = ci && (ci->socket_context == &conn_reset || ci->socket_context == &conn_over_limit);
+    if (!*handled)
+        return MHD_YES;
+    pthread_mutex_lock(&S.mu);
+    log_request(a, c, url, method);
+    pthread_mutex_unlock(&S.mu);
+    if (ci->socket_context == &conn_reset) {
+        /* Reset, not closed: on Linux, connecting a TCP socket to AF_UNSPEC
+         * aborts it with a RST before MHD's own FIN. */
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+        if (fi)
+            (void)connect(fi->connect_fd, &unspec, sizeof unspec);
+        return MHD_NO;
+    }
+    /* What Consul's connection limiter writes, then it hangs up. */
+    static const char *const h[] = {"Connection", "close", NULL};
+    static const char msg[] = "Your IP is issuing too many concurrent connections, "
+                              "please rate limit your calls\n";
+    return reply(c, 429, "text/plain; charset=utf-8", msg, sizeof msg - 1, h);
+}
+
+/* Restarted, not yet rejoined: it knows no servers, no leader and nothing
+ * of the catalog, and answers reads at once from its empty view. */
+static int rejoining(const struct agent *a, const char *url, const char *method)
+{
+    return a->rejoin_until && now_ms() < a->rejoin_until && strcmp(method, "GET") == 0 &&
+           (strncmp(url, "/v1/health/", 11) == 0 || strncmp(url, "/v1/catalog/", 12) == 0 ||
+            strncmp(url, "/v1/status/", 11) == 0);
+}
+
+static enum MHD_Result empty_view(struct MHD_Connection *c, const char *url)
+{
+    const char *empty = strcmp(url, "/v1/status/leader") == 0      ? "\"\""
+                        : strcmp(url, "/v1/catalog/services") == 0 ? "{}"
+                                                                   : "[]";
+    const char *h[] = {"X-Consul-Index", "1", "X-Consul-Knownleader", "false",
+                       "X-Consul-Lastcontact", "0", NULL};
+    return reply(c, 200, "application/json", empty, strlen(empty), h);
+}
+
+/* An injected fault (see README): answered here, or *handled = 0 when the
+ * request goes on (after a delay, or with an index to report). */
+static enum MHD_Result fault_reply(struct MHD_Connection *c, const struct fault *f, int *handled)
+{
+    static const char *const h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true", NULL};
+    *handled = 1;
+    if (strcmp(f->kind, "status") == 0)
+        return reply_text(c, (unsigned)(f->status ? f->status : 500), f->body);
+    if (strcmp(f->kind, "garbage") == 0) {
+        const char *g = "<html>this is not JSON</html>";
+        return reply(c, 200, "application/json", g, strlen(g), h);
+    }
+    if (strcmp(f->kind, "truncated") == 0) {
+        const char *g = "[{\"Node\":{\"ID\":\"7c1f3a52\",\"Node\":\"node-a\",\"Addr";
+        return reply(c, 200, "application/json", g, strlen(g), h);
+    }
+    if (strcmp(f->kind, "big") == 0) {
+        struct MHD_Response *r = MHD_create_response_from_callback(
+            f->size_bytes, 64 * 1024, big_body, (void *)(uintptr_t)f->size_bytes, NULL);
+        MHD_add_response_header(r, "Content-Type", "application/json");
+        MHD_add_response_header(r, "X-Consul-Index", "999999");
+        enum MHD_Result ret = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    if (strcmp(f->kind, "close") == 0)
+        return MHD_NO;
+    *handled = 0;
+    if (strcmp(f->kind, "delay") == 0) {
+        struct timespec ts = {f->delay_ms / 1000, (f->delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    } else if (strcmp(f->kind, "index") == 0) {
+        static _Thread_local char idx[64];
+        if (f->index_raw[0] || f->index == 0)
+            snprintf(idx, sizeof idx, "%s", f->index_raw);
+        else
+            snprintf(idx, sizeof idx, "%llu", (unsigned long long)f->index);
+        index_override = idx;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *upload,
                                 size_t *upload_size, void **state)
 {
     struct agent *a = cls;
     struct conn *cs = *state;
+    int handled;
     (void)version;
     if (cs == NULL) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        if (ci && ci->socket_context == &conn_reset) {
-            pthread_mutex_lock(&S.mu);
-            log_request(a, c, url, method);
-            pthread_mutex_unlock(&S.mu);
-            /* Reset, not closed: on Linux, connecting a TCP socket to
-             * AF_UNSPEC aborts it with a RST before MHD's own FIN. */
-            const union MHD_ConnectionInfo *fi =
-                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-            struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-            if (fi)
-                (void)connect(fi->connect_fd, &unspec, sizeof unspec);
-            return MHD_NO;
-        }
-        if (ci && ci->socket_context == &conn_over_limit) {
-            /* What Consul's connection limiter writes, then it hangs up. */
-            static const char *const h[] = {"Connection", "close", NULL};
-            static const char msg[] = "Your IP is issuing too many concurrent connections, "
-                                      "please rate limit your calls\n";
-            pthread_mutex_lock(&S.mu);
-            log_request(a, c, url, method);
-            pthread_mutex_unlock(&S.mu);
-            return reply(c, 429, "text/plain; charset=utf-8", msg, sizeof msg - 1, h);
-        }
-        cs = calloc(1, sizeof *cs);
-        if (cs == NULL)
+        enum MHD_Result r = limited(a, c, url, method, &handled);
+        if (handled)
+            return r;
+        if ((cs = calloc(1, sizeof *cs)) == NULL)
             return MHD_NO;
         buf_init(&cs->body, 1024 * 1024);
         *state = cs;
@@ -370,7 +439,6 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
     }
     if (cs->too_big)
         return reply_text(c, 413, "Request body too large");
-
     pthread_mutex_lock(&S.mu);
     log_request(a, c, url, method);
     while (a->hang && !a->down && !stopping)
@@ -383,52 +451,13 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
     if (fp)
         f = *fp;
     pthread_mutex_unlock(&S.mu);
-
-    if (a->rejoin_until && now_ms() < a->rejoin_until && strcmp(method, "GET") == 0 &&
-        (strncmp(url, "/v1/health/", 11) == 0 || strncmp(url, "/v1/catalog/", 12) == 0 ||
-         strncmp(url, "/v1/status/", 11) == 0)) {
-        /* Restarted, not yet rejoined: it knows no servers, no leader and
-         * nothing of the catalog, and answers at once from its empty view. */
-        const char *empty = strcmp(url, "/v1/status/leader") == 0      ? "\"\""
-                            : strcmp(url, "/v1/catalog/services") == 0 ? "{}"
-                                                                       : "[]";
-        const char *h[] = {"X-Consul-Index", "1", "X-Consul-Knownleader", "false",
-                           "X-Consul-Lastcontact", "0", NULL};
-        return reply(c, 200, "application/json", empty, strlen(empty), h);
-    }
+    if (rejoining(a, url, method))
+        return empty_view(c, url);
     index_override = NULL;
     if (fp) {
-        if (strcmp(f.kind, "delay") == 0) {
-            struct timespec ts = {f.delay_ms / 1000, (f.delay_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        } else if (strcmp(f.kind, "status") == 0) {
-            return reply_text(c, (unsigned)(f.status ? f.status : 500), f.body);
-        } else if (strcmp(f.kind, "garbage") == 0) {
-            const char *h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true", NULL};
-            const char *g = "<html>this is not JSON</html>";
-            return reply(c, 200, "application/json", g, strlen(g), h);
-        } else if (strcmp(f.kind, "truncated") == 0) {
-            const char *h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true", NULL};
-            const char *g = "[{\"Node\":{\"ID\":\"7c1f3a52\",\"Node\":\"node-a\",\"Addr";
-            return reply(c, 200, "application/json", g, strlen(g), h);
-        } else if (strcmp(f.kind, "big") == 0) {
-            struct MHD_Response *r = MHD_create_response_from_callback(
-                f.size_bytes, 64 * 1024, big_body, (void *)(uintptr_t)f.size_bytes, NULL);
-            MHD_add_response_header(r, "Content-Type", "application/json");
-            MHD_add_response_header(r, "X-Consul-Index", "999999");
-            enum MHD_Result ret = MHD_queue_response(c, 200, r);
-            MHD_destroy_response(r);
-            return ret;
-        } else if (strcmp(f.kind, "close") == 0) {
-            return MHD_NO;
-        } else if (strcmp(f.kind, "index") == 0) {
-            static _Thread_local char idx[64];
-            if (f.index_raw[0] || f.index == 0)
-                snprintf(idx, sizeof idx, "%s", f.index_raw);
-            else
-                snprintf(idx, sizeof idx, "%llu", (unsigned long long)f.index);
-            index_override = idx;
-        }
+        enum MHD_Result r = fault_reply(c, &f, &handled);
+        if (handled)
+            return r;
     }
     return api_handle(a, c, url, method, cs->body.data ? cs->body.data : "", cs->body.len);
 }
@@ -537,29 +566,19 @@ static int dur_flag(const char *v, int64_t *out)
     return dur_parse_ms(v, out) == 0 && *out >= 0 ? 0 : -1;
 }
 
-int main(int argc, char **argv)
+/* The command line into S; 0, or the exit status of a usage error. */
+static int parse_args(int argc, char **argv, int *servers, const char **agents, int *n_agents)
 {
-    int servers = 3;
-    const char *agents[64];
-    int n_agents = 0;
-    pthread_mutex_init(&S.mu, NULL);
-    pthread_cond_init(&S.changed, NULL);
-    snprintf(S.dc, sizeof S.dc, "dc1");
-    S.reap_interval_ms = 30000;
-    S.reap_min_ms = 60000;
-    S.session_ttl_min_ms = 10000;
-    S.requests = cJSON_CreateArray();
-    S.maxn = MAXN_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--port-file") && v) {
             snprintf(S.port_file, sizeof S.port_file, "%s", v);
             i++;
         } else if (!strcmp(a, "--servers") && v) {
-            servers = (int)strtol(v, NULL, 10);
+            *servers = (int)strtol(v, NULL, 10);
             i++;
-        } else if (!strcmp(a, "--agent") && v && n_agents < 64) {
-            agents[n_agents++] = v;
+        } else if (!strcmp(a, "--agent") && v && *n_agents < 64) {
+            agents[(*n_agents)++] = v;
             i++;
         } else if (!strcmp(a, "--datacenter") && v) {
             snprintf(S.dc, sizeof S.dc, "%s", v);
@@ -585,12 +604,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!S.port_file[0] || servers < 1 || servers > 7) {
+    if (!S.port_file[0] || *servers < 1 || *servers > 7) {
         fprintf(stderr, "consul-double: --port-file is required; --servers 1..7\n");
         return 2;
     }
-    if (n_agents == 0)
-        agents[n_agents++] = "node-1";
+    return 0;
+}
+
+/* The servers (server-1 the leader) and the agents, each listening. */
+static int start_cluster(int servers, const char **agents, int n_agents)
+{
     pthread_mutex_lock(&S.mu);
     for (int i = 0; i < servers; i++) {
         char name[32], addr[32];
@@ -603,10 +626,47 @@ int main(int argc, char **argv)
         struct agent *a = agent_add(agents[i]);
         if (a == NULL || agent_start(a) < 0) {
             fprintf(stderr, "consul-double: cannot start agent %s\n", agents[i]);
-            return 1;
+            return -1;
         }
     }
     pthread_mutex_unlock(&S.mu);
+    return 0;
+}
+
+/* Every parked query answered or dropped, every listener closed. */
+static void stop_cluster(void)
+{
+    pthread_mutex_lock(&S.mu);
+    changed();
+    pthread_mutex_unlock(&S.mu);
+    for (int i = 0; i < S.n_agents; i++) {
+        pthread_mutex_lock(&S.mu);
+        S.agents[i].down = 1;
+        changed();
+        pthread_mutex_unlock(&S.mu);
+        agent_stop(&S.agents[i]);
+    }
+    MHD_stop_daemon(control_mhd);
+}
+
+int main(int argc, char **argv)
+{
+    int servers = 3, n_agents = 0, rc;
+    const char *agents[64];
+    pthread_mutex_init(&S.mu, NULL);
+    pthread_cond_init(&S.changed, NULL);
+    snprintf(S.dc, sizeof S.dc, "dc1");
+    S.reap_interval_ms = 30000;
+    S.reap_min_ms = 60000;
+    S.session_ttl_min_ms = 10000;
+    S.requests = cJSON_CreateArray();
+    S.maxn = MAXN_DEFAULT;
+    if ((rc = parse_args(argc, argv, &servers, agents, &n_agents)) != 0)
+        return rc;
+    if (n_agents == 0)
+        agents[n_agents++] = "node-1";
+    if (start_cluster(servers, agents, n_agents) < 0)
+        return 1;
     control_mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
                                    0, NULL, NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED,
                                    on_done, NULL, MHD_OPTION_END);
@@ -626,16 +686,6 @@ int main(int argc, char **argv)
     signal(SIGINT, on_term);
     while (!stopping)
         pause();
-    pthread_mutex_lock(&S.mu);
-    changed();
-    pthread_mutex_unlock(&S.mu);
-    for (int i = 0; i < S.n_agents; i++) {
-        pthread_mutex_lock(&S.mu);
-        S.agents[i].down = 1;
-        changed();
-        pthread_mutex_unlock(&S.mu);
-        agent_stop(&S.agents[i]);
-    }
-    MHD_stop_daemon(control_mhd);
+    stop_cluster();
     return 0;
 }
