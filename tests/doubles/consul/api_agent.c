@@ -225,6 +225,36 @@ struct parsed_check {
     int has_status;
 };
 
+/* The agent's rules on a check's kind: TTL and Interval exclusive, an
+ * Interval for the kinds the agent runs, a TTL otherwise; a known Status. */
+static int check_kind_rules(struct parsed_check *pc, int64_t ttl, int64_t interval, int embedded,
+                            char *err, size_t len)
+{
+    int needs_interval = pc->type[0] && strcmp(pc->type, "alias") && strcmp(pc->type, "docker");
+    if (interval > 0 && ttl > 0) {
+        snprintf(err, len, "Invalid check: Interval and TTL cannot both be specified");
+        return -1;
+    }
+    if (needs_interval && interval <= 0) {
+        snprintf(err, len, "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
+        return -1;
+    }
+    if (!pc->type[0]) {
+        if (ttl <= 0) {
+            snprintf(err, len, "Invalid check: TTL must be > 0 for TTL checks");
+            return -1;
+        }
+        snprintf(pc->type, sizeof pc->type, "ttl");
+    }
+    if (pc->has_status && strcmp(pc->status, "passing") && strcmp(pc->status, "warning") &&
+        strcmp(pc->status, "critical")) {
+        snprintf(err, len, embedded ? "Status for checks must 'passing', 'warning', 'critical'"
+                                    : "Bad check status");
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_check(const cJSON *in, struct parsed_check *pc, int embedded, char *err, size_t len)
 {
     memset(pc, 0, sizeof *pc);
@@ -267,28 +297,8 @@ static int parse_check(const cJSON *in, struct parsed_check *pc, int embedded, c
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (iget(in, types[i][0]) && !pc->type[0])
             snprintf(pc->type, sizeof pc->type, "%s", types[i][1]);
-    int needs_interval = pc->type[0] && strcmp(pc->type, "alias") && strcmp(pc->type, "docker");
-    if (interval > 0 && ttl > 0) {
-        snprintf(err, len, "Invalid check: Interval and TTL cannot both be specified");
+    if (check_kind_rules(pc, ttl, interval, embedded, err, len) < 0)
         return 400;
-    }
-    if (needs_interval && interval <= 0) {
-        snprintf(err, len, "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
-        return 400;
-    }
-    if (!pc->type[0]) {
-        if (ttl <= 0) {
-            snprintf(err, len, "Invalid check: TTL must be > 0 for TTL checks");
-            return 400;
-        }
-        snprintf(pc->type, sizeof pc->type, "ttl");
-    }
-    if (pc->has_status && strcmp(pc->status, "passing") && strcmp(pc->status, "warning") &&
-        strcmp(pc->status, "critical")) {
-        snprintf(err, len, embedded ? "Status for checks must 'passing', 'warning', 'critical'"
-                                    : "Bad check status");
-        return 400;
-    }
     pc->ttl_ms = ttl;
     pc->interval_ms = interval;
     pc->dereg_ms = dereg;

@@ -66,66 +66,69 @@ static cJSON *view_sessions(struct MHD_Connection *c, const void *ctx, uint64_t 
     return arr;
 }
 
+/* A session's TTL, LockDelay and Behavior as Session.Apply checks them:
+ * NULL when valid, else the 400's text (in err). */
+static const char *session_options(const cJSON *in, int64_t *ttl, int64_t *delay,
+                                   const char **behavior, char *err, size_t len)
+{
+    const cJSON *v;
+    if ((v = iget(in, "TTL")) && cJSON_IsString(v) && v->valuestring[0]) {
+        /* Consul's texts: the TTL in nanoseconds, the bounds as Go
+         * durations; "0s" means no TTL. The status is the SPEC's 400. */
+        char lo[32], hi[32];
+        if (dur_parse_ms(v->valuestring, ttl) < 0) {
+            snprintf(err, len, "Session TTL '%s' invalid: time: invalid duration \"%s\"",
+                     v->valuestring, v->valuestring);
+            return err;
+        }
+        if (*ttl != 0 && (*ttl < S.session_ttl_min_ms || *ttl > 86400000)) {
+            snprintf(err, len, "Invalid Session TTL '%lld', must be between [%s=%s]",
+                     (long long)*ttl * 1000000LL, dur_format_ms(S.session_ttl_min_ms, lo, sizeof lo),
+                     dur_format_ms(86400000, hi, sizeof hi));
+            return err;
+        }
+    }
+    if ((v = iget(in, "LockDelay"))) {
+        if (json_dur(v, delay, err, len) < 0)
+            return "Request decode failed: invalid LockDelay";
+        if (*delay > 60000)
+            *delay = 60000;
+    }
+    if ((v = iget(in, "Behavior")) && cJSON_IsString(v) && v->valuestring[0]) {
+        if (strcmp(v->valuestring, "release") && strcmp(v->valuestring, "delete")) {
+            snprintf(err, len, "Invalid Behavior setting '%s'", v->valuestring);
+            return err;
+        }
+        *behavior = v->valuestring;
+    }
+    return NULL;
+}
+
 static enum MHD_Result session_create(struct agent *a, struct MHD_Connection *c, const char *body,
                                       size_t len)
 {
     char err[300];
-    cJSON *in = len ? cJSON_ParseWithLength(body, len) : cJSON_CreateObject();
-    if (!cJSON_IsObject(in)) {
-        cJSON_Delete(in);
-        return reply_text(c, 400, "Request decode failed: unexpected EOF");
-    }
     int64_t ttl = 0, delay = 15000;
-    const cJSON *v;
-    if ((v = iget(in, "TTL")) && cJSON_IsString(v) && v->valuestring[0]) {
-        /* Consul's texts (Session.Apply): the TTL in nanoseconds, the bounds
-         * as Go durations; "0s" means no TTL. The status is the SPEC's 400. */
-        char lo[32], hi[32];
-        if (dur_parse_ms(v->valuestring, &ttl) < 0) {
-            snprintf(err, sizeof err, "Session TTL '%s' invalid: time: invalid duration \"%s\"",
-                     v->valuestring, v->valuestring);
-            cJSON_Delete(in);
-            return reply_text(c, 400, err);
-        }
-        if (ttl != 0 && (ttl < S.session_ttl_min_ms || ttl > 86400000)) {
-            snprintf(err, sizeof err, "Invalid Session TTL '%lld', must be between [%s=%s]",
-                     (long long)ttl * 1000000LL, dur_format_ms(S.session_ttl_min_ms, lo, sizeof lo),
-                     dur_format_ms(86400000, hi, sizeof hi));
-            cJSON_Delete(in);
-            return reply_text(c, 400, err);
-        }
-    }
-    if ((v = iget(in, "LockDelay"))) {
-        if (json_dur(v, &delay, err, sizeof err) < 0) {
-            cJSON_Delete(in);
-            return reply_text(c, 400, "Request decode failed: invalid LockDelay");
-        }
-        if (delay > 60000)
-            delay = 60000;
-    }
-    const char *behavior = "release";
-    if ((v = iget(in, "Behavior")) && cJSON_IsString(v) && v->valuestring[0]) {
-        if (strcmp(v->valuestring, "release") && strcmp(v->valuestring, "delete")) {
-            snprintf(err, sizeof err, "Invalid Behavior setting '%s'", v->valuestring);
-            cJSON_Delete(in);
-            return reply_text(c, 400, err);
-        }
-        behavior = v->valuestring;
+    const char *behavior = "release", *why;
+    cJSON *in = len ? cJSON_ParseWithLength(body, len) : cJSON_CreateObject();
+    if (!cJSON_IsObject(in))
+        why = "Request decode failed: unexpected EOF";
+    else
+        why = session_options(in, &ttl, &delay, &behavior, err, sizeof err);
+    if (why) {
+        enum MHD_Result r = reply_text(c, 400, why);
+        cJSON_Delete(in);
+        return r;
     }
     pthread_mutex_lock(&S.mu);
-    if (S.leader[0] == '\0') {
-        pthread_mutex_unlock(&S.mu);
-        cJSON_Delete(in);
-        return reply_text(c, 500, "No cluster leader");
-    }
     struct session *s = NULL;
     for (int i = 0; i < MAX_SESSIONS && s == NULL; i++)
         if (!S.sessions[i].used)
             s = &S.sessions[i];
-    if (s == NULL) {
+    if (S.leader[0] == '\0' || s == NULL) {
         pthread_mutex_unlock(&S.mu);
         cJSON_Delete(in);
-        return reply_text(c, 500, "too many sessions (double limit)");
+        return reply_text(c, 500, S.leader[0] ? "too many sessions (double limit)" : "No cluster leader");
     }
     memset(s, 0, sizeof *s);
     s->used = 1;
