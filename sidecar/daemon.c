@@ -549,6 +549,108 @@ static int add_drivers(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* The Consul client and the registrar of the wanted services. */
+static int start_consul(struct daemon *d, char *err, size_t errlen)
+{
+    struct consul_client_opts co = {
+        .address = d->cfg.consul_addr,
+        .token = d->cfg.token,
+        .datacenter = d->cfg.datacenter,
+        .user_agent = d->user_agent,
+        .tls = d->cfg.tls,
+        .on_limit = on_consul_limit,
+        .limit_arg = d,
+    };
+    d->consul = consul_client_new(d->loop, &co, err, errlen);
+    if (d->consul == NULL)
+        return -1;
+    if (d->cfg.tls.insecure)
+        log_warn("CONSUL_HTTP_SSL_VERIFY is false: the Consul agent's TLS certificate is NOT "
+                 "verified; anyone on the path can impersonate it");
+    struct registrar_opts ro = {
+        .loop = d->loop,
+        .consul = d->consul,
+        .node = d->cfg.node,
+        .resync_ms = d->cfg.resync_ms,
+        .drain_ms = d->cfg.drain_ms,
+        .metrics = d->metrics,
+    };
+    d->reg = registrar_new(&ro);
+    if (d->reg == NULL || registrar_set_services(d->reg, d->cfg.services, d->cfg.n_services) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sync, its proxy drivers and the upstreams it follows; the Kong writer's
+ * election when one is elected. */
+static int start_sync(struct daemon *d, char *err, size_t errlen)
+{
+    struct sync_opts so = {
+        .loop = d->loop,
+        .consul = d->consul,
+        .wait_ms = d->cfg.watch.wait_ms,
+        .stale = d->cfg.watch.stale,
+        .quiescence_min_ms = d->cfg.watch.quiescence_min_ms,
+        .quiescence_max_ms = d->cfg.watch.quiescence_max_ms,
+        .hold_down_ms = d->cfg.watch.hold_down_ms,
+        .proxy_resync_ms = d->cfg.resync_ms,
+        .max_blocking = d->cfg.watch.max_blocking,
+        .max_streams = d->cfg.watch.max_streams,
+        .mode = d->cfg.watch.mode,
+        .datacenter = d->cfg.datacenter,
+        .state_dir = d->cfg.state_dir[0] ? d->cfg.state_dir : NULL,
+        .metrics = d->metrics,
+    };
+    d->sync = sync_new(&so, err, errlen);
+    if (d->sync == NULL || add_drivers(d, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < d->cfg.n_upstreams; i++) {
+        const struct cfg_upstream *u = &d->cfg.upstreams[i];
+        struct sync_upstream_spec sp = {
+            .name = u->name,
+            .service = u->service,
+            .tags = (const char *const *)u->tags,
+            .n_tags = u->n_tags,
+            .datacenter = u->datacenter,
+            .passing_only = u->passing_only,
+            .proxy = u->proxy,
+        };
+        if (sync_add_upstream(d->sync, &sp, err, errlen) < 0)
+            return -1;
+    }
+    if (d->cfg.kong.enabled && d->cfg.kong.writer_elected && d->cfg.n_upstreams > 0) {
+        if (d->cfg.kong.lock_key_needs_dc)
+            d->elect_waits_for_dc = 1;   /* started by on_agent_self */
+        else if (start_election(d, err, errlen) < 0)
+            return -1;
+        sync_set_writer(d->sync, "kong", 0);
+    }
+    return 0;
+}
+
+/* What only a long-running sidecar has: the cluster view and the status
+ * endpoint. */
+static int start_observers(struct daemon *d, char *err, size_t errlen)
+{
+    d->cluster = clusterview_new(d->loop, d->consul, d->metrics, d->cfg.watch.wait_ms, err,
+                                 errlen);
+    if (d->cluster == NULL)
+        return -1;
+    struct status_providers sp = {
+        .health = health_provider,
+        .status = status_provider,
+        .metrics = d->metrics,
+        .arg = d,
+    };
+    d->status = status_server_new(d->loop, d->cfg.listen, &sp, err, errlen);
+    if (d->status == NULL)
+        return -1;
+    log_info("Status endpoint listening on %s", status_server_address(d->status));
+    return 0;
+}
+
 struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, char *err,
                           size_t errlen)
 {
@@ -583,99 +685,16 @@ struct daemon *daemon_new(struct config *cfg, int argc, char **argv, int once, c
     }
     metrics_build_info(d->metrics, SIDECAR_VERSION);
     metrics_on_collect(d->metrics, collect, d);
-
-    struct consul_client_opts co = {
-        .address = d->cfg.consul_addr,
-        .token = d->cfg.token,
-        .datacenter = d->cfg.datacenter,
-        .user_agent = d->user_agent,
-        .tls = d->cfg.tls,
-        .on_limit = on_consul_limit,
-        .limit_arg = d,
-    };
-    d->consul = consul_client_new(d->loop, &co, err, errlen);
-    if (d->consul == NULL)
+    if (start_consul(d, err, errlen) < 0 || start_sync(d, err, errlen) < 0)
         goto fail;
-    if (d->cfg.tls.insecure)
-        log_warn("CONSUL_HTTP_SSL_VERIFY is false: the Consul agent's TLS certificate is NOT "
-                 "verified; anyone on the path can impersonate it");
-
-    struct registrar_opts ro = {
-        .loop = d->loop,
-        .consul = d->consul,
-        .node = d->cfg.node,
-        .resync_ms = d->cfg.resync_ms,
-        .drain_ms = d->cfg.drain_ms,
-        .metrics = d->metrics,
-    };
-    d->reg = registrar_new(&ro);
-    if (d->reg == NULL || registrar_set_services(d->reg, d->cfg.services, d->cfg.n_services) < 0) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-
-    struct sync_opts so = {
-        .loop = d->loop,
-        .consul = d->consul,
-        .wait_ms = d->cfg.watch.wait_ms,
-        .stale = d->cfg.watch.stale,
-        .quiescence_min_ms = d->cfg.watch.quiescence_min_ms,
-        .quiescence_max_ms = d->cfg.watch.quiescence_max_ms,
-        .hold_down_ms = d->cfg.watch.hold_down_ms,
-        .proxy_resync_ms = d->cfg.resync_ms,
-        .max_blocking = d->cfg.watch.max_blocking,
-        .max_streams = d->cfg.watch.max_streams,
-        .mode = d->cfg.watch.mode,
-        .datacenter = d->cfg.datacenter,
-        .state_dir = d->cfg.state_dir[0] ? d->cfg.state_dir : NULL,
-        .metrics = d->metrics,
-    };
-    d->sync = sync_new(&so, err, errlen);
-    if (d->sync == NULL || add_drivers(d, err, errlen) < 0)
-        goto fail;
-    for (size_t i = 0; i < d->cfg.n_upstreams; i++) {
-        const struct cfg_upstream *u = &d->cfg.upstreams[i];
-        struct sync_upstream_spec sp = {
-            .name = u->name,
-            .service = u->service,
-            .tags = (const char *const *)u->tags,
-            .n_tags = u->n_tags,
-            .datacenter = u->datacenter,
-            .passing_only = u->passing_only,
-            .proxy = u->proxy,
-        };
-        if (sync_add_upstream(d->sync, &sp, err, errlen) < 0)
-            goto fail;
-    }
-    if (d->cfg.kong.enabled && d->cfg.kong.writer_elected && d->cfg.n_upstreams > 0) {
-        if (d->cfg.kong.lock_key_needs_dc)
-            d->elect_waits_for_dc = 1;   /* started by on_agent_self */
-        else if (start_election(d, err, errlen) < 0)
-            goto fail;
-        sync_set_writer(d->sync, "kong", 0);
-    }
     backoff_init(&d->self_backoff, 500, 30000);
     if (d->cfg.datacenter == NULL &&
         (d->self_retry = loop_timer_new(d->loop, fetch_agent_self, d)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (!once) {
-        d->cluster = clusterview_new(d->loop, d->consul, d->metrics, d->cfg.watch.wait_ms, err,
-                                     errlen);
-        if (d->cluster == NULL)
-            goto fail;
-        struct status_providers sp = {
-            .health = health_provider,
-            .status = status_provider,
-            .metrics = d->metrics,
-            .arg = d,
-        };
-        d->status = status_server_new(d->loop, d->cfg.listen, &sp, err, errlen);
-        if (d->status == NULL)
-            goto fail;
-        log_info("Status endpoint listening on %s", status_server_address(d->status));
-    }
+    if (!once && start_observers(d, err, errlen) < 0)
+        goto fail;
     consul_client_on_recover(d->consul, on_consul_recovered, d);
     if (probes_start(d, err, errlen) < 0)
         goto fail;
