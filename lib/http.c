@@ -284,6 +284,92 @@ static void on_done(void *easy, int result)
     call_free(c);
 }
 
+/* How the request reaches its server: timeouts, a unix socket, HTTP/2
+ * multiplexing, the connection pool, a connect-to override. */
+static int set_transport(struct http_call *c, CURL *e, const struct http_request *req)
+{
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
+    if (req->timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    if (req->unix_socket)
+        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
+    if (req->user_agent)
+        curl_easy_setopt(e, CURLOPT_USERAGENT, req->user_agent);
+    if (req->connect_only)
+        curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+    if (req->multiplex) {
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    }
+    if (req->pool >= 1 && req->pool <= HTTP_POOLS) {
+        c->pool = &pools[req->pool];
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c->pool);
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
+    }
+    if (req->connect_to) {
+        if ((c->connect_to = curl_slist_append(NULL, req->connect_to)) == NULL)
+            return -1;
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
+    }
+    return 0;
+}
+
+/* The method, the body (copied: the caller's may go) and the headers. */
+static int set_message(struct http_call *c, CURL *e, const struct http_request *req)
+{
+    const char *method = req->method ? req->method : "GET";
+    if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    if (req->body || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0 ||
+        strcmp(method, "PATCH") == 0) {
+        size_t n = req->body ? req->body_len : 0;
+        if ((c->body = malloc(n + 1)) == NULL)
+            return -1;
+        if (n)
+            memcpy(c->body, req->body, n);
+        c->body[n] = '\0';
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    }
+    /* curl adds "Expect: 100-continue" to large bodies; Consul and Kong do
+     * not need the extra round trip. */
+    c->headers = curl_slist_append(NULL, "Expect:");
+    for (const char *const *h = req->headers; h && *h; h++) {
+        struct curl_slist *n = curl_slist_append(c->headers, *h);
+        if (n == NULL)
+            return -1;
+        c->headers = n;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    return 0;
+}
+
+static void set_tls(struct http_call *c, CURL *e, const struct http_request *req)
+{
+    const struct http_tls *tls = req->tls;
+    c->tls_without_client_cert = strncasecmp(req->url, "https://", 8) == 0 &&
+                                 !(tls && tls->client_cert && tls->client_cert[0]);
+    if (tls == NULL)
+        return;
+    if (tls->cacert)
+        curl_easy_setopt(e, CURLOPT_CAINFO, tls->cacert);
+    if (tls->capath)
+        curl_easy_setopt(e, CURLOPT_CAPATH, tls->capath);
+    if (tls->client_cert)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert);
+    if (tls->client_key)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key);
+    if (tls->insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+}
+
 struct http_call *http_start(struct loop *l, const struct http_request *req,
                              http_done_fn fn, void *arg, char *err, size_t errlen)
 {
@@ -319,85 +405,11 @@ struct http_call *http_start(struct loop *l, const struct http_request *req,
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
-    if (req->timeout_ms > 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    if (req->unix_socket)
-        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
-    if (req->user_agent)
-        curl_easy_setopt(e, CURLOPT_USERAGENT, req->user_agent);
-    if (req->connect_only)
-        curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-    if (req->multiplex) {
-        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    if (set_transport(c, e, req) < 0 || set_message(c, e, req) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
     }
-    if (req->pool >= 1 && req->pool <= HTTP_POOLS) {
-        c->pool = &pools[req->pool];
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
-        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c->pool);
-        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-        curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
-    }
-    if (req->connect_to) {
-        c->connect_to = curl_slist_append(NULL, req->connect_to);
-        if (c->connect_to == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
-    }
-
-    const char *method = req->method ? req->method : "GET";
-    if (strcmp(method, "GET") != 0)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    if (req->body || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0 ||
-        strcmp(method, "PATCH") == 0) {
-        size_t n = req->body ? req->body_len : 0;
-        c->body = malloc(n + 1);
-        if (c->body == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        if (n)
-            memcpy(c->body, req->body, n);
-        c->body[n] = '\0';
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
-    }
-    /* curl adds "Expect: 100-continue" to large bodies; Consul and Kong do
-     * not need the extra round trip. */
-    c->headers = curl_slist_append(NULL, "Expect:");
-    for (const char *const *h = req->headers; h && *h; h++) {
-        struct curl_slist *n = curl_slist_append(c->headers, *h);
-        if (n == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        c->headers = n;
-    }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
-
-    const struct http_tls *tls = req->tls;
-    c->tls_without_client_cert = strncasecmp(req->url, "https://", 8) == 0 &&
-                                 !(tls && tls->client_cert && tls->client_cert[0]);
-    if (tls) {
-        if (tls->cacert)
-            curl_easy_setopt(e, CURLOPT_CAINFO, tls->cacert);
-        if (tls->capath)
-            curl_easy_setopt(e, CURLOPT_CAPATH, tls->capath);
-        if (tls->client_cert)
-            curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert);
-        if (tls->client_key)
-            curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key);
-        if (tls->insecure) {
-            curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-            curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-        }
-    }
+    set_tls(c, e, req);
     if (curl_multi_add_handle(loop_curl_multi(l), e) != CURLM_OK) {
         snprintf(err, errlen, "curl_multi_add_handle failed");
         goto fail;
