@@ -105,6 +105,83 @@ int consul_instances_on_node(const struct consul_instances *in, const char *node
            bsearch(&node, in->nodes, in->n_nodes, sizeof *in->nodes, str_cmp) != NULL;
 }
 
+/* One entry of a /v1/health/service answer, checked. */
+struct entry {
+    const cJSON *nname, *naddr, *sid, *saddr, *tags;
+    int port;                  /* 0: none (an instance that cannot be a target) */
+    enum consul_health health; /* the worst of its checks */
+    int wpass, wwarn;
+};
+
+/* Reads entry idx's fields and checks their types; 0, or -1 with err. */
+static int entry_read(const cJSON *e, int idx, struct entry *f, char *err, size_t errlen)
+{
+    const cJSON *node = get(e, "Node"), *svc = get(e, "Service"), *checks = get(e, "Checks");
+    const cJSON *port = get(svc, "Port"), *weights = get(svc, "Weights"), *c;
+    f->nname = get(node, "Node"), f->naddr = get(node, "Address");
+    f->sid = get(svc, "ID"), f->saddr = get(svc, "Address"), f->tags = get(svc, "Tags");
+    if (!cJSON_IsObject(e) || !cJSON_IsObject(node) || !cJSON_IsObject(svc) ||
+        !is_str(f->nname) || !is_str(f->naddr) || !is_str(f->sid) ||
+        (f->saddr && !cJSON_IsNull(f->saddr) && !is_str(f->saddr)) ||
+        (checks && !cJSON_IsNull(checks) && !cJSON_IsArray(checks)) ||
+        (f->tags && !cJSON_IsNull(f->tags) && !cJSON_IsArray(f->tags)) ||
+        (weights && !cJSON_IsNull(weights) && !cJSON_IsObject(weights)))
+        return snprintf(err, errlen, "entry %d: missing or mistyped Node/Service/Checks", idx), -1;
+    /* Port is omitted when 0; an instance without a port cannot be a proxy
+     * target, but it is a valid answer: skipped by the caller. */
+    double p = cJSON_IsNumber(port) ? port->valuedouble : 0;
+    if (port && (!cJSON_IsNumber(port) || p < 0 || p > 65535 || p != (int)p))
+        return snprintf(err, errlen, "entry %d: Service.Port is not a port number", idx), -1;
+    f->port = (int)p;
+    f->health = CONSUL_PASSING;
+    cJSON_ArrayForEach(c, checks) {
+        const cJSON *st = get(c, "Status");
+        if (!is_str(st))
+            return snprintf(err, errlen, "entry %d: a check has no Status", idx), -1;
+        enum consul_health ch = status_of(st->valuestring);
+        if (ch > f->health)
+            f->health = ch;
+    }
+    const cJSON *wp = get(weights, "Passing"), *ww = get(weights, "Warning");
+    if ((wp && (!cJSON_IsNumber(wp) || wp->valuedouble < 0 || wp->valuedouble > 65535)) ||
+        (ww && (!cJSON_IsNumber(ww) || ww->valuedouble < 0 || ww->valuedouble > 65535)))
+        return snprintf(err, errlen, "entry %d: Weights out of range", idx), -1;
+    f->wpass = wp ? wp->valueint : 1;
+    f->wwarn = ww ? ww->valueint : 1;
+    return 0;
+}
+
+/* Adds the instance of a routable entry to res (address: the service's, or
+ * its node's). 0, or -1 with err. */
+static int instance_add(struct consul_instances *res, const struct entry *f, int idx, char *err,
+                        size_t errlen)
+{
+    const char *addr = is_str(f->saddr) && f->saddr->valuestring[0] ? f->saddr->valuestring
+                                                                     : f->naddr->valuestring;
+    if (addr[0] == '\0')
+        return snprintf(err, errlen, "entry %d: no address", idx), -1;
+    struct consul_instance *in = &res->items[res->n++];
+    in->node = strdup(f->nname->valuestring);
+    in->service_id = strdup(f->sid->valuestring);
+    in->address = strdup(addr);
+    in->port = f->port;
+    in->health = f->health;
+    in->weight = f->health == CONSUL_WARNING ? f->wwarn : f->wpass;
+    int nt = cJSON_IsArray(f->tags) ? cJSON_GetArraySize(f->tags) : 0;
+    if (!in->node || !in->service_id || !in->address ||
+        (nt && (in->tags = calloc((size_t)nt, sizeof *in->tags)) == NULL))
+        return snprintf(err, errlen, "out of memory"), -1;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, f->tags) {
+        if (!is_str(t))
+            return snprintf(err, errlen, "entry %d: a tag is not a string", idx), -1;
+        if ((in->tags[in->n_tags] = strdup(t->valuestring)) == NULL)
+            return snprintf(err, errlen, "out of memory"), -1;
+        in->n_tags++;
+    }
+    return 0;
+}
+
 int consul_decode_health_service(const char *body, size_t len, int passing_only,
                                  struct consul_instances *out, char *err, size_t errlen)
 {
@@ -129,88 +206,14 @@ int consul_decode_health_service(const char *body, size_t len, int passing_only,
     int idx = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, root) {
-        const cJSON *node = get(e, "Node"), *svc = get(e, "Service"), *checks = get(e, "Checks");
-        const cJSON *nname = get(node, "Node"), *naddr = get(node, "Address");
-        const cJSON *sid = get(svc, "ID"), *saddr = get(svc, "Address"), *port = get(svc, "Port");
-        const cJSON *tags = get(svc, "Tags"), *weights = get(svc, "Weights");
-        if (!cJSON_IsObject(e) || !cJSON_IsObject(node) || !cJSON_IsObject(svc) ||
-            !is_str(nname) || !is_str(naddr) || !is_str(sid) ||
-            (saddr && !cJSON_IsNull(saddr) && !is_str(saddr)) ||
-            (checks && !cJSON_IsNull(checks) && !cJSON_IsArray(checks)) ||
-            (tags && !cJSON_IsNull(tags) && !cJSON_IsArray(tags)) ||
-            (weights && !cJSON_IsNull(weights) && !cJSON_IsObject(weights))) {
-            snprintf(err, errlen, "entry %d: missing or mistyped Node/Service/Checks", idx);
+        struct entry f;
+        if (entry_read(e, idx, &f, err, errlen) < 0)
             goto fail;
-        }
-        /* Port is omitted when 0; an instance without a port cannot be a
-         * proxy target, but it is a valid answer: skip it. */
-        double p = cJSON_IsNumber(port) ? port->valuedouble : 0;
-        if (port && (!cJSON_IsNumber(port) || p < 0 || p > 65535 || p != (int)p)) {
-            snprintf(err, errlen, "entry %d: Service.Port is not a port number", idx);
+        int routable = f.port != 0 && f.health != CONSUL_CRITICAL &&
+                       !(passing_only && f.health == CONSUL_WARNING);
+        if (routable && instance_add(&res, &f, idx, err, errlen) < 0)
             goto fail;
-        }
-        enum consul_health h = CONSUL_PASSING;
-        const cJSON *c;
-        cJSON_ArrayForEach(c, checks) {
-            const cJSON *st = get(c, "Status");
-            if (!is_str(st)) {
-                snprintf(err, errlen, "entry %d: a check has no Status", idx);
-                goto fail;
-            }
-            enum consul_health ch = status_of(st->valuestring);
-            if (ch > h)
-                h = ch;
-        }
-        int wpass = 1, wwarn = 1;
-        const cJSON *wp = get(weights, "Passing"), *ww = get(weights, "Warning");
-        if ((wp && (!cJSON_IsNumber(wp) || wp->valuedouble < 0 || wp->valuedouble > 65535)) ||
-            (ww && (!cJSON_IsNumber(ww) || ww->valuedouble < 0 || ww->valuedouble > 65535))) {
-            snprintf(err, errlen, "entry %d: Weights out of range", idx);
-            goto fail;
-        }
-        if (wp)
-            wpass = wp->valueint;
-        if (ww)
-            wwarn = ww->valueint;
         idx++;
-        if (p == 0 || h == CONSUL_CRITICAL || (passing_only && h == CONSUL_WARNING))
-            continue;
-        const char *addr = is_str(saddr) && saddr->valuestring[0] ? saddr->valuestring
-                                                                   : naddr->valuestring;
-        if (addr[0] == '\0') {
-            snprintf(err, errlen, "entry %d: no address", idx - 1);
-            goto fail;
-        }
-        struct consul_instance *in = &res.items[res.n];
-        in->node = strdup(nname->valuestring);
-        in->service_id = strdup(sid->valuestring);
-        in->address = strdup(addr);
-        in->port = (int)p;
-        in->health = h;
-        in->weight = h == CONSUL_WARNING ? wwarn : wpass;
-        res.n++;
-        if (!in->node || !in->service_id || !in->address) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        int nt = cJSON_IsArray(tags) ? cJSON_GetArraySize(tags) : 0;
-        if (nt) {
-            in->tags = calloc((size_t)nt, sizeof *in->tags);
-            if (in->tags == NULL) {
-                snprintf(err, errlen, "out of memory");
-                goto fail;
-            }
-            const cJSON *t;
-            cJSON_ArrayForEach(t, tags) {
-                if (!is_str(t)) {
-                    snprintf(err, errlen, "entry %d: a tag is not a string", idx - 1);
-                    goto fail;
-                }
-                if ((in->tags[in->n_tags] = strdup(t->valuestring)) == NULL)
-                    goto fail;
-                in->n_tags++;
-            }
-        }
     }
     if (res.n)
         qsort(res.items, res.n, sizeof *res.items, inst_cmp);
