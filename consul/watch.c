@@ -162,70 +162,75 @@ void consul_watch_reject(struct consul_watch *w)
     w->rejected = 1;
 }
 
+/* A failed answer: reported, then asked again (at once with the same index
+ * after a blocking query the server let hang; with backoff otherwise). */
+static void on_failure(struct consul_watch *w, const struct consul_response *r)
+{
+    char what[512];
+    w->stats.errors++;
+    w->index_moved = 0;
+    if (r->err == HTTP_ERR_TIMEOUT && w->index > 0) {
+        w->stats.dead_restarts++;
+        snprintf(what, sizeof what, "blocking query on %s did not return within %ld ms, restarting",
+                 w->path, w->request_timeout);
+        report(w, r, what);
+        /* The server simply went silent on that connection. */
+        schedule(w, rand_below(250));
+        return;
+    }
+    if (r->limited) {
+        /* Reported (r->limited tells the caller the client has already said
+         * it once for all its requests), and backed off. */
+        snprintf(what, sizeof what, "GET %s: Consul is limiting connections", w->path);
+    } else if (r->err != HTTP_OK) {
+        snprintf(what, sizeof what, "GET %s: %s", w->path, r->error ? r->error : "transport error");
+    } else {
+        char body[160];
+        size_t n = r->body_len < sizeof body - 1 ? r->body_len : sizeof body - 1, k = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)r->body[i] >= 0x20 && r->body[i] != 0x7f)
+                body[k++] = r->body[i];
+        body[k] = '\0';
+        snprintf(what, sizeof what, "GET %s: %ld %s", w->path, r->status, body);
+    }
+    report(w, r, what);
+    w->failing = 1;
+    schedule(w, backoff_next(&w->backoff));
+}
+
+/* An answer without an index: nothing to block on. It is delivered, and
+ * asked again without blocking, rate-limited. */
+static void on_no_index(struct consul_watch *w, const struct consul_response *r)
+{
+    char what[512];
+    w->stats.changes++;
+    w->index = 0;
+    w->have_answer = 1;
+    w->index_moved = 0;
+    if (!w->noindex) {
+        snprintf(what, sizeof what, "GET %s: answers without a valid X-Consul-Index; "
+                 "polling without blocking", w->path);
+        report(w, r, what);
+    }
+    w->noindex = 1;
+    if (deliver(w, r, 0, 0))
+        schedule(w, bucket_delay(w));
+}
+
 static void on_answer(const struct consul_response *r, void *arg)
 {
     struct consul_watch *w = arg;
     char what[512];
     w->call = NULL;
-
-    int ok = r->err == HTTP_OK && (r->status == 200 || (w->accept_404 && r->status == 404));
-    if (!ok) {
-        w->stats.errors++;
-        w->index_moved = 0;
-        if (r->err == HTTP_ERR_TIMEOUT && w->index > 0) {
-            w->stats.dead_restarts++;
-            snprintf(what, sizeof what,
-                     "blocking query on %s did not return within %ld ms, restarting", w->path,
-                     w->request_timeout);
-            report(w, r, what);
-            /* Restart at once with the same index: the server simply went
-             * silent on that connection. */
-            schedule(w, rand_below(250));
-            return;
-        }
-        if (r->limited) {
-            /* Reported (r->limited tells the caller the client has already
-             * said it once for all its requests), and backed off. */
-            snprintf(what, sizeof what, "GET %s: Consul is limiting connections", w->path);
-            report(w, r, what);
-        } else if (r->err != HTTP_OK) {
-            snprintf(what, sizeof what, "GET %s: %s", w->path,
-                     r->error ? r->error : "transport error");
-            report(w, r, what);
-        } else {
-            char body[160];
-            size_t n = r->body_len < sizeof body - 1 ? r->body_len : sizeof body - 1;
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++)
-                if ((unsigned char)r->body[i] >= 0x20 && r->body[i] != 0x7f)
-                    body[k++] = r->body[i];
-            body[k] = '\0';
-            snprintf(what, sizeof what, "GET %s: %ld %s", w->path, r->status, body);
-            report(w, r, what);
-        }
-        w->failing = 1;
-        schedule(w, backoff_next(&w->backoff));
+    if (!(r->err == HTTP_OK && (r->status == 200 || (w->accept_404 && r->status == 404)))) {
+        on_failure(w, r);
         return;
     }
-
     backoff_reset(&w->backoff);
     w->failing = 0;
     uint64_t prev = w->index;
     if (!r->has_index) {
-        /* Nothing to block on: deliver the answer, re-ask without blocking,
-         * rate-limited. */
-        w->stats.changes++;
-        w->index = 0;
-        w->have_answer = 1;
-        w->index_moved = 0;
-        if (!w->noindex) {
-            snprintf(what, sizeof what, "GET %s: answers without a valid X-Consul-Index; "
-                     "polling without blocking", w->path);
-            report(w, r, what);
-        }
-        w->noindex = 1;
-        if (deliver(w, r, 0, 0))
-            schedule(w, bucket_delay(w));
+        on_no_index(w, r);
         return;
     }
     uint64_t idx = r->index;
@@ -246,21 +251,21 @@ static void on_answer(const struct consul_response *r, void *arg)
     int moved = !w->have_answer || idx > prev;
     w->index = idx;
     w->index_moved = moved;
-    if (moved) {
-        w->stats.changes++;
-        if (!deliver(w, r, prev, had_answer))
-            return;
-        /* The first change of a burst was answered at once; the next request
-         * waits out min_gap so what follows comes in one answer, and the
-         * rest on_change asked for. */
-        uint64_t now = loop_clock_ms(), next = w->sent_at + (uint64_t)w->min_gap_ms;
-        if (now + (uint64_t)w->rest_ms > next)
-            next = now + (uint64_t)w->rest_ms;
-        w->rest_ms = 0;
-        schedule(w, next > now ? next - now : 0);
-    } else {
+    if (!moved) {
         schedule(w, bucket_delay(w));
+        return;
     }
+    w->stats.changes++;
+    if (!deliver(w, r, prev, had_answer))
+        return;
+    /* The first change of a burst was answered at once; the next request
+     * waits out min_gap so what follows comes in one answer, and the rest
+     * on_change asked for. */
+    uint64_t now = loop_clock_ms(), next = w->sent_at + (uint64_t)w->min_gap_ms;
+    if (now + (uint64_t)w->rest_ms > next)
+        next = now + (uint64_t)w->rest_ms;
+    w->rest_ms = 0;
+    schedule(w, next > now ? next - now : 0);
 }
 
 static void issue(struct consul_watch *w)
