@@ -66,28 +66,9 @@ static void add_secret(cJSON *o, const char *k, const char *v)
         cJSON_AddNullToObject(o, k);
 }
 
-char *config_effective_json(const struct config *cfg)
+/* Service definitions as they will be registered, secrets redacted. */
+static void print_services(cJSON *o, const struct config *cfg)
 {
-    static const char *const dereg[] = {"always", "on-success", "never"};
-    cJSON *o = cJSON_CreateObject();
-    cJSON *c = cJSON_AddObjectToObject(o, "consul");
-    add_str(c, "address", cfg->consul_addr);
-    add_secret(c, "token", cfg->token);
-    add_str(c, "datacenter", cfg->datacenter);
-    add_dur(c, "resync", cfg->resync_ms);
-    add_str(c, "ca_file", cfg->tls.cacert);
-    add_str(c, "ca_path", cfg->tls.capath);
-    add_str(c, "cert_file", cfg->tls.client_cert);
-    add_str(c, "key_file", cfg->tls.client_key);
-    add_str(c, "tls_server_name", cfg->tls.server_name);
-    cJSON_AddBoolToObject(c, "ssl_verify", !cfg->tls.insecure);
-    add_str(o, "node", cfg->node);
-    add_str(o, "deregister", dereg[cfg->deregister]);
-    add_dur(o, "drain", cfg->drain_ms);
-    add_str(o, "listen", cfg->listen);
-    add_str(o, "state_dir", cfg->state_dir);
-    add_str(o, "log_level", log_level_name(cfg->log_level));
-    add_str(o, "log_format", cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
     cJSON *svcs = cJSON_AddArrayToObject(o, "services");
     for (size_t i = 0; i < cfg->n_services; i++) {
         cJSON *d = cJSON_Duplicate(cfg->services[i].definition, 1);
@@ -103,8 +84,8 @@ char *config_effective_json(const struct config *cfg)
     for (size_t i = 0; i < cfg->n_probes; i++) {
         const struct cfg_probe *p = &cfg->probes[i];
         cJSON *x = cJSON_CreateObject();
-        add_str(x, "check_id", p->check_id);
         char safe[2048];
+        add_str(x, "check_id", p->check_id);
         add_str(x, p->spec.kind == PROBE_HTTP ? "http" : "tcp",
                 redact_userinfo(p->spec.target, safe, sizeof safe));
         add_dur(x, "interval", p->spec.interval_ms);
@@ -112,6 +93,10 @@ char *config_effective_json(const struct config *cfg)
         add_dur(x, "ttl", p->ttl_ms);
         cJSON_AddItemToArray(probes, x);
     }
+}
+
+static void print_upstreams(cJSON *o, const struct config *cfg)
+{
     cJSON *ups = cJSON_AddArrayToObject(o, "upstreams");
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct cfg_upstream *u = &cfg->upstreams[i];
@@ -126,6 +111,11 @@ char *config_effective_json(const struct config *cfg)
         cJSON_AddBoolToObject(x, "passing_only", u->passing_only);
         cJSON_AddItemToArray(ups, x);
     }
+}
+
+/* The proxies in use, each with its settings. */
+static void print_proxies(cJSON *o, const struct config *cfg)
+{
     cJSON *px = cJSON_AddObjectToObject(o, "proxy");
     if (cfg->kong.enabled) {
         cJSON *k = cJSON_AddObjectToObject(px, "kong");
@@ -153,6 +143,10 @@ char *config_effective_json(const struct config *cfg)
         add_str(n, "test_cmd", cfg->nginx.test_cmd);
         add_str(n, "reload_cmd", cfg->nginx.reload_cmd);
     }
+}
+
+static void print_watch(cJSON *o, const struct config *cfg)
+{
     cJSON *w = cJSON_AddObjectToObject(o, "watch");
     add_dur(w, "wait", cfg->watch.wait_ms);
     cJSON_AddBoolToObject(w, "stale", cfg->watch.stale);
@@ -163,6 +157,34 @@ char *config_effective_json(const struct config *cfg)
     cJSON_AddNumberToObject(w, "max_blocking", cfg->watch.max_blocking);
     cJSON_AddStringToObject(w, "mode", config_watch_mode_name(cfg->watch.mode));
     cJSON_AddNumberToObject(w, "max_streams", cfg->watch.max_streams);
+}
+
+char *config_effective_json(const struct config *cfg)
+{
+    static const char *const dereg[] = {"always", "on-success", "never"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON *c = cJSON_AddObjectToObject(o, "consul");
+    add_str(c, "address", cfg->consul_addr);
+    add_secret(c, "token", cfg->token);
+    add_str(c, "datacenter", cfg->datacenter);
+    add_dur(c, "resync", cfg->resync_ms);
+    add_str(c, "ca_file", cfg->tls.cacert);
+    add_str(c, "ca_path", cfg->tls.capath);
+    add_str(c, "cert_file", cfg->tls.client_cert);
+    add_str(c, "key_file", cfg->tls.client_key);
+    add_str(c, "tls_server_name", cfg->tls.server_name);
+    cJSON_AddBoolToObject(c, "ssl_verify", !cfg->tls.insecure);
+    add_str(o, "node", cfg->node);
+    add_str(o, "deregister", dereg[cfg->deregister]);
+    add_dur(o, "drain", cfg->drain_ms);
+    add_str(o, "listen", cfg->listen);
+    add_str(o, "state_dir", cfg->state_dir);
+    add_str(o, "log_level", log_level_name(cfg->log_level));
+    add_str(o, "log_format", cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
+    print_services(o, cfg);
+    print_upstreams(o, cfg);
+    print_proxies(o, cfg);
+    print_watch(o, cfg);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
