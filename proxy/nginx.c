@@ -407,6 +407,24 @@ static void job_finish(struct job *j, int ok, const char *err)
     job_free(j);
 }
 
+/* The new file in place (atomically, with the old one's mode), the old
+ * one kept beside it as .bak for restore(). */
+static int write_keeping_backup(struct job *j, const struct buf *text, char *err, size_t errlen)
+{
+    struct stat st;
+    mode_t mode = 0644;
+    if (j->had_old && stat(j->path, &st) == 0)
+        mode = st.st_mode & 0777;
+    if (j->had_old) {
+        unlink(j->bak);
+        if (link(j->path, j->bak) < 0) {
+            snprintf(err, errlen, "%s: cannot keep a backup: %s", j->bak, strerror(errno));
+            return -1;
+        }
+    }
+    return file_write_atomic(j->path, text->data, text->len, mode, err, errlen);
+}
+
 static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_op *ops,
                      size_t n_ops, const struct proxy_target_set *desired, proxy_apply_fn fn,
                      void *arg, char *err, size_t errlen)
@@ -462,25 +480,12 @@ static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_o
         job_finish(j, 1, NULL);
         return 0;
     }
-    struct stat st;
-    mode_t mode = 0644;
-    if (j->had_old && stat(j->path, &st) == 0)
-        mode = st.st_mode & 0777;
-    if (j->had_old) {
-        unlink(j->bak);
-        if (link(j->path, j->bak) < 0) {
-            snprintf(err, errlen, "%s: cannot keep a backup: %s", j->bak, strerror(errno));
-            buf_free(&text);
-            job_free(j);
-            return -1;
-        }
-    }
-    if (file_write_atomic(j->path, text.data, text.len, mode, err, errlen) < 0) {
-        buf_free(&text);
+    rc = write_keeping_backup(j, &text, err, errlen);
+    buf_free(&text);
+    if (rc < 0) {
         job_free(j);
         return -1;
     }
-    buf_free(&text);
     n->job = j;
     j->phase = 1;
     if (run_cmd(j, n->test_cmd) < 0) {

@@ -185,6 +185,39 @@ static void watch_cancel(void *ctx, struct consul_call *call)
     consul_cancel(call);
 }
 
+/* The blocking query of an upstream: /v1/health/service/<svc> and its
+ * ?tag=..&dc=.. (without ?stale, which the watch adds). ?passing is not
+ * sent: the decoder applies it, so warning instances can be re-weighted
+ * instead of vanishing. -1 when out of memory. */
+static int health_query(const struct sync *s, const struct sync_upstream_spec *sp, char *path,
+                        size_t pathlen, char *query, size_t querylen)
+{
+    char *esc = http_escape(sp->service);
+    size_t qlen = 0;
+    if (esc == NULL)
+        return -1;
+    snprintf(path, pathlen, "/v1/health/service/%s", esc);
+    free(esc);
+    for (size_t i = 0; i < sp->n_tags; i++) {
+        char *t = http_escape(sp->tags[i]);
+        if (t == NULL)
+            return -1;
+        qlen += (size_t)snprintf(query + qlen, querylen - qlen, "%stag=%s", qlen ? "&" : "", t);
+        free(t);
+    }
+    /* An upstream's own datacenter, else the sidecar's (-datacenter), else
+     * none: the agent's own, as for the consul CLI. */
+    const char *dc = sp->datacenter ? sp->datacenter : s->o.datacenter;
+    if (dc) {
+        char *d = http_escape(dc);
+        if (d == NULL)
+            return -1;
+        qlen += (size_t)snprintf(query + qlen, querylen - qlen, "%sdc=%s", qlen ? "&" : "", d);
+        free(d);
+    }
+    return 0;
+}
+
 int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char *err,
                       size_t errlen)
 {
@@ -229,34 +262,9 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     if (!u->timer || !u->resync)
         goto oom;
 
-    /* The blocking query: /v1/health/service/<svc>?tag=..&dc=..[&stale].
-     * ?passing is not sent: the decoder applies it, so warning instances
-     * can be re-weighted instead of vanishing. */
     char path[512], query[1024] = "";
-    char *esc = http_escape(sp->service);
-    if (esc == NULL)
+    if (health_query(s, sp, path, sizeof path, query, sizeof query) < 0)
         goto oom;
-    snprintf(path, sizeof path, "/v1/health/service/%s", esc);
-    free(esc);
-    size_t qlen = 0;
-    for (size_t i = 0; i < sp->n_tags; i++) {
-        char *t = http_escape(sp->tags[i]);
-        if (t == NULL)
-            goto oom;
-        qlen += (size_t)snprintf(query + qlen, sizeof query - qlen, "%stag=%s",
-                                 qlen ? "&" : "", t);
-        free(t);
-    }
-    /* An upstream's own datacenter, else the sidecar's (-datacenter), else
-     * none: the agent's own, as for the consul CLI. */
-    const char *dc = sp->datacenter ? sp->datacenter : s->o.datacenter;
-    if (dc) {
-        char *d = http_escape(dc);
-        if (d == NULL)
-            goto oom;
-        qlen += (size_t)snprintf(query + qlen, sizeof query - qlen, "%sdc=%s", qlen ? "&" : "", d);
-        free(d);
-    }
     snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path, query[0] || s->o.stale ? "?" : "",
              query, s->o.stale ? (query[0] ? "&stale" : "stale") : "");
     struct consul_watch_opts wo = {
