@@ -37,12 +37,64 @@ static int is_ip(const char *h)
     return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
 }
 
+/* Where the columns the driver reads are in "show servers state" lines. */
+struct state_cols {
+    int name, addr, port, admin, weight;
+};
+
+static void state_header(char *line, struct state_cols *cols)
+{
+    char *save = NULL;
+    int col = 0;
+    for (char *tok = strtok_r(line + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save), col++) {
+        if (!strcmp(tok, "srv_name")) cols->name = col;
+        else if (!strcmp(tok, "srv_addr")) cols->addr = col;
+        else if (!strcmp(tok, "srv_port")) cols->port = col;
+        else if (!strcmp(tok, "srv_admin_state")) cols->admin = col;
+        else if (!strcmp(tok, "srv_uweight")) cols->weight = col;
+    }
+}
+
+/* One server line: 1 and *t filled (host still in line) when it is one of
+ * ours that takes traffic, 0 when it is skipped, -1 with err. */
+static int state_server(char *line, const struct state_cols *cols, const char *prefix,
+                        struct proxy_target *t, char *err, size_t errlen)
+{
+    char *save = NULL, *name = NULL, *addr = NULL;
+    long port = -1, admin = -1, weight = -1;
+    int col = 0;
+    if (cols->name < 0 || cols->addr < 0 || cols->port < 0 || cols->admin < 0 || cols->weight < 0)
+        return snprintf(err, errlen, "show servers state: unexpected format (no header)"), -1;
+    for (char *tok = strtok_r(line, " ", &save); tok; tok = strtok_r(NULL, " ", &save), col++) {
+        if (col == cols->name) name = tok;
+        else if (col == cols->addr) addr = tok;
+        else if (col == cols->port) port = strtol(tok, NULL, 10);
+        else if (col == cols->admin) admin = strtol(tok, NULL, 10);
+        else if (col == cols->weight) weight = strtol(tok, NULL, 10);
+    }
+    if (!name || !addr || port < 0 || admin < 0 || weight < 0)
+        return snprintf(err, errlen, "show servers state: short line"), -1;
+    if (strncmp(name, prefix, strlen(prefix)) != 0)
+        return 0;          /* not ours */
+    if (admin & (0x01 | 0x08))
+        return 0;          /* forced maintenance or drain: takes no new traffic;
+                            * reading it as absent makes the add path ("Already
+                            * exists": weight, ready) bring back one a half-done
+                            * removal left */
+    if (strcmp(addr, "-") == 0 || port == 0)
+        return 0;
+    t->host = addr;
+    t->port = (int)port;
+    t->weight = (int)weight;
+    return 1;
+}
+
 int haproxy_parse_servers_state(const char *text, const char *prefix,
                                 struct proxy_target_set *out, char *err, size_t errlen)
 {
     struct proxy_target_set set = {0};
+    struct state_cols cols = {-1, -1, -1, -1, -1};
     const char *p = text;
-    int col_name = -1, col_addr = -1, col_port = -1, col_admin = -1, col_weight = -1;
     size_t cap = 0;
     if (strncmp(text, "1\n", 2) != 0) {
         const char *nl = strchr(text, '\n');
@@ -51,55 +103,24 @@ int haproxy_parse_servers_state(const char *text, const char *prefix,
             snprintf(err, errlen, "empty answer to show servers state");
         return -1;
     }
-    p += 2;
-    while (*p) {
+    for (p += 2; *p;) {
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
         char line[2048];
+        struct proxy_target t;
         if (len >= sizeof line)
             len = sizeof line - 1;
         memcpy(line, p, len);
         line[len] = '\0';
         p = nl ? nl + 1 : p + len;
-        if (line[0] == '\0')
+        if (line[0] == '#')
+            state_header(line, &cols);
+        if (line[0] == '\0' || line[0] == '#')
             continue;
-        char *save = NULL;
-        int col = 0;
-        if (line[0] == '#') {
-            for (char *tok = strtok_r(line + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save), col++) {
-                if (!strcmp(tok, "srv_name")) col_name = col;
-                else if (!strcmp(tok, "srv_addr")) col_addr = col;
-                else if (!strcmp(tok, "srv_port")) col_port = col;
-                else if (!strcmp(tok, "srv_admin_state")) col_admin = col;
-                else if (!strcmp(tok, "srv_uweight")) col_weight = col;
-            }
-            continue;
-        }
-        if (col_name < 0 || col_addr < 0 || col_port < 0 || col_admin < 0 || col_weight < 0) {
-            snprintf(err, errlen, "show servers state: unexpected format (no header)");
+        int rc = state_server(line, &cols, prefix, &t, err, errlen);
+        if (rc < 0)
             goto fail;
-        }
-        char *name = NULL, *addr = NULL;
-        long port = -1, admin = -1, weight = -1;
-        for (char *tok = strtok_r(line, " ", &save); tok; tok = strtok_r(NULL, " ", &save), col++) {
-            if (col == col_name) name = tok;
-            else if (col == col_addr) addr = tok;
-            else if (col == col_port) port = strtol(tok, NULL, 10);
-            else if (col == col_admin) admin = strtol(tok, NULL, 10);
-            else if (col == col_weight) weight = strtol(tok, NULL, 10);
-        }
-        if (!name || !addr || port < 0 || admin < 0 || weight < 0) {
-            snprintf(err, errlen, "show servers state: short line");
-            goto fail;
-        }
-        if (strncmp(name, prefix, strlen(prefix)) != 0)
-            continue;          /* not ours */
-        if (admin & (0x01 | 0x08))
-            continue;          /* forced maintenance or drain: takes no new
-                                * traffic; reading it as absent makes the
-                                * add path ("Already exists": weight, ready)
-                                * bring back one a half-done removal left */
-        if (strcmp(addr, "-") == 0 || port == 0)
+        if (rc == 0)
             continue;
         if (set.n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -110,11 +131,11 @@ int haproxy_parse_servers_state(const char *text, const char *prefix,
             }
             set.items = n;
         }
-        set.items[set.n].host = strdup(addr);
-        set.items[set.n].port = (int)port;
-        set.items[set.n].weight = (int)weight;
-        if (set.items[set.n].host == NULL)
+        set.items[set.n] = t;
+        if ((set.items[set.n].host = strdup(t.host)) == NULL) {
+            snprintf(err, errlen, "out of memory");
             goto fail;
+        }
         set.n++;
     }
     *out = set;
@@ -579,6 +600,73 @@ static void drain_cancel(struct hap *h, const char *backend, const char *server)
     }
 }
 
+/* An add: "add server" (New server registered, or Already exists: then its
+ * weight), then "set server ... state ready". */
+static void on_add_answer(struct op_run *r, const char *reply, const char *line)
+{
+    char msg[400];
+    if (r->step == 0) {
+        if (strstr(reply, "New server registered") || strstr(reply, "Already exists")) {
+            next_step(r, strstr(reply, "Already exists") ? 1 : 2);
+            return;
+        }
+        snprintf(msg, sizeof msg, "add server: %s", line);
+        op_done(r, 0, msg);
+        return;
+    }
+    if (!reply_empty(reply)) {
+        snprintf(msg, sizeof msg, "%s: %s", r->step == 1 ? "set weight" : "set state ready", line);
+        op_done(r, 0, msg);
+        return;
+    }
+    if (r->step == 1)
+        next_step(r, 2);
+    else
+        op_done(r, 1, NULL);
+}
+
+/* A removal: drain (then the rest in the background), or maint, delete,
+ * and a shutdown of sessions when the delete finds some. */
+static void on_remove_answer(struct op_run *r, const char *reply, const char *line)
+{
+    const struct proxy_op *op = &r->b->ops[r->i];
+    char msg[400];
+    if (r->step == RM_DRAIN || r->step == RM_MAINT) {
+        if (strstr(reply, "No such server")) {
+            op_done(r, 1, NULL);      /* already gone */
+        } else if (!reply_empty(reply)) {
+            snprintf(msg, sizeof msg, "set state %s: %s", r->step == RM_MAINT ? "maint" : "drain",
+                     line);
+            op_done(r, 0, msg);
+        } else if (r->step == RM_MAINT) {
+            next_step(r, RM_DEL);
+        } else {
+            /* Drained: no new sessions. The wait for the ones in flight
+             * (none with drain_timeout 0), maint and delete go on in the
+             * background (out of memory: here, at once). */
+            char name[300];
+            haproxy_server_name(&op->target, name, sizeof name);
+            if (drain_start(r->b->h, r->b->backend, name) == 0)
+                op_done(r, 1, NULL);
+            else
+                next_step(r, RM_MAINT);
+        }
+        return;
+    }
+    if (r->step != RM_DEL) {
+        next_step(r, RM_DEL);             /* after shutdown sessions */
+        return;
+    }
+    if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
+        op_done(r, 1, NULL);
+    } else if (strstr(reply, "still has connections") && r->attempts++ < 3) {
+        next_step(r, RM_SHUTDOWN); /* then delete again */
+    } else {
+        snprintf(msg, sizeof msg, "del server: %s", line);
+        op_done(r, 0, msg);
+    }
+}
+
 static void on_cmd(int ok, const char *reply, const char *err, void *arg)
 {
     struct op_run *r = arg;
@@ -591,76 +679,18 @@ static void on_cmd(int ok, const char *reply, const char *err, void *arg)
     first_line(reply, line, sizeof line);
     switch (op->kind) {
     case PROXY_OP_ADD:
-        if (r->step == 0) {
-            if (strstr(reply, "New server registered") || strstr(reply, "Already exists")) {
-                next_step(r, strstr(reply, "Already exists") ? 1 : 2);
-                return;
-            }
-            snprintf(msg, sizeof msg, "add server: %s", line);
-            op_done(r, 0, msg);
-            return;
-        }
-        if (!reply_empty(reply)) {
-            snprintf(msg, sizeof msg, "%s: %s", r->step == 1 ? "set weight" : "set state ready", line);
-            op_done(r, 0, msg);
-            return;
-        }
-        if (r->step == 1) {
-            next_step(r, 2);
-            return;
-        }
-        op_done(r, 1, NULL);
+        on_add_answer(r, reply, line);
         return;
     case PROXY_OP_SET_WEIGHT:
-        if (reply_empty(reply))
+        if (reply_empty(reply)) {
             op_done(r, 1, NULL);
-        else {
+        } else {
             snprintf(msg, sizeof msg, "set weight: %s", line);
             op_done(r, 0, msg);
         }
         return;
     case PROXY_OP_REMOVE:
-        if (r->step == RM_DRAIN || r->step == RM_MAINT) {
-            if (strstr(reply, "No such server")) {
-                op_done(r, 1, NULL);      /* already gone */
-                return;
-            }
-            if (!reply_empty(reply)) {
-                snprintf(msg, sizeof msg, "set state %s: %s", r->step == RM_MAINT ? "maint" : "drain",
-                         line);
-                op_done(r, 0, msg);
-                return;
-            }
-            if (r->step == RM_MAINT) {
-                next_step(r, RM_DEL);
-                return;
-            }
-            /* Drained: no new sessions. The wait for the ones in flight
-             * (none with drain_timeout 0), maint and delete go on in the
-             * background (out of memory: here, at once). */
-            char name[300];
-            haproxy_server_name(&op->target, name, sizeof name);
-            if (drain_start(r->b->h, r->b->backend, name) == 0) {
-                op_done(r, 1, NULL);
-                return;
-            }
-            next_step(r, RM_MAINT);
-            return;
-        }
-        if (r->step == RM_DEL) {
-            if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
-                op_done(r, 1, NULL);
-                return;
-            }
-            if (strstr(reply, "still has connections") && r->attempts++ < 3) {
-                next_step(r, RM_SHUTDOWN); /* then delete again */
-                return;
-            }
-            snprintf(msg, sizeof msg, "del server: %s", line);
-            op_done(r, 0, msg);
-            return;
-        }
-        next_step(r, RM_DEL);             /* after shutdown sessions */
+        on_remove_answer(r, reply, line);
         return;
     }
 }
