@@ -145,59 +145,67 @@ static int put_check(CURL *e, const char *agent, const char *check, int fail)
     return 0;
 }
 
+/* --wait-total SOCK TOTAL: waits until every backend together holds TOTAL
+ * servers of ours; prints the elapsed milliseconds. */
+static int wait_total(const char *sock, long total)
+{
+    double t0 = now_ms();
+    while (servers(sock, "") != total) {
+        if (now_ms() - t0 > 300000) {
+            fprintf(stderr, "propagate: %ld servers not reached in 300 s (have %d)\n", total,
+                    servers(sock, ""));
+            return 1;
+        }
+        usleep(20000);
+    }
+    printf("%.0f\n", now_ms() - t0);
+    return 0;
+}
+
+/* --http FRONT AGENT CHECK NAME COUNT: as a client sees it, through the
+ * front proxy: from the PUT that passes NAME's check until NAME answers. */
+static int as_client(const char *front, const char *agent, const char *check, const char *name,
+                     int count)
+{
+    double *lat = calloc((size_t)count, sizeof *lat);
+    CURL *e = curl_easy_init(), *g = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    for (int i = 0; i < count; i++) {
+        for (int step = 0; step < 2; step++) {
+            int fail = step == 0;
+            if (put_check(e, agent, check, fail) < 0)
+                return 1;
+            double t0 = now_ms();
+            for (int others = 0;;) {
+                int by = answered_by(g, front, name);
+                if (!fail && by == 1)
+                    break;
+                others = fail && by == 0 ? others + 1 : 0;
+                if (fail && others == 8)
+                    break;
+                if (now_ms() - t0 > 20000) {
+                    fprintf(stderr, "propagate: change %d not served within 20 s\n", i);
+                    return 1;
+                }
+            }
+            if (fail) {
+                usleep(200000);   /* let a reload finish: untimed */
+                continue;
+            }
+            lat[i] = now_ms() - t0;
+            printf("%.3f\n", lat[i]);
+        }
+    }
+    return summary(lat, count);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--wait-total") == 0) {
-        /* Waits until every backend together holds TOTAL servers of ours;
-         * prints the elapsed milliseconds. */
-        long total = strtol(argv[3], NULL, 10);
-        double t0 = now_ms();
-        while (servers(argv[2], "") != total) {
-            if (now_ms() - t0 > 300000) {
-                fprintf(stderr, "propagate: %ld servers not reached in 300 s (have %d)\n", total,
-                        servers(argv[2], ""));
-                return 1;
-            }
-            usleep(20000);
-        }
-        printf("%.0f\n", now_ms() - t0);
-        return 0;
-    }
-    if (argc == 7 && strcmp(argv[1], "--http") == 0) {
-        const char *front = argv[2], *agent = argv[3], *check = argv[4], *name = argv[5];
-        int count = (int)strtol(argv[6], NULL, 10);
-        double *lat = calloc((size_t)count, sizeof *lat);
-        CURL *e = curl_easy_init(), *g = curl_easy_init();
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
-        for (int i = 0; i < count; i++) {
-            for (int step = 0; step < 2; step++) {
-                int fail = step == 0;
-                if (put_check(e, agent, check, fail) < 0)
-                    return 1;
-                double t0 = now_ms();
-                for (int others = 0;;) {
-                    int by = answered_by(g, front, name);
-                    if (!fail && by == 1)
-                        break;
-                    others = fail && by == 0 ? others + 1 : 0;
-                    if (fail && others == 8)
-                        break;
-                    if (now_ms() - t0 > 20000) {
-                        fprintf(stderr, "propagate: change %d not served within 20 s\n", i);
-                        return 1;
-                    }
-                }
-                if (fail) {
-                    usleep(200000);   /* let a reload finish: untimed */
-                    continue;
-                }
-                lat[i] = now_ms() - t0;
-                printf("%.3f\n", lat[i]);
-            }
-        }
-        return summary(lat, count);
-    }
+    if (argc == 4 && strcmp(argv[1], "--wait-total") == 0)
+        return wait_total(argv[2], strtol(argv[3], NULL, 10));
+    if (argc == 7 && strcmp(argv[1], "--http") == 0)
+        return as_client(argv[2], argv[3], argv[4], argv[5], (int)strtol(argv[6], NULL, 10));
     if (argc != 8) {
         fprintf(stderr, "usage: propagate AGENT_URL CHECK_ID HAPROXY_SOCK BACKEND COUNT UP DOWN\n");
         return 2;
