@@ -30,7 +30,7 @@
 #include "proxy/kong.h"
 #include "sidecar/config_files.h"
 #include "sidecar/elect.h"
-#include "sidecar/servicedef.h"
+#include "sidecar/probedef.h"
 #include "sidecar/sync.h"
 
 
@@ -645,11 +645,14 @@ static int services_from(struct config *cfg, struct jread *c, const cJSON *root)
             snprintf(path, sizeof path, "service");
         else
             snprintf(path, sizeof path, "services[%zu]", k - (one ? 1 : 0));
-        struct svc_build b = {c, cfg->node, &cfg->services[cfg->n_services], cfg->probes,
-                              cfg->n_probes};
+        struct probedef_list probes;
+        probedef_list_init(&probes);
+        probes.items = cfg->probes;
+        probes.n = cfg->n_probes;
+        struct svc_build b = {c, cfg->node, &cfg->services[cfg->n_services], &probes.ext};
         int rc = servicedef_build(&b, def, path);
-        cfg->probes = b.probes;
-        cfg->n_probes = b.n_probes;
+        cfg->probes = probes.items;
+        cfg->n_probes = probes.n;
         if (rc < 0)
             return -1;
         cfg->n_services++;

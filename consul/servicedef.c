@@ -2,7 +2,7 @@
  * Service definitions, in Consul's own format, rewritten into Consul's
  * canonical register body; see servicedef.h.
  */
-#include "sidecar/servicedef.h"
+#include "consul/servicedef.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -25,7 +25,7 @@ struct keydef {
     const char *folded;
     const char *canon;
     enum { T_STR, T_BOOL, T_INT, T_DUR, T_STRLIST, T_OBJ, T_ANY, T_CHECK, T_CHECKS, T_META,
-           T_WEIGHTS, T_HEADER, T_PROBE, T_SECRET, T_STATUS } type;
+           T_WEIGHTS, T_HEADER, T_SECRET, T_STATUS } type;
 };
 
 static const struct keydef service_keys[] = {
@@ -83,7 +83,6 @@ static const struct keydef check_keys[] = {
     {"failuresbeforecritical", "FailuresBeforeCritical", T_INT},
     {"outputmaxsize", "OutputMaxSize", T_INT},
     {"serviceid", "ServiceID", T_STR},
-    {"probe", "probe", T_PROBE},
 };
 
 static const struct keydef *lookup(const struct keydef *tab, size_t n, const char *key)
@@ -107,67 +106,6 @@ static int valid_meta_key(const char *k)
 }
 
 
-static int parse_probe(struct jread *c, const cJSON *p, const char *path, struct probe_spec *spec)
-{
-    static const char *const keys[] = {"http", "tcp", "interval", "timeout", "method",
-                                       "tls_skip_verify"};
-    char kp[512];
-    if (jread_obj(c, p, path) < 0 || jread_keys(c, p, path, keys, 6) < 0)
-        return -1;
-    memset(spec, 0, sizeof *spec);
-    const cJSON *http = cJSON_GetObjectItemCaseSensitive(p, "http");
-    const cJSON *tcp = cJSON_GetObjectItemCaseSensitive(p, "tcp");
-    if ((http != NULL) == (tcp != NULL))
-        return jread_fail(c, path, "needs exactly one of \"http\" or \"tcp\"");
-    const char *target = "", *method = NULL;
-    jread_join(kp, sizeof kp, path, http ? "http" : "tcp");
-    if (jread_str(c, http ? http : tcp, kp, &target) < 0)
-        return -1;
-    if (http && strncmp(target, "http://", 7) != 0 && strncmp(target, "https://", 8) != 0)
-        return jread_fail(c, kp, "expected an http:// or https:// URL, got \"%.64s\"", target);
-    if (tcp && (strchr(target, ':') == NULL || strstr(target, "://")))
-        return jread_fail(c, kp, "expected host:port, got \"%.64s\"", target);
-    spec->kind = http ? PROBE_HTTP : PROBE_TCP;
-    spec->interval_ms = 10000;
-    spec->timeout_ms = 0;
-    const cJSON *v;
-    if ((v = cJSON_GetObjectItemCaseSensitive(p, "interval"))) {
-        jread_join(kp, sizeof kp, path, "interval");
-        if (jread_dur(c, v, kp, &spec->interval_ms) < 0)
-            return -1;
-        if (spec->interval_ms < 100)
-            return jread_fail(c, kp, "must be at least 100ms");
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(p, "timeout"))) {
-        jread_join(kp, sizeof kp, path, "timeout");
-        if (jread_dur(c, v, kp, &spec->timeout_ms) < 0)
-            return -1;
-        if (spec->timeout_ms <= 0)
-            return jread_fail(c, kp, "must be positive");
-    }
-    if (spec->timeout_ms == 0)
-        spec->timeout_ms = spec->interval_ms < 10000 ? spec->interval_ms : 10000;
-    if ((v = cJSON_GetObjectItemCaseSensitive(p, "method"))) {
-        jread_join(kp, sizeof kp, path, "method");
-        if (jread_str(c, v, kp, &method) < 0)
-            return -1;
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(p, "tls_skip_verify"))) {
-        jread_join(kp, sizeof kp, path, "tls_skip_verify");
-        if (jread_bool(c, v, kp, &spec->tls_skip_verify) < 0)
-            return -1;
-    }
-    /* Allocate only once everything validated: a failure leaks nothing. */
-    spec->target = strdup(target);
-    spec->method = method ? strdup(method) : NULL;
-    if (spec->target == NULL || (method && spec->method == NULL)) {
-        free(spec->target);
-        free(spec->method);
-        spec->target = spec->method = NULL;
-        return jread_fail(c, path, "out of memory");
-    }
-    return 0;
-}
 
 /* The plain value kinds both service and check keys use: a copy of v after
  * checking its type (ints within [min, max]); NULL on error (c->failed). */
@@ -206,7 +144,7 @@ static cJSON *plain_value(struct jread *c, const cJSON *v, const char *kp, int t
 struct check_seen {
     int64_t interval, ttl;
     int kinds;                 /* HTTP, TCP, ... keys: how the agent runs it */
-    int has_probe;
+    int has_ext;               /* the caller's extension key (a probe) */
 };
 
 /* A header map: each value a list of strings. A copy, or NULL. */
@@ -243,9 +181,9 @@ static cJSON *check_duration(struct jread *c, const struct keydef *d, const cJSO
 }
 
 /* One check key's canonical value (a new item), or NULL with c->failed (or
- * out of memory). The sidecar's own probe key goes to probe instead. */
+ * out of memory). */
 static cJSON *check_value(struct jread *c, const struct keydef *d, const cJSON *k,
-                          const char *kp, struct check_seen *seen, struct probe_spec *probe)
+                          const char *kp, struct check_seen *seen)
 {
     const char *sv = "";
     switch (d->type) {
@@ -267,21 +205,20 @@ static cJSON *check_value(struct jread *c, const struct keydef *d, const cJSON *
         return plain_value(c, k, kp, d->type, 0, 0);
     case T_HEADER:
         return header_value(c, k, kp);
-    case T_PROBE:
-        if (seen->has_probe) {
-            /* A repeated key: the last one counts, as in Consul's JSON. */
-            free(probe->target);
-            free(probe->method);
-            probe->target = probe->method = NULL;
-            seen->has_probe = 0;
-        }
-        if (parse_probe(c, k, kp, probe) < 0)
-            return NULL;
-        seen->has_probe = 1;
-        return NULL;
     default:
         return cJSON_Duplicate(k, 1);
     }
+}
+
+/* Whether key is the caller's extension key (matched as Consul matches). */
+static int is_ext(const struct svc_build *b, const char *key)
+{
+    char folded[128], want[128];
+    if (b->ext == NULL)
+        return 0;
+    fold_key(key, folded, sizeof folded);
+    fold_key(b->ext->key, want, sizeof want);
+    return strcmp(folded, want) == 0;
 }
 
 static int runs_itself(const char *canon)
@@ -294,11 +231,13 @@ static int runs_itself(const char *canon)
     return 0;
 }
 
-/* The agent's rules across a check's keys (and the sidecar's: a probe
- * feeds a TTL check). */
+/* The agent's rules across a check's keys (and the extension's: it feeds
+ * a TTL check). */
 static int check_rules(struct jread *c, const char *path, const cJSON *out,
-                       const struct check_seen *seen)
+                       const struct check_seen *seen, const char *ext)
 {
+    char why[160];
+    snprintf(why, sizeof why, "%s needs ttl: the sidecar feeds a TTL check from it", ext);
     if (seen->interval > 0 && seen->ttl > 0)
         return jread_fail(c, path, "Interval and TTL cannot both be specified");
     if (seen->kinds > 0 && seen->interval <= 0 &&
@@ -306,39 +245,42 @@ static int check_rules(struct jread *c, const char *path, const cJSON *out,
         return jread_fail(c, path, "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
     if (seen->kinds == 0 && !cJSON_GetObjectItemCaseSensitive(out, "AliasService") &&
         !cJSON_GetObjectItemCaseSensitive(out, "AliasNode") && seen->ttl <= 0)
-        return jread_fail(c, path, seen->has_probe ? "probe needs ttl: the sidecar feeds a TTL check from it"
-                                                   : "TTL must be > 0 for TTL checks");
-    if (seen->has_probe && seen->ttl <= 0)
-        return jread_fail(c, path, "probe needs ttl: the sidecar feeds a TTL check from it");
+        return jread_fail(c, path, "%s", seen->has_ext ? why : "TTL must be > 0 for TTL checks");
+    if (seen->has_ext && seen->ttl <= 0)
+        return jread_fail(c, path, "%s", why);
     return 0;
 }
 
-/* Validates one check object and returns its canonical form (new object). */
-static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path,
-                          struct probe_spec *probe, int *has_probe, int64_t *ttl_ms)
+/* Validates one check object and returns its canonical form (new object);
+ * the extension key, if any, is validated by the caller's hook and left
+ * out. */
+static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path, int64_t *ttl_ms)
 {
     struct jread *c = b->c;
     char kp[512];
     cJSON *out = cJSON_CreateObject();
     struct check_seen seen = {0, 0, 0, 0};
     const cJSON *k;
-    *has_probe = 0;
     *ttl_ms = 0;
     if (out == NULL || jread_obj(c, in, path) < 0)
         goto fail;
     cJSON_ArrayForEach(k, in) {
         jread_join(kp, sizeof kp, path, k->string);
+        if (is_ext(b, k->string)) {
+            if (b->ext->check(b->ext->arg, c, k, kp) < 0)
+                goto fail;
+            seen.has_ext = 1;
+            continue;
+        }
         const struct keydef *d = lookup(check_keys, sizeof check_keys / sizeof check_keys[0],
                                         k->string);
         if (d == NULL) {
             jread_fail(c, path, "unknown key \"%.64s\"", k->string);
             goto fail;
         }
-        cJSON *val = check_value(c, d, k, kp, &seen, probe);
+        cJSON *val = check_value(c, d, k, kp, &seen);
         if (c->failed)
             goto fail;
-        if (d->type == T_PROBE)
-            continue;
         if (strcmp(d->canon, "ServiceID") == 0) {
             cJSON_Delete(val); /* tolerated and ignored, as Consul does */
             continue;
@@ -351,49 +293,15 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
         cJSON_AddItemToObject(out, d->canon, val);
         seen.kinds += runs_itself(d->canon);
     }
-    *has_probe = seen.has_probe;
-    if (cJSON_GetArraySize(out) == 0 && !seen.has_probe)
+    if (cJSON_GetArraySize(out) == 0 && !seen.has_ext)
         return out; /* an empty Check {} is ignored, as Consul does */
-    if (check_rules(c, path, out, &seen) < 0)
+    if (check_rules(c, path, out, &seen, b->ext ? b->ext->key : "") < 0)
         goto fail;
     *ttl_ms = seen.ttl;
     return out;
 fail:
     cJSON_Delete(out);
-    if (seen.has_probe) {
-        free(probe->target);
-        free(probe->method);
-    }
-    *has_probe = 0;
     return NULL;
-}
-
-void probe_spec_free(struct probe_spec *s)
-{
-    free(s->target);
-    free(s->method);
-}
-
-static int add_probe(struct svc_build *b, const char *service_id, const char *check_id,
-                     int64_t ttl, struct probe_spec *spec, const cJSON *check)
-{
-    struct cfg_probe *n = realloc(b->probes, (b->n_probes + 1) * sizeof *n);
-    if (n == NULL)
-        return -1;
-    b->probes = n;
-    struct cfg_probe *p = &b->probes[b->n_probes++];
-    p->service_id = strdup(service_id);
-    p->check_id = strdup(check_id);
-    p->ttl_ms = ttl;
-    p->spec = *spec;
-    const cJSON *v;
-    if ((v = cJSON_GetObjectItemCaseSensitive(check, "SuccessBeforePassing")))
-        p->spec.success_before_passing = v->valueint;
-    if ((v = cJSON_GetObjectItemCaseSensitive(check, "FailuresBeforeWarning")))
-        p->spec.failures_before_warning = v->valueint;
-    if ((v = cJSON_GetObjectItemCaseSensitive(check, "FailuresBeforeCritical")))
-        p->spec.failures_before_critical = v->valueint;
-    return p->service_id && p->check_id ? 0 : -1;
 }
 
 /* Meta, checked as the agent checks it: a copy, or NULL (c->failed, or out
@@ -595,14 +503,10 @@ static int checks_build(struct svc_build *b, const struct check_inputs *ci, cJSO
         const cJSON *item;
         char cp[600];
         for (int i = 0; check_input_at(ci, li, i, &item, cp, sizeof cp); i++) {
-            struct probe_spec spec;
-            int has_probe;
             int64_t ttl;
-            cJSON *cc = build_check(b, item, cp, &spec, &has_probe, &ttl);
+            cJSON *cc = build_check(b, item, cp, &ttl);
             if (cc == NULL)
                 return -1;
-            if (has_probe)
-                probe_spec_free(&spec); /* parsed again by probes_attach, with its check's ID */
             if (cJSON_GetArraySize(cc) == 0)
                 cJSON_Delete(cc);
             else
@@ -651,13 +555,14 @@ static int checks_name(struct svc_build *b, const char *path, const cJSON *check
     return 0;
 }
 
-/* Probes, matched to their checks in order (a second pass over the input,
- * now that each check has its ID). */
-static int probes_attach(struct svc_build *b, const struct check_inputs *ci, cJSON *checks_out)
+/* The extension's values (probes), handed to the caller's hook with their
+ * checks' IDs, in order (a second pass over the input, now that each check
+ * has its ID). */
+static int ext_attach(struct svc_build *b, const struct check_inputs *ci, cJSON *checks_out)
 {
     struct consul_service *s = b->svc;
     size_t pos = 0;
-    for (int li = 0; li < 2; li++) {
+    for (int li = 0; b->ext && li < 2; li++) {
         const cJSON *item;
         char cp[600];
         for (int i = 0; check_input_at(ci, li, i, &item, cp, sizeof cp); i++) {
@@ -665,19 +570,14 @@ static int probes_attach(struct svc_build *b, const struct check_inputs *ci, cJS
                 continue;
             const cJSON *pk;
             cJSON_ArrayForEach(pk, item) {
-                const struct keydef *d = lookup(check_keys, sizeof check_keys / sizeof check_keys[0],
-                                                pk->string);
-                if (d == NULL || d->type != T_PROBE)
-                    continue;
-                struct probe_spec spec;
                 char pp[600];
-                snprintf(pp, sizeof pp, "%s.probe", li == 0 ? ci->paths[0] : "checks");
-                if (parse_probe(b->c, pk, pp, &spec) < 0 ||
-                    add_probe(b, s->id, s->checks[pos].check_id, s->checks[pos].ttl_ms, &spec,
-                              cJSON_GetArrayItem(checks_out, (int)pos)) < 0) {
-                    probe_spec_free(&spec);
+                if (!is_ext(b, pk->string))
+                    continue;
+                snprintf(pp, sizeof pp, "%s.%s", li == 0 ? ci->paths[0] : "checks", b->ext->key);
+                if (b->ext->attach(b->ext->arg, b->c, pk, pp, s->id, s->checks[pos].check_id,
+                                   s->checks[pos].ttl_ms,
+                                   cJSON_GetArrayItem(checks_out, (int)pos)) < 0)
                     return -1;
-                }
             }
             pos++;
         }
@@ -686,7 +586,7 @@ static int probes_attach(struct svc_build *b, const struct check_inputs *ci, cJS
 }
 
 /* Builds one consul_service from a definition object (see servicedef.h):
- * its keys, its identity, then its checks and their probes. */
+ * its keys, its identity, then its checks and their extension values. */
 int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
 {
     struct consul_service *s = b->svc;
@@ -706,7 +606,7 @@ int servicedef_build(struct svc_build *b, const cJSON *in, const char *path)
         goto fail;
     }
     if (checks_build(b, &ci, checks_out) < 0 || checks_name(b, path, checks_out) < 0 ||
-        probes_attach(b, &ci, checks_out) < 0)
+        ext_attach(b, &ci, checks_out) < 0)
         goto fail;
     if (cJSON_GetArraySize(checks_out) > 0)
         cJSON_AddItemToObject(out, "Checks", checks_out);
