@@ -817,30 +817,31 @@ static cJSON *sorted(cJSON *o)
     return o;
 }
 
-enum MHD_Result h_agent_services(const struct req *r)
+/* The agent's services or checks, as an object by ID in key order. */
+static enum MHD_Result agent_map(const struct req *r, int checks)
 {
     const struct node *n = r->a->node;
     pthread_mutex_lock(&S.mu);
     cJSON *o = cJSON_CreateObject();
-    for (int i = 0; i < S.maxn; i++)
-        if (n->services[i].used)
+    for (int i = 0; i < S.maxn; i++) {
+        if (checks && n->checks[i].used)
+            cJSON_AddItemToObject(o, n->checks[i].id, check_json(n, &n->checks[i], 1));
+        else if (!checks && n->services[i].used)
             cJSON_AddItemToObject(o, n->services[i].id, agent_service_json(&n->services[i]));
+    }
     pthread_mutex_unlock(&S.mu);
     apply_filter(r->c, o);
     return json_reply(r->c, 200, sorted(o), NULL);
 }
 
+enum MHD_Result h_agent_services(const struct req *r)
+{
+    return agent_map(r, 0);
+}
+
 enum MHD_Result h_agent_checks(const struct req *r)
 {
-    const struct node *n = r->a->node;
-    pthread_mutex_lock(&S.mu);
-    cJSON *o = cJSON_CreateObject();
-    for (int i = 0; i < S.maxn; i++)
-        if (n->checks[i].used)
-            cJSON_AddItemToObject(o, n->checks[i].id, check_json(n, &n->checks[i], 1));
-    pthread_mutex_unlock(&S.mu);
-    apply_filter(r->c, o);
-    return json_reply(r->c, 200, sorted(o), NULL);
+    return agent_map(r, 1);
 }
 
 /* One service, with the ContentHash Consul adds (FNV-1a of its JSON). */

@@ -165,6 +165,17 @@ static struct upstream *free_upstream(void)
     return NULL;
 }
 
+/* The upstream's entity: Kong's defaults, then the body (but its id). */
+static enum MHD_Result upstream_write(struct areq *r, struct upstream *u, const char *name,
+                                      unsigned status)
+{
+    snprintf(u->name, sizeof u->name, "%s", name);
+    u->entity = upstream_defaults(u->id, u->name);
+    cJSON_DeleteItemFromObjectCaseSensitive(r->in, "id");
+    merge(u->entity, r->in);
+    return send_json(r->c, status, cJSON_Duplicate(u->entity, 1), r->ls);
+}
+
 static enum MHD_Result get_upstreams(struct areq *r)
 {
     return list_upstreams(r->c, r->ls);
@@ -190,11 +201,7 @@ static enum MHD_Result post_upstream(struct areq *r)
         return message(r->c, 500, "An unexpected error occurred", r->ls);
     u->used = 1;
     uuid(u->id);
-    snprintf(u->name, sizeof u->name, "%s", name);
-    u->entity = upstream_defaults(u->id, u->name);
-    cJSON_DeleteItemFromObjectCaseSensitive(r->in, "id");
-    merge(u->entity, r->in);
-    return send_json(r->c, 201, cJSON_Duplicate(u->entity, 1), r->ls);
+    return upstream_write(r, u, name, 201);
 }
 
 static enum MHD_Result get_upstream(struct areq *r)
@@ -261,12 +268,7 @@ static enum MHD_Result put_upstream(struct areq *r)
     } else {
         cJSON_Delete(u->entity);
     }
-    const char *name = cJSON_GetObjectItemCaseSensitive(r->in, "name")->valuestring;
-    snprintf(u->name, sizeof u->name, "%s", name);
-    u->entity = upstream_defaults(u->id, u->name);
-    cJSON_DeleteItemFromObjectCaseSensitive(r->in, "id");
-    merge(u->entity, r->in);
-    return send_json(r->c, 200, cJSON_Duplicate(u->entity, 1), r->ls);
+    return upstream_write(r, u, cJSON_GetObjectItemCaseSensitive(r->in, "name")->valuestring, 200);
 }
 
 static enum MHD_Result get_health(struct areq *r)
