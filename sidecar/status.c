@@ -106,6 +106,46 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, cJSON 
     return ret;
 }
 
+static enum MHD_Result get_health(struct status_server *s, struct MHD_Connection *c)
+{
+    char why[512] = "";
+    int ok = s->p.health ? s->p.health(why, sizeof why, s->p.arg) : 1;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", ok ? "ok" : "unhealthy");
+    if (!ok)
+        cJSON_AddStringToObject(o, "reason", why);
+    return send_json(c, ok ? 200 : 503, o);
+}
+
+static enum MHD_Result get_status(struct status_server *s, struct MHD_Connection *c)
+{
+    return send_json(c, 200, s->p.status ? s->p.status(s->p.arg) : cJSON_CreateObject());
+}
+
+static enum MHD_Result get_metrics(struct status_server *s, struct MHD_Connection *c)
+{
+    struct buf b;
+    buf_init(&b, 16 * 1024 * 1024);
+    if (s->p.metrics && metrics_render(s->p.metrics, &b) < 0) {
+        buf_free(&b);
+        return send_text(c, 500, "text/plain", "metrics too large\n", 18);
+    }
+    enum MHD_Result ret = send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                    b.data ? b.data : "", b.len);
+    buf_free(&b);
+    return ret;
+}
+
+/* Every endpoint answers GET and HEAD. */
+static const struct {
+    const char *path;
+    enum MHD_Result (*fn)(struct status_server *s, struct MHD_Connection *c);
+} routes[] = {
+    {"/health", get_health},
+    {"/status", get_status},
+    {"/metrics", get_metrics},
+};
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **state)
@@ -118,31 +158,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return send_text(c, 405, "text/plain", "method not allowed\n", 19);
     }
-    if (strcmp(url, "/health") == 0) {
-        char why[512] = "";
-        int ok = s->p.health ? s->p.health(why, sizeof why, s->p.arg) : 1;
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "status", ok ? "ok" : "unhealthy");
-        if (!ok)
-            cJSON_AddStringToObject(o, "reason", why);
-        return send_json(c, ok ? 200 : 503, o);
-    }
-    if (strcmp(url, "/status") == 0) {
-        cJSON *o = s->p.status ? s->p.status(s->p.arg) : cJSON_CreateObject();
-        return send_json(c, 200, o);
-    }
-    if (strcmp(url, "/metrics") == 0) {
-        struct buf b;
-        buf_init(&b, 16 * 1024 * 1024);
-        if (s->p.metrics && metrics_render(s->p.metrics, &b) < 0) {
-            buf_free(&b);
-            return send_text(c, 500, "text/plain", "metrics too large\n", 18);
-        }
-        enum MHD_Result ret = send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                        b.data ? b.data : "", b.len);
-        buf_free(&b);
-        return ret;
-    }
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (strcmp(url, routes[i].path) == 0)
+            return routes[i].fn(s, c);
     return send_text(c, 404, "text/plain", "not found\n", 10);
 }
 
