@@ -200,12 +200,14 @@ static void agent_take_down(struct agent *a)
     pthread_mutex_lock(&S.mu);
 }
 
-static cJSON *agent_bring_up(struct ctl *x, struct agent *a)
+/* 0, or -1 with the refusal in x. */
+static int agent_bring_up(struct ctl *x, struct agent *a)
 {
     a->down = 0;
-    if (agent_start(a) < 0)
-        return refuse(x, 500, "cannot listen on the agent's port again");
-    return cJSON_CreateObject();
+    if (agent_start(a) == 0)
+        return 0;
+    refuse(x, 500, "cannot listen on the agent's port again");
+    return -1;
 }
 
 static cJSON *verb_restart(struct ctl *x, struct agent *a)
@@ -225,7 +227,7 @@ static cJSON *verb_restart(struct ctl *x, struct agent *a)
     pthread_mutex_unlock(&S.mu);
     nanosleep(&gone, NULL);
     pthread_mutex_lock(&S.mu);
-    return agent_bring_up(x, a);
+    return agent_bring_up(x, a) == 0 ? cJSON_CreateObject() : NULL;
 }
 
 static cJSON *verb_down(struct ctl *x, struct agent *a)
@@ -237,7 +239,7 @@ static cJSON *verb_down(struct ctl *x, struct agent *a)
 static cJSON *verb_up(struct ctl *x, struct agent *a)
 {
     a->hang = 0;
-    if (a->down && agent_bring_up(x, a) == NULL)
+    if (a->down && agent_bring_up(x, a) < 0)
         return NULL;
     changed();
     return cJSON_CreateObject();
