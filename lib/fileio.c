@@ -1,4 +1,4 @@
-/* Atomic file replacement; see fileio.h. */
+/* Atomic file replacement and capped reads; see fileio.h. */
 #include "lib/fileio.h"
 
 #include <errno.h>
@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "lib/buf.h"
 
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
                       size_t errlen)
@@ -60,4 +62,29 @@ fail:
         close(fd);
     unlink(tmp);
     return -1;
+}
+
+enum file_read_rc file_read_capped(const char *path, size_t max, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return errno == ENOENT ? FILE_READ_MISSING : FILE_READ_ERROR;
+    struct buf b;
+    buf_init(&b, max);
+    char chunk[8192];
+    size_t n;
+    enum file_read_rc rc = FILE_READ_OK;
+    while (rc == FILE_READ_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_append(&b, chunk, n) < 0)
+            rc = b.overflow ? FILE_READ_TOO_BIG : FILE_READ_ERROR;
+    if (rc == FILE_READ_OK && ferror(f))
+        rc = FILE_READ_ERROR;   /* errno is the failed read's */
+    fclose(f);
+    if (rc != FILE_READ_OK) {
+        buf_free(&b);
+        return rc;
+    }
+    *len = b.len;
+    *data = buf_steal(&b);   /* NUL-terminated, as a buf always is */
+    return *data ? FILE_READ_OK : FILE_READ_ERROR;
 }

@@ -1,6 +1,7 @@
 /*
  * Files replaced atomically: readers see the old bytes or the new ones,
- * never a mix, and a failed write leaves the old file as it was.
+ * never a mix, and a failed write leaves the old file as it was. And files
+ * read whole, never past a cap.
  */
 #ifndef LIB_FILEIO_H
 #define LIB_FILEIO_H
@@ -13,5 +14,17 @@
  * the path and the reason (the temporary file is removed). */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
                       size_t errlen);
+
+enum file_read_rc {
+    FILE_READ_OK = 0,
+    FILE_READ_MISSING = 1,     /* no such file (ENOENT) */
+    FILE_READ_TOO_BIG = 2,     /* more than max bytes */
+    FILE_READ_ERROR = -1,      /* errno says why */
+};
+
+/* Reads the whole file at path, of at most max bytes, into *data (NUL
+ * terminated, the caller frees it) and *len. Each caller words its own
+ * errors from the result. */
+enum file_read_rc file_read_capped(const char *path, size_t max, char **data, size_t *len);
 
 #endif

@@ -156,27 +156,11 @@ fail:
     return -1;
 }
 
+/* 0 read, 1 missing, -1 otherwise (larger than NGX_MAX_FILE included). */
 static int read_file(const char *path, char **out, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return errno == ENOENT ? 1 : -1;
-    struct buf b;
-    buf_init(&b, NGX_MAX_FILE);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_append(&b, chunk, n) < 0)
-            break;
-    int bad = ferror(f) || b.overflow;
-    fclose(f);
-    if (bad) {
-        buf_free(&b);
-        return -1;
-    }
-    *len = b.len;
-    *out = buf_steal(&b);
-    return *out ? 0 : -1;
+    enum file_read_rc rc = file_read_capped(path, NGX_MAX_FILE, out, len);
+    return rc == FILE_READ_OK ? 0 : rc == FILE_READ_MISSING ? 1 : -1;
 }
 
 static void file_path(const struct ngx *n, const char *upstream, char *out, size_t len)

@@ -26,6 +26,7 @@
 #include "lib/buf.h"
 #include "lib/jread.h"
 #include "lib/dur.h"
+#include "lib/fileio.h"
 #include "lib/unconst.h"
 #include "proxy/kong.h"
 #include "sidecar/config_files.h"
@@ -295,24 +296,28 @@ static int add_warning(struct config *cfg, const char *fmt, ...)
 }
 
 /* Reads a secret from a file once: whitespace trimmed; a file others can
- * read is a warning. */
+ * read is a warning; one larger than a token can be is refused. */
+#define TOKEN_FILE_MAX 4096
 static int read_token_file(struct config *cfg, const char *what, const char *path, char **out,
                            char *err, size_t errlen)
 {
     struct stat st;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s %s: cannot read: %s", what, path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0;
+    enum file_read_rc rc = file_read_capped(path, TOKEN_FILE_MAX, &text, &len);
+    if (rc == FILE_READ_TOO_BIG) {
+        snprintf(err, errlen, "%s %s: larger than %d bytes: not a token", what, path, TOKEN_FILE_MAX);
         return -1;
     }
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+    if (rc != FILE_READ_OK) {
+        snprintf(err, errlen, "%s %s: cannot read: %s", what, path,
+                 strerror(rc == FILE_READ_MISSING ? ENOENT : errno));
+        return -1;
+    }
+    if (stat(path, &st) == 0 && (st.st_mode & 077))
         add_warning(cfg, "%s %s is readable by group or others (mode %03o); chmod 600 it", what,
                     path, (unsigned)(st.st_mode & 0777));
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *s = buf;
+    char *s = text;
     while (*s && isspace((unsigned char)*s))
         s++;
     size_t l = strlen(s);
@@ -320,11 +325,13 @@ static int read_token_file(struct config *cfg, const char *what, const char *pat
         s[--l] = '\0';
     if (l == 0) {
         snprintf(err, errlen, "%s %s: the file is empty", what, path);
+        free(text);
         return -1;
     }
     free(*out);
     *out = strdup(s);
-    memset(buf, 0, sizeof buf);
+    memset(text, 0, len);   /* a secret: not left in freed memory */
+    free(text);
     return *out ? 0 : -1;
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "lib/buf.h"
+#include "lib/fileio.h"
 #include "lib/hcl.h"
 
 #define CFG_MAX_FILE (4u * 1024 * 1024)
@@ -87,46 +88,39 @@ static cJSON *parse_hcl(const char *path, const char *text, size_t len, char *er
 /* A configuration file: JSON, or HCL when its name ends in .hcl. */
 static int read_config_file(const char *path, cJSON **out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0;
+    switch (file_read_capped(path, CFG_MAX_FILE, &text, &len)) {
+    case FILE_READ_OK:
+        break;
+    case FILE_READ_TOO_BIG:
+        snprintf(err, errlen, "%s: file larger than 4 MiB", path);
         return -1;
-    }
-    struct buf b;
-    buf_init(&b, CFG_MAX_FILE);
-    char chunk[8192];
-    size_t n;
-    int too_big = 0;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_append(&b, chunk, n) < 0) {
-            too_big = 1;
-            break;
-        }
-    int rerr = ferror(f);
-    fclose(f);
-    if (too_big || rerr) {
-        snprintf(err, errlen, "%s: %s", path, too_big ? "file larger than 4 MiB" : "read error");
-        buf_free(&b);
+    case FILE_READ_MISSING:
+        errno = ENOENT;
+        /* fall through */
+    default:
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
     const char *end = NULL;
     if (ends_with(path, ".hcl")) {
-        cJSON *root = parse_hcl(path, b.data ? b.data : "", b.len, err, errlen);
-        buf_free(&b);
+        cJSON *root = parse_hcl(path, text, len, err, errlen);
+        free(text);
         if (root == NULL)
             return -1;
         *out = root;
         return 0;
     }
-    cJSON *root = cJSON_ParseWithLengthOpts(b.data ? b.data : "", b.len, &end, 0);
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (root == NULL) {
         int line, col;
-        line_col(b.data ? b.data : "", end ? end : (b.data ? b.data + b.len : ""), &line, &col);
+        line_col(text, end ? end : text + len, &line, &col);
         snprintf(err, errlen, "%s: invalid JSON at line %d, column %d", path, line, col);
-        buf_free(&b);
+        free(text);
         return -1;
     }
-    buf_free(&b);
+    free(text);
     if (!cJSON_IsObject(root)) {
         snprintf(err, errlen, "%s: expected a JSON object at the top level", path);
         cJSON_Delete(root);

@@ -234,36 +234,24 @@ int state_load(const char *dir, struct state *st, char *err, size_t errlen)
 {
     char path[4096], why[256];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        if (errno == ENOENT)
-            return 0;
+    char *text = NULL;
+    size_t len = 0;
+    switch (file_read_capped(path, STATE_MAX_BYTES, &text, &len)) {
+    case FILE_READ_OK:
+        break;
+    case FILE_READ_MISSING:
+        return 0;
+    case FILE_READ_TOO_BIG:
+        snprintf(err, errlen, "%s: larger than %u bytes", path, STATE_MAX_BYTES);
+        return -1;
+    default:
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    struct buf b;
-    buf_init(&b, STATE_MAX_BYTES);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_append(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "%s: larger than %u bytes", path, STATE_MAX_BYTES);
-            fclose(f);
-            buf_free(&b);
-            return -1;
-        }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        snprintf(err, errlen, "%s: read error", path);
-        buf_free(&b);
-        return -1;
-    }
-    int rc = state_parse(b.data ? b.data : "", st, why, sizeof why);
+    int rc = state_parse(text, st, why, sizeof why);
     if (rc < 0)
         snprintf(err, errlen, "%s: corrupt state file: %s", path, why);
-    buf_free(&b);
+    free(text);
     return rc;
 }
 

@@ -46,4 +46,9 @@ kreqs=$(curl -s "$KONG_CONTROL/requests")
 expect_contains "Kong-Admin-Token sent" '"token":true' "$kreqs"
 expect_not_contains "Kong token never in a URL" "$KTOKEN" "$(printf '%s' "$kreqs" | grep -o '"path":"[^"]*"')"
 stop_pid "$SIDECAR_PID" TERM
+# A token file larger than any token is refused at start, not cut short.
+head -c 5000 /dev/zero | tr '\0' 'x' > "$T/huge-token"
+out=$("$BIN/consul-sidecar" -validate -config "$T/sidecar.json" -token-file "$T/huge-token" 2>&1)
+expect_eq "oversized token file: exit 2" 2 "$?"
+expect_contains "oversized token file named" "huge-token: larger than 4096 bytes: not a token" "$out"
 finish

@@ -5,12 +5,14 @@
 #include <microhttpd.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
 #include "lib/dur.h"
+#include "lib/fileio.h"
 #include "lib/http.h"
 #include "lib/jread.h"
 #include "lib/jsonstr.h"
@@ -533,6 +535,41 @@ START_TEST(test_jread_section_walks_a_table_of_keys)
 }
 END_TEST
 
+/* ---- capped file reads ------------------------------------------------------ */
+
+START_TEST(test_file_read_capped_reads_whole_files_up_to_the_cap)
+{
+    char dir[] = "/tmp/cs-fileio.XXXXXX", path[64], *data = NULL;
+    size_t len = 7;
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/f", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 10000; i++)
+        fputc('a' + i % 26, f);
+    fclose(f);
+    ck_assert_int_eq(file_read_capped(path, 10000, &data, &len), FILE_READ_OK);
+    ck_assert_uint_eq(len, 10000);
+    ck_assert_int_eq(data[9999], 'a' + 9999 % 26);
+    ck_assert_int_eq(data[10000], '\0');
+    free(data);
+    data = NULL;
+    ck_assert_int_eq(file_read_capped(path, 9999, &data, &len), FILE_READ_TOO_BIG);
+    ck_assert_ptr_null(data);
+    ck_assert_int_eq(file_read_capped(dir, 100, &data, &len), FILE_READ_ERROR);
+    unlink(path);
+    ck_assert_int_eq(file_read_capped(path, 100, &data, &len), FILE_READ_MISSING);
+    f = fopen(path, "w");
+    fclose(f);
+    ck_assert_int_eq(file_read_capped(path, 100, &data, &len), FILE_READ_OK);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(data, "");
+    free(data);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -540,6 +577,7 @@ int main(void)
     tcase_add_loop_test(t, test_dur_parses_go_durations, 0,
                         (int)(sizeof dur_cases / sizeof dur_cases[0]));
     tcase_add_test(t, test_dur_formats_like_go);
+    tcase_add_test(t, test_file_read_capped_reads_whole_files_up_to_the_cap);
     tcase_add_loop_test(t, test_jread_section_walks_a_table_of_keys, 0,
                         (int)(sizeof tsec_cases / sizeof tsec_cases[0]));
     tcase_add_test(t, test_strmap_finds_every_key_across_growth_and_clear);
