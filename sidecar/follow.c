@@ -33,6 +33,8 @@
  * datacenter: rarer, and still bounded by the client's 4 requests in flight.
  */
 
+#define DET_CATALOG_GAP_MS 1000
+
 /* The followed services of d, each once (upstreams of one service share
  * a tally); built when the detector's upstreams change. -1: out of memory. */
 static int map_services(struct detector *d)
@@ -249,6 +251,31 @@ static void start_det_checks(struct detector *d)
     }
 }
 
+/*
+ * A registration anywhere re-reads every followed service. In a fleet, a
+ * deploy or an agent restart registers hundreds of gateways within
+ * seconds, and every sidecar would re-read all its upstreams for each of
+ * them. The first registration after a quiet spell is read at once; while
+ * they keep coming, the catalog is asked again only after a gap that
+ * doubles (1 s up to 8 s) and each round reads what came meanwhile
+ * together. The gap differs from sidecar to sidecar so a fleet does not
+ * ask in step, and it is back to 1 s once a gap's length passes quiet.
+ */
+#define DET_CATALOG_GAP_MS 1000
+#define DET_CATALOG_GAP_MAX_MS 8000
+
+static void catalog_backoff(struct detector *d)
+{
+    uint64_t now = loop_clock_ms();
+    if (d->catalog_at && now - d->catalog_at < 2 * (uint64_t)d->catalog_gap)
+        d->catalog_gap = d->catalog_gap * 2 < DET_CATALOG_GAP_MAX_MS ? d->catalog_gap * 2
+                                                                     : DET_CATALOG_GAP_MAX_MS;
+    else
+        d->catalog_gap = DET_CATALOG_GAP_MS;
+    d->catalog_at = now;
+    consul_watch_set_min_gap(d->services, (int64_t)rand_jitter_around((uint64_t)d->catalog_gap, 0.2));
+}
+
 static void on_det_services(const struct consul_response *r, void *arg)
 {
     struct detector *d = arg;
@@ -259,6 +286,7 @@ static void on_det_services(const struct consul_response *r, void *arg)
         start_det_checks(d);
         return;
     }
+    catalog_backoff(d);
     for (size_t i = 0; i < s->n_ups; i++)
         if (s->ups[i]->det == d)
             sync_up_fetch(s->ups[i]);

@@ -109,6 +109,8 @@ struct detector {
     struct det_state st[DET_STATES];
     struct consul_watch *services;
     int services_seen, checks_started;
+    uint64_t catalog_at;        /* the last catalog/services change (ms) */
+    int64_t catalog_gap;        /* its backoff while registrations keep coming */
     char error[300];
     char label[DET_STATES + 1][160];   /* metrics: each state's, then catalog/services */
     struct strmap by_service;       /* followed service -> its tally slot */
