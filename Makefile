@@ -59,7 +59,7 @@ FUZZ_SECONDS ?= 60
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
-.PHONY: FORCE all check unit integration lint demo demo-up demo-down bench fuzz fuzz-replay valgrind \
+.PHONY: FORCE all check unit integration lint demo demo-up demo-down bench bench-fleet fuzz fuzz-replay valgrind \
         install clean deps deps-dev compose-check
 .DEFAULT_GOAL := all
 # Keep object files make would treat as intermediate (no rebuild churn).
@@ -185,6 +185,13 @@ BENCH_BIN := $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BENCH_BIN=$(BIN)/bench bash bench/run.sh
+
+# A fleet of sidecars against one Consul double (FLEET_SIZES, default
+# "50 200 500"): bench/results/fleet.md. Its analysis needs python3.
+bench-fleet: deps
+	@sh tools/deps.sh python3
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@BENCH_BIN=$(BIN)/bench bash bench/fleet.sh
 
 # ---- the rest -------------------------------------------------------------
 # Debian's places with PREFIX=/usr; the unit's ExecStart follows PREFIX.
