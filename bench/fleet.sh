@@ -89,7 +89,7 @@ for N in $SIZES; do
     agents="--agent seed"
     for a in $(seq 1 "$K"); do agents="$agents --agent a$a"; done
     start_consul $agents --max-per-agent $(( N / K + 64 )) || finish
-    rm -f "$T/applied"
+    rm -rf "$T/applied" "$T"/gw-*   # a size's nodes start from nothing
     # The upstreams' instances, on the seed agent only.
     grep '^seed ' "$T/consul.ports" > "$T/seed.ports"
     "$BB/load" "$T/seed.ports" "$UPS" "$PER" >/dev/null || fail "load"

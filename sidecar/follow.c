@@ -191,6 +191,38 @@ static void det_fetch(struct upstream *u, const struct consul_response *r, size_
     sync_up_fetch(u);
 }
 
+/*
+ * Every check change anywhere moves both lists' index, so both come back.
+ * In a storm of changes to services nobody here follows (a fleet's gateways
+ * registering again, their checks going critical, then passing) every
+ * sidecar would ask again for each one. A change that re-reads nothing
+ * here, coming within a second of the last such one, is followed by a
+ * rest that doubles (250 ms up to 4 s, jittered) while they keep coming;
+ * a change that re-reads an upstream, or a quiet second (twice the rest),
+ * ends it. The cost: in such a storm, a change of a
+ * followed service is seen up to 4 s late.
+ */
+#define DET_IDLE_REST_MS 250
+#define DET_IDLE_REST_MAX_MS 4000
+
+static int64_t state_backoff(struct det_state *st, int irrelevant)
+{
+    uint64_t now = loop_clock_ms();
+    if (!irrelevant) {
+        st->idle_rest = 0;
+        return 0;
+    }
+    uint64_t window = st->idle_rest > 500 ? 2 * (uint64_t)st->idle_rest : 1000;
+    if (st->idle_at && now - st->idle_at < window)   /* a storm: rest, longer each time */
+        st->idle_rest = !st->idle_rest ? DET_IDLE_REST_MS
+                        : st->idle_rest * 2 < DET_IDLE_REST_MAX_MS ? st->idle_rest * 2
+                                                                   : DET_IDLE_REST_MAX_MS;
+    else   /* the first after a quiet spell: asked again at once */
+        st->idle_rest = 0;
+    st->idle_at = now;
+    return st->idle_rest ? (int64_t)rand_jitter_around((uint64_t)st->idle_rest, 0.2) : 0;
+}
+
 static void on_det_checks(const struct consul_response *r, void *arg)
 {
     struct det_state *st = arg;
@@ -213,7 +245,7 @@ static void on_det_checks(const struct consul_response *r, void *arg)
     st->seen = 1;
     int all_seen = d->st[DET_CRITICAL].seen && d->st[DET_WARNING].seen;
     uint64_t decoded = loop_clock_us();
-    int w = (int)(st - d->st);
+    int w = (int)(st - d->st), fetched = 0;
     for (size_t i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         if (u->det != d)
@@ -224,8 +256,10 @@ static void on_det_checks(const struct consul_response *r, void *arg)
         /* Until both lists have their baseline, changes are not told
          * apart: the first reads come after both. */
         if (all_seen && (!u->seen_once || moved ||
-                         node_moved(u, st->nodes, st->n_nodes, nodes, n_nodes)))
+                         node_moved(u, st->nodes, st->n_nodes, nodes, n_nodes))) {
             det_fetch(u, r, st->scan.n, arrived, decoded);
+            fetched++;
+        }
     }
     nodes_free(st->nodes, st->n_nodes);
     st->nodes = nodes;
@@ -235,7 +269,9 @@ static void on_det_checks(const struct consul_response *r, void *arg)
      * most half its time on it, whatever its size. The first change after a
      * quiet spell is answered at once (the query was parked). */
     uint64_t cost_us = (uint64_t)(r->raw ? r->raw->body_us : 0) + (decoded - arrived);
-    consul_watch_rest(st->watch, cost_us >= 1000000 ? 1000 : (int64_t)(cost_us / 1000));
+    int64_t rest = cost_us >= 1000000 ? 1000 : (int64_t)(cost_us / 1000);
+    int64_t gap = all_seen ? state_backoff(st, fetched == 0) : 0;
+    consul_watch_rest(st->watch, gap > rest ? gap : rest);
 }
 
 /* The health/state long-polls start once this one has its baseline:

@@ -100,6 +100,8 @@ struct det_state {
     } *nodes;                       /* sorted by name */
     size_t n_nodes;
     struct strmap node_map;         /* scratch: node -> index in the new list */
+    uint64_t idle_at;               /* the last change that re-read nothing (ms) */
+    int64_t idle_rest;              /* the rest after it, while such changes keep coming */
 };
 
 struct detector {

@@ -4,7 +4,10 @@
 # change detector re-read every followed service once per registration:
 # the first is read at once, the rest in rounds whose gap doubles while
 # they keep coming. A followed service's new instance registered in the
-# storm still arrives.
+# storm still arrives. Likewise a storm of check changes of services nobody
+# here follows: the health/state long-polls rest, longer each time, instead
+# of coming back for each change, and a followed instance failing in it is
+# still applied.
 . "$(dirname "$0")/lib.sh"
 start_consul --agent node-1 --agent node-2 || finish
 start_kong || finish
@@ -43,5 +46,21 @@ n=$(reads)
 [ "$n" -le 50 ] && ok || fail "re-reads during the storm: $n (at most 50 expected, 600 without the backoff)"
 [ "$n" -ge 10 ] && ok || fail "re-reads during the storm: $n (at least one round expected)"
 echo "storm: 61 registrations, $n service reads"
+
+# 60 status changes of checks nobody here follows over about 6 s (the
+# gateways going critical and passing again), and a followed instance
+# failing in the middle: both lists come back on every change, and would be
+# asked again for each (about 120 requests); they rest, longer each time.
+sleep 2   # a quiet spell first
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+for i in $(seq 1 60); do
+    set_check node-2 "gw-$(( (i + 1) / 2 ))-ttl" "$([ $((i % 2)) = 1 ] && echo fail || echo pass)"
+    [ "$i" -eq 30 ] && set_check node-1 s7-a-ttl fail
+    sleep 0.1
+done
+wait_for 20 "s7's failed instance removed" kong_targets_are s7 "127.0.0.1:9107=1"
+polls=$(curl -s "$CONTROL/requests" | grep -o '"url":"/v1/health/state/[a-z]*' | wc -l)
+[ "$polls" -le 40 ] && ok || fail "health/state requests during the check storm: $polls (at most 40 expected)"
+echo "storm: 61 check changes, $polls health/state requests"
 stop_pid "$SIDECAR_PID" TERM
 finish
