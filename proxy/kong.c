@@ -14,12 +14,28 @@
 #define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
 #define KONG_TASK_REQ SIZE_MAX   /* a request of the task itself, not of an op */
 
+/* Where a task is: the mode check (GET /, once per driver), its upstream
+ * (read, created when missing), then its targets (pages read, or ops sent). */
+enum task_phase { PHASE_MODE, PHASE_UPSTREAM, PHASE_TARGETS };
+
+/* The upstream's exchange, in PHASE_UPSTREAM. */
+enum upstream_step { UP_READ, UP_CREATE };
+
+/*
+ * An op's exchange with Kong:
+ *   add:        OP_SEND POST the target; 409 -> OP_LOOKUP GET it: ours
+ *               (tagged) -> OP_FALLBACK PATCH its weight; not ours: left.
+ *   set weight: OP_SEND PATCH; 404 (it vanished) -> OP_FALLBACK POST it.
+ *   remove:     OP_SEND DELETE.
+ */
+enum op_step { OP_SEND, OP_FALLBACK, OP_LOOKUP };
+
 /* One request on the wire. */
 struct req {
     struct kong *k;
     struct task *t;
     size_t op;                 /* index into t->ops, or KONG_TASK_REQ */
-    int step;                  /* where in the op's exchange (send_op) */
+    enum op_step step;         /* where in the op's exchange */
     int write;
     struct http_call *call;
     struct req *prev, *next;   /* k->reqs */
@@ -59,8 +75,8 @@ struct task {
     char upstream[256];
     char upstream_esc[800];
     void *arg;
-    int phase;                 /* 0 mode, 1 upstream, 2 targets/ops */
-    int step;                  /* phase 1: 0 GET, 1 POST */
+    enum task_phase phase;
+    enum upstream_step step;   /* in PHASE_UPSTREAM */
     int busy;                  /* a request of the task itself on the wire */
     int finished;
     char error[500];           /* the whole task failed: sends no more */
@@ -222,8 +238,8 @@ static void unlink_req(struct kong *k, struct req *q)
     k->base.writing = k->n_writes > 0;
 }
 
-static int send_req(struct task *t, size_t op, int step, const char *method, const char *path,
-                    const char *body, char *err, size_t errlen)
+static int send_req(struct task *t, size_t op, enum op_step step, const char *method,
+                    const char *path, const char *body, char *err, size_t errlen)
 {
     struct kong *k = t->k;
     char url[2048];
@@ -283,13 +299,13 @@ static void op_done(struct task *t, size_t i, int ok, const char *err)
     t->pending--;
 }
 
-/* Sends step `step` of op i (see on_op for how the steps follow). */
-static int send_op(struct task *t, size_t i, int step, char *err, size_t errlen)
+/* Sends step `step` of op i (see enum op_step for how the steps follow). */
+static int send_op(struct task *t, size_t i, enum op_step step, char *err, size_t errlen)
 {
     struct kong *k = t->k;
     const struct proxy_op *op = &t->ops[i];
     char path[1200], body[512], target[300];
-    if (k->base.writes_stopped && !(op->kind == PROXY_OP_ADD && step == 3)) {
+    if (k->base.writes_stopped && !(op->kind == PROXY_OP_ADD && step == OP_LOOKUP)) {
         snprintf(err, errlen, "%s", KONG_STOPPED);
         return -1;
     }
@@ -299,8 +315,8 @@ static int send_op(struct task *t, size_t i, int step, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc, post = (op->kind == PROXY_OP_ADD && step == 0) ||
-                   (op->kind == PROXY_OP_SET_WEIGHT && step == 1);
+    int rc, post = (op->kind == PROXY_OP_ADD && step == OP_SEND) ||
+                   (op->kind == PROXY_OP_SET_WEIGHT && step == OP_FALLBACK);
     if (post) {
         snprintf(path, sizeof path, "/upstreams/%s/targets", t->upstream_esc);
         snprintf(body, sizeof body, "{\"target\":\"%s\",\"weight\":%d,\"tags\":[\"%s\"]}", target,
@@ -308,7 +324,7 @@ static int send_op(struct task *t, size_t i, int step, char *err, size_t errlen)
         rc = send_req(t, i, step, "POST", path, body, err, errlen);
     } else {
         snprintf(path, sizeof path, "/upstreams/%s/targets/%s", t->upstream_esc, esc);
-        if (op->kind == PROXY_OP_ADD && step == 3) {
+        if (op->kind == PROXY_OP_ADD && step == OP_LOOKUP) {
             rc = send_req(t, i, step, "GET", path, NULL, err, errlen);
         } else if (op->kind == PROXY_OP_REMOVE) {
             rc = send_req(t, i, step, "DELETE", path, NULL, err, errlen);
@@ -339,7 +355,7 @@ static int send_next_op(struct task *t)
                          "kept: an add in the same change failed");
                 continue;
             }
-            if (send_op(t, i, 0, err, sizeof err) == 0) {
+            if (send_op(t, i, OP_SEND, err, sizeof err) == 0) {
                 t->pending++;
                 return 1;
             }
@@ -375,16 +391,16 @@ static int send_upstream(struct task *t)
     struct kong *k = t->k;
     char path[1200], err[256];
     int rc;
-    if (t->step == 0 && !t->is_read) {
+    if (t->step == UP_READ && !t->is_read) {
         uint64_t *v = strmap_get(&k->missing, t->upstream, strlen(t->upstream));
         if (v && *v) {
             *v = 0;
-            t->step = 1;
+            t->step = UP_CREATE;
         }
     }
-    if (t->step == 0) {
+    if (t->step == UP_READ) {
         snprintf(path, sizeof path, "/upstreams/%s", t->upstream_esc);
-        rc = send_req(t, KONG_TASK_REQ, 0, "GET", path, NULL, err, sizeof err);
+        rc = send_req(t, KONG_TASK_REQ, OP_SEND, "GET", path, NULL, err, sizeof err);
     } else if (k->base.writes_stopped) {
         task_fail(t, KONG_STOPPED);
         return 0;
@@ -427,7 +443,7 @@ static int task_next(struct task *t)
     if (!k->mode_checked) {
         if (k->mode_checking)
             return 0;      /* another task asked; all wait for its answer */
-        if (send_req(t, KONG_TASK_REQ, 0, "GET", "/", NULL, err, sizeof err) < 0) {
+        if (send_req(t, KONG_TASK_REQ, OP_SEND, "GET", "/", NULL, err, sizeof err) < 0) {
             task_fail(t, err);
             return 0;
         }
@@ -435,9 +451,9 @@ static int task_next(struct task *t)
         t->busy = 1;
         return 1;
     }
-    if (t->phase == 0)
-        t->phase = 1;
-    if (t->phase == 1)
+    if (t->phase == PHASE_MODE)
+        t->phase = PHASE_UPSTREAM;
+    if (t->phase == PHASE_UPSTREAM)
         return send_upstream(t);
     if (!t->is_read)
         return send_next_op(t);
@@ -494,28 +510,28 @@ static void on_mode(struct task *t, const struct http_response *r, const char *b
                  "read-only; point the sidecar at the control plane", k->admin_url);
     cJSON_Delete(o);
     k->mode_checked = 1;
-    t->phase = 1;
+    t->phase = PHASE_UPSTREAM;
 }
 
 /* The upstream: read it (both), create it if missing (apply). */
 static void on_upstream(struct task *t, const struct http_response *r, const char *body)
 {
     char msg[500], desc[400];
-    if (t->step == 0 && r->status == 200) {
-        t->phase = 2;
+    if (t->step == UP_READ && r->status == 200) {
+        t->phase = PHASE_TARGETS;
         mark_missing(t->k, t->upstream, 0);
         return;
     }
-    if (t->step == 0 && r->status == 404) {
+    if (t->step == UP_READ && r->status == 404) {
         if (t->is_read) {
             t->finished = 1;     /* no upstream: nothing of ours */
             mark_missing(t->k, t->upstream, 1);
         } else
-            t->step = 1;         /* create */
+            t->step = UP_CREATE;
         return;
     }
-    if (t->step == 1 && (r->status == 201 || r->status == 200 || r->status == 409)) {
-        t->phase = 2;            /* 409: someone else created it */
+    if (t->step == UP_CREATE && (r->status == 201 || r->status == 200 || r->status == 409)) {
+        t->phase = PHASE_TARGETS;   /* 409: someone else created it */
         return;
     }
     if (refused_dbless(t->k, r, body))
@@ -547,38 +563,40 @@ static void on_page(struct task *t, const struct http_response *r, const char *b
 }
 
 /* The next step of op i after an answer to step `step`, or -1: it is done. */
-static int op_next_step(struct task *t, size_t i, int step, const struct http_response *r,
+static int op_next_step(struct task *t, size_t i, enum op_step step, const struct http_response *r,
                         const char *body, const char **why)
 {
     *why = NULL;
     switch (t->ops[i].kind) {
     case PROXY_OP_ADD:
-        if (step == 0 && r->status == 409)
-            return 3;            /* exists: ours (tagged)? then its weight */
-        if (step == 3 && r->status == 200 && target_is_ours(body, t->k->tag))
-            return 1;
-        if (step == 3 && r->status == 404)
+        if (step == OP_SEND && r->status == 409)
+            return OP_LOOKUP;    /* exists: ours (tagged)? then its weight */
+        if (step == OP_LOOKUP && r->status == 200 && target_is_ours(body, t->k->tag))
+            return OP_FALLBACK;
+        if (step == OP_LOOKUP && r->status == 404)
             /* The conflicting target is gone already: retried after a fresh
              * read of the proxy, as any failed change is. */
             *why = "Kong answered 409 (target exists), then had no such target";
-        else if (step == 3 && r->status == 200)
+        else if (step == OP_LOOKUP && r->status == 200)
             /* Made by hand (no ownership tag): never touched, stays theirs. */
             *why = "a target with this address exists in Kong but was not made by "
                    "consul-sidecar (no ownership tag): left alone";
         return -1;
     case PROXY_OP_SET_WEIGHT:
-        return step == 0 && r->status == 404 ? 1 : -1;   /* vanished: create it */
+        return step == OP_SEND && r->status == 404 ? OP_FALLBACK : -1;   /* vanished: create it */
     case PROXY_OP_REMOVE:
         return -1;
     }
     return -1;
 }
 
-static int op_ok(const struct proxy_op *op, int step, long status)
+static int op_ok(const struct proxy_op *op, enum op_step step, long status)
 {
     switch (op->kind) {
     case PROXY_OP_ADD:   /* 200 at step 0: Kong 2.2-2.8 upsert */
-        return step == 3 ? 0 : step == 0 ? status == 201 || status == 200 : status == 200;
+        return step == OP_LOOKUP ? 0
+               : step == OP_SEND ? status == 201 || status == 200
+                                 : status == 200;
     case PROXY_OP_SET_WEIGHT:
         return status == 200 || status == 201;
     case PROXY_OP_REMOVE:
@@ -587,7 +605,7 @@ static int op_ok(const struct proxy_op *op, int step, long status)
     return 0;
 }
 
-static void on_op(struct task *t, size_t i, int step, const struct http_response *r,
+static void on_op(struct task *t, size_t i, enum op_step step, const struct http_response *r,
                   const char *body)
 {
     char desc[400], err[300];
@@ -598,7 +616,7 @@ static void on_op(struct task *t, size_t i, int step, const struct http_response
     }
     int next = op_next_step(t, i, step, r, body, &why);
     if (next >= 0) {
-        if (send_op(t, i, next, err, sizeof err) < 0)
+        if (send_op(t, i, (enum op_step)next, err, sizeof err) < 0)
             op_done(t, i, 0, err);
         return;
     }
@@ -614,9 +632,9 @@ static void on_response(struct http_response *r, void *arg)
     struct kong *k = q->k;
     struct task *t = q->t;
     size_t op = q->op;
-    int step = q->step;
+    enum op_step step = q->step;
     /* A task's own request before its upstream phase is the mode check. */
-    int mode = op == KONG_TASK_REQ && t->phase == 0;
+    int mode = op == KONG_TASK_REQ && t->phase == PHASE_MODE;
     char msg[600], desc[400];
     unlink_req(k, q);
     free(q);
@@ -640,7 +658,7 @@ static void on_response(struct http_response *r, void *arg)
             on_mode(t, r, body);
         else if (op != KONG_TASK_REQ)
             on_op(t, op, step, r, body);
-        else if (t->phase == 1)
+        else if (t->phase == PHASE_UPSTREAM)
             on_upstream(t, r, body);
         else
             on_page(t, r, body);
