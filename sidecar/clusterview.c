@@ -17,6 +17,7 @@ struct clusterview {
     struct consul_client *consul;
     struct consul_watch *nodes;
     struct loop_timer *poll;
+    int64_t poll_ms;             /* watch.cluster_poll */
     struct consul_call *leader_call, *peers_call, *members_call;
     int have_leader;             /* a first answer arrived */
     char leader[256];
@@ -155,7 +156,7 @@ static void on_poll(void *arg)
 {
     struct clusterview *cv = arg;
     refresh(cv);
-    loop_timer_start(cv->poll, rand_jitter_around(CV_POLL_MS, 0.1));
+    loop_timer_start(cv->poll, rand_jitter_around((uint64_t)cv->poll_ms, 0.1));
 }
 
 static void on_nodes(const struct consul_response *r, void *arg)
@@ -176,7 +177,7 @@ static void on_nodes_error(const struct consul_response *r, const char *what, vo
 }
 
 struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, struct metrics *m,
-                                    int64_t wait_ms, char *err, size_t errlen)
+                                    int64_t wait_ms, int64_t poll_ms, char *err, size_t errlen)
 {
     struct clusterview *cv = calloc(1, sizeof *cv);
     if (cv == NULL) {
@@ -185,6 +186,7 @@ struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, str
     }
     cv->loop = l;
     cv->consul = c;
+    cv->poll_ms = poll_ms > 0 ? poll_ms : CV_POLL_MS;
     struct consul_watch_opts o = {.path = "/v1/catalog/nodes",
                                   .wait_ms = wait_ms > 0 ? wait_ms : 300000,
                                   .min_interval_ms = 1000};

@@ -26,9 +26,11 @@
 
 struct clusterview;
 
-/* wait_ms: the nodes watch's blocking wait (watch.wait); 0 = 5 min. */
+/* wait_ms: the nodes watch's blocking wait (watch.wait); 0 = 5 min.
+ * poll_ms: how often the leader, the peers and the members are asked
+ * (watch.cluster_poll; jittered by a tenth); 0 = 5 s. */
 struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, struct metrics *m,
-                                    int64_t wait_ms, char *err, size_t errlen);
+                                    int64_t wait_ms, int64_t poll_ms, char *err, size_t errlen);
 void clusterview_start(struct clusterview *cv);
 /* The agent answers again: the nodes watch and the leader poll ask now. */
 void clusterview_consul_recovered(struct clusterview *cv);

@@ -127,6 +127,8 @@ static const struct jkey watch_keys[] = {
     {.name = "max_blocking", .kind = JK_INT, .min = 1, .max = 100},
     {.name = "mode", .kind = JK_ENUM, .values = watch_modes, .n = 3},
     {.name = "max_streams", .kind = JK_INT, .min = 1, .max = 100000},
+    {.name = "cluster_poll", .kind = JK_DUR, .min = 1000, .max = 600000,
+     .why = "must be between 1s and 10m"},
 };
 
 static const char *const http_urls[] = {"http://", "https://"};
@@ -561,6 +563,7 @@ static int settings_from(struct config *cfg, const cJSON *merged, char *err, siz
     cfg->watch.max_blocking = cJSON_IsNumber(v) ? v->valueint : 8;
     v = mget(merged, "watch.max_streams");
     cfg->watch.max_streams = cJSON_IsNumber(v) ? v->valueint : 1000;
+    cfg->watch.cluster_poll_ms = mdur(merged, "watch.cluster_poll", 5000);
     cfg->watch.mode = SYNC_MODE_AUTO;
     if ((s = mstr(merged, "watch.mode")))
         for (int m = 0; m < 3; m++)

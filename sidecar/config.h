@@ -73,6 +73,7 @@ struct cfg_watch {
     int max_blocking;
     int mode;                     /* SYNC_MODE_* (sidecar/sync.h) */
     int max_streams;
+    int64_t cluster_poll_ms;      /* the cluster view's leader/peers/members poll */
 };
 
 struct config {

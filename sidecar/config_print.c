@@ -157,6 +157,7 @@ static void print_watch(cJSON *o, const struct config *cfg)
     cJSON_AddNumberToObject(w, "max_blocking", cfg->watch.max_blocking);
     cJSON_AddStringToObject(w, "mode", config_watch_mode_name(cfg->watch.mode));
     cJSON_AddNumberToObject(w, "max_streams", cfg->watch.max_streams);
+    add_dur(w, "cluster_poll", cfg->watch.cluster_poll_ms);
 }
 
 char *config_effective_json(const struct config *cfg)

@@ -634,8 +634,8 @@ static int start_sync(struct daemon *d, char *err, size_t errlen)
  * endpoint. */
 static int start_observers(struct daemon *d, char *err, size_t errlen)
 {
-    d->cluster = clusterview_new(d->loop, d->consul, d->metrics, d->cfg.watch.wait_ms, err,
-                                 errlen);
+    d->cluster = clusterview_new(d->loop, d->consul, d->metrics, d->cfg.watch.wait_ms,
+                                 d->cfg.watch.cluster_poll_ms, err, errlen);
     if (d->cluster == NULL)
         return -1;
     struct status_providers sp = {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Cluster view: leader change, no leader, member join/leave/fail produce
 # exactly one log line each in Consul's style, nothing repeats while nothing
-# changes, and /status shows the leader and members.
+# changes, and /status shows the leader and members; watch.cluster_poll
+# sets how often they are asked.
 . "$(dirname "$0")/lib.sh"
 start_consul --servers 3 --agent kong-1 --agent kong-2 || finish
 CONSUL_PORT=$(port_of "$T/consul.ports" kong-1); CONSUL="http://127.0.0.1:$CONSUL_PORT"
@@ -42,4 +43,16 @@ for l in "New leader elected: 10.0.0.2:8300" "No cluster leader" "member 'kong-3
          "member 'kong-3' failed" "member 'kong-2' left"; do
     expect_eq "logged exactly once: $l" 1 "$(count_lines "$T/sidecar.log" "$l")"
 done
+stop_pid "$SIDECAR_PID" TERM
+
+# watch.cluster_poll sets how often the leader is asked (default 5 s): at
+# 1 s, five asks come within 10 s, which the default could not give.
+cat > "$T/poll.json" <<JSON
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT"}, "node": "kong-1", "drain": "0s",
+ "watch": {"cluster_poll": "1s"}}
+JSON
+curl -s -X DELETE "$CONTROL/requests" >/dev/null
+start_sidecar poll "$T/poll.json" || finish
+leader_asks() { [ "$(curl -s "$CONTROL/requests" | grep -o '"url":"/v1/status/leader"' | wc -l)" -ge "$1" ]; }
+wait_for 10 "five leader asks at watch.cluster_poll 1s" leader_asks 5
 finish

@@ -94,6 +94,7 @@ static const struct {
     {"{\"proxy\": {\"kong\": {\"lock_delay\": \"2m\"}}}", "proxy.kong.lock_delay: must be at most 60s"},
     {"{\"proxy\": {\"kong\": {\"max_in_flight\": 0}}}", "proxy.kong.max_in_flight: must be between 1 and 256"},
     {"{\"watch\": {\"max_streams\": 100001}}", "watch.max_streams: must be between 1 and 100000"},
+    {"{\"watch\": {\"cluster_poll\": \"500ms\"}}", "watch.cluster_poll: must be between 1s and 10m"},
     {"{\"watch\": {\"mode\": \"fast\"}}", "watch.mode: must be one of auto, streams, detector"},
     {"{\"service\": {\"name\": \"w\",}}", "invalid JSON at line 1, column"},
     {"[]", "expected a JSON object"},
@@ -324,6 +325,10 @@ START_TEST(test_defaults_are_documented_values)
     ck_assert_int_eq(cfg.watch.quiescence_max_ms, 1000);
     ck_assert_int_eq(cfg.watch.mode, SYNC_MODE_AUTO);
     ck_assert_int_eq(cfg.watch.max_streams, 1000);
+    ck_assert_int_eq(cfg.watch.cluster_poll_ms, 5000);
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"watch\": {\"cluster_poll\": \"30s\"}}", &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(cfg.watch.cluster_poll_ms, 30000);
     config_free(&cfg);
     ck_assert_int_eq(load("{\"watch\": {\"mode\": \"detector\"}, \"upstreams\": [{\"service\": \"o\", "
                           "\"proxy\": \"kong\"}], \"proxy\": {\"kong\": {}}}", &cfg, err, sizeof err), 0);
