@@ -42,7 +42,12 @@ wait_applied() { # COUNT TIMEOUT_S
         sleep 0.1
     done
 }
-requests() { curl -s "$CONTROL/requests" > "$1"; }
+# The double's request log, saved; a log that did not come whole fails the run.
+requests() {
+    curl -s --max-time 60 "$CONTROL/requests" > "$1"
+    python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$1" 2>/dev/null ||
+        fail "the request log for $(basename "$1") did not come whole"
+}
 forget_requests() { curl -s -X DELETE "$CONTROL/requests" >/dev/null; }
 stats() { python3 "$ROOT/bench/fleet_stats.py" "$@"; }
 

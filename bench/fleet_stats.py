@@ -34,8 +34,13 @@ def family(url):
 
 
 def load(path):
-    with open(path) as f:
-        return json.load(f)
+    """A saved request log; an empty one when it did not come whole (the
+    run has failed then, and says so)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
 
 
 def sidecar_requests(path):
@@ -95,8 +100,11 @@ def buckets(reqs, t0, width=100):
 def report(d, sizes):
     meta = {}
     for n in sizes:
-        with open("%s/meta-%s.txt" % (d, n)) as f:
-            v = f.read().split()
+        try:
+            with open("%s/meta-%s.txt" % (d, n)) as f:
+                v = f.read().split()
+        except OSError:
+            v = ["0"] * 9
         meta[n] = dict(zip(["start_ms", "steady_ms", "restore_ms", "redeploy_ms", "pss",
                             "dirty", "dirty_max", "clean", "anon"], map(int, v)))
 
@@ -128,8 +136,14 @@ def report(d, sizes):
     for n in sizes:
         for verb in ("fail", "pass"):
             reqs = sidecar_requests("%s/change-%s-%s.json" % (d, verb, n))
-            lat = [float(x) for x in open("%s/change-%s-%s.lat" % (d, verb, n)) if x.strip()]
+            try:
+                lat = [float(x) for x in open("%s/change-%s-%s.lat" % (d, verb, n)) if x.strip()]
+            except OSError:
+                lat = []
             t0 = start_of("%s/change-%s-%s.json" % (d, verb, n), "seed", "/v1/agent/check/" + verb)
+            if t0 is None or not lat:
+                print("| %s | %s | n/a (the run failed here) | | | | |" % (n, verb))
+                continue
             window = (max(r["time_ms"] for r in reqs) - t0) / 1000.0 if reqs else 0
             net = len(reqs) - steady_rate[n] * window
             print("| %s | %s | %.2f | %s | %.0f | %.0f | %.0f |" % (
@@ -151,6 +165,9 @@ def report(d, sizes):
         reqs = sidecar_requests("%s/agents-%s.json" % (d, n))
         # The bench's first look at the catalog follows the restarts at once.
         t0 = start_of("%s/agents-%s.json" % (d, n), "seed", "/v1/catalog/service/gateway")
+        if t0 is None:
+            print("| %s | n/a (the run failed here) | | | | | |" % n)
+            continue
         regs = [r for r in reqs if family(r["url"]) == "registrations"]
         last = max((r["time_ms"] for r in regs), default=t0) - t0
         nb = max(1, int(last // 100) + 1)

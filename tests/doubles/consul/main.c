@@ -667,7 +667,12 @@ int main(int argc, char **argv)
         agents[n_agents++] = "node-1";
     if (start_cluster(servers, agents, n_agents) < 0)
         return 1;
-    control_mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+    /* poll(2), not select(2), as the agents: with hundreds of sidecars
+     * connected, the control port's connections get descriptors past
+     * FD_SETSIZE, which select cannot watch (the fleet bench saw them
+     * closed unanswered). */
+    control_mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                       MHD_USE_POLL,
                                    0, NULL, NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED,
                                    on_done, NULL, MHD_OPTION_END);
     if (control_mhd == NULL) {

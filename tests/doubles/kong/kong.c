@@ -455,7 +455,8 @@ int main(int argc, char **argv)
         return 2;
     }
     K.admin = start_admin(0);
-    K.control = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+    K.control = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                     MHD_USE_POLL,
                                  0, NULL, NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED,
                                  on_done, NULL, MHD_OPTION_END);
     if (K.admin == NULL || K.control == NULL) {
