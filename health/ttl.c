@@ -54,9 +54,12 @@ void ttl_mark_sent(struct ttl_feeder *f, uint64_t now, const char *status, const
     f->last_sent = now;
     f->retry_at = 0;
     f->failures = 0;
-    /* Refresh at half the TTL (jittered a little, so a fleet spreads out),
-     * and never later than one second before it lapses. */
-    uint64_t half = rand_jitter_around((uint64_t)f->ttl_ms / 2, 0.05);
+    /* Refresh at half the TTL, jittered by a fifth, and never later than
+     * one second before it lapses. The jitter is what spreads a fleet:
+     * sidecars started together (a deploy) would otherwise keep refreshing
+     * together, and after an agent restart each registers again at its
+     * first refused refresh (bench-fleet: at ±5 %, 21 of 200 in one 100 ms). */
+    uint64_t half = rand_jitter_around((uint64_t)f->ttl_ms / 2, 0.2);
     uint64_t latest = (uint64_t)f->ttl_ms > 1000 ? (uint64_t)f->ttl_ms - 1000 : (uint64_t)f->ttl_ms / 2;
     f->refresh_at = now + (half < latest ? half : latest);
 }
