@@ -369,13 +369,8 @@ static void run_until_done(struct loop *l, const struct done_log *log, int n)
 START_TEST(test_client_urgent_requests_are_never_queued_behind_ordinary_ones)
 {
     hold_released = 0;
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
-                                                MHD_USE_INTERNAL_POLLING_THREAD,
-                                            0, NULL, NULL, serve_held, NULL, MHD_OPTION_END);
-    ck_assert_ptr_nonnull(d);
     char addr[64], err[256];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d",
-             MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    struct MHD_Daemon *d = unit_server(serve_held, addr, sizeof addr);
     struct loop *l = loop_new();
     struct consul_client_opts o = {.address = addr, .max_inflight = 2};
     struct consul_client *c = consul_client_new(l, &o, err, sizeof err);

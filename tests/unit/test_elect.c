@@ -116,13 +116,8 @@ static void on_change(int is_writer, const char *holder, void *arg)
 START_TEST(test_a_renew_due_during_an_acquire_goes_right_after_it)
 {
     F.hold_acquire_ms = 1500;   /* TTL 2 s: the renew is due at about 1 s */
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
-                                                MHD_USE_INTERNAL_POLLING_THREAD,
-                                            0, NULL, NULL, serve, NULL, MHD_OPTION_END);
-    ck_assert_ptr_nonnull(d);
     char addr[64], err[256];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d",
-             MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    struct MHD_Daemon *d = unit_server(serve, addr, sizeof addr);
     struct loop *l = loop_new();
     struct consul_client_opts co = {.address = addr};
     struct consul_client *c = consul_client_new(l, &co, err, sizeof err);

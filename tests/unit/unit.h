@@ -1,8 +1,11 @@
-/* What every unit suite shares: running it under Check. */
+/* What every unit suite shares: running it under Check, and an in-process
+ * HTTP server to fake an API with. */
 #ifndef TESTS_UNIT_UNIT_H
 #define TESTS_UNIT_UNIT_H
 
 #include <check.h>
+#include <microhttpd.h>
+#include <stdio.h>
 
 /* Runs every test case of s; the exit status of a suite's main. */
 static inline int unit_run(Suite *s)
@@ -12,6 +15,19 @@ static inline int unit_run(Suite *s)
     int failed = srunner_ntests_failed(r);
     srunner_free(r);
     return failed ? 1 : 0;
+}
+
+/* An in-process HTTP server on a free loopback port, a thread per
+ * connection, answering with fn: a fake of the API a test drives. Its
+ * address goes to addr as "127.0.0.1:PORT". */
+static inline struct MHD_Daemon *unit_server(MHD_AccessHandlerCallback fn, char *addr, size_t len)
+{
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+                                                MHD_USE_INTERNAL_POLLING_THREAD,
+                                            0, NULL, NULL, fn, NULL, MHD_OPTION_END);
+    ck_assert_ptr_nonnull(d);
+    snprintf(addr, len, "127.0.0.1:%d", MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    return d;
 }
 
 #endif
