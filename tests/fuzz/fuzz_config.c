@@ -13,27 +13,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char path[] = "/tmp/cs-fuzz-config.XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return 0;
-    if (write(fd, data, size) != (ssize_t)size) {
-        close(fd);
-        unlink(path);
-        return 0;
-    }
-    close(fd);
-    const char *paths[] = {path};
-    struct config cfg;
     char err[512];
-    struct config_overrides none = {0};
-    none.node = "fuzz";
-    if (config_load(&cfg, paths, 1, NULL, &none, err, sizeof err) == 0) {
-        char *json = config_effective_json(&cfg);
-        free(json);
-        config_free(&cfg);
-    }
-    unlink(path);
+    fuzz_config_file(data, size, "");
     char *text = malloc(size + 1);
     if (text) {
         memcpy(text, data, size);

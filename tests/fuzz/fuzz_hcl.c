@@ -12,27 +12,6 @@
 #include "lib/hcl.h"
 #include "sidecar/config.h"
 
-static void load_as_file(const uint8_t *data, size_t size)
-{
-    char path[] = "/tmp/cs-fuzz-hcl.XXXXXX.hcl";
-    int fd = mkstemps(path, 4);
-    if (fd < 0)
-        return;
-    if (write(fd, data, size) == (ssize_t)size) {
-        const char *paths[] = {path};
-        struct config cfg;
-        char err[512];
-        struct config_overrides none = {0};
-        none.node = "fuzz";
-        if (config_load(&cfg, paths, 1, NULL, &none, err, sizeof err) == 0) {
-            free(config_effective_json(&cfg));
-            config_free(&cfg);
-        }
-    }
-    close(fd);
-    unlink(path);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[300];
@@ -48,6 +27,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (strlen(err) == 0 || strchr(err, '\n')) {
         abort();   /* a refusal is one line with a reason */
     }
-    load_as_file(data, size);
+    fuzz_config_file(data, size, ".hcl");
     return 0;
 }
