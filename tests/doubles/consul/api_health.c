@@ -202,6 +202,35 @@ static int service_has_tags(struct MHD_Connection *c, const struct service *s)
     return w.ok;
 }
 
+/* A walk over the instances of one service on the visible nodes. */
+struct walk {
+    const char *name;
+    int node, slot;
+};
+
+static const struct service *next_instance(struct walk *w, const struct node **n)
+{
+    for (; w->node < 64; w->node++, w->slot = -1) {
+        *n = &S.nodes[w->node];
+        if (!node_visible(*n))
+            continue;
+        while (++w->slot < S.maxn) {
+            const struct service *s = &(*n)->services[w->slot];
+            if (s->used && strcmp(s->name, w->name) == 0)
+                return s;
+        }
+    }
+    return NULL;
+}
+
+/* A service view's index: the highest of its instances' (idx), or of its
+ * last removal; the extinction index when it has none. */
+static uint64_t instances_index(const char *name, int found, uint64_t idx)
+{
+    idx = max64(idx, svc_touched(name));
+    return found ? idx : (S.extinction ? S.extinction : 1);
+}
+
 cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *index,
                            int *status)
 {
@@ -221,49 +250,42 @@ cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *
     cJSON *arr = cJSON_CreateArray();
     uint64_t idx = 0;
     int found = 0;
-    for (int i = 0; i < 64; i++) {
-        const struct node *n = &S.nodes[i];
-        if (!node_visible(n))
+    const struct node *n;
+    const struct service *s;
+    for (struct walk it = {name, 0, -1}; (s = next_instance(&it, &n)) != NULL;) {
+        found = 1;
+        idx = max64(idx, s->modify_index);
+        idx = max64(idx, n->serf_index);
+        for (int k = 0; k < S.maxn; k++)
+            if (n->checks[k].used && (!n->checks[k].service_id[0] ||
+                                      !strcmp(n->checks[k].service_id, s->id)))
+                idx = max64(idx, n->checks[k].modify_index);
+        if (!service_has_tags(c, s))
             continue;
-        for (int j = 0; j < S.maxn; j++) {
-            const struct service *s = &n->services[j];
-            if (!s->used || strcmp(s->name, name) != 0)
-                continue;
-            found = 1;
-            idx = max64(idx, s->modify_index);
-            idx = max64(idx, n->serf_index);
-            for (int k = 0; k < S.maxn; k++)
-                if (n->checks[k].used && (!n->checks[k].service_id[0] ||
-                                          !strcmp(n->checks[k].service_id, s->id)))
-                    idx = max64(idx, n->checks[k].modify_index);
-            if (!service_has_tags(c, s))
-                continue;
-            int all_passing = n->serf == ST_PASSING;
-            cJSON *checks = cJSON_CreateArray();
-            cJSON_AddItemToArray(checks, serf_json(n));
-            for (int k = 0; k < S.maxn; k++)
-                if (n->checks[k].used && !n->checks[k].service_id[0]) {
-                    cJSON_AddItemToArray(checks, check_json(n, &n->checks[k], 0));
-                    all_passing &= n->checks[k].status == ST_PASSING;
-                }
-            for (int k = 0; k < S.maxn; k++)
-                if (n->checks[k].used && !strcmp(n->checks[k].service_id, s->id)) {
-                    cJSON_AddItemToArray(checks, check_json(n, &n->checks[k], 0));
-                    all_passing &= n->checks[k].status == ST_PASSING;
-                }
-            if (passing && !all_passing) {
-                cJSON_Delete(checks);
-                continue;
+        int all_passing = n->serf == ST_PASSING;
+        cJSON *checks = cJSON_CreateArray();
+        cJSON_AddItemToArray(checks, serf_json(n));
+        for (int k = 0; k < S.maxn; k++)
+            if (n->checks[k].used && !n->checks[k].service_id[0]) {
+                cJSON_AddItemToArray(checks, check_json(n, &n->checks[k], 0));
+                all_passing &= n->checks[k].status == ST_PASSING;
             }
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddItemToObject(e, "Node", node_json(n));
-            cJSON_AddItemToObject(e, "Service", health_service_json(s));
-            cJSON_AddItemToObject(e, "Checks", checks);
-            cJSON_AddItemToArray(arr, e);
+        for (int k = 0; k < S.maxn; k++)
+            if (n->checks[k].used && !strcmp(n->checks[k].service_id, s->id)) {
+                cJSON_AddItemToArray(checks, check_json(n, &n->checks[k], 0));
+                all_passing &= n->checks[k].status == ST_PASSING;
+            }
+        if (passing && !all_passing) {
+            cJSON_Delete(checks);
+            continue;
         }
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToObject(e, "Node", node_json(n));
+        cJSON_AddItemToObject(e, "Service", health_service_json(s));
+        cJSON_AddItemToObject(e, "Checks", checks);
+        cJSON_AddItemToArray(arr, e);
     }
-    idx = max64(idx, svc_touched(name));
-    *index = found ? idx : (S.extinction ? S.extinction : 1);
+    *index = instances_index(name, found, idx);
     if (*status == 400) {
         cJSON_Delete(arr);
         return NULL;
@@ -360,44 +382,37 @@ static cJSON *view_catalog_service(struct MHD_Connection *c, const void *ctx, ui
     cJSON *arr = cJSON_CreateArray();
     uint64_t idx = 0;
     int found = 0;
-    for (int i = 0; i < 64; i++) {
-        const struct node *n = &S.nodes[i];
-        if (!node_visible(n))
+    const struct node *n;
+    const struct service *s;
+    for (struct walk it = {name, 0, -1}; (s = next_instance(&it, &n)) != NULL;) {
+        found = 1;
+        idx = max64(idx, s->modify_index);
+        if (!service_has_tags(c, s))
             continue;
-        for (int j = 0; j < S.maxn; j++) {
-            const struct service *s = &n->services[j];
-            if (!s->used || strcmp(s->name, name) != 0)
-                continue;
-            found = 1;
-            idx = max64(idx, s->modify_index);
-            if (!service_has_tags(c, s))
-                continue;
-            cJSON *e = node_json(n);
-            cJSON_DeleteItemFromObject(e, "CreateIndex");
-            cJSON_DeleteItemFromObject(e, "ModifyIndex");
-            cJSON_AddStringToObject(e, "ServiceKind", "");
-            cJSON_AddStringToObject(e, "ServiceID", s->id);
-            cJSON_AddStringToObject(e, "ServiceName", s->name);
-            cJSON_AddItemToObject(e, "ServiceTags", s->tags ? cJSON_Duplicate(s->tags, 1) : cJSON_CreateArray());
-            cJSON_AddStringToObject(e, "ServiceAddress", s->address);
-            cJSON *w = cJSON_AddObjectToObject(e, "ServiceWeights");
-            cJSON_AddNumberToObject(w, "Passing", s->w_passing);
-            cJSON_AddNumberToObject(w, "Warning", s->w_warning);
-            if (s->meta && cJSON_GetArraySize(s->meta))
-                cJSON_AddItemToObject(e, "ServiceMeta", cJSON_Duplicate(s->meta, 1));
-            else
-                cJSON_AddNullToObject(e, "ServiceMeta");
-            cJSON_AddNumberToObject(e, "ServicePort", s->port);
-            cJSON_AddStringToObject(e, "ServiceSocketPath", "");
-            cJSON_AddBoolToObject(e, "ServiceEnableTagOverride", s->tag_override);
-            cJSON_AddNullToObject(e, "ServiceLocality");
-            cJSON_AddNumberToObject(e, "CreateIndex", (double)s->create_index);
-            cJSON_AddNumberToObject(e, "ModifyIndex", (double)s->modify_index);
-            cJSON_AddItemToArray(arr, e);
-        }
+        cJSON *e = node_json(n);
+        cJSON_DeleteItemFromObject(e, "CreateIndex");
+        cJSON_DeleteItemFromObject(e, "ModifyIndex");
+        cJSON_AddStringToObject(e, "ServiceKind", "");
+        cJSON_AddStringToObject(e, "ServiceID", s->id);
+        cJSON_AddStringToObject(e, "ServiceName", s->name);
+        cJSON_AddItemToObject(e, "ServiceTags", s->tags ? cJSON_Duplicate(s->tags, 1) : cJSON_CreateArray());
+        cJSON_AddStringToObject(e, "ServiceAddress", s->address);
+        cJSON *w = cJSON_AddObjectToObject(e, "ServiceWeights");
+        cJSON_AddNumberToObject(w, "Passing", s->w_passing);
+        cJSON_AddNumberToObject(w, "Warning", s->w_warning);
+        if (s->meta && cJSON_GetArraySize(s->meta))
+            cJSON_AddItemToObject(e, "ServiceMeta", cJSON_Duplicate(s->meta, 1));
+        else
+            cJSON_AddNullToObject(e, "ServiceMeta");
+        cJSON_AddNumberToObject(e, "ServicePort", s->port);
+        cJSON_AddStringToObject(e, "ServiceSocketPath", "");
+        cJSON_AddBoolToObject(e, "ServiceEnableTagOverride", s->tag_override);
+        cJSON_AddNullToObject(e, "ServiceLocality");
+        cJSON_AddNumberToObject(e, "CreateIndex", (double)s->create_index);
+        cJSON_AddNumberToObject(e, "ModifyIndex", (double)s->modify_index);
+        cJSON_AddItemToArray(arr, e);
     }
-    idx = max64(idx, svc_touched(name));
-    *index = found ? idx : (S.extinction ? S.extinction : 1);
+    *index = instances_index(name, found, idx);
     return arr;
 }
 
