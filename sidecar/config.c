@@ -642,6 +642,8 @@ static int services_from(struct config *cfg, struct jread *c, const cJSON *root)
     const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "service");
     const cJSON *many = cJSON_GetObjectItemCaseSensitive(root, "services");
     size_t add = (one ? 1 : 0) + (many ? (size_t)cJSON_GetArraySize(many) : 0);
+    struct probedef_list probes;
+    probedef_list_init(&probes, &cfg->probes, &cfg->n_probes);
     if (add) {
         struct consul_service *n = realloc(cfg->services, (cfg->n_services + add) * sizeof *n);
         if (n == NULL)
@@ -655,15 +657,8 @@ static int services_from(struct config *cfg, struct jread *c, const cJSON *root)
             snprintf(path, sizeof path, "service");
         else
             snprintf(path, sizeof path, "services[%zu]", k - (one ? 1 : 0));
-        struct probedef_list probes;
-        probedef_list_init(&probes);
-        probes.items = cfg->probes;
-        probes.n = cfg->n_probes;
         struct svc_build b = {c, cfg->node, &cfg->services[cfg->n_services], &probes.ext};
-        int rc = servicedef_build(&b, def, path);
-        cfg->probes = probes.items;
-        cfg->n_probes = probes.n;
-        if (rc < 0)
+        if (servicedef_build(&b, def, path) < 0)
             return -1;
         cfg->n_services++;
         for (size_t j = 0; j + 1 < cfg->n_services; j++) {

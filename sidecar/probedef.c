@@ -93,13 +93,13 @@ static int probe_attach(void *arg, struct jread *c, const cJSON *v, const char *
     struct probe_spec spec;
     if (probedef_parse(c, v, path, &spec) < 0)
         return -1;
-    struct cfg_probe *n = realloc(l->items, (l->n + 1) * sizeof *n);
+    struct cfg_probe *n = realloc(*l->items, (*l->n + 1) * sizeof *n);
     if (n == NULL) {
         probe_spec_free(&spec);
         return jread_fail(c, path, "out of memory");
     }
-    l->items = n;
-    struct cfg_probe *p = &l->items[l->n++];
+    *l->items = n;
+    struct cfg_probe *p = &n[(*l->n)++];
     p->service_id = strdup(service_id);
     p->check_id = strdup(check_id);
     p->ttl_ms = ttl_ms;
@@ -116,8 +116,7 @@ static int probe_attach(void *arg, struct jread *c, const cJSON *v, const char *
     return 0;
 }
 
-void probedef_list_init(struct probedef_list *l)
+void probedef_list_init(struct probedef_list *l, struct cfg_probe **items, size_t *n)
 {
-    memset(l, 0, sizeof *l);
-    l->ext = (struct servicedef_ext){"probe", probe_check, probe_attach, l};
+    *l = (struct probedef_list){items, n, {"probe", probe_check, probe_attach, l}};
 }
