@@ -205,22 +205,30 @@ static void det_fetch(struct upstream *u, const struct consul_response *r, size_
 #define DET_IDLE_REST_MS 250
 #define DET_IDLE_REST_MAX_MS 4000
 
-static int64_t state_backoff(struct det_state *st, int irrelevant)
+/* An event of a storm: the wait after it (jittered by a fifth; 0: none).
+ * Within twice the last wait (at least a second) of the last event, the
+ * wait doubles from min up to max; after a quiet spell it is first. */
+static int64_t storm_next(struct storm *s, int64_t first, int64_t min, int64_t max)
 {
     uint64_t now = loop_clock_ms();
-    if (!irrelevant) {
-        st->idle_rest = 0;
-        return 0;
-    }
-    uint64_t window = st->idle_rest > 500 ? 2 * (uint64_t)st->idle_rest : 1000;
-    if (st->idle_at && now - st->idle_at < window)   /* a storm: rest, longer each time */
-        st->idle_rest = !st->idle_rest ? DET_IDLE_REST_MS
-                        : st->idle_rest * 2 < DET_IDLE_REST_MAX_MS ? st->idle_rest * 2
-                                                                   : DET_IDLE_REST_MAX_MS;
-    else   /* the first after a quiet spell: asked again at once */
-        st->idle_rest = 0;
-    st->idle_at = now;
-    return st->idle_rest ? (int64_t)rand_jitter_around((uint64_t)st->idle_rest, 0.2) : 0;
+    uint64_t window = s->wait > 500 ? 2 * (uint64_t)s->wait : 1000;
+    if (s->at && now - s->at < window)
+        s->wait = !s->wait ? min : s->wait * 2 < max ? s->wait * 2 : max;
+    else
+        s->wait = first;
+    s->at = now;
+    return s->wait ? (int64_t)rand_jitter_around((uint64_t)s->wait, 0.2) : 0;
+}
+
+/* The rest after a health/state answer: none after one that re-read an
+ * upstream (and the storm is over), else as the storm has it, the first
+ * after a quiet spell asked again at once. */
+static int64_t state_backoff(struct det_state *st, int irrelevant)
+{
+    if (irrelevant)
+        return storm_next(&st->idle, 0, DET_IDLE_REST_MS, DET_IDLE_REST_MAX_MS);
+    st->idle.wait = 0;
+    return 0;
 }
 
 static void on_det_checks(const struct consul_response *r, void *arg)
@@ -302,14 +310,8 @@ static void start_det_checks(struct detector *d)
 
 static void catalog_backoff(struct detector *d)
 {
-    uint64_t now = loop_clock_ms();
-    if (d->catalog_at && now - d->catalog_at < 2 * (uint64_t)d->catalog_gap)
-        d->catalog_gap = d->catalog_gap * 2 < DET_CATALOG_GAP_MAX_MS ? d->catalog_gap * 2
-                                                                     : DET_CATALOG_GAP_MAX_MS;
-    else
-        d->catalog_gap = DET_CATALOG_GAP_MS;
-    d->catalog_at = now;
-    consul_watch_set_min_gap(d->services, (int64_t)rand_jitter_around((uint64_t)d->catalog_gap, 0.2));
+    consul_watch_set_min_gap(d->services, storm_next(&d->catalog, DET_CATALOG_GAP_MS,
+                                                     DET_CATALOG_GAP_MS, DET_CATALOG_GAP_MAX_MS));
 }
 
 static void on_det_services(const struct consul_response *r, void *arg)

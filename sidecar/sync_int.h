@@ -86,6 +86,12 @@ enum { DET_CRITICAL, DET_WARNING, DET_STATES };
 
 /* One of its health/state long-polls (critical, warning): the checks in
  * that state, kept from one answer to the next (their memory is reused). */
+/* Events that keep coming, and how long to wait after the last (follow.c). */
+struct storm {
+    uint64_t at;                    /* the last event (ms) */
+    int64_t wait;                   /* after it; 0: none */
+};
+
 struct det_state {
     struct detector *d;
     const char *name;               /* "critical", "warning" */
@@ -100,8 +106,7 @@ struct det_state {
     } *nodes;                       /* sorted by name */
     size_t n_nodes;
     struct strmap node_map;         /* scratch: node -> index in the new list */
-    uint64_t idle_at;               /* the last change that re-read nothing (ms) */
-    int64_t idle_rest;              /* the rest after it, while such changes keep coming */
+    struct storm idle;              /* changes that re-read nothing, and the rest after them */
 };
 
 struct detector {
@@ -111,8 +116,7 @@ struct detector {
     struct det_state st[DET_STATES];
     struct consul_watch *services;
     int services_seen, checks_started;
-    uint64_t catalog_at;        /* the last catalog/services change (ms) */
-    int64_t catalog_gap;        /* its backoff while registrations keep coming */
+    struct storm catalog;       /* catalog/services changes, and the gap after them */
     char error[300];
     char label[DET_STATES + 1][160];   /* metrics: each state's, then catalog/services */
     struct strmap by_service;       /* followed service -> its tally slot */
