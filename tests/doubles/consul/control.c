@@ -67,7 +67,8 @@ static cJSON *state_json(void)
 /*
  * Each control endpoint is a handler run with S.mu held (it may let go of
  * the lock while it waits, and takes it back before it returns). It gives
- * the JSON to answer with, or NULL with a status and a text.
+ * the JSON to answer with, or NULL with a status and a text, or NULL and
+ * its answer already printed (text).
  */
 struct ctl {
     struct MHD_Connection *c;
@@ -76,6 +77,7 @@ struct ctl {
     const char *name;         /* /members/NAME, /agents/NAME/VERB */
     unsigned status;          /* for a NULL answer */
     const char *why;
+    char *text;               /* a JSON answer printed under the lock; owned */
 };
 typedef cJSON *(*ctl_fn)(struct ctl *x);
 
@@ -94,8 +96,11 @@ static cJSON *ctl_state(struct ctl *x)
 /* GET: the request log; DELETE: forget it. */
 static cJSON *ctl_requests(struct ctl *x)
 {
-    if (strcmp(x->method, "DELETE") != 0)
-        return cJSON_Duplicate(S.requests, 1);
+    if (strcmp(x->method, "DELETE") != 0) {
+        /* Printed here, not copied: it can hold 200,000 entries. */
+        x->text = cJSON_PrintUnformatted(S.requests);
+        return x->text ? NULL : refuse(x, 500, "out of memory");
+    }
     cJSON_Delete(S.requests);
     S.requests = cJSON_CreateArray();
     S.n_requests = 0;
@@ -311,7 +316,7 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
 {
     cJSON *in = body_len ? cJSON_ParseWithLength(body, body_len) : cJSON_CreateObject();
     struct ctl x = {c, method, in, "", 404,
-                    "unknown control endpoint; see tests/doubles/consul/README.md"};
+                    "unknown control endpoint; see tests/doubles/consul/README.md", NULL};
     cJSON *out = NULL;
     pthread_mutex_lock(&S.mu);
     for (size_t i = 0; i < sizeof ctl_routes / sizeof ctl_routes[0]; i++) {
@@ -327,6 +332,11 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
     }
     pthread_mutex_unlock(&S.mu);
     cJSON_Delete(in);
+    if (x.text) {
+        enum MHD_Result r = reply(c, 200, "application/json", x.text, strlen(x.text), NULL);
+        free(x.text);
+        return r;
+    }
     return out ? ok_json(c, out) : reply_text(c, x.status, x.why);
 }
 
