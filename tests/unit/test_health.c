@@ -176,6 +176,19 @@ START_TEST(test_ttl_refreshes_before_it_lapses_and_not_more)
         }
     ck_assert_int_ge(sends, 10);
     ck_assert_int_le(sends, 15);
+    /* The refresh is spread over TTL/2 ±20 %, not bunched near TTL/2: a
+     * fleet started together must not keep refreshing together. */
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (unsigned seed = 1; seed <= 200; seed++) {
+        rand_seed_with(seed);
+        ttl_feeder_init(&f, 10000);
+        ttl_mark_sent(&f, 0, "passing", "ok");
+        due = ttl_next_deadline(&f);
+        lo = due < lo ? due : lo;
+        hi = due > hi ? due : hi;
+    }
+    ck_assert_uint_lt(lo, 4500);
+    ck_assert_uint_gt(hi, 5500);
     /* A short TTL still refreshes at least 1 s early... or at half. */
     ttl_feeder_init(&f, 1500);
     ttl_mark_sent(&f, 0, "passing", "ok");
