@@ -315,6 +315,16 @@ http GET "$A/v1/status/leader"; expect_eq "fault status" 503 "$STATUS"
 http GET "$A/v1/status/leader"; expect_eq "fault used once" 200 "$STATUS"
 curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/health","count":1,"kind":"index","index_raw":"abc"}' >/dev/null
 expect_contains "forced index" "X-Consul-Index: abc" "$(hdr GET /v1/health/service/web)"
+# A fault replacing answers also meets a blocking query parked before it
+# was set: it models what Consul answers from the moment it is set.
+idx=$(hdr GET /v1/health/service/web | tr -d '\r' | sed -n 's/^X-Consul-Index: //p')
+curl -s "$A/v1/health/service/web?index=$idx&wait=20s" > "$T/parked.body" & parked=$!
+wait_for 5 "query parked" sh -c "curl -s '$CONTROL/requests' | grep -q 'web?index=$idx'"
+curl -s -X POST "$CONTROL/faults" -d '{"path":"/v1/health/service","count":1,"kind":"garbage"}' >/dev/null
+curl -s -X PUT "$A/v1/agent/check/pass/service:web-1?note=woken" >/dev/null
+wait "$parked"
+expect_eq "parked query woken into the fault" "<html>this is not JSON</html>" "$(cat "$T/parked.body")"
+expect_contains "the fault used once" '"Service":"web"' "$(curl -s "$A/v1/health/service/web")"
 # Connection limit: with max_conns connections open, a new one is closed at
 # once (close) or answered 429 and closed (429); 0 lifts it.
 exec 7<>"/dev/tcp/127.0.0.1/$(port_of "$T/consul.ports" node-1)"   # one connection held open

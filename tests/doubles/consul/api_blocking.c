@@ -263,6 +263,12 @@ enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
             cJSON_Delete(body);
             body = fn(c, ctx, &idx, &status);
         }
+        int faulted;
+        enum MHD_Result fr = fault_after_wait(a, c, &faulted);
+        if (faulted) {
+            cJSON_Delete(body);
+            return fr;
+        }
     }
     if (idx == 0)
         idx = 1;
@@ -295,6 +301,10 @@ enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
                 break;
         if (a->down)
             return MHD_NO;
+        int faulted;
+        enum MHD_Result fr = fault_after_wait(a, c, &faulted);
+        if (faulted)
+            return fr;
     }
     struct buf b;
     buf_init(&b, 0);

@@ -155,6 +155,11 @@ int agent_start(struct agent *a);
 void agent_stop(struct agent *a);
 struct agent *agent_add(const char *name);
 void write_port_file(void);
+/* main.c: a blocking query that parked before a fault replacing answers
+ * (status, garbage, truncated, big, close) was set for its path answers with
+ * it when it wakes: *handled = 1 and the reply made. With S.mu held (let go
+ * around the reply). */
+enum MHD_Result fault_after_wait(struct agent *a, struct MHD_Connection *c, int *handled);
 /* Records a change to a service name's instances at index (removals). */
 void svc_touch(const char *name, uint64_t index);
 uint64_t svc_touched(const char *name);

@@ -413,6 +413,34 @@ static enum MHD_Result fault_reply(struct MHD_Connection *c, const struct fault 
     return MHD_YES;
 }
 
+/* The URL of the request this thread serves while it has taken no fault:
+ * a blocking query parked before a fault was set answers with it. */
+static _Thread_local const char *unfaulted_url;
+
+enum MHD_Result fault_after_wait(struct agent *a, struct MHD_Connection *c, int *handled)
+{
+    static const char *const replacing[] = {"status", "garbage", "truncated", "big", "close", NULL};
+    *handled = 0;
+    for (int i = 0; i < S.n_faults && unfaulted_url; i++) {
+        struct fault *f = &S.faults[i];
+        if (f->count <= 0 || (f->agent[0] && strcmp(f->agent, a->name) != 0) ||
+            (f->path[0] && strncmp(unfaulted_url, f->path, strlen(f->path)) != 0))
+            continue;
+        int k = 0;
+        while (replacing[k] && strcmp(replacing[k], f->kind) != 0)
+            k++;
+        if (!replacing[k])
+            continue;
+        f->count--;
+        struct fault copy = *f;
+        pthread_mutex_unlock(&S.mu);
+        enum MHD_Result r = fault_reply(c, &copy, handled);
+        pthread_mutex_lock(&S.mu);
+        return r;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *upload,
                                 size_t *upload_size, void **state)
@@ -454,6 +482,7 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
     if (rejoining(a, url, method))
         return empty_view(c, url);
     index_override = NULL;
+    unfaulted_url = fp ? NULL : url;
     if (fp) {
         enum MHD_Result r = fault_reply(c, &f, &handled);
         if (handled)
