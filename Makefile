@@ -7,7 +7,7 @@ CC         ?= cc
 PKGS       := libcurl libcjson libmicrohttpd
 DEB_PKGS   := build-essential pkg-config libcurl4-openssl-dev libcjson-dev \
               libmicrohttpd-dev check haproxy nginx-light docker-compose curl \
-              iproute2 procps socat openssl systemd prometheus
+              iproute2 procps socat openssl systemd prometheus cppcheck
 # For make fuzz (clang's libFuzzer) and make valgrind; CI runs both.
 DEV_DEB_PKGS := clang libclang-rt-dev valgrind
 

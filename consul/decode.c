@@ -129,7 +129,7 @@ static int entry_read(const cJSON *e, int idx, struct entry *f, char *err, size_
         return snprintf(err, errlen, "entry %d: missing or mistyped Node/Service/Checks", idx), -1;
     /* Port is omitted when 0; an instance without a port cannot be a proxy
      * target, but it is a valid answer: skipped by the caller. */
-    double p = cJSON_IsNumber(port) ? port->valuedouble : 0;
+    double p = port && cJSON_IsNumber(port) ? port->valuedouble : 0;
     if (port && (!cJSON_IsNumber(port) || p < 0 || p > 65535 || p != (int)p))
         return snprintf(err, errlen, "entry %d: Service.Port is not a port number", idx), -1;
     f->port = (int)p;

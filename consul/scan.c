@@ -119,8 +119,11 @@ static int unicode_escape(struct cur *c, const char *esc, int keep)
         c->p += 6;
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
     }
+    if (!keep)
+        return 0;
     char o[4];
-    return keep ? put(c, o, utf8(cp, o)) : 0;
+    size_t n = utf8(cp, o);
+    return put(c, o, n);
 }
 
 /* The string at c->p (its opening quote). keep: its bytes, unescaped and

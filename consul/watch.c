@@ -289,7 +289,7 @@ static void issue(struct consul_watch *w)
     if (blocking) {
         /* Jitter each wait a little so a fleet's long-polls drift apart. */
         uint64_t wait = rand_jitter_around((uint64_t)w->wait_ms, 0.05);
-        n += (size_t)snprintf(pq + n, sizeof pq - n, "%cindex=%llu&wait=%llums", sep,
+        snprintf(pq + n, sizeof pq - n, "%cindex=%llu&wait=%llums", sep,
                               (unsigned long long)w->index, (unsigned long long)wait);
         timeout = (long)(wait + wait / 16 + WATCH_MARGIN_MS);
     }

@@ -46,7 +46,7 @@ static void *fail(struct hp *p, const char *at, const char *fmt, ...)
 static const char *shown(const char *k, char out[65])
 {
     size_t n = 0;
-    for (; k[n] && n < 64; n++)
+    for (; n < 64 && k[n]; n++)
         out[n] = (unsigned char)k[n] < 0x20 || k[n] == 0x7f ? '?' : k[n];
     out[n] = '\0';
     return out;

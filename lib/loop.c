@@ -123,8 +123,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         l->cs_len++;
     }
     l->cs[i].fd = fd;
-    l->cs[i].events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
-                              (what & CURL_POLL_OUT ? POLLOUT : 0));
+    l->cs[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) |
+                              ((what & CURL_POLL_OUT) ? POLLOUT : 0));
     return 0;
 }
 
@@ -493,9 +493,9 @@ static void dispatch(struct loop *l, const struct pollfd *p, size_t n_user, size
         short r = p[i].revents;
         if (r == 0)
             continue;
-        run_curl(l, p[i].fd, (r & POLLIN ? CURL_CSELECT_IN : 0) |
-                                 (r & POLLOUT ? CURL_CSELECT_OUT : 0) |
-                                 (r & (POLLERR | POLLHUP | POLLNVAL) ? CURL_CSELECT_ERR : 0));
+        run_curl(l, p[i].fd, ((r & POLLIN) ? CURL_CSELECT_IN : 0) |
+                                 ((r & POLLOUT) ? CURL_CSELECT_OUT : 0) |
+                                 ((r & (POLLERR | POLLHUP | POLLNVAL)) ? CURL_CSELECT_ERR : 0));
     }
 }
 

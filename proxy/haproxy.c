@@ -335,7 +335,7 @@ static void next_step(struct op_run *r, int step)
 
 int haproxy_parse_stat_sessions(const char *text, const char *server)
 {
-    int col_sv = -1, col_scur = -1, col_qcur = -1, col = 0;
+    int col_sv = -1, col_scur = -1, col_qcur = -1;
     size_t sl = strlen(server);
     if (strncmp(text, "# ", 2) != 0)
         return -2;
@@ -346,7 +346,7 @@ int haproxy_parse_stat_sessions(const char *text, const char *server)
         const char *end = nl ? nl : line + strlen(line);
         long scur = -1, qcur = -1;
         int match = 0;
-        col = 0;
+        int col = 0;
         for (const char *f = line;; col++) {
             const char *comma = memchr(f, ',', (size_t)(end - f));
             const char *fe = comma ? comma : end;

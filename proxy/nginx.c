@@ -66,10 +66,10 @@ int nginx_render(const char *name, const struct proxy_target_set *set, const cha
     struct proxy_target *sorted = set->n ? malloc(set->n * sizeof *sorted) : NULL;
     if (set->n && sorted == NULL)
         return -1;
-    if (set->n)
+    if (set->n) {
         memcpy(sorted, set->items, set->n * sizeof *sorted);
-    if (set->n)
         qsort(sorted, set->n, sizeof *sorted, cmp_target);
+    }
     buf_printf(out, "# Managed by consul-sidecar: changes here are overwritten.\n"
                     "upstream %s {\n", name);
     int servers = 0;

@@ -248,27 +248,23 @@ static void merge_into(cJSON *dst, const cJSON *src)
     }
 }
 
-static const char *mstr(const cJSON *o, const char *path)
-{
-    /* path "a.b.c" */
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *cur = o;
-    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && cur;
-         tok = strtok_r(NULL, ".", &save))
-        cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
-    return cJSON_IsString(cur) ? cur->valuestring : NULL;
-}
-
+/* The member at a dotted path "a.b.c", or NULL. */
 static const cJSON *mget(const cJSON *o, const char *path)
 {
     char buf[128];
     snprintf(buf, sizeof buf, "%s", path);
     const cJSON *cur = o;
-    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && cur;
+    char *save = NULL;
+    for (const char *tok = strtok_r(buf, ".", &save); tok && cur;
          tok = strtok_r(NULL, ".", &save))
         cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
     return cur;
+}
+
+static const char *mstr(const cJSON *o, const char *path)
+{
+    const cJSON *v = mget(o, path);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static int64_t mdur(const cJSON *o, const char *path, int64_t dflt)

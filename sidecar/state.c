@@ -62,17 +62,19 @@ int state_set(struct state *st, const char *name, const char *proxy, uint64_t in
         return 0;
     }
     struct state_upstream *n = realloc(st->items, (st->n + 1) * sizeof *n);
-    char *ncopy = strdup(name);
-    if (n == NULL || ncopy == NULL) {
-        if (n)
-            st->items = n;
-        free(ncopy);
+    if (n)
+        st->items = n;
+    char *ncopy = n ? strdup(name) : NULL;
+    if (ncopy == NULL) {
         free(pcopy);
         proxy_target_set_free(&copy);
         return -1;
     }
-    st->items = n;
-    st->items[st->n++] = (struct state_upstream){ncopy, pcopy, index, copy};
+    struct state_upstream *u = &st->items[st->n++];
+    u->name = ncopy;
+    u->proxy = pcopy;
+    u->index = index;
+    u->targets = copy;
     return 0;
 }
 

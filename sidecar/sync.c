@@ -212,7 +212,7 @@ static int health_query(const struct sync *s, const struct sync_upstream_spec *s
         char *d = http_escape(dc);
         if (d == NULL)
             return -1;
-        qlen += (size_t)snprintf(query + qlen, querylen - qlen, "%sdc=%s", qlen ? "&" : "", d);
+        snprintf(query + qlen, querylen - qlen, "%sdc=%s", qlen ? "&" : "", d);
         free(d);
     }
     return 0;

@@ -272,7 +272,7 @@ enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
     }
     if (idx == 0)
         idx = 1;
-    struct view_headers vh;
+    struct view_headers vh = {0};
     const char *const *h = view_headers(&vh, q, idx);
     pthread_mutex_unlock(&S.mu);
     if (fn != view_kv && fn != view_catalog_services)
@@ -310,7 +310,7 @@ enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
     buf_init(&b, 0);
     int rc = render_health_state(&b, state);
     uint64_t idx = S.checks_index ? S.checks_index : 1;
-    struct view_headers vh;
+    struct view_headers vh = {0};
     const char *const *h = view_headers(&vh, q, idx);
     pthread_mutex_unlock(&S.mu);
     enum MHD_Result r = rc < 0 ? reply_text(c, 500, "out of memory")

@@ -123,7 +123,7 @@ static int key_cmp(const void *a, const void *b)
 enum MHD_Result schema_violation(struct MHD_Connection *c, cJSON *fields, int *ls)
 {
     int n = cJSON_GetArraySize(fields);
-    char *keys[64];
+    char *keys[64] = {NULL};
     int k = 0;
     const cJSON *f;
     cJSON_ArrayForEach(f, fields) if (k < 64) keys[k++] = f->string;
@@ -234,7 +234,7 @@ int normalize_target(const char *in, char *out, size_t len)
         return 0;
     }
     /* IPv4, possibly with leading zeros. */
-    int parts[4], n = 0;
+    int parts[4] = {0}, n = 0;
     const char *p = host;
     int all_digits = 1;
     for (const char *q = host; *q; q++)
