@@ -180,7 +180,7 @@ static void det_refused(struct det_state *st, const char *err)
 static void det_fetch(struct upstream *u, const struct consul_response *r, size_t checks,
                       uint64_t arrived, uint64_t decoded)
 {
-    u->seen_once = 1;
+    u->seen_once = true;
     u->tl.arrived = arrived;
     u->tl.decoded = decoded;
     u->tl.asked = loop_clock_us();

@@ -320,9 +320,9 @@ static void up_feed(struct upstream *u)
         up_schedule(u, recheck);
         return;
     case RECON_APPLY:
-        if (!u->pending)
+        if (u->sync != UP_BEHIND)
             u->change_at = now;
-        u->pending = 1;
+        u->sync = UP_BEHIND;
         u->index = u->last_answer.index;
         up_schedule(u, recon_quiesce_change(&u->quiesce, now));
         return;
@@ -347,7 +347,7 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
         count(u->s->m_consul, "decode_error");
         return -1;
     }
-    u->hold_refetch = 0;   /* a fresh answer: no read owed any more */
+    u->read_owed = false;   /* a fresh answer: no read owed any more */
     backoff_reset(&u->read_backoff);
     if (u->last_watch_error[0]) {
         log_info("Upstream '%s': watch on '%s' recovered", u->name, u->service);
@@ -360,7 +360,7 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
         log_info("HTTP/2: %zu blocking queries share %d connection(s) to the agent",
                  u->s->n_ups, consul_client_connections(u->s->o.consul));
     u->last_answer = in;
-    u->have_answer = 1;
+    u->have_answer = true;
     u->last_known_leader = r->known_leader;
     up_feed(u);
     return 0;
@@ -370,7 +370,7 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
  * the agent comes back: sync_consul_recovered), until one is answered. */
 static void owe_read(struct upstream *u)
 {
-    u->hold_refetch = 1;
+    u->read_owed = true;
     up_schedule(u, loop_clock_ms() + backoff_next(&u->read_backoff));
 }
 
@@ -389,7 +389,7 @@ static void on_watch_error(const struct consul_response *r, const char *what, vo
     count(u->s->m_consul, "error");
     /* An empty answer was being confirmed: start over once Consul answers
      * again. */
-    if (recon_policy_doubt(&u->policy) || u->hold_refetch)
+    if (recon_policy_doubt(&u->policy) || u->read_owed)
         owe_read(u);
     if (r && r->limited)
         return;   /* logged once for the whole client (on_limit) */
@@ -455,12 +455,11 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
     backoff_reset(&u->backoff);
     if (n_ops)   /* a read-back that changed nothing opens no window */
         recon_quiesce_applied(&u->quiesce, now);
-    if (u->pending && s->m_latency && u->change_at)
+    if (u->sync == UP_BEHIND && s->m_latency && u->change_at)
         metrics_histogram_observe(s->m_latency, u->name, (double)(now - u->change_at) / 1000.0);
     if (n_ops && u->tl.answered)
         log_timeline(u);
-    u->pending = 0;
-    u->applied_once = 1;
+    u->sync = UP_IN_SYNC;
     if (s->m_targets)
         metrics_gauge_set(s->m_targets, u->name, (double)u->policy.last_good.n);
     if (n_ops)
@@ -472,8 +471,8 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
         else
             state_changed(s);
     }
-    if (u->again) {
-        u->again = 0;
+    if (u->rerun) {
+        u->rerun = false;
         up_schedule(u, now);
     }
 }
@@ -559,7 +558,7 @@ static void up_sync(struct upstream *u)
     if (!u->policy.have_good || !u->proxy->writer)
         return;
     if (u->phase != UP_IDLE) {
-        u->again = 1;
+        u->rerun = true;
         return;
     }
     u->phase = UP_READING;
@@ -575,8 +574,8 @@ static void on_up_timer(void *arg)
      * Consul is asked again (a plain read: a blocking query would not answer
      * while nothing changes), and only that fresh answer can empty the
      * upstream, never the one cached from before the hold. */
-    if ((u->policy.empty_since && u->have_answer) || u->hold_refetch) {
-        sync_up_fetch(u);   /* hold_refetch stays set until an answer is in */
+    if ((u->policy.empty_since && u->have_answer) || u->read_owed) {
+        sync_up_fetch(u);   /* read_owed stays set until an answer is in */
         return;
     }
     up_sync(u);
@@ -597,7 +596,7 @@ void sync_up_fetch(struct upstream *u)
 {
     char err[256];
     if (u->fetch) {
-        u->fetch_again = 1;
+        u->fetch_again = true;
         return;
     }
     u->fetch = consul_request(u->s->o.consul, "GET", u->fetch_path, NULL, 0, 10000, 0, on_fetch,
@@ -618,13 +617,13 @@ static void on_fetch(const struct consul_response *r, void *arg)
     if (r->err != HTTP_OK || r->status != 200) {
         consul_describe_error(r, "GET", u->fetch_path, what, sizeof what);
         on_watch_error(r, what, u);
-        if (!u->hold_refetch)
+        if (!u->read_owed)
             owe_read(u);
     } else if (take_answer(u, r) < 0) {
         owe_read(u);
     }
     if (u->fetch_again) {
-        u->fetch_again = 0;
+        u->fetch_again = false;
         sync_up_fetch(u);
     }
 }
@@ -670,7 +669,7 @@ void sync_set_writer(struct sync *s, const char *proxy, int is_writer)
             continue;
         /* Changes a standby held count from the takeover, or the latency
          * histogram would show the whole time it was not the writer. */
-        if (s->ups[i]->pending)
+        if (s->ups[i]->sync == UP_BEHIND)
             s->ups[i]->change_at = now;
         up_sync(s->ups[i]);
     }
@@ -694,7 +693,7 @@ void sync_consul_recovered(struct sync *s)
     follow_recovered(s);
     for (size_t i = 0; i < s->n_ups; i++) {
         consul_watch_retry(s->ups[i]->watch);
-        if (s->ups[i]->hold_refetch)
+        if (s->ups[i]->read_owed)
             sync_up_fetch(s->ups[i]);   /* a hold broken by the outage starts again now */
     }
 }
@@ -721,7 +720,7 @@ int sync_settled(const struct sync *s)
 {
     for (size_t i = 0; i < s->n_ups; i++) {
         const struct upstream *u = s->ups[i];
-        if (u->proxy->writer && (!u->applied_once || u->pending || u->phase != UP_IDLE))
+        if (u->proxy->writer && (u->sync != UP_IN_SYNC || u->phase != UP_IDLE))
             return 0;
     }
     return 1;

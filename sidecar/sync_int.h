@@ -4,6 +4,7 @@
 #ifndef SIDECAR_SYNC_INT_H
 #define SIDECAR_SYNC_INT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -19,7 +20,40 @@
 #include "sidecar/state.h"
 #include "sidecar/sync.h"
 
+/*
+ * An upstream's proxy side is two enums; the Consul side is a few facts.
+ *
+ * phase, what the driver is doing for it:
+ *
+ *             up_sync()               on_read(): a diff
+ *   UP_IDLE ------------> UP_READING -------------------> UP_APPLYING
+ *      ^                      |  no diff, an error,              |
+ *      |                      |  the writer lock lost            |
+ *      +----------------------+----------------------------------+
+ *                                 on_applied() / up_failed()
+ *
+ *   up_sync() while not UP_IDLE only sets rerun: one more round follows the
+ *   one in flight once it succeeds (a failure retries after a backoff).
+ *
+ * sync, how the proxy stands against what Consul wants:
+ *
+ *             up_feed()               up_succeeded()
+ *   UP_NEW -------------> UP_BEHIND ----------------> UP_IN_SYNC
+ *     |                      ^        up_feed()          |   ^
+ *     |                      +---------------------------+   |
+ *     +------------------------------------------------------+
+ *       up_succeeded(): a round with nothing to change (a saved state)
+ *
+ *   change_at is when UP_BEHIND was entered (the sync latency histogram).
+ *
+ * The Consul side: have_answer (last_answer holds one), read_owed (a fresh
+ * read must be answered before a held empty answer can apply: set by an
+ * error that broke a hold or by a failed read, cleared by any answer),
+ * fetch_again (a read was asked while one was in flight), seen_once (the
+ * detector has seen the service in a health/state answer).
+ */
 enum up_phase { UP_IDLE, UP_READING, UP_APPLYING };
+enum up_sync { UP_NEW, UP_BEHIND, UP_IN_SYNC };
 
 struct sync_proxy {
     char *name;
@@ -47,7 +81,7 @@ struct upstream {
     char fetch_path[1600];          /* the same query, non-blocking */
     struct detector *det;           /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
-    int fetch_again;
+    bool fetch_again;
     struct det_tally seen[2];       /* detector: its critical, warning checks last seen */
     size_t det_slot;                /* detector: its service's tally */
     struct {                        /* the last change a detector saw (us, 0: none) */
@@ -55,25 +89,24 @@ struct upstream {
         long body_us;
         size_t bytes, checks;
     } tl;
-    int hold_refetch;               /* a fresh read is owed: an error broke a hold, or a
+    bool read_owed;                 /* a fresh read is owed: an error broke a hold, or a
                                        read failed */
-    int seen_once;
+    bool seen_once;
     struct recon_policy policy;
     struct recon_quiesce quiesce;
     struct consul_instances last_answer;   /* for hold-down rechecks */
-    int have_answer;
+    bool have_answer;
     int last_known_leader;
     struct loop_timer *timer;       /* quiescence due, hold recheck, retry */
     struct loop_timer *resync;      /* periodic proxy read-back */
     enum up_phase phase;
-    int pending;                    /* desired differs from what was applied */
-    int again;                      /* a change came in while busy */
+    enum up_sync sync;
+    bool rerun;                     /* up_sync() was called while busy */
     struct backoff backoff;
-    struct backoff read_backoff;    /* an owed read (hold_refetch) failing again */
+    struct backoff read_backoff;    /* an owed read (read_owed) failing again */
     uint64_t index;                 /* Consul index of last_good */
-    uint64_t change_at;             /* when the pending change arrived (ms) */
+    uint64_t change_at;             /* when UP_BEHIND was entered (ms) */
     struct proxy_target_set actual; /* last read back */
-    int applied_once;
     time_t last_sync;
     int last_ok;                    /* -1 none yet */
     char last_error[300];
