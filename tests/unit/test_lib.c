@@ -18,6 +18,7 @@
 #include "lib/jsonstr.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "lib/queue.h"
 #include "lib/rand.h"
 #include "lib/strmap.h"
 #include "tests/unit/unit.h"
@@ -570,6 +571,70 @@ START_TEST(test_file_read_capped_reads_whole_files_up_to_the_cap)
 }
 END_TEST
 
+struct qitem {
+    int v;
+    struct qlink link;
+};
+
+/* The values of q, in order, as "1 2 3"; checks n against the walk. */
+static const char *qvalues(const struct queue *q, char *out, size_t len)
+{
+    size_t used = 0, n = 0;
+    out[0] = '\0';
+    QUEUE_EACH(l, q) {
+        used += (size_t)snprintf(out + used, len - used, "%s%d", n ? " " : "",
+                                 QUEUE_ITEM(l, struct qitem, link)->v);
+        n++;
+    }
+    ck_assert_uint_eq(n, q->n);
+    if (q->n)
+        ck_assert_ptr_null(q->tail->next);
+    else
+        ck_assert_ptr_null(q->tail);
+    return out;
+}
+
+static int qpick_odd(const struct qlink *l, void *arg)
+{
+    (void)arg;
+    return QUEUE_CITEM(l, struct qitem, link)->v % 2;
+}
+
+START_TEST(test_queue_keeps_order_through_push_pop_remove_and_move)
+{
+    struct qitem it[6];
+    struct queue q = QUEUE_INIT, to = QUEUE_INIT;
+    char b[64];
+    ck_assert_ptr_null(queue_pop(&q));
+    for (int i = 0; i < 6; i++) {
+        it[i].v = i + 1;
+        queue_push(&q, &it[i].link);
+    }
+    ck_assert_str_eq(qvalues(&q, b, sizeof b), "1 2 3 4 5 6");
+    ck_assert_int_eq(QUEUE_ITEM(queue_pop(&q), struct qitem, link)->v, 1);
+    ck_assert_int_eq(queue_remove(&q, &it[5].link), 1);   /* the tail */
+    ck_assert_int_eq(queue_remove(&q, &it[5].link), 0);   /* not there any more */
+    ck_assert_str_eq(qvalues(&q, b, sizeof b), "2 3 4 5");
+    queue_push(&q, &it[5].link);                           /* pushed after a tail removal */
+    ck_assert_str_eq(qvalues(&q, b, sizeof b), "2 3 4 5 6");
+    ck_assert_uint_eq(queue_move_if(&q, &to, qpick_odd, NULL, 1), 1);
+    ck_assert_str_eq(qvalues(&to, b, sizeof b), "3");
+    ck_assert_uint_eq(queue_move_if(&q, &to, qpick_odd, NULL, 10), 1);
+    ck_assert_str_eq(qvalues(&to, b, sizeof b), "3 5");
+    ck_assert_str_eq(qvalues(&q, b, sizeof b), "2 4 6");
+    struct qlink *all = queue_take_all(&q);
+    ck_assert_str_eq(qvalues(&q, b, sizeof b), "");
+    int n = 0;
+    for (; all; all = all->next)
+        n++;
+    ck_assert_int_eq(n, 3);
+    while (queue_pop(&to))
+        ;
+    ck_assert_ptr_null(to.head);
+    ck_assert_ptr_null(to.tail);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -581,6 +646,7 @@ int main(void)
     tcase_add_loop_test(t, test_jread_section_walks_a_table_of_keys, 0,
                         (int)(sizeof tsec_cases / sizeof tsec_cases[0]));
     tcase_add_test(t, test_strmap_finds_every_key_across_growth_and_clear);
+    tcase_add_test(t, test_queue_keeps_order_through_push_pop_remove_and_move);
     tcase_add_test(t, test_json_string_escapes_as_cjson_prints);
     tcase_add_test(t, test_buf_refuses_to_grow_past_its_cap);
     tcase_add_test(t, test_backoff_is_capped_jittered_and_resets);
