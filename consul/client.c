@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/queue.h"
 #include "lib/rand.h"
 
 #define CONSUL_DEFAULT_ADDR "127.0.0.1:8500"
@@ -31,13 +32,10 @@ struct consul_call {
     int urgent;                 /* counted in urgent_inflight, its own queue */
     consul_done_fn fn;
     void *arg;
-    struct consul_call *next;   /* queue / in-flight list */
+    struct consul_call *next;   /* in-flight list */
+    struct qlink link;          /* in its queue while waiting for a slot */
     int queued;
     uint64_t started_ms;        /* when it went on the wire */
-};
-
-struct call_queue {
-    struct consul_call *head, *tail;
 };
 
 struct consul_client {
@@ -57,7 +55,7 @@ struct consul_client {
     int inflight;               /* ordinary requests in flight */
     int blocking_inflight;
     int urgent_inflight;
-    struct call_queue ordinary, urgent;   /* waiting for a slot of their kind */
+    struct queue ordinary, urgent;   /* calls waiting for a slot of their kind */
     struct consul_call *active; /* everything started, for free() */
     struct consul_client_stats stats;
     /* Unreachable: a connection failed and nothing has answered since. A
@@ -254,12 +252,10 @@ static void call_free(struct consul_call *call)
 }
 
 /* The first call of q, unlinked; NULL when empty. */
-static struct consul_call *queue_pop(struct call_queue *q)
+static struct consul_call *pop_call(struct queue *q)
 {
-    struct consul_call *call = q->head;
-    if (call && (q->head = call->next) == NULL)
-        q->tail = NULL;
-    return call;
+    struct qlink *l = queue_pop(q);
+    return l ? QUEUE_ITEM(l, struct consul_call, link) : NULL;
 }
 
 static void unlink_active(struct consul_client *c, struct consul_call *call)
@@ -283,7 +279,7 @@ void consul_client_free(struct consul_client *c)
         call_free(call);
     }
     struct consul_call *call;
-    while ((call = queue_pop(&c->ordinary)) != NULL || (call = queue_pop(&c->urgent)) != NULL)
+    while ((call = pop_call(&c->ordinary)) != NULL || (call = pop_call(&c->urgent)) != NULL)
         call_free(call);
     loop_timer_free(c->probe_timer);
     free(c->address);
@@ -306,12 +302,7 @@ int consul_client_inflight(const struct consul_client *c)
 
 int consul_client_queued(const struct consul_client *c)
 {
-    int n = 0;
-    for (const struct consul_call *q = c->ordinary.head; q; q = q->next)
-        n++;
-    for (const struct consul_call *q = c->urgent.head; q; q = q->next)
-        n++;
-    return n;
+    return (int)(c->ordinary.n + c->urgent.n);
 }
 
 static int start_call(struct consul_call *call, char *err, size_t errlen);
@@ -329,9 +320,9 @@ static int *budget(struct consul_client *c, const struct consul_call *call)
 static struct consul_call *next_startable(struct consul_client *c)
 {
     if (c->urgent.head && c->urgent_inflight < CONSUL_URGENT_SLOTS)
-        return queue_pop(&c->urgent);
+        return pop_call(&c->urgent);
     if (c->ordinary.head && c->inflight < c->max_inflight)
-        return queue_pop(&c->ordinary);
+        return pop_call(&c->ordinary);
     return NULL;
 }
 
@@ -601,13 +592,8 @@ struct consul_call *consul_request(struct consul_client *c, const char *method,
     int full = call->urgent ? c->urgent_inflight >= CONSUL_URGENT_SLOTS
                             : c->inflight >= c->max_inflight;
     if (!blocking && full) {
-        struct call_queue *q = call->urgent ? &c->urgent : &c->ordinary;
         call->queued = 1;
-        if (q->tail)
-            q->tail->next = call;
-        else
-            q->head = call;
-        q->tail = call;
+        queue_push(call->urgent ? &c->urgent : &c->ordinary, &call->link);
         return call;
     }
     if (start_call(call, err, errlen) < 0) {
@@ -623,19 +609,7 @@ void consul_cancel(struct consul_call *call)
         return;
     struct consul_client *c = call->c;
     if (call->queued) {
-        struct call_queue *q = call->urgent ? &c->urgent : &c->ordinary;
-        struct consul_call *prev = NULL;
-        for (struct consul_call *e = q->head; e; prev = e, e = e->next) {
-            if (e == call) {
-                if (prev)
-                    prev->next = e->next;
-                else
-                    q->head = e->next;
-                if (q->tail == e)
-                    q->tail = prev;
-                break;
-            }
-        }
+        queue_remove(call->urgent ? &c->urgent : &c->ordinary, &call->link);
         call_free(call);
         return;
     }

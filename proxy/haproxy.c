@@ -831,11 +831,11 @@ static void hap_free(struct proxy *p)
     }
     /* Queued and sent reads own their request; batch commands point at a
      * batch freed from h->batches below. */
-    struct cmd *lists[2] = {h->head, h->sent_head};
+    struct queue *lists[2] = {&h->queued, &h->sent};
     for (int k = 0; k < 2; k++) {
-        while (lists[k]) {
-            struct cmd *c = lists[k];
-            lists[k] = c->next;
+        struct qlink *l;
+        while ((l = queue_pop(lists[k])) != NULL) {
+            struct cmd *c = QUEUE_ITEM(l, struct cmd, link);
             if (c->fn == on_state || c->fn == on_drain_stat)
                 free(c->arg);   /* drains are freed below */
             free(c->text);

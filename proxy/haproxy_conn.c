@@ -43,38 +43,24 @@ static void close_conn(struct hap *h)
     loop_timer_stop(h->timer);
     h->running = 0;
     h->prompt_pending = 0;
-    h->n_sent = 0;
     h->out_len = 0;
     h->out_off = 0;
     buf_reset(&h->reply);
 }
 
-static void push(struct cmd **head, struct cmd **tail, struct cmd *c)
+static struct cmd *pop(struct queue *q)
 {
-    c->next = NULL;
-    if (*tail)
-        (*tail)->next = c;
-    else
-        *head = c;
-    *tail = c;
-}
-
-static struct cmd *pop(struct cmd **head, struct cmd **tail)
-{
-    struct cmd *c = *head;
-    *head = c->next;
-    if (*head == NULL)
-        *tail = NULL;
-    return c;
+    struct qlink *l = queue_pop(q);
+    return l ? QUEUE_ITEM(l, struct cmd, link) : NULL;
 }
 
 /* Calls each command's callback once, after the queue is consistent again
- * (a callback may queue more). */
-static void fail_list(struct cmd *list, const char *err)
+ * (a callback may queue more): list is a chain taken off a queue. */
+static void fail_list(struct qlink *list, const char *err)
 {
     while (list) {
-        struct cmd *c = list;
-        list = c->next;
+        struct cmd *c = QUEUE_ITEM(list, struct cmd, link);
+        list = list->next;
         c->fn(0, "", err, c->arg);
         free(c->text);
         free(c);
@@ -84,18 +70,16 @@ static void fail_list(struct cmd *list, const char *err)
 /* The connection is unusable: everything sent fails with err. */
 static void conn_failed(struct hap *h, const char *err)
 {
-    struct cmd *sent = h->sent_head;
-    h->sent_head = h->sent_tail = NULL;
+    struct qlink *sent = queue_take_all(&h->sent);
     close_conn(h);
-    if (sent == NULL && h->head) {
+    if (sent == NULL && h->queued.head) {
         /* Nothing was sent (could not connect): the first queued command
          * carries the error, so a dead socket fails the queue one by one
          * with a fresh attempt each, never all of it on one refusal. */
-        sent = pop(&h->head, &h->tail);
-        sent->next = NULL;
+        sent = queue_pop(&h->queued);
     }
     fail_list(sent, err);
-    if (h->head)
+    if (h->queued.head)
         loop_timer_start(h->kick, 0);
 }
 
@@ -113,10 +97,9 @@ static void answered(struct hap *h, const char *text)
         h->prompt_pending = 0;   /* the answer to "prompt" itself */
         return;
     }
-    if (h->sent_head == NULL)
+    struct cmd *c = pop(&h->sent);
+    if (c == NULL)
         return;
-    struct cmd *c = pop(&h->sent_head, &h->sent_tail);
-    h->n_sent--;
     c->fn(1, text, NULL, c->arg);
     free(c->text);
     free(c);
@@ -180,13 +163,13 @@ static void on_io(int fd, short revents, void *arg)
                 continue;
             }
             if (n == 0) {
-                if (h->sent_head || h->prompt_pending) {
+                if (h->sent.head || h->prompt_pending) {
                     snprintf(msg, sizeof msg, "HAProxy runtime API at %s closed the connection "
                              "before answering", h->where);
                     conn_failed(h, msg);
                 } else {
                     close_conn(h);
-                    if (h->head)
+                    if (h->queued.head)
                         loop_timer_start(h->kick, 0);
                 }
                 return;
@@ -222,8 +205,9 @@ static void pump(struct hap *h)
         return;
     if (h->out_off == h->out_len)
         h->out_off = h->out_len = 0;
-    while (h->head && h->n_sent < HAP_WINDOW) {
-        size_t n = strlen(h->head->text);
+    while (h->queued.head && h->sent.n < HAP_WINDOW) {
+        const struct cmd *next = QUEUE_CITEM(h->queued.head, struct cmd, link);
+        size_t n = strlen(next->text);
         if (h->out_len + n > h->out_cap) {
             size_t cap = h->out_cap ? h->out_cap : 4096;
             while (cap < h->out_len + n)
@@ -234,12 +218,11 @@ static void pump(struct hap *h)
             h->out = o;
             h->out_cap = cap;
         }
-        memcpy(h->out + h->out_len, h->head->text, n);
+        memcpy(h->out + h->out_len, next->text, n);
         h->out_len += n;
-        push(&h->sent_head, &h->sent_tail, pop(&h->head, &h->tail));
-        h->n_sent++;
+        queue_push(&h->sent, queue_pop(&h->queued));
     }
-    if (h->sent_head == NULL && !h->prompt_pending && h->head == NULL) {
+    if (h->sent.head == NULL && !h->prompt_pending && h->queued.head == NULL) {
         close_conn(h);       /* all answered: give the slot back */
         return;
     }
@@ -255,7 +238,7 @@ static void pump(struct hap *h)
  * timer, never from here: callers may be inside a caller's own call. */
 static void start_conn(struct hap *h)
 {
-    if (h->head == NULL || h->running)
+    if (h->queued.head == NULL || h->running)
         return;
     h->running = 1;
     h->connected = 0;
@@ -299,7 +282,7 @@ int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
     c->text[n + 1] = '\0';
     c->fn = fn;
     c->arg = arg;
-    push(&h->head, &h->tail, c);
+    queue_push(&h->queued, &c->link);
     if (h->fd >= 0)
         pump(h);
     else if (!h->running)

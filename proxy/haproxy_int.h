@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "lib/buf.h"
+#include "lib/queue.h"
 #include "proxy/haproxy.h"
 
 #define HAP_MAX_REPLY (8u * 1024 * 1024)
@@ -21,7 +22,7 @@ struct cmd {
     char *text;
     cmd_fn fn;
     void *arg;
-    struct cmd *next;
+    struct qlink link;         /* in hap.queued or hap.sent */
 };
 
 struct hap {
@@ -36,9 +37,8 @@ struct hap {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char where[300];
-    struct cmd *head, *tail;   /* queued, not yet sent */
-    struct cmd *sent_head, *sent_tail;  /* sent, answers due in this order */
-    size_t n_sent;
+    struct queue queued;       /* commands not yet sent */
+    struct queue sent;         /* sent, answers due in this order */
     int fd;
     int running;               /* a connection is open or being opened */
     int connected;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/http.h"
+#include "lib/queue.h"
 #include "lib/strmap.h"
 #include "lib/unconst.h"
 
@@ -52,8 +53,8 @@ struct kong {
     char fatal[400];           /* DB-less / data plane: no writes possible */
     struct req *reqs;          /* on the wire */
     int n_reqs, n_writes;
-    struct task *running;      /* at most one an upstream */
-    struct task *queue_head, *queue_tail;
+    struct queue running;      /* tasks started, at most one an upstream */
+    struct queue queued;       /* tasks waiting to start */
     struct loop_timer *later;  /* pumps from the loop, after an abort */
     int pumping, again;
     /* Upstream name (owned) -> 1 when the last read found it missing: the
@@ -93,7 +94,7 @@ struct task {
     size_t cursor;             /* next op to look at in this pass */
     int pending;               /* ops on the wire */
     int add_failed;            /* an ADD failed: removals are kept */
-    struct task *next;         /* in k->running or the queue */
+    struct qlink link;         /* in k->running or k->queued */
 };
 
 static void pump(struct kong *k);
@@ -709,8 +710,8 @@ static void task_report(struct task *t)
 
 static int upstream_running(const struct kong *k, const char *upstream)
 {
-    for (const struct task *t = k->running; t; t = t->next)
-        if (strcmp(t->upstream, upstream) == 0)
+    QUEUE_EACH(l, &k->running)
+        if (strcmp(QUEUE_CITEM(l, struct task, link)->upstream, upstream) == 0)
             return 1;
     return 0;
 }
@@ -721,29 +722,17 @@ static int upstream_running(const struct kong *k, const char *upstream)
  * that each answer's round (admit, fill, finish) does not walk 1,000
  * tasks, as it did when an initial sync started them all (a quarter of
  * the sidecar's CPU for 10,000 targets). */
+static int admissible(const struct qlink *l, void *arg)
+{
+    const struct kong *k = arg;
+    return !upstream_running(k, QUEUE_CITEM(l, struct task, link)->upstream);
+}
+
 static void admit(struct kong *k)
 {
-    struct task **tail = &k->running, **pp = &k->queue_head, *last = NULL;
-    int n = 0, cap = 4 * k->max_in_flight;
-    while (*tail) {
-        tail = &(*tail)->next;
-        n++;
-    }
-    while (*pp && n < cap) {
-        struct task *t = *pp;
-        if (upstream_running(k, t->upstream)) {
-            last = t;
-            pp = &t->next;
-            continue;
-        }
-        *pp = t->next;
-        t->next = NULL;
-        *tail = t;
-        tail = &t->next;
-        n++;
-    }
-    if (*pp == NULL)   /* walked to the end; else the tail was not reached */
-        k->queue_tail = last;
+    size_t cap = 4 * (size_t)k->max_in_flight;
+    if (k->running.n < cap)
+        queue_move_if(&k->queued, &k->running, admissible, k, cap - k->running.n);
 }
 
 /* Fills the free slots, one request a task a round. */
@@ -752,19 +741,19 @@ static void fill(struct kong *k)
     int sent = 1;
     while (sent && k->n_reqs < k->max_in_flight) {
         sent = 0;
-        for (struct task *t = k->running; t && k->n_reqs < k->max_in_flight; t = t->next)
-            sent |= task_next(t);
+        for (struct qlink *l = k->running.head; l && k->n_reqs < k->max_in_flight; l = l->next)
+            sent |= task_next(QUEUE_ITEM(l, struct task, link));
     }
 }
 
 /* Reports the finished tasks; their callbacks may submit more. */
 static int finish(struct kong *k)
 {
-    for (struct task **pp = &k->running; *pp; pp = &(*pp)->next) {
-        struct task *t = *pp;
+    QUEUE_EACH(l, &k->running) {
+        struct task *t = QUEUE_ITEM(l, struct task, link);
         if (!t->finished && !(t->error[0] && !t->busy && t->pending == 0))
             continue;
-        *pp = t->next;
+        queue_remove(&k->running, l);   /* and the walk ends here */
         task_report(t);
         task_free(t);
         return 1;
@@ -796,11 +785,7 @@ static void on_later(void *arg)
 
 static void submit(struct kong *k, struct task *t)
 {
-    if (k->queue_tail)
-        k->queue_tail->next = t;
-    else
-        k->queue_head = t;
-    k->queue_tail = t;
+    queue_push(&k->queued, &t->link);
     pump(k);
 }
 
@@ -903,16 +888,9 @@ static void kong_free(struct proxy *p)
         unlink_req(k, q);
         free(q);
     }
-    while (k->running) {
-        struct task *t = k->running;
-        k->running = t->next;
-        task_free(t);
-    }
-    while (k->queue_head) {
-        struct task *t = k->queue_head;
-        k->queue_head = t->next;
-        task_free(t);
-    }
+    struct qlink *l;
+    while ((l = queue_pop(&k->running)) != NULL || (l = queue_pop(&k->queued)) != NULL)
+        task_free(QUEUE_ITEM(l, struct task, link));
     loop_timer_free(k->later);
     for (size_t i = 0; i < k->missing.cap; i++)
         free(unconst(k->missing.slots[i].key));
