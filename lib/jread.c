@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/dur.h"
@@ -214,4 +215,132 @@ int jread_section(struct jread *c, const cJSON *obj, const char *path, const str
             return -1;
     }
     return 0;
+}
+
+/* ---- storing and printing what a table describes ---- */
+
+static void *field(void *base, size_t off)
+{
+    return (char *)base + off;
+}
+
+static const void *cfield(const void *base, size_t off)
+{
+    return (const char *)base + off;
+}
+
+/* One key's value (v, or its default when NULL) into its field. */
+static int store_one(const struct jkey *k, const cJSON *v, void *base)
+{
+    char e[64];
+    struct jread quiet = {"", e, sizeof e, 0};
+    switch (k->store) {
+    case JS_MS: {
+        int64_t ms = k->def;
+        if (v)
+            jread_dur(&quiet, v, "", &ms);
+        *(int64_t *)field(base, k->off) = ms;
+        return 0;
+    }
+    case JS_INT:
+        *(int *)field(base, k->off) = cJSON_IsNumber(v) ? v->valueint : (int)k->def;
+        return 0;
+    case JS_BOOL: {
+        int b = v ? cJSON_IsTrue(v) : k->def != 0;
+        *(int *)field(base, k->off) = (k->flags & JF_NOT) ? !b : b;
+        return 0;
+    }
+    case JS_STR: {
+        const char *str = cJSON_IsString(v) ? v->valuestring : k->defs;
+        char **dst = field(base, k->off);
+        free(*dst);
+        *dst = str ? strdup(str) : NULL;
+        return str && *dst == NULL ? -1 : 0;
+    }
+    case JS_ENUM: {
+        int pos = (int)k->def;
+        if (cJSON_IsString(v))
+            for (size_t i = 0; i < k->n; i++)
+                if (strcmp(v->valuestring, k->values[i]) == 0)
+                    pos = (int)i;
+        *(int *)field(base, k->off) = pos;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+int jread_store(const cJSON *obj, const struct jkey *keys, size_t n, void *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct jkey *k = &keys[i];
+        const cJSON *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, k->name) : NULL;
+        if (k->kind == JK_SECTION) {
+            if (k->store == JS_GIVEN) {
+                *(int *)field(base, k->off) = v != NULL;
+                if (v == NULL)
+                    continue;
+            }
+            if (jread_store(v, k->sub, k->n, base) < 0)
+                return -1;
+            continue;
+        }
+        if (store_one(k, v, base) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void print_one(cJSON *out, const struct jkey *k, const void *base)
+{
+    char b[32];
+    switch (k->store) {
+    case JS_MS:
+        cJSON_AddStringToObject(out, k->name,
+                                dur_format_ms(*(const int64_t *)cfield(base, k->off), b, sizeof b));
+        return;
+    case JS_INT:
+        cJSON_AddNumberToObject(out, k->name, *(const int *)cfield(base, k->off));
+        return;
+    case JS_BOOL: {
+        int v = *(const int *)cfield(base, k->off);
+        cJSON_AddBoolToObject(out, k->name, (k->flags & JF_NOT) ? !v : v);
+        return;
+    }
+    case JS_STR: {
+        const char *v = *(char *const *)cfield(base, k->off);
+        if (v == NULL)
+            cJSON_AddNullToObject(out, k->name);
+        else
+            cJSON_AddStringToObject(out, k->name, (k->flags & JF_SECRET) ? "<redacted>" : v);
+        return;
+    }
+    case JS_ENUM: {
+        int pos = *(const int *)cfield(base, k->off);
+        cJSON_AddStringToObject(out, k->name, pos >= 0 && (size_t)pos < k->n ? k->values[pos] : "?");
+        return;
+    }
+    default:
+        if (k->print)
+            k->print(out, base);
+        return;
+    }
+}
+
+void jread_print(cJSON *out, const struct jkey *keys, size_t n, const void *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct jkey *k = &keys[i];
+        if (k->kind != JK_SECTION) {
+            print_one(out, k, base);
+            continue;
+        }
+        if (k->store == JS_GIVEN && !*(const int *)cfield(base, k->off))
+            continue;
+        cJSON *sub = cJSON_GetObjectItemCaseSensitive(out, k->name);
+        if (sub == NULL)
+            sub = cJSON_AddObjectToObject(out, k->name);
+        jread_print(sub, k->sub, k->n, base);
+    }
 }

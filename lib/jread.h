@@ -59,6 +59,26 @@ enum jkind {
     JK_FN,         /* check decides */
 };
 
+/*
+ * Where a key's value lands once the document is valid (jread_store), and
+ * so how it prints (jread_print): a field at byte offset off of the
+ * caller's struct, and the default it takes when the key is absent. The
+ * same table then checks, fills and prints a setting.
+ */
+enum jstore {
+    JS_NONE,       /* not stored here (the caller reads it), not printed */
+    JS_MS,         /* int64_t milliseconds (a duration), default def */
+    JS_INT,        /* int, default def */
+    JS_BOOL,       /* int 0/1, default def (JF_NOT: stores the negation) */
+    JS_STR,        /* char *, a copy; default a copy of defs, or NULL */
+    JS_ENUM,       /* int (or an enum): the position in values, default def */
+    JS_GIVEN,      /* JK_SECTION: int 1 when the section is present, else 0
+                      and neither stored nor printed */
+};
+
+#define JF_SECRET 1u   /* printed "<redacted>" when set */
+#define JF_NOT 2u      /* JS_BOOL kept negated (ssl_verify -> insecure) */
+
 struct jkey {
     const char *name;
     enum jkind kind;
@@ -68,9 +88,25 @@ struct jkey {
     size_t n;                  /* of values, or of sub */
     const struct jkey *sub;
     int (*check)(struct jread *c, const cJSON *v, const char *path);
+    enum jstore store;
+    size_t off;                /* of the field in the struct given to store/print */
+    int64_t def;
+    const char *defs;
+    unsigned flags;            /* JF_* */
+    /* A key the caller keeps itself (JS_NONE) may print itself, in its
+     * place in the table. */
+    void (*print)(cJSON *out, const void *base);
 };
 
 int jread_section(struct jread *c, const cJSON *obj, const char *path, const struct jkey *keys,
                   size_t n);
+/* Fills base's fields from obj (already checked by jread_section against
+ * the same table), defaults for the keys absent; sections recurse with the
+ * same base. -1 when out of memory (the strings stored so far stay, for the
+ * caller's free). */
+int jread_store(const cJSON *obj, const struct jkey *keys, size_t n, void *base);
+/* Adds the stored settings to out in the table's order: durations as Go
+ * prints them, secrets "<redacted>", unset strings null. */
+void jread_print(cJSON *out, const struct jkey *keys, size_t n, const void *base);
 
 #endif

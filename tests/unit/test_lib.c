@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -635,6 +636,76 @@ START_TEST(test_queue_keeps_order_through_push_pop_remove_and_move)
 }
 END_TEST
 
+/* One table checks, stores and prints: defaults for absent keys, secrets
+ * redacted, a negated bool, a section stored only when given. */
+struct jsettings {
+    int64_t wait_ms;
+    int n, insecure, mode, given;
+    char *token, *name;
+};
+
+static const char *const jmodes[] = {"auto", "fast"};
+static const struct jkey jopt_keys[] = {
+    {.name = "n", .kind = JK_INT, .min = 0, .max = 9, .store = JS_INT,
+     .off = offsetof(struct jsettings, n), .def = 3},
+};
+static const struct jkey jtop_keys[] = {
+    {.name = "wait", .kind = JK_DUR, .store = JS_MS, .off = offsetof(struct jsettings, wait_ms),
+     .def = 5000},
+    {.name = "token", .kind = JK_STR, .store = JS_STR, .off = offsetof(struct jsettings, token),
+     .flags = JF_SECRET},
+    {.name = "name", .kind = JK_STR, .store = JS_STR, .off = offsetof(struct jsettings, name),
+     .defs = "x"},
+    {.name = "verify", .kind = JK_BOOL, .store = JS_BOOL,
+     .off = offsetof(struct jsettings, insecure), .def = 1, .flags = JF_NOT},
+    {.name = "mode", .kind = JK_ENUM, .values = jmodes, .n = 2, .store = JS_ENUM,
+     .off = offsetof(struct jsettings, mode)},
+    {.name = "opt", .kind = JK_SECTION, .sub = jopt_keys, .n = 1, .store = JS_GIVEN,
+     .off = offsetof(struct jsettings, given)},
+};
+
+static char *jprinted(const struct jsettings *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    jread_print(o, jtop_keys, 6, st);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+START_TEST(test_jread_table_stores_defaults_and_prints_redacted)
+{
+    struct jsettings st = {0};
+    cJSON *empty = cJSON_Parse("{}");
+    ck_assert_int_eq(jread_store(empty, jtop_keys, 6, &st), 0);
+    char *p = jprinted(&st);
+    ck_assert_str_eq(p, "{\"wait\":\"5s\",\"token\":null,\"name\":\"x\",\"verify\":true,"
+                        "\"mode\":\"auto\"}");
+    ck_assert_int_eq(st.n, 0);   /* a section not given is not stored */
+    free(p);
+    free(st.name);
+    cJSON *full = cJSON_Parse("{\"wait\":\"2m\",\"token\":\"s3cret\",\"name\":\"y\","
+                              "\"verify\":false,\"mode\":\"fast\",\"opt\":{}}");
+    char e[128];
+    struct jread c = {"f.json", e, sizeof e, 0};
+    ck_assert_int_eq(jread_section(&c, full, "", jtop_keys, 6), 0);
+    memset(&st, 0, sizeof st);
+    ck_assert_int_eq(jread_store(full, jtop_keys, 6, &st), 0);
+    ck_assert_int_eq(st.wait_ms, 120000);
+    ck_assert_str_eq(st.token, "s3cret");
+    ck_assert_int_eq(st.insecure, 1);
+    ck_assert_int_eq(st.n, 3);   /* given, its default */
+    p = jprinted(&st);
+    ck_assert_str_eq(p, "{\"wait\":\"2m0s\",\"token\":\"<redacted>\",\"name\":\"y\","
+                        "\"verify\":false,\"mode\":\"fast\",\"opt\":{\"n\":3}}");
+    free(p);
+    free(st.token);
+    free(st.name);
+    cJSON_Delete(empty);
+    cJSON_Delete(full);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -645,6 +716,7 @@ int main(void)
     tcase_add_test(t, test_file_read_capped_reads_whole_files_up_to_the_cap);
     tcase_add_loop_test(t, test_jread_section_walks_a_table_of_keys, 0,
                         (int)(sizeof tsec_cases / sizeof tsec_cases[0]));
+    tcase_add_test(t, test_jread_table_stores_defaults_and_prints_redacted);
     tcase_add_test(t, test_strmap_finds_every_key_across_growth_and_clear);
     tcase_add_test(t, test_queue_keeps_order_through_push_pop_remove_and_move);
     tcase_add_test(t, test_json_string_escapes_as_cjson_prints);
