@@ -30,6 +30,7 @@
 #include "lib/unconst.h"
 #include "proxy/kong.h"
 #include "sidecar/config_files.h"
+#include "sidecar/config_int.h"
 #include "sidecar/elect.h"
 #include "sidecar/probedef.h"
 #include "sidecar/sync.h"
@@ -65,6 +66,8 @@ const char *config_watch_mode_name(int mode)
 /* ---- the settings a file may hold, as tables (lib/jread.h) ---- */
 
 #define N(a) (sizeof a / sizeof a[0])
+/* Where a setting is kept in struct config (jread_store, jread_print). */
+#define AT(f) offsetof(struct config, f)
 
 static const char *const writers[] = {"elected", "per-node"};
 static const char *const proxy_kinds[] = {"kong", "haproxy", "nginx"};
@@ -101,72 +104,107 @@ static int string_list(struct jread *c, const cJSON *v, const char *path)
     return 0;
 }
 
+/*
+ * Every setting once: its name, its check, where it is kept, its default.
+ * Validation (jread_section), loading (jread_store) and -validate's
+ * printout (jread_print) walk these tables; a key stored JS_NONE is read by
+ * code below (a token file, a lock key, ...).
+ */
 static const struct jkey consul_keys[] = {
-    {.name = "address", .kind = JK_STR},
-    {.name = "token", .kind = JK_STR},
+    {.name = "address", .kind = JK_STR, .store = JS_STR, .off = AT(consul_addr),
+     .defs = "127.0.0.1:8500"},
+    {.name = "token", .kind = JK_STR, .store = JS_STR, .off = AT(token), .flags = JF_SECRET},
     {.name = "token_file", .kind = JK_STR},
-    {.name = "datacenter", .kind = JK_STR},
-    {.name = "resync", .kind = JK_DUR,
-      .min = 100, .max = INT64_MAX, .why = "must be at least 100ms"},
-    {.name = "ca_file", .kind = JK_STR},
-    {.name = "ca_path", .kind = JK_STR},
-    {.name = "cert_file", .kind = JK_STR},
-    {.name = "key_file", .kind = JK_STR},
-    {.name = "tls_server_name", .kind = JK_STR}, {.name = "ssl_verify", .kind = JK_BOOL},
+    {.name = "datacenter", .kind = JK_STR, .store = JS_STR, .off = AT(datacenter)},
+    {.name = "resync", .kind = JK_DUR, .min = 100, .max = INT64_MAX,
+     .why = "must be at least 100ms", .store = JS_MS, .off = AT(resync_ms), .def = 30000},
+    {.name = "ca_file", .kind = JK_STR, .store = JS_STR, .off = AT(tls.cacert)},
+    {.name = "ca_path", .kind = JK_STR, .store = JS_STR, .off = AT(tls.capath)},
+    {.name = "cert_file", .kind = JK_STR, .store = JS_STR, .off = AT(tls.client_cert)},
+    {.name = "key_file", .kind = JK_STR, .store = JS_STR, .off = AT(tls.client_key)},
+    {.name = "tls_server_name", .kind = JK_STR, .store = JS_STR, .off = AT(tls.server_name)},
+    {.name = "ssl_verify", .kind = JK_BOOL, .store = JS_BOOL, .off = AT(tls.insecure), .def = 1,
+     .flags = JF_NOT},
 };
 
-    static const struct jkey quiescence_keys[] = {{.name = "min", .kind = JK_NNDUR},
-    {.name = "max", .kind = JK_NNDUR}};
+static const struct jkey quiescence_keys[] = {
+    {.name = "min", .kind = JK_NNDUR, .store = JS_MS, .off = AT(watch.quiescence_min_ms),
+     .def = 100},
+    {.name = "max", .kind = JK_NNDUR, .store = JS_MS, .off = AT(watch.quiescence_max_ms),
+     .def = 1000},
+};
 
 static const struct jkey watch_keys[] = {
-    {.name = "wait", .kind = JK_DUR,
-      .min = 1000, .max = 600000, .why = "must be between 1s and 10m (Consul's cap)"},
-    {.name = "stale", .kind = JK_BOOL},
+    {.name = "wait", .kind = JK_DUR, .min = 1000, .max = 600000,
+     .why = "must be between 1s and 10m (Consul's cap)", .store = JS_MS, .off = AT(watch.wait_ms),
+     .def = 300000},
+    {.name = "stale", .kind = JK_BOOL, .store = JS_BOOL, .off = AT(watch.stale)},
     {.name = "quiescence", .kind = JK_SECTION, .sub = quiescence_keys, .n = N(quiescence_keys)},
-    {.name = "hold_down", .kind = JK_NNDUR},
-    {.name = "max_blocking", .kind = JK_INT, .min = 1, .max = 100},
-    {.name = "mode", .kind = JK_ENUM, .values = watch_modes, .n = 3},
-    {.name = "max_streams", .kind = JK_INT, .min = 1, .max = 100000},
+    {.name = "hold_down", .kind = JK_NNDUR, .store = JS_MS, .off = AT(watch.hold_down_ms),
+     .def = 10000},
+    {.name = "max_blocking", .kind = JK_INT, .min = 1, .max = 100, .store = JS_INT,
+     .off = AT(watch.max_blocking), .def = 8},
+    {.name = "mode", .kind = JK_ENUM, .values = watch_modes, .n = 3, .store = JS_ENUM,
+     .off = AT(watch.mode), .def = SYNC_MODE_AUTO},
+    {.name = "max_streams", .kind = JK_INT, .min = 1, .max = 100000, .store = JS_INT,
+     .off = AT(watch.max_streams), .def = 1000},
     {.name = "cluster_poll", .kind = JK_DUR, .min = 1000, .max = 600000,
-     .why = "must be between 1s and 10m"},
+     .why = "must be between 1s and 10m", .store = JS_MS, .off = AT(watch.cluster_poll_ms),
+     .def = 5000},
 };
 
 static const char *const http_urls[] = {"http://", "https://"};
 static const struct jkey kong_keys[] = {
-    {.name = "admin_url", .kind = JK_STR,
-      .why = "expected an http:// or https:// URL", .values = http_urls, .n = 2},
-    {.name = "token", .kind = JK_STR}, {.name = "token_file", .kind = JK_STR},
-    {.name = "upstream_defaults", .kind = JK_OBJ},
-    {.name = "writer", .kind = JK_ENUM, .values = writers, .n = N(writers)},
-    {.name = "lock_prefix", .kind = JK_STR},
-    {.name = "session_ttl", .kind = JK_NNDUR,
-      .min = 1000, .max = 86400000, .why = "must be between 1s and 24h"},
-    {.name = "lock_delay", .kind = JK_NNDUR,
-      .min = 0, .max = 60000, .why = "must be at most 60s (Consul's limit)"},
-    {.name = "max_in_flight", .kind = JK_INT, .min = 1, .max = 256},
+    {.name = "admin_url", .kind = JK_STR, .why = "expected an http:// or https:// URL",
+     .values = http_urls, .n = 2, .store = JS_STR, .off = AT(kong.admin_url),
+     .defs = "http://127.0.0.1:8001"},
+    {.name = "token", .kind = JK_STR, .store = JS_STR, .off = AT(kong.token), .flags = JF_SECRET},
+    {.name = "token_file", .kind = JK_STR},
+    {.name = "writer", .kind = JK_ENUM, .values = writers, .n = N(writers), .store = JS_ENUM,
+     .off = AT(kong.writer), .def = KONG_WRITER_ELECTED},
+    {.name = "lock_prefix", .kind = JK_STR, .print = config_print_lock_key},
+    {.name = "session_ttl", .kind = JK_NNDUR, .min = 1000, .max = 86400000,
+     .why = "must be between 1s and 24h", .store = JS_MS, .off = AT(kong.session_ttl_ms),
+     .def = 15000},
+    {.name = "lock_delay", .kind = JK_NNDUR, .min = 0, .max = 60000,
+     .why = "must be at most 60s (Consul's limit)", .store = JS_MS, .off = AT(kong.lock_delay_ms),
+     .def = 15000},
+    {.name = "max_in_flight", .kind = JK_INT, .min = 1, .max = 256, .store = JS_INT,
+     .off = AT(kong.max_in_flight), .def = KONG_DEFAULT_MAX_IN_FLIGHT},
+    {.name = "upstream_defaults", .kind = JK_OBJ, .print = config_print_upstream_defaults},
 };
 
 static const char *const runtimes[] = {"unix:///", "tcp://"};
 static const struct jkey haproxy_keys[] = {
-    {.name = "runtime", .kind = JK_STR,
-      .why = "expected unix:///path or tcp://host:port", .values = runtimes, .n = 2},
-    {.name = "backend_prefix", .kind = JK_STR},
+    {.name = "runtime", .kind = JK_STR, .why = "expected unix:///path or tcp://host:port",
+     .values = runtimes, .n = 2, .store = JS_STR, .off = AT(haproxy.runtime),
+     .defs = "unix:///run/haproxy/admin.sock"},
+    {.name = "backend_prefix", .kind = JK_STR, .store = JS_STR, .off = AT(haproxy.backend_prefix),
+     .defs = ""},
     {.name = "writer", .kind = JK_FN, .check = haproxy_writer},
-    {.name = "drain_timeout", .kind = JK_NNDUR,
-      .min = 0, .max = 3600000, .why = "must be at most 1h"},
+    {.name = "drain_timeout", .kind = JK_NNDUR, .min = 0, .max = 3600000,
+     .why = "must be at most 1h", .store = JS_MS, .off = AT(haproxy.drain_timeout_ms),
+     .def = 5000},
 };
 
 static const struct jkey nginx_keys[] = {
-    {.name = "upstream_dir", .kind = JK_STR},
-    {.name = "test_cmd", .kind = JK_STR},
-    {.name = "reload_cmd", .kind = JK_STR},
+    {.name = "upstream_dir", .kind = JK_STR, .store = JS_STR, .off = AT(nginx.upstream_dir),
+     .defs = "/etc/nginx/conf.d"},
+    {.name = "test_cmd", .kind = JK_STR, .store = JS_STR, .off = AT(nginx.test_cmd),
+     .defs = "nginx -t -q"},
+    {.name = "reload_cmd", .kind = JK_STR, .store = JS_STR, .off = AT(nginx.reload_cmd),
+     .defs = "nginx -s reload"},
     {.name = "writer", .kind = JK_FN, .check = nginx_writer},
 };
 
+/* A proxy's section, stored only when given (its enabled flag). */
 static const struct jkey proxy_keys[] = {
-    {.name = "kong", .kind = JK_SECTION, .sub = kong_keys, .n = N(kong_keys)},
-    {.name = "haproxy", .kind = JK_SECTION, .sub = haproxy_keys, .n = N(haproxy_keys)},
-    {.name = "nginx", .kind = JK_SECTION, .sub = nginx_keys, .n = N(nginx_keys)},
+    {.name = "kong", .kind = JK_SECTION, .sub = kong_keys, .n = N(kong_keys),
+     .store = JS_GIVEN, .off = AT(kong.enabled)},
+    {.name = "haproxy", .kind = JK_SECTION, .sub = haproxy_keys, .n = N(haproxy_keys),
+     .store = JS_GIVEN, .off = AT(haproxy.enabled)},
+    {.name = "nginx", .kind = JK_SECTION, .sub = nginx_keys, .n = N(nginx_keys),
+     .store = JS_GIVEN, .off = AT(nginx.enabled)},
 };
 
 static const struct jkey upstream_keys[] = {
@@ -207,27 +245,32 @@ static int service_list(struct jread *c, const cJSON *v, const char *path)
 static const char *const dereg_modes[] = {"always", "on-success", "never"};
 static const char *const levels[] = {"trace", "debug", "info", "warn", "error"};
 static const char *const formats[] = {"text", "json"};
-static const struct jkey top_keys[] = {
-    {.name = "service", .kind = JK_OBJ},
-    {.name = "services", .kind = JK_FN, .check = service_list},
+const struct jkey config_keys[] = {
     {.name = "consul", .kind = JK_SECTION, .sub = consul_keys, .n = N(consul_keys)},
-    {.name = "node", .kind = JK_STR},
-    {.name = "deregister", .kind = JK_ENUM, .values = dereg_modes, .n = N(dereg_modes)},
-    {.name = "drain", .kind = JK_NNDUR},
-    {.name = "listen", .kind = JK_STR},
-    {.name = "state_dir", .kind = JK_STR},
-    {.name = "log_level", .kind = JK_ENUM, .values = levels, .n = N(levels)},
-    {.name = "log_format", .kind = JK_ENUM, .values = formats, .n = N(formats)},
-    {.name = "upstreams", .kind = JK_FN, .check = upstream_list},
+    {.name = "node", .kind = JK_STR, .store = JS_STR, .off = AT(node)},
+    {.name = "deregister", .kind = JK_ENUM, .values = dereg_modes, .n = N(dereg_modes),
+     .store = JS_ENUM, .off = AT(deregister), .def = DEREGISTER_ALWAYS},
+    {.name = "drain", .kind = JK_NNDUR, .store = JS_MS, .off = AT(drain_ms), .def = 5000},
+    {.name = "listen", .kind = JK_STR, .store = JS_STR, .off = AT(listen), .defs = "127.0.0.1:9108"},
+    {.name = "state_dir", .kind = JK_STR, .store = JS_STR, .off = AT(state_dir),
+     .defs = "/var/lib/consul-sidecar"},
+    {.name = "log_level", .kind = JK_ENUM, .values = levels, .n = N(levels), .store = JS_ENUM,
+     .off = AT(log_level), .def = LOG_INFO},
+    {.name = "log_format", .kind = JK_ENUM, .values = formats, .n = N(formats), .store = JS_ENUM,
+     .off = AT(log_format), .def = LOG_FORMAT_TEXT},
+    {.name = "service", .kind = JK_OBJ},
+    {.name = "services", .kind = JK_FN, .check = service_list, .print = config_print_services},
+    {.name = "upstreams", .kind = JK_FN, .check = upstream_list, .print = config_print_upstreams},
     {.name = "proxy", .kind = JK_SECTION, .sub = proxy_keys, .n = N(proxy_keys)},
     {.name = "watch", .kind = JK_SECTION, .sub = watch_keys, .n = N(watch_keys)},
 };
+const size_t config_n_keys = N(config_keys);
 
 /* Checks one file's settings (not services, built later) for key names and
  * types, so that errors name the right file. */
 static int check_settings(struct jread *c, const cJSON *root)
 {
-    return jread_section(c, root, "", top_keys, N(top_keys));
+    return jread_section(c, root, "", config_keys, config_n_keys);
 }
 
 /* Merges src's settings into dst (objects key-wise, the rest later-wins). */
@@ -267,16 +310,6 @@ static const char *mstr(const cJSON *o, const char *path)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int64_t mdur(const cJSON *o, const char *path, int64_t dflt)
-{
-    const cJSON *v = mget(o, path);
-    int64_t ms;
-    if (cJSON_IsString(v) && dur_parse_ms(v->valuestring, &ms) == 0)
-        return ms;
-    if (cJSON_IsNumber(v))
-        return (int64_t)(v->valuedouble / 1e6);
-    return dflt;
-}
 
 static int add_warning(struct config *cfg, const char *fmt, ...)
 {
@@ -517,116 +550,47 @@ static int oom(char *err, size_t errlen)
     return -1;
 }
 
-/* Defaults, then the merged files: the settings read once checked. */
+/* Defaults, then the merged files: the settings read once checked (the
+ * tables above), and those code keeps: token files and Kong's lock key. */
 static int settings_from(struct config *cfg, const cJSON *merged, char *err, size_t errlen)
 {
-    cfg->log_level = LOG_INFO;
-    cfg->log_format = LOG_FORMAT_TEXT;
     const char *s;
-    cfg->consul_addr = strdup((s = mstr(merged, "consul.address")) ? s : "127.0.0.1:8500");
-    cfg->datacenter = dup_opt(mstr(merged, "consul.datacenter"));
-    cfg->resync_ms = mdur(merged, "consul.resync", 30000);
-    cfg->tls.cacert = dup_opt(mstr(merged, "consul.ca_file"));
-    cfg->tls.capath = dup_opt(mstr(merged, "consul.ca_path"));
-    cfg->tls.client_cert = dup_opt(mstr(merged, "consul.cert_file"));
-    cfg->tls.client_key = dup_opt(mstr(merged, "consul.key_file"));
-    cfg->tls.server_name = dup_opt(mstr(merged, "consul.tls_server_name"));
-    const cJSON *v = mget(merged, "consul.ssl_verify");
-    cfg->tls.insecure = cJSON_IsFalse(v);
-    cfg->listen = strdup((s = mstr(merged, "listen")) ? s : "127.0.0.1:9108");
-    cfg->state_dir = strdup((s = mstr(merged, "state_dir")) ? s : "/var/lib/consul-sidecar");
-    if ((s = mstr(merged, "log_level")))
-        log_level_parse(s, &cfg->log_level);
-    if ((s = mstr(merged, "log_format")))
-        log_format_parse(s, &cfg->log_format);
-    s = mstr(merged, "deregister");
-    cfg->deregister = !s || !strcmp(s, "always") ? DEREGISTER_ALWAYS
-                      : !strcmp(s, "on-success") ? DEREGISTER_ON_SUCCESS : DEREGISTER_NEVER;
-    cfg->drain_ms = mdur(merged, "drain", 5000);
-    cfg->node = dup_opt(mstr(merged, "node"));
-    if ((s = mstr(merged, "consul.token")))
-        cfg->token = strdup(s);
+    if (jread_store(merged, config_keys, config_n_keys, cfg) < 0)
+        return oom(err, errlen);
     if ((s = mstr(merged, "consul.token_file")) &&
         read_token_file(cfg, "consul.token_file", s, &cfg->token, err, errlen) < 0)
         return -1;
-    /* Watch. */
-    cfg->watch.wait_ms = mdur(merged, "watch.wait", 300000);
-    cfg->watch.stale = cJSON_IsTrue(mget(merged, "watch.stale"));
-    cfg->watch.quiescence_min_ms = mdur(merged, "watch.quiescence.min", 100);
-    cfg->watch.quiescence_max_ms = mdur(merged, "watch.quiescence.max", 1000);
-    cfg->watch.hold_down_ms = mdur(merged, "watch.hold_down", 10000);
-    v = mget(merged, "watch.max_blocking");
-    cfg->watch.max_blocking = cJSON_IsNumber(v) ? v->valueint : 8;
-    v = mget(merged, "watch.max_streams");
-    cfg->watch.max_streams = cJSON_IsNumber(v) ? v->valueint : 1000;
-    cfg->watch.cluster_poll_ms = mdur(merged, "watch.cluster_poll", 5000);
-    cfg->watch.mode = SYNC_MODE_AUTO;
-    if ((s = mstr(merged, "watch.mode")))
-        for (int m = 0; m < 3; m++)
-            if (strcmp(s, watch_modes[m]) == 0)
-                cfg->watch.mode = m;
     if (cfg->watch.quiescence_min_ms > cfg->watch.quiescence_max_ms) {
         snprintf(err, errlen, "watch.quiescence: min (%lld ms) is larger than max (%lld ms)",
                  (long long)cfg->watch.quiescence_min_ms, (long long)cfg->watch.quiescence_max_ms);
         return -1;
     }
-
     return 0;
 }
 
-/* The proxies configured, with their defaults. */
-static int proxies_from(struct config *cfg, const cJSON *merged, char *err, size_t errlen)
+/* What Kong's table leaves to code: its token file, its upstream defaults
+ * and the lock key. */
+static int kong_from(struct config *cfg, const cJSON *kong, char *err, size_t errlen)
 {
     const char *s;
-    const cJSON *kong = mget(merged, "proxy.kong"), *hap = mget(merged, "proxy.haproxy");
-    const cJSON *ngx = mget(merged, "proxy.nginx");
-    if (kong) {
-        cfg->kong.enabled = 1;
-        cfg->kong.admin_url = strdup((s = mstr(kong, "admin_url")) ? s : "http://127.0.0.1:8001");
-        if ((s = mstr(kong, "token")))
-            cfg->kong.token = strdup(s);
-        if ((s = mstr(kong, "token_file")) &&
-            read_token_file(cfg, "proxy.kong.token_file", s, &cfg->kong.token, err, errlen) < 0)
-            return -1;
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(kong, "upstream_defaults");
-        cfg->kong.upstream_defaults = d ? cJSON_Duplicate(d, 1) : NULL;
-        s = mstr(kong, "writer");
-        cfg->kong.writer_elected = !s || strcmp(s, "elected") == 0;
-        /* No lock_prefix and no consul.datacenter: the key waits for the
-         * agent's datacenter (lock_key_needs_dc; the daemon asks
-         * /v1/agent/self and starts the election with it). */
-        char key[512];
-        key[0] = '\0';
-        if ((s = mstr(kong, "lock_prefix")))
-            snprintf(key, sizeof key, "%s", s);
-        else {
-            elect_default_key(cfg->datacenter ? cfg->datacenter : "dc1", key, sizeof key);
-            cfg->kong.lock_key_needs_dc = cfg->datacenter == NULL;
-        }
-        cfg->kong.lock_key = strdup(key);
-        cfg->kong.session_ttl_ms = mdur(kong, "session_ttl", 15000);
-        cfg->kong.lock_delay_ms = mdur(kong, "lock_delay", 15000);
-        const cJSON *mif = cJSON_GetObjectItemCaseSensitive(kong, "max_in_flight");
-        cfg->kong.max_in_flight = cJSON_IsNumber(mif) ? mif->valueint : KONG_DEFAULT_MAX_IN_FLIGHT;
-        if (!cfg->kong.admin_url || (key[0] && !cfg->kong.lock_key))
-            return oom(err, errlen);
+    if ((s = mstr(kong, "token_file")) &&
+        read_token_file(cfg, "proxy.kong.token_file", s, &cfg->kong.token, err, errlen) < 0)
+        return -1;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(kong, "upstream_defaults");
+    cfg->kong.upstream_defaults = d ? cJSON_Duplicate(d, 1) : NULL;
+    /* No lock_prefix and no consul.datacenter: the key waits for the
+     * agent's datacenter (lock_key_needs_dc; the daemon asks
+     * /v1/agent/self and starts the election with it). */
+    char key[512];
+    if ((s = mstr(kong, "lock_prefix")))
+        snprintf(key, sizeof key, "%s", s);
+    else {
+        elect_default_key(cfg->datacenter ? cfg->datacenter : "dc1", key, sizeof key);
+        cfg->kong.lock_key_needs_dc = cfg->datacenter == NULL;
     }
-    if (hap) {
-        cfg->haproxy.enabled = 1;
-        cfg->haproxy.runtime = strdup((s = mstr(hap, "runtime")) ? s : "unix:///run/haproxy/admin.sock");
-        cfg->haproxy.backend_prefix = strdup((s = mstr(hap, "backend_prefix")) ? s : "");
-        cfg->haproxy.drain_timeout_ms = mdur(hap, "drain_timeout", 5000);
-        if (!cfg->haproxy.runtime || !cfg->haproxy.backend_prefix)
-            return oom(err, errlen);
-    }
-    if (ngx) {
-        cfg->nginx.enabled = 1;
-        cfg->nginx.upstream_dir = strdup((s = mstr(ngx, "upstream_dir")) ? s : "/etc/nginx/conf.d");
-        cfg->nginx.test_cmd = strdup((s = mstr(ngx, "test_cmd")) ? s : "nginx -t -q");
-        cfg->nginx.reload_cmd = strdup((s = mstr(ngx, "reload_cmd")) ? s : "nginx -s reload");
-        if (!cfg->nginx.upstream_dir || !cfg->nginx.test_cmd || !cfg->nginx.reload_cmd)
-            return oom(err, errlen);
-    }
+    cfg->kong.lock_key = strdup(key);
+    if (!cfg->kong.lock_key || (d && !cfg->kong.upstream_defaults))
+        return oom(err, errlen);
     return 0;
 }
 
@@ -769,7 +733,7 @@ int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
     if (!cfg->consul_addr || !cfg->listen || !cfg->state_dir || !cfg->node)
         goto oom;
 
-    if (proxies_from(cfg, merged, err, errlen) < 0)
+    if (cfg->kong.enabled && kong_from(cfg, mget(merged, "proxy.kong"), err, errlen) < 0)
         goto fail;
     /* Services and upstreams, file by file (errors name their file). */
     for (size_t i = 0; i < n_srcs; i++) {

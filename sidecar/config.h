@@ -40,12 +40,14 @@ struct cfg_probe {
     struct probe_spec spec;
 };
 
+enum { KONG_WRITER_ELECTED, KONG_WRITER_PER_NODE };
+
 struct cfg_kong {
     int enabled;
     char *admin_url;
     char *token;                  /* secret */
     cJSON *upstream_defaults;     /* may be NULL */
-    int writer_elected;
+    int writer;                   /* KONG_WRITER_* (proxy.kong.writer) */
     char *lock_key;
     int lock_key_needs_dc;        /* no lock_prefix nor datacenter: the daemon puts the
                                      agent's datacenter in the key (lock_key: its "dc1" form) */

@@ -1,5 +1,6 @@
 /* The effective configuration, secrets redacted (-validate); see config.h. */
 #include "sidecar/config.h"
+#include "sidecar/config_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,17 +59,11 @@ static void redact_check(cJSON *ck)
     }
 }
 
-static void add_secret(cJSON *o, const char *k, const char *v)
+/* Service definitions as they will be registered, secrets redacted, and
+ * the probes that feed their TTL checks. */
+void config_print_services(cJSON *o, const void *base)
 {
-    if (v)
-        cJSON_AddStringToObject(o, k, "<redacted>");
-    else
-        cJSON_AddNullToObject(o, k);
-}
-
-/* Service definitions as they will be registered, secrets redacted. */
-static void print_services(cJSON *o, const struct config *cfg)
-{
+    const struct config *cfg = base;
     cJSON *svcs = cJSON_AddArrayToObject(o, "services");
     for (size_t i = 0; i < cfg->n_services; i++) {
         cJSON *d = cJSON_Duplicate(cfg->services[i].definition, 1);
@@ -95,8 +90,9 @@ static void print_services(cJSON *o, const struct config *cfg)
     }
 }
 
-static void print_upstreams(cJSON *o, const struct config *cfg)
+void config_print_upstreams(cJSON *o, const void *base)
 {
+    const struct config *cfg = base;
     cJSON *ups = cJSON_AddArrayToObject(o, "upstreams");
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct cfg_upstream *u = &cfg->upstreams[i];
@@ -113,79 +109,26 @@ static void print_upstreams(cJSON *o, const struct config *cfg)
     }
 }
 
-/* The proxies in use, each with its settings. */
-static void print_proxies(cJSON *o, const struct config *cfg)
+void config_print_lock_key(cJSON *o, const void *base)
 {
-    cJSON *px = cJSON_AddObjectToObject(o, "proxy");
-    if (cfg->kong.enabled) {
-        cJSON *k = cJSON_AddObjectToObject(px, "kong");
-        add_str(k, "admin_url", cfg->kong.admin_url);
-        add_secret(k, "token", cfg->kong.token);
-        add_str(k, "writer", cfg->kong.writer_elected ? "elected" : "per-node");
-        add_str(k, "lock_key", cfg->kong.lock_key_needs_dc
-                                   ? "consul-sidecar/<the agent's datacenter>/kong-writer"
-                                   : cfg->kong.lock_key);
-        add_dur(k, "session_ttl", cfg->kong.session_ttl_ms);
-        add_dur(k, "lock_delay", cfg->kong.lock_delay_ms);
-        cJSON_AddNumberToObject(k, "max_in_flight", cfg->kong.max_in_flight);
-        if (cfg->kong.upstream_defaults)
-            cJSON_AddItemToObject(k, "upstream_defaults", cJSON_Duplicate(cfg->kong.upstream_defaults, 1));
-    }
-    if (cfg->haproxy.enabled) {
-        cJSON *h = cJSON_AddObjectToObject(px, "haproxy");
-        add_str(h, "runtime", cfg->haproxy.runtime);
-        add_str(h, "backend_prefix", cfg->haproxy.backend_prefix);
-        add_dur(h, "drain_timeout", cfg->haproxy.drain_timeout_ms);
-    }
-    if (cfg->nginx.enabled) {
-        cJSON *n = cJSON_AddObjectToObject(px, "nginx");
-        add_str(n, "upstream_dir", cfg->nginx.upstream_dir);
-        add_str(n, "test_cmd", cfg->nginx.test_cmd);
-        add_str(n, "reload_cmd", cfg->nginx.reload_cmd);
-    }
+    const struct config *cfg = base;
+    add_str(o, "lock_key", cfg->kong.lock_key_needs_dc
+                               ? "consul-sidecar/<the agent's datacenter>/kong-writer"
+                               : cfg->kong.lock_key);
 }
 
-static void print_watch(cJSON *o, const struct config *cfg)
+void config_print_upstream_defaults(cJSON *o, const void *base)
 {
-    cJSON *w = cJSON_AddObjectToObject(o, "watch");
-    add_dur(w, "wait", cfg->watch.wait_ms);
-    cJSON_AddBoolToObject(w, "stale", cfg->watch.stale);
-    cJSON *q = cJSON_AddObjectToObject(w, "quiescence");
-    add_dur(q, "min", cfg->watch.quiescence_min_ms);
-    add_dur(q, "max", cfg->watch.quiescence_max_ms);
-    add_dur(w, "hold_down", cfg->watch.hold_down_ms);
-    cJSON_AddNumberToObject(w, "max_blocking", cfg->watch.max_blocking);
-    cJSON_AddStringToObject(w, "mode", config_watch_mode_name(cfg->watch.mode));
-    cJSON_AddNumberToObject(w, "max_streams", cfg->watch.max_streams);
-    add_dur(w, "cluster_poll", cfg->watch.cluster_poll_ms);
+    const struct config *cfg = base;
+    if (cfg->kong.upstream_defaults)
+        cJSON_AddItemToObject(o, "upstream_defaults", cJSON_Duplicate(cfg->kong.upstream_defaults, 1));
 }
 
+/* Every setting by the table config.c loads them with (config_int.h). */
 char *config_effective_json(const struct config *cfg)
 {
-    static const char *const dereg[] = {"always", "on-success", "never"};
     cJSON *o = cJSON_CreateObject();
-    cJSON *c = cJSON_AddObjectToObject(o, "consul");
-    add_str(c, "address", cfg->consul_addr);
-    add_secret(c, "token", cfg->token);
-    add_str(c, "datacenter", cfg->datacenter);
-    add_dur(c, "resync", cfg->resync_ms);
-    add_str(c, "ca_file", cfg->tls.cacert);
-    add_str(c, "ca_path", cfg->tls.capath);
-    add_str(c, "cert_file", cfg->tls.client_cert);
-    add_str(c, "key_file", cfg->tls.client_key);
-    add_str(c, "tls_server_name", cfg->tls.server_name);
-    cJSON_AddBoolToObject(c, "ssl_verify", !cfg->tls.insecure);
-    add_str(o, "node", cfg->node);
-    add_str(o, "deregister", dereg[cfg->deregister]);
-    add_dur(o, "drain", cfg->drain_ms);
-    add_str(o, "listen", cfg->listen);
-    add_str(o, "state_dir", cfg->state_dir);
-    add_str(o, "log_level", log_level_name(cfg->log_level));
-    add_str(o, "log_format", cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
-    print_services(o, cfg);
-    print_upstreams(o, cfg);
-    print_proxies(o, cfg);
-    print_watch(o, cfg);
+    jread_print(o, config_keys, config_n_keys, cfg);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;

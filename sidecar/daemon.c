@@ -620,7 +620,7 @@ static int start_sync(struct daemon *d, char *err, size_t errlen)
         if (sync_add_upstream(d->sync, &sp, err, errlen) < 0)
             return -1;
     }
-    if (d->cfg.kong.enabled && d->cfg.kong.writer_elected && d->cfg.n_upstreams > 0) {
+    if (d->cfg.kong.enabled && d->cfg.kong.writer == KONG_WRITER_ELECTED && d->cfg.n_upstreams > 0) {
         if (d->cfg.kong.lock_key_needs_dc)
             d->elect_waits_for_dc = 1;   /* started by on_agent_self */
         else if (start_election(d, err, errlen) < 0)
