@@ -20,6 +20,7 @@
 #include "health/probe-t.h"
 #include "lib/http.h"
 #include "lib/log.h"
+#include "sidecar/sync.h"
 
 enum deregister_mode { DEREGISTER_ALWAYS, DEREGISTER_ON_SUCCESS, DEREGISTER_NEVER };
 
@@ -67,16 +68,6 @@ struct cfg_nginx {
     char *upstream_dir, *test_cmd, *reload_cmd;
 };
 
-struct cfg_watch {
-    int64_t wait_ms;
-    int stale;
-    int64_t quiescence_min_ms, quiescence_max_ms;
-    int64_t hold_down_ms;
-    int max_blocking;
-    int mode;                     /* SYNC_MODE_* (sidecar/sync.h) */
-    int max_streams;
-    int64_t cluster_poll_ms;      /* the cluster view's leader/peers/members poll */
-};
 
 struct config {
     char *consul_addr;
@@ -102,7 +93,7 @@ struct config {
     struct cfg_kong kong;
     struct cfg_haproxy haproxy;
     struct cfg_nginx nginx;
-    struct cfg_watch watch;
+    struct watch_settings watch;  /* handed to the sync whole */
     char **warnings;              /* for the caller to log */
     size_t n_warnings;
 };

@@ -376,9 +376,9 @@ static struct detector *detector_new(struct sync *s, const char *dc)
     }
     d->s = s;
     s->dets[s->n_dets++] = d;
-    struct consul_watch_opts o = {.wait_ms = s->o.wait_ms, .min_interval_ms = 1000,
+    struct consul_watch_opts o = {.wait_ms = s->o.watch.wait_ms, .min_interval_ms = 1000,
                                   .backoff_min_ms = 500, .backoff_max_ms = 30000,
-                                  .stale = s->o.stale};
+                                  .stale = s->o.watch.stale};
     if (dc) {
         char *esc = http_escape(dc);
         if (esc == NULL)
@@ -485,12 +485,12 @@ static void follow_with(struct sync *s, int http2)
     const char *proto = http2 ? "HTTP/2 (ALPN h2)"
                         : consul_client_is_https(s->o.consul) ? "HTTP/1.1 (ALPN gave no h2)"
                                                               : "plain HTTP";
-    int limit = http2 ? s->o.max_streams : s->o.max_blocking;
+    int limit = http2 ? s->o.watch.max_streams : s->o.watch.max_blocking;
     const char *limit_name = http2 ? "watch.max_streams" : "watch.max_blocking";
     s->following = 1;
-    if (s->o.mode == SYNC_MODE_DETECTOR) {
+    if (s->o.watch.mode == SYNC_MODE_DETECTOR) {
         assign_detectors(s, 1, "watch.mode \"detector\"");
-    } else if (s->o.mode == SYNC_MODE_AUTO && limit > 0 && n > (size_t)limit) {
+    } else if (s->o.watch.mode == SYNC_MODE_AUTO && limit > 0 && n > (size_t)limit) {
         snprintf(why, sizeof why, "%s, more upstreams than %s (%d)", proto, limit_name, limit);
         assign_detectors(s, 0, why);
     }
@@ -499,7 +499,7 @@ static void follow_with(struct sync *s, int http2)
         own += s->ups[i]->det == NULL;
     if (own > 0) {
         s->h2_streams = http2;
-        if (s->o.mode == SYNC_MODE_STREAMS)
+        if (s->o.watch.mode == SYNC_MODE_STREAMS)
             snprintf(why, sizeof why, "watch.mode \"streams\", over %s", proto);
         else
             snprintf(why, sizeof why, "%s, up to %s (%d)", proto, limit_name, limit);
@@ -547,8 +547,8 @@ void follow_start(struct sync *s)
     int version = consul_client_http_version(s->o.consul);
     /* Over https, only auto mode with more upstreams than plain HTTP
      * would follow one by one needs to know the protocol first. */
-    if (s->o.mode == SYNC_MODE_AUTO && consul_client_is_https(s->o.consul) && version == 0 &&
-        s->o.max_blocking > 0 && s->n_ups > (size_t)s->o.max_blocking) {
+    if (s->o.watch.mode == SYNC_MODE_AUTO && consul_client_is_https(s->o.consul) && version == 0 &&
+        s->o.watch.max_blocking > 0 && s->n_ups > (size_t)s->o.watch.max_blocking) {
         s->proto_timer = loop_timer_new(s->o.loop, on_proto_timer, s);
         if (s->proto_timer != NULL) {
             ask_protocol(s);

@@ -253,8 +253,8 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
         u->n_tags = i + 1;
     }
     /* nginx cannot serve an upstream without servers: never render one. */
-    recon_policy_init(&u->policy, s->o.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
-    recon_quiesce_init_jittered(&u->quiesce, s->o.quiescence_min_ms, s->o.quiescence_max_ms);
+    recon_policy_init(&u->policy, s->o.watch.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
+    recon_quiesce_init_jittered(&u->quiesce, s->o.watch.quiescence_min_ms, s->o.watch.quiescence_max_ms);
     backoff_init(&u->backoff, 500, 30000);
     backoff_init(&u->read_backoff, 1000, 30000);
     u->timer = loop_timer_new(s->o.loop, on_up_timer, u);
@@ -265,16 +265,16 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     char path[512], query[1024] = "";
     if (health_query(s, sp, path, sizeof path, query, sizeof query) < 0)
         goto oom;
-    snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path, query[0] || s->o.stale ? "?" : "",
-             query, s->o.stale ? (query[0] ? "&stale" : "stale") : "");
+    snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path, query[0] || s->o.watch.stale ? "?" : "",
+             query, s->o.watch.stale ? (query[0] ? "&stale" : "stale") : "");
     struct consul_watch_opts wo = {
         .path = path,
         .query = query[0] ? query : NULL,
-        .wait_ms = s->o.wait_ms,
+        .wait_ms = s->o.watch.wait_ms,
         .min_interval_ms = 1000,
         .backoff_min_ms = 500,
         .backoff_max_ms = 30000,
-        .stale = s->o.stale,
+        .stale = s->o.watch.stale,
     };
     u->watch = consul_watch_new(s->o.loop, watch_get, watch_cancel, s->o.consul, &wo,
                                 on_watch_change, on_watch_error, u, err, errlen);

@@ -41,17 +41,23 @@ struct sync_upstream_spec {
  * the change detector beyond; STREAMS and DETECTOR force one way. */
 enum { SYNC_MODE_AUTO, SYNC_MODE_STREAMS, SYNC_MODE_DETECTOR };
 
-struct sync_opts {
-    struct loop *loop;
-    struct consul_client *consul;
+/* The configuration's watch section, as it is read (config.c) and used. */
+struct watch_settings {
     int64_t wait_ms;
     int stale;
     int64_t quiescence_min_ms, quiescence_max_ms;
     int64_t hold_down_ms;
-    int64_t proxy_resync_ms;
     int max_blocking;          /* plain HTTP, more upstreams than this: the detector */
-    int max_streams;           /* HTTP/2, more upstreams than this: the detector */
     int mode;                  /* SYNC_MODE_* */
+    int max_streams;           /* HTTP/2, more upstreams than this: the detector */
+    int64_t cluster_poll_ms;   /* the cluster view's leader/peers/members poll */
+};
+
+struct sync_opts {
+    struct loop *loop;
+    struct consul_client *consul;
+    struct watch_settings watch;
+    int64_t proxy_resync_ms;
     const char *datacenter;    /* default ?dc= of every query; NULL = the agent's */
     const char *state_dir;     /* NULL: no persistence */
     struct metrics *metrics;

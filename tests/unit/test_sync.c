@@ -228,9 +228,10 @@ static void setup(int64_t hold_down_ms, int writer)
     T.c = consul_client_new(T.l, &co, err, sizeof err);
     ck_assert_msg(T.c != NULL, "%s", err);
     struct sync_opts so = {
-        .loop = T.l, .consul = T.c, .wait_ms = 1000, .quiescence_min_ms = 10,
-        .quiescence_max_ms = 50, .hold_down_ms = hold_down_ms, .max_blocking = 8,
-        .max_streams = 100, .mode = SYNC_MODE_STREAMS,
+        .loop = T.l, .consul = T.c,
+        .watch = {.wait_ms = 1000, .quiescence_min_ms = 10, .quiescence_max_ms = 50,
+                  .hold_down_ms = hold_down_ms, .max_blocking = 8, .max_streams = 100,
+                  .mode = SYNC_MODE_STREAMS},
     };
     T.s = sync_new(&so, err, sizeof err);
     ck_assert_msg(T.s != NULL, "%s", err);
