@@ -2,10 +2,24 @@
 #include "consul/agent.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "lib/dur.h"
+
+void consul_service_free(struct consul_service *s)
+{
+    free(s->id);
+    free(s->name);
+    cJSON_Delete(s->definition);
+    for (size_t i = 0; i < s->n_checks; i++) {
+        free(s->checks[i].check_id);
+        free(s->checks[i].name);
+    }
+    free(s->checks);
+    memset(s, 0, sizeof *s);
+}
 
 char *consul_register_body(const struct consul_service *s)
 {

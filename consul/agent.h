@@ -12,6 +12,9 @@
 
 #include "consul/service-t.h"
 
+/* Frees what s holds and leaves it empty. */
+void consul_service_free(struct consul_service *s);
+
 /* The register body (compact JSON); caller frees. NULL on out of memory. */
 char *consul_register_body(const struct consul_service *s);
 

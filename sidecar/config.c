@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "consul/agent.h"
 #include "lib/buf.h"
 #include "lib/jread.h"
 #include "lib/dur.h"
@@ -393,17 +394,8 @@ void config_free(struct config *cfg)
     free(unconst(cfg->tls.server_name));
     free(cfg->listen);
     free(cfg->state_dir);
-    for (size_t i = 0; i < cfg->n_services; i++) {
-        struct consul_service *s = &cfg->services[i];
-        free(s->id);
-        free(s->name);
-        cJSON_Delete(s->definition);
-        for (size_t j = 0; j < s->n_checks; j++) {
-            free(s->checks[j].check_id);
-            free(s->checks[j].name);
-        }
-        free(s->checks);
-    }
+    for (size_t i = 0; i < cfg->n_services; i++)
+        consul_service_free(&cfg->services[i]);
     free(cfg->services);
     for (size_t i = 0; i < cfg->n_probes; i++) {
         free(cfg->probes[i].service_id);
