@@ -108,6 +108,9 @@ $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
+# Suites that drive an orchestrator against the Consul double start it.
+$(BIN)/tests/test_registrar $(BIN)/tests/test_clusterview: | $(BIN)/consul-double
+
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<

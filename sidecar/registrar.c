@@ -21,19 +21,6 @@ static void reg_check_shutdown(struct registrar *r);
 
 /* ---- copies of wanted services ------------------------------------------- */
 
-static void svc_free_fields(struct consul_service *s)
-{
-    free(s->id);
-    free(s->name);
-    cJSON_Delete(s->definition);
-    for (size_t i = 0; i < s->n_checks; i++) {
-        free(s->checks[i].check_id);
-        free(s->checks[i].name);
-    }
-    free(s->checks);
-    memset(s, 0, sizeof *s);
-}
-
 static int svc_copy(struct consul_service *dst, const struct consul_service *src)
 {
     memset(dst, 0, sizeof *dst);
@@ -53,7 +40,7 @@ static int svc_copy(struct consul_service *dst, const struct consul_service *src
     }
     return 0;
 fail:
-    svc_free_fields(dst);
+    consul_service_free(dst);
     return -1;
 }
 
@@ -97,6 +84,8 @@ static void check_free(struct reg_check *c)
     free(c->service_id);
     free(c->status);
     free(c->output);
+    free(c->sent_status);
+    free(c->sent_output);
     free(c);
 }
 
@@ -109,7 +98,7 @@ void service_free(struct reg_service *s)
         consul_cancel(s->read_call);
         s->r->ae_pending--;
     }
-    svc_free_fields(&s->svc);
+    consul_service_free(&s->svc);
     free(s);
 }
 
@@ -405,7 +394,7 @@ int registrar_set_services(struct registrar *r, const struct consul_service *svc
         if (svc_copy(&copy, &svcs[j]) < 0)
             return -1;
         if (s) {
-            svc_free_fields(&s->svc);
+            consul_service_free(&s->svc);
             s->svc = copy;
             s->remove = 0;
             if (s->call)
@@ -422,7 +411,7 @@ int registrar_set_services(struct registrar *r, const struct consul_service *svc
             r->svcs = arr;
         if (s == NULL || arr == NULL) {
             free(s);
-            svc_free_fields(&copy);
+            consul_service_free(&copy);
             return -1;
         }
         s->r = r;
@@ -462,7 +451,7 @@ static void on_check_update_done(const struct consul_response *resp, void *arg)
     agent_result(r, resp);
     uint64_t now = loop_clock_ms();
     if (resp->err == HTTP_OK && resp->status == 200) {
-        ttl_mark_sent(&c->feeder, now, c->status, c->output);
+        ttl_mark_sent(&c->feeder, now, c->sent_status, c->sent_output);
     } else {
         ttl_mark_failed(&c->feeder, now);
         if (resp->err == HTTP_OK && resp->status == 404) {
@@ -519,6 +508,14 @@ static void check_feed(struct reg_check *c)
     }
     snprintf(path, sizeof path, "/v1/agent/check/update/%s", id);
     free(id);
+    free(c->sent_status);
+    free(c->sent_output);
+    c->sent_status = strdup(c->status);
+    c->sent_output = strdup(c->output ? c->output : "");
+    if (c->sent_status == NULL || c->sent_output == NULL) {
+        free(text);
+        return;
+    }
     c->call = consul_request(r->o.consul, "PUT", path, text, strlen(text), REG_TIMEOUT_MS, 0,
                              on_check_update_done, c, err, sizeof err);
     free(text);

@@ -25,6 +25,8 @@ struct reg_check {
     char *status;               /* latest probe result, NULL before any */
     char *output;
     struct consul_call *call;
+    char *sent_status;          /* what call carries: a result that comes in */
+    char *sent_output;          /* meanwhile is sent after it, not taken as sent */
     struct loop_timer *timer;   /* refresh before the TTL lapses, retries */
     struct registrar *r;
 };
