@@ -8,8 +8,9 @@ PKGS       := libcurl libcjson libmicrohttpd
 DEB_PKGS   := build-essential pkg-config libcurl4-openssl-dev libcjson-dev \
               libmicrohttpd-dev check haproxy nginx-light docker-compose curl \
               iproute2 procps socat openssl systemd prometheus cppcheck
-# For make fuzz (clang's libFuzzer) and make valgrind; CI runs both.
-DEV_DEB_PKGS := clang libclang-rt-dev valgrind
+# For make fuzz (clang's libFuzzer), make valgrind (CI runs both) and
+# make format.
+DEV_DEB_PKGS := clang libclang-rt-dev valgrind clang-format
 
 CSTD       := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 # snprintf truncation is how strings are bounded here, on purpose:
@@ -59,7 +60,7 @@ FUZZ_SECONDS ?= 60
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
-.PHONY: FORCE all check unit integration lint demo demo-up demo-down bench bench-fleet fuzz fuzz-replay valgrind \
+.PHONY: FORCE all check unit integration lint format demo demo-up demo-down bench bench-fleet fuzz fuzz-replay valgrind \
         install clean deps deps-dev compose-check
 .DEFAULT_GOAL := all
 # Keep object files make would treat as intermediate (no rebuild churn).
@@ -143,6 +144,10 @@ fuzz-replay: $(REPLAY_BIN)
 
 lint:
 	@sh tools/lint.sh
+
+# Lays every C file out by .clang-format (clang-format 14 or later).
+format: deps-dev
+	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 # Every sidecar of the main scenarios under valgrind memcheck (slow; not in check).
 VALGRIND_SCENARIOS ?= t_register t_sync_haproxy t_sync_nginx t_sync_kong t_probe t_drain t_elect
