@@ -33,7 +33,9 @@ int main(int argc, char **argv)
         argc = 4;
     }
     if (argc != 4 || (verb && strcmp(verb, "pass") && strcmp(verb, "fail"))) {
-        fprintf(stderr, "usage: load PORT_FILE SERVICES PER | load --checks PORT_FILE SERVICES PER pass|fail FROM\n");
+        fprintf(
+            stderr,
+            "usage: load PORT_FILE SERVICES PER | load --checks PORT_FILE SERVICES PER pass|fail FROM\n");
         return 2;
     }
     int services = (int)strtol(argv[2], NULL, 10), per = (int)strtol(argv[3], NULL, 10);

@@ -69,7 +69,7 @@ static int servers(const char *sock, const char *backend)
     char *save = NULL;
     int first = 1;
     for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        if (first || *l == '#') {   /* the format version line, the header */
+        if (first || *l == '#') { /* the format version line, the header */
             first = 0;
             continue;
         }
@@ -112,8 +112,8 @@ static int answered_by(CURL *g, const char *url, const char *name)
     curl_easy_setopt(g, CURLOPT_TIMEOUT_MS, 2000L);
     if (curl_easy_perform(g) != CURLE_OK)
         return -1;
-    return strncmp(b.text, name, strlen(name)) == 0 && (b.text[strlen(name)] == '\0' ||
-                                                        b.text[strlen(name)] == '\n');
+    return strncmp(b.text, name, strlen(name)) == 0 &&
+           (b.text[strlen(name)] == '\0' || b.text[strlen(name)] == '\n');
 }
 
 static int cmp(const void *a, const void *b)
@@ -126,8 +126,8 @@ static int cmp(const void *a, const void *b)
 static int summary(double *lat, int count)
 {
     qsort(lat, (size_t)count, sizeof *lat, cmp);
-    fprintf(stderr, "propagate: n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms\n", count,
-            lat[count / 2], lat[(int)(count * 0.99)], lat[count - 1]);
+    fprintf(stderr, "propagate: n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms\n", count, lat[count / 2],
+            lat[(int)(count * 0.99)], lat[count - 1]);
     free(lat);
     return 0;
 }
@@ -190,7 +190,7 @@ static int as_client(const char *front, const char *agent, const char *check, co
                 }
             }
             if (fail) {
-                usleep(200000);   /* let a reload finish: untimed */
+                usleep(200000); /* let a reload finish: untimed */
                 continue;
             }
             lat[i] = now_ms() - t0;

@@ -48,7 +48,9 @@ static double num_or(const cJSON *o, const char *k, double dflt)
 static const cJSON *iget(const cJSON *o, const char *k)
 {
     const cJSON *v;
-    cJSON_ArrayForEach(v, o) if (v->string && strcasecmp(v->string, k) == 0) return v;
+    cJSON_ArrayForEach(v, o)
+        if (v->string && strcasecmp(v->string, k) == 0)
+            return v;
     return NULL;
 }
 
@@ -62,8 +64,10 @@ static int tagged_drift(const cJSON *want, const cJSON *view, char *why, size_t 
         const cJSON *wa = iget(w, "Address"), *va = iget(v, "Address");
         const cJSON *wp = iget(w, "Port"), *vp = iget(v, "Port");
         if (!cJSON_IsObject(v) ||
-            strcmp(cJSON_IsString(wa) ? wa->valuestring : "", cJSON_IsString(va) ? va->valuestring : "") ||
-            (cJSON_IsNumber(wp) ? wp->valuedouble : 0) != (cJSON_IsNumber(vp) ? vp->valuedouble : 0)) {
+            strcmp(cJSON_IsString(wa) ? wa->valuestring : "",
+                   cJSON_IsString(va) ? va->valuestring : "") ||
+            (cJSON_IsNumber(wp) ? wp->valuedouble : 0) !=
+                (cJSON_IsNumber(vp) ? vp->valuedouble : 0)) {
             snprintf(why, len, "tagged address \"%s\" differs", w->string);
             return 1;
         }
@@ -152,10 +156,17 @@ int consul_service_drift(const struct consul_service *want, const cJSON *view, c
 /* The check type the agent reports for a definition (Consul's CheckType). */
 static const char *check_type(const cJSON *c)
 {
-    static const char *const keys[][2] = {
-        {"GRPC", "grpc"}, {"HTTP", "http"}, {"TCP", "tcp"}, {"UDP", "udp"}, {"TTL", "ttl"},
-        {"DockerContainerID", "docker"}, {"ScriptArgs", "script"}, {"H2PING", "h2ping"},
-        {"AliasService", "alias"}, {"AliasNode", "alias"}, {"OSService", "os_service"}};
+    static const char *const keys[][2] = {{"GRPC", "grpc"},
+                                          {"HTTP", "http"},
+                                          {"TCP", "tcp"},
+                                          {"UDP", "udp"},
+                                          {"TTL", "ttl"},
+                                          {"DockerContainerID", "docker"},
+                                          {"ScriptArgs", "script"},
+                                          {"H2PING", "h2ping"},
+                                          {"AliasService", "alias"},
+                                          {"AliasNode", "alias"},
+                                          {"OSService", "os_service"}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (get(c, keys[i][0]))
             return keys[i][1];

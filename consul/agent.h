@@ -25,8 +25,8 @@ char *consul_register_body(const struct consul_service *s);
  * Fields the agent adds on its own (lan_ipv4/wan_ipv4, Datacenter,
  * ContentHash, default weights) never count. Returns 0 in sync, 1 drifted
  * with why = the first difference. */
-int consul_service_drift(const struct consul_service *want, const cJSON *agent_view,
-                         char *why, size_t len);
+int consul_service_drift(const struct consul_service *want, const cJSON *agent_view, char *why,
+                         size_t len);
 
 /* Compares the wanted checks with GET /v1/agent/checks (keyed by check ID):
  * each exists, belongs to this service and has the wanted name, notes, type,
@@ -37,7 +37,7 @@ int consul_service_drift(const struct consul_service *want, const cJSON *agent_v
  * agent does not show a check's URL, address or TTL (its Definition is {}),
  * so a change to those alone is not seen. 0 in sync, 1 drifted (why names
  * the check). */
-int consul_checks_drift(const struct consul_service *want, const cJSON *agent_checks,
-                        char *why, size_t len);
+int consul_checks_drift(const struct consul_service *want, const cJSON *agent_checks, char *why,
+                        size_t len);
 
 #endif

@@ -29,34 +29,34 @@ struct consul_call {
     size_t body_len;
     long timeout_ms;
     int blocking;
-    int urgent;                 /* counted in urgent_inflight, its own queue */
+    int urgent; /* counted in urgent_inflight, its own queue */
     consul_done_fn fn;
     void *arg;
-    struct consul_call *next;   /* in-flight list */
-    struct qlink link;          /* in its queue while waiting for a slot */
+    struct consul_call *next; /* in-flight list */
+    struct qlink link;        /* in its queue while waiting for a slot */
     int queued;
-    uint64_t started_ms;        /* when it went on the wire */
+    uint64_t started_ms; /* when it went on the wire */
 };
 
 struct consul_client {
     struct loop *loop;
     char *address;
-    char base[512];             /* http(s)://host:port */
-    char sock[512];             /* unix socket path or "" */
-    char *token_header;         /* "X-Consul-Token: ..." or NULL */
+    char base[512];     /* http(s)://host:port */
+    char sock[512];     /* unix socket path or "" */
+    char *token_header; /* "X-Consul-Token: ..." or NULL */
     char *user_agent;
     struct http_tls tls;
     char *tls_strings[5];
     char connect_to[700];
-    int https;                  /* requests offer h2 and share connections */
-    int http_version;           /* of the last answer: 1, 2 (HTTP/2); 0 none yet */
+    int https;        /* requests offer h2 and share connections */
+    int http_version; /* of the last answer: 1, 2 (HTTP/2); 0 none yet */
     size_t max_body;
     int max_inflight;
-    int inflight;               /* ordinary requests in flight */
+    int inflight; /* ordinary requests in flight */
     int blocking_inflight;
     int urgent_inflight;
-    struct queue ordinary, urgent;   /* calls waiting for a slot of their kind */
-    struct consul_call *active; /* everything started, for free() */
+    struct queue ordinary, urgent; /* calls waiting for a slot of their kind */
+    struct consul_call *active;    /* everything started, for free() */
     struct consul_client_stats stats;
     /* Unreachable: a connection failed and nothing has answered since. A
      * cheap probe then asks every second, and the first answer tells every
@@ -71,10 +71,10 @@ struct consul_client {
     int n_listeners;
     void (*on_limit)(int limited, const char *why, void *arg);
     void *limit_arg;
-    int limited;                /* on_limit(1) reported, not yet recovered */
-    uint64_t last_limited_ms;   /* monotonic time of the last limited answer */
-    uint64_t limit_suspect_ms;  /* a new connection closed at once, unconfirmed */
-    char limited_paths[CONSUL_LIMIT_PATHS][128];  /* refused since, not yet answered */
+    int limited;                                 /* on_limit(1) reported, not yet recovered */
+    uint64_t last_limited_ms;                    /* monotonic time of the last limited answer */
+    uint64_t limit_suspect_ms;                   /* a new connection closed at once, unconfirmed */
+    char limited_paths[CONSUL_LIMIT_PATHS][128]; /* refused since, not yet answered */
 };
 
 static void on_probe_timer(void *arg);
@@ -131,8 +131,8 @@ static int valid_hostport(const char *hp)
     return *port && !*end && !errno && v > 0 && v <= 65535;
 }
 
-int consul_parse_address(const char *addr, char *base, size_t baselen, char *sock,
-                         size_t socklen, int *tls_required, char *err, size_t errlen)
+int consul_parse_address(const char *addr, char *base, size_t baselen, char *sock, size_t socklen,
+                         int *tls_required, char *err, size_t errlen)
 {
     const char *a = addr && *addr ? addr : CONSUL_DEFAULT_ADDR;
     *tls_required = 0;
@@ -155,7 +155,8 @@ int consul_parse_address(const char *addr, char *base, size_t baselen, char *soc
         scheme = "https";
         *tls_required = 1;
     } else if (strstr(a, "://")) {
-        snprintf(err, errlen, "consul address \"%s\": unsupported scheme (use http, https or unix)", a);
+        snprintf(err, errlen, "consul address \"%s\": unsupported scheme (use http, https or unix)",
+                 a);
         return -1;
     }
     char host[512];
@@ -190,9 +191,8 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
     if (c->probe_timer == NULL)
         goto oom;
     c->address = strdup(o->address && *o->address ? o->address : CONSUL_DEFAULT_ADDR);
-    if (c->address == NULL ||
-        consul_parse_address(c->address, c->base, sizeof c->base, c->sock, sizeof c->sock, &tls,
-                             err, errlen) < 0)
+    if (c->address == NULL || consul_parse_address(c->address, c->base, sizeof c->base, c->sock,
+                                                   sizeof c->sock, &tls, err, errlen) < 0)
         goto fail;
     c->https = tls;
     c->max_body = o->max_body ? o->max_body : CONSUL_DEFAULT_MAX_BODY;
@@ -231,8 +231,8 @@ struct consul_client *consul_client_new(struct loop *l, const struct consul_clie
             snprintf(port, sizeof port, "%s", colon + 1);
             *colon = '\0';
         }
-        snprintf(c->connect_to, sizeof c->connect_to, "%s:%s:%s:%s", c->tls.server_name, port,
-                 host, port);
+        snprintf(c->connect_to, sizeof c->connect_to, "%s:%s:%s:%s", c->tls.server_name, port, host,
+                 port);
         snprintf(c->base, sizeof c->base, "https://%s:%s", c->tls.server_name, port);
     }
     return c;
@@ -358,7 +358,7 @@ static void limited_path(struct consul_client *c, const char *path_and_query, in
             return;
         }
     }
-    if (refused && free_slot >= 0)   /* full: the quiet period alone decides */
+    if (refused && free_slot >= 0) /* full: the quiet period alone decides */
         snprintf(c->limited_paths[free_slot], sizeof c->limited_paths[free_slot], "%s", p);
 }
 
@@ -560,9 +560,9 @@ static int start_call(struct consul_call *call, char *err, size_t errlen)
 }
 
 struct consul_call *consul_request(struct consul_client *c, const char *method,
-                                   const char *path_and_query, const char *body,
-                                   size_t body_len, long timeout_ms, int flags,
-                                   consul_done_fn fn, void *arg, char *err, size_t errlen)
+                                   const char *path_and_query, const char *body, size_t body_len,
+                                   long timeout_ms, int flags, consul_done_fn fn, void *arg,
+                                   char *err, size_t errlen)
 {
     int blocking = (flags & CONSUL_REQ_BLOCKING) != 0;
     struct consul_call *call = calloc(1, sizeof *call);
@@ -589,8 +589,8 @@ struct consul_call *consul_request(struct consul_client *c, const char *method,
     call->urgent = !blocking && (flags & CONSUL_REQ_URGENT);
     call->fn = fn;
     call->arg = arg;
-    int full = call->urgent ? c->urgent_inflight >= CONSUL_URGENT_SLOTS
-                            : c->inflight >= c->max_inflight;
+    int full =
+        call->urgent ? c->urgent_inflight >= CONSUL_URGENT_SLOTS : c->inflight >= c->max_inflight;
     if (!blocking && full) {
         call->queued = 1;
         queue_push(call->urgent ? &c->urgent : &c->ordinary, &call->link);
@@ -656,8 +656,8 @@ struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, lo
                                        int blocking, consul_done_fn fn, void *arg, char *err,
                                        size_t errlen)
 {
-    return consul_request(ctx, "GET", path_and_query, NULL, 0, timeout_ms, blocking, fn, arg,
-                          err, errlen);
+    return consul_request(ctx, "GET", path_and_query, NULL, 0, timeout_ms, blocking, fn, arg, err,
+                          errlen);
 }
 
 void consul_cancel_adapter(void *ctx, struct consul_call *call)

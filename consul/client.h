@@ -19,13 +19,13 @@
 #include "lib/loop.h"
 
 struct consul_client_opts {
-    const char *address;      /* default "127.0.0.1:8500" */
-    const char *token;        /* may be NULL; never logged, never in a URL */
-    const char *datacenter;   /* unused by the client itself; for callers */
+    const char *address;    /* default "127.0.0.1:8500" */
+    const char *token;      /* may be NULL; never logged, never in a URL */
+    const char *datacenter; /* unused by the client itself; for callers */
     const char *user_agent;
     struct http_tls tls;
-    size_t max_body;          /* default 8 MiB */
-    int max_inflight;         /* default 4 */
+    size_t max_body;  /* default 8 MiB */
+    int max_inflight; /* default 4 */
     /* Consul started (limited 1, why: one line) or stopped (limited 0: every
      * path refused meanwhile has been answered since, or a minute passed,
      * and nothing was refused for 15 s) limiting this client's connections:
@@ -58,10 +58,10 @@ void consul_client_free(struct consul_client *c);
  * 10 s. flags: CONSUL_REQ_* (0: an ordinary request; 1 is BLOCKING). Same
  * contract as http_start. */
 struct consul_call *consul_request(struct consul_client *c, const char *method,
-                                   const char *path_and_query, const char *body,
-                                   size_t body_len, long timeout_ms, int flags,
-                                   consul_done_fn fn, void *arg, char *err, size_t errlen);
-void consul_cancel(struct consul_call *call);   /* NULL ok */
+                                   const char *path_and_query, const char *body, size_t body_len,
+                                   long timeout_ms, int flags, consul_done_fn fn, void *arg,
+                                   char *err, size_t errlen);
+void consul_cancel(struct consul_call *call); /* NULL ok */
 
 /* consul_get_fn / consul_cancel_fn adapters (ctx = the client). */
 struct consul_call *consul_get_adapter(void *ctx, const char *path_and_query, long timeout_ms,
@@ -121,8 +121,8 @@ int consul_parse_index(const char *s, uint64_t *out);
 
 /* Splits an address into the base URL and an optional unix socket path.
  * Returns 0, or -1 with err saying why. https: *tls_required = 1. */
-int consul_parse_address(const char *addr, char *base, size_t baselen, char *sock,
-                         size_t socklen, int *tls_required, char *err, size_t errlen);
+int consul_parse_address(const char *addr, char *base, size_t baselen, char *sock, size_t socklen,
+                         int *tls_required, char *err, size_t errlen);
 
 /* One line for logs: "PUT /v1/agent/service/register: 400 Missing service
  * name" or "GET /v1/...: connection refused". Bodies are cut to 200 bytes

@@ -120,8 +120,8 @@ static int entry_read(const cJSON *e, int idx, struct entry *f, char *err, size_
     const cJSON *port = get(svc, "Port"), *weights = get(svc, "Weights"), *c;
     f->nname = get(node, "Node"), f->naddr = get(node, "Address");
     f->sid = get(svc, "ID"), f->saddr = get(svc, "Address"), f->tags = get(svc, "Tags");
-    if (!cJSON_IsObject(e) || !cJSON_IsObject(node) || !cJSON_IsObject(svc) ||
-        !is_str(f->nname) || !is_str(f->naddr) || !is_str(f->sid) ||
+    if (!cJSON_IsObject(e) || !cJSON_IsObject(node) || !cJSON_IsObject(svc) || !is_str(f->nname) ||
+        !is_str(f->naddr) || !is_str(f->sid) ||
         (f->saddr && !cJSON_IsNull(f->saddr) && !is_str(f->saddr)) ||
         (checks && !cJSON_IsNull(checks) && !cJSON_IsArray(checks)) ||
         (f->tags && !cJSON_IsNull(f->tags) && !cJSON_IsArray(f->tags)) ||
@@ -157,7 +157,7 @@ static int instance_add(struct consul_instances *res, const struct entry *f, int
                         size_t errlen)
 {
     const char *addr = is_str(f->saddr) && f->saddr->valuestring[0] ? f->saddr->valuestring
-                                                                     : f->naddr->valuestring;
+                                                                    : f->naddr->valuestring;
     if (addr[0] == '\0')
         return snprintf(err, errlen, "entry %d: no address", idx), -1;
     struct consul_instance *in = &res->items[res->n++];
@@ -195,7 +195,8 @@ int consul_decode_health_service(const char *body, size_t len, int passing_only,
     }
     int n = cJSON_GetArraySize(root);
     if (n > CONSUL_DECODE_MAX_ITEMS) {
-        snprintf(err, errlen, "%d entries is more than the %d accepted", n, CONSUL_DECODE_MAX_ITEMS);
+        snprintf(err, errlen, "%d entries is more than the %d accepted", n,
+                 CONSUL_DECODE_MAX_ITEMS);
         goto fail;
     }
     res.items = n ? calloc((size_t)n, sizeof *res.items) : NULL;
@@ -343,8 +344,8 @@ int consul_decode_peers(const char *body, size_t len, char ***out, size_t *n, ch
     return rc;
 }
 
-int consul_decode_catalog_nodes(const char *body, size_t len, char ***names, size_t *n,
-                                char *err, size_t errlen)
+int consul_decode_catalog_nodes(const char *body, size_t len, char ***names, size_t *n, char *err,
+                                size_t errlen)
 {
     cJSON *root = parse(body, len, err, errlen);
     if (root == NULL)
@@ -472,8 +473,7 @@ void consul_kv_free(struct consul_kv *kv)
     memset(kv, 0, sizeof *kv);
 }
 
-int consul_decode_kv(const char *body, size_t len, struct consul_kv *out, char *err,
-                     size_t errlen)
+int consul_decode_kv(const char *body, size_t len, struct consul_kv *out, char *err, size_t errlen)
 {
     struct consul_kv kv = {0};
     cJSON *root = parse(body, len, err, errlen);
@@ -555,7 +555,8 @@ int consul_decode_health_state(const char *body, size_t len, struct consul_check
         goto fail;
     const cJSON *c;
     cJSON_ArrayForEach(c, root) {
-        const cJSON *node = get(c, "Node"), *svc = get(c, "ServiceName"), *mi = get(c, "ModifyIndex");
+        const cJSON *node = get(c, "Node"), *svc = get(c, "ServiceName"),
+                    *mi = get(c, "ModifyIndex");
         if (!is_str(node) || !is_str(svc) || !cJSON_IsNumber(mi) || mi->valuedouble < 0 ||
             mi->valuedouble >= 18446744073709551616.0) {
             snprintf(err, errlen, "check %zu: missing or mistyped Node/ServiceName/ModifyIndex", k);

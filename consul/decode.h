@@ -44,8 +44,8 @@ void consul_strings_free(char **s, size_t n);
 struct consul_member {
     char *name;
     char *addr;
-    int status;       /* 0 none, 1 alive, 2 leaving, 3 left, 4 failed */
-    int server;       /* Tags.role == "consul" */
+    int status; /* 0 none, 1 alive, 2 leaving, 3 left, 4 failed */
+    int server; /* Tags.role == "consul" */
 };
 /* /v1/agent/members */
 int consul_decode_members(const char *body, size_t len, struct consul_member **out, size_t *n,
@@ -54,24 +54,23 @@ void consul_members_free(struct consul_member *m, size_t n);
 const char *consul_member_status_name(int status);
 
 /* /v1/catalog/nodes -> node names (sorted). */
-int consul_decode_catalog_nodes(const char *body, size_t len, char ***names, size_t *n,
-                                char *err, size_t errlen);
+int consul_decode_catalog_nodes(const char *body, size_t len, char ***names, size_t *n, char *err,
+                                size_t errlen);
 
 struct consul_kv {
     char *key;
-    char *session;     /* NULL when not locked */
-    char *value;       /* base64-decoded, NUL-terminated; NULL when null */
+    char *session; /* NULL when not locked */
+    char *value;   /* base64-decoded, NUL-terminated; NULL when null */
     size_t value_len;
     uint64_t lock_index, modify_index;
 };
 /* /v1/kv/<key> (an array of one entry). */
-int consul_decode_kv(const char *body, size_t len, struct consul_kv *out, char *err,
-                     size_t errlen);
+int consul_decode_kv(const char *body, size_t len, struct consul_kv *out, char *err, size_t errlen);
 void consul_kv_free(struct consul_kv *kv);
 
 struct consul_check_entry {
     char *node;
-    char *service_name;   /* "" for node-level checks (serfHealth, maintenance) */
+    char *service_name; /* "" for node-level checks (serfHealth, maintenance) */
     uint64_t modify_index;
 };
 /* /v1/health/state/any -> every check's node, service and ModifyIndex. */
@@ -82,6 +81,5 @@ void consul_check_entries_free(struct consul_check_entry *e, size_t n);
 /* /v1/session/create -> {"ID": "..."} */
 int consul_decode_session_id(const char *body, size_t len, char *out, size_t outlen, char *err,
                              size_t errlen);
-
 
 #endif

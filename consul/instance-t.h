@@ -12,16 +12,16 @@
 enum consul_health {
     CONSUL_PASSING = 0,
     CONSUL_WARNING = 1,
-    CONSUL_CRITICAL = 2,   /* includes maintenance */
+    CONSUL_CRITICAL = 2, /* includes maintenance */
 };
 
 struct consul_instance {
     char *node;
     char *service_id;
-    char *address;         /* Service.Address, or Node.Address when empty */
+    char *address; /* Service.Address, or Node.Address when empty */
     int port;
-    enum consul_health health;  /* worst of node + service checks */
-    int weight;            /* Weights.Passing or Weights.Warning by health */
+    enum consul_health health; /* worst of node + service checks */
+    int weight;                /* Weights.Passing or Weights.Warning by health */
     char **tags;
     size_t n_tags;
 };
@@ -30,7 +30,7 @@ struct consul_instance {
 struct consul_instances {
     struct consul_instance *items;
     size_t n;
-    uint64_t index;        /* X-Consul-Index of the answer */
+    uint64_t index; /* X-Consul-Index of the answer */
     /* The nodes of every instance in the answer, whatever its health or
      * port (sorted, each once): where a node-level check can change it. */
     char **nodes;

@@ -13,21 +13,21 @@
 #include "lib/http.h"
 
 struct consul_response {
-    long status;              /* 0 on transport failure */
-    enum http_error err;      /* HTTP_OK when an HTTP answer arrived */
-    const char *error;        /* transport error text, or NULL */
-    const char *body;         /* NUL-terminated, may be "" */
+    long status;         /* 0 on transport failure */
+    enum http_error err; /* HTTP_OK when an HTTP answer arrived */
+    const char *error;   /* transport error text, or NULL */
+    const char *body;    /* NUL-terminated, may be "" */
     size_t body_len;
-    int has_index;            /* X-Consul-Index present and all digits */
+    int has_index; /* X-Consul-Index present and all digits */
     uint64_t index;
-    int known_leader;         /* X-Consul-Knownleader: 1, 0, or -1 absent */
-    long last_contact_ms;     /* X-Consul-Lastcontact, -1 absent */
-    const char *content_hash; /* X-Consul-Contenthash, or NULL */
-    int limited;              /* Consul is (or, for a first closed connection,
+    int known_leader;                /* X-Consul-Knownleader: 1, 0, or -1 absent */
+    long last_contact_ms;            /* X-Consul-Lastcontact, -1 absent */
+    const char *content_hash;        /* X-Consul-Contenthash, or NULL */
+    int limited;                     /* Consul is (or, for a first closed connection,
                                  may be) limiting our connections (see
                                  consul_is_connection_limit): back off, do not
                                  log; the client reports it once (on_limit) */
-    const struct http_response *raw;  /* NULL for fakes */
+    const struct http_response *raw; /* NULL for fakes */
 };
 
 typedef void (*consul_done_fn)(const struct consul_response *r, void *arg);
@@ -39,10 +39,9 @@ struct consul_call;
  * behind other requests). Same contract as http_start: NULL + err when it
  * could not start, else fn fires exactly once unless cancelled.
  */
-typedef struct consul_call *(*consul_get_fn)(void *ctx, const char *path_and_query,
-                                             long timeout_ms, int blocking,
-                                             consul_done_fn fn, void *arg,
-                                             char *err, size_t errlen);
+typedef struct consul_call *(*consul_get_fn)(void *ctx, const char *path_and_query, long timeout_ms,
+                                             int blocking, consul_done_fn fn, void *arg, char *err,
+                                             size_t errlen);
 typedef void (*consul_cancel_fn)(void *ctx, struct consul_call *call);
 
 #endif

@@ -14,8 +14,8 @@
 struct cur {
     const char *p, *start, *end;
     int depth;
-    const char *why;          /* the first syntax error */
-    const char *at;           /* and where it is */
+    const char *why; /* the first syntax error */
+    const char *at;  /* and where it is */
     struct consul_state_scan *s;
 };
 
@@ -255,14 +255,14 @@ static int scan_field(struct cur *c, int f, struct consul_state_check *w, int *g
     size_t off = 0, len = 0;
     skip_ws(c);
     if (*got & 1 << (f + 4))
-        return scan_value(c, NULL, NULL);   /* a duplicate: the first one counts */
+        return scan_value(c, NULL, NULL); /* a duplicate: the first one counts */
     *got |= 1 << (f + 4);
     if (c->p < c->end && *c->p == '"' && f != 3) {
         if (scan_string(c, 1, &off, &len, NULL) < 0)
             return -1;
         if (len > CONSUL_DECODE_MAX_STR || memchr(c->s->arena + off, '\0', len)) {
             c->s->used = off;
-            return 0;   /* not taken: the check is reported as mistyped */
+            return 0; /* not taken: the check is reported as mistyped */
         }
         *got |= 1 << f;
         if (f == 1) {
@@ -285,7 +285,7 @@ static int scan_field(struct cur *c, int f, struct consul_state_check *w, int *g
         }
         return 0;
     }
-    return scan_value(c, NULL, NULL);   /* of the wrong type: not taken */
+    return scan_value(c, NULL, NULL); /* of the wrong type: not taken */
 }
 
 /* After a member of an object or array: 1 when a ',' says another
@@ -325,7 +325,7 @@ static int scan_object(struct cur *c, struct consul_state_check *want, int *got)
             return -1;
         if (want && !escaped) {
             f = field_of(c->start + off, len);
-        } else if (want) {   /* a key spelled with escapes: compared unescaped */
+        } else if (want) { /* a key spelled with escapes: compared unescaped */
             size_t mark = c->s->used;
             c->p = key;
             if (scan_string(c, 1, &off, &len, NULL) < 0)
@@ -441,8 +441,8 @@ static int scan_checks(struct cur *c, long *semantic)
     }
 }
 
-int consul_scan_health_state(struct consul_state_scan *s, const char *body, size_t len,
-                             char *err, size_t errlen)
+int consul_scan_health_state(struct consul_state_scan *s, const char *body, size_t len, char *err,
+                             size_t errlen)
 {
     struct cur c = {body, body, body + (body ? len : 0), 0, NULL, NULL, s};
     long semantic = -1;
@@ -462,8 +462,8 @@ int consul_scan_health_state(struct consul_state_scan *s, const char *body, size
     if (rc == 0 && c.p != c.end)
         rc = bad(&c, "data after the answer");
     if (body == NULL || len == 0 || rc < 0) {
-        snprintf(err, errlen, "not valid JSON (byte %zu: %s)", (size_t)((c.why ? c.at : c.p) - c.start),
-                 c.why ? c.why : "empty answer");
+        snprintf(err, errlen, "not valid JSON (byte %zu: %s)",
+                 (size_t)((c.why ? c.at : c.p) - c.start), c.why ? c.why : "empty answer");
     } else if (semantic == -3) {
         snprintf(err, errlen, "expected an array");
     } else if (semantic == -2) {

@@ -19,15 +19,15 @@
 #include <stdint.h>
 
 struct consul_state_check {
-    const char *node;      /* NUL-terminated, in the scan's arena */
-    const char *service;   /* "" for node-level checks (serfHealth, maintenance) */
+    const char *node;    /* NUL-terminated, in the scan's arena */
+    const char *service; /* "" for node-level checks (serfHealth, maintenance) */
     size_t node_len, service_len;
     uint64_t modify_index;
-    size_t node_off, service_off;   /* where node and service start in the arena */
+    size_t node_off, service_off; /* where node and service start in the arena */
 };
 
 struct consul_state_scan {
-    struct consul_state_check *e;   /* e[0..n): the last answer's checks */
+    struct consul_state_check *e; /* e[0..n): the last answer's checks */
     size_t n, cap;
     char *arena;
     size_t used, arena_cap;
@@ -36,8 +36,8 @@ struct consul_state_scan {
 /* Decodes one answer into s, replacing the last one (its memory is reused).
  * -1 and a reason in err (the byte offset of a syntax error) when the
  * answer is not a JSON array of checks; s then holds no checks. */
-int consul_scan_health_state(struct consul_state_scan *s, const char *body, size_t len,
-                             char *err, size_t errlen);
+int consul_scan_health_state(struct consul_state_scan *s, const char *body, size_t len, char *err,
+                             size_t errlen);
 void consul_state_scan_free(struct consul_state_scan *s);
 
 #endif

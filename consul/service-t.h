@@ -15,20 +15,20 @@
 
 /* Ownership mark put in every registered service's Meta, so a restarted
  * sidecar can tell its own registrations from anyone else's. */
-#define CONSUL_META_MANAGED_BY      "managed-by"
-#define CONSUL_META_MANAGED_BY_VAL  "consul-sidecar"
-#define CONSUL_META_SIDECAR_NODE    "sidecar-node"
+#define CONSUL_META_MANAGED_BY "managed-by"
+#define CONSUL_META_MANAGED_BY_VAL "consul-sidecar"
+#define CONSUL_META_SIDECAR_NODE "sidecar-node"
 
 struct consul_check_ref {
-    char *check_id;        /* as Consul assigns it: CheckID, or service:<id>[:n] */
+    char *check_id; /* as Consul assigns it: CheckID, or service:<id>[:n] */
     char *name;
-    int64_t ttl_ms;        /* > 0 for TTL checks (the sidecar may drive them) */
+    int64_t ttl_ms; /* > 0 for TTL checks (the sidecar may drive them) */
 };
 
 struct consul_service {
-    char *id;              /* ID, defaulting to Name */
+    char *id; /* ID, defaulting to Name */
     char *name;
-    cJSON *definition;     /* owned; canonical register body incl. Checks */
+    cJSON *definition; /* owned; canonical register body incl. Checks */
     struct consul_check_ref *checks;
     size_t n_checks;
 };

@@ -24,8 +24,22 @@ static void fold_key(const char *in, char *out, size_t len)
 struct keydef {
     const char *folded;
     const char *canon;
-    enum { T_STR, T_BOOL, T_INT, T_DUR, T_STRLIST, T_OBJ, T_ANY, T_CHECK, T_CHECKS, T_META,
-           T_WEIGHTS, T_HEADER, T_SECRET, T_STATUS } type;
+    enum {
+        T_STR,
+        T_BOOL,
+        T_INT,
+        T_DUR,
+        T_STRLIST,
+        T_OBJ,
+        T_ANY,
+        T_CHECK,
+        T_CHECKS,
+        T_META,
+        T_WEIGHTS,
+        T_HEADER,
+        T_SECRET,
+        T_STATUS
+    } type;
 };
 
 static const struct keydef service_keys[] = {
@@ -105,8 +119,6 @@ static int valid_meta_key(const char *k)
     return 1;
 }
 
-
-
 /* The plain value kinds both service and check keys use: a copy of v after
  * checking its type (ints within [min, max]); NULL on error (c->failed). */
 static cJSON *plain_value(struct jread *c, const cJSON *v, const char *kp, int type, long min,
@@ -129,10 +141,11 @@ static cJSON *plain_value(struct jread *c, const cJSON *v, const char *kp, int t
             jread_fail(c, kp, "expected an array of strings, got %s", jread_type_name(v));
             return NULL;
         }
-        cJSON_ArrayForEach(e, v) if (!cJSON_IsString(e)) {
-            jread_fail(c, kp, "expected an array of strings");
-            return NULL;
-        }
+        cJSON_ArrayForEach(e, v)
+            if (!cJSON_IsString(e)) {
+                jread_fail(c, kp, "expected an array of strings");
+                return NULL;
+            }
         return cJSON_Duplicate(v, 1);
     }
     default:
@@ -143,8 +156,8 @@ static cJSON *plain_value(struct jread *c, const cJSON *v, const char *kp, int t
 /* What a check's keys said, for the rules that span keys. */
 struct check_seen {
     int64_t interval, ttl;
-    int kinds;                 /* HTTP, TCP, ... keys: how the agent runs it */
-    int has_ext;               /* the caller's extension key (a probe) */
+    int kinds;   /* HTTP, TCP, ... keys: how the agent runs it */
+    int has_ext; /* the caller's extension key (a probe) */
 };
 
 /* A header map: each value a list of strings. A copy, or NULL. */
@@ -177,13 +190,14 @@ static cJSON *check_duration(struct jread *c, const struct keydef *d, const cJSO
         seen->interval = dv;
     if (strcmp(d->canon, "TTL") == 0)
         seen->ttl = dv;
-    return cJSON_CreateString(cJSON_IsString(k) ? k->valuestring : dur_format_ms(dv, buf, sizeof buf));
+    return cJSON_CreateString(cJSON_IsString(k) ? k->valuestring
+                                                : dur_format_ms(dv, buf, sizeof buf));
 }
 
 /* One check key's canonical value (a new item), or NULL with c->failed (or
  * out of memory). */
-static cJSON *check_value(struct jread *c, const struct keydef *d, const cJSON *k,
-                          const char *kp, struct check_seen *seen)
+static cJSON *check_value(struct jread *c, const struct keydef *d, const cJSON *k, const char *kp,
+                          struct check_seen *seen)
 {
     const char *sv = "";
     switch (d->type) {
@@ -223,8 +237,8 @@ static int is_ext(const struct svc_build *b, const char *key)
 
 static int runs_itself(const char *canon)
 {
-    static const char *const kinds[] = {"HTTP", "TCP", "UDP", "GRPC", "H2PING", "OSService",
-                                        "ScriptArgs", "DockerContainerID"};
+    static const char *const kinds[] = {"HTTP",   "TCP",       "UDP",        "GRPC",
+                                        "H2PING", "OSService", "ScriptArgs", "DockerContainerID"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(canon, kinds[i]) == 0)
             return 1;
@@ -242,7 +256,8 @@ static int check_rules(struct jread *c, const char *path, const cJSON *out,
         return jread_fail(c, path, "Interval and TTL cannot both be specified");
     if (seen->kinds > 0 && seen->interval <= 0 &&
         !cJSON_GetObjectItemCaseSensitive(out, "DockerContainerID"))
-        return jread_fail(c, path, "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
+        return jread_fail(
+            c, path, "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
     if (seen->kinds == 0 && !cJSON_GetObjectItemCaseSensitive(out, "AliasService") &&
         !cJSON_GetObjectItemCaseSensitive(out, "AliasNode") && seen->ttl <= 0)
         return jread_fail(c, path, "%s", seen->has_ext ? why : "TTL must be > 0 for TTL checks");
@@ -272,8 +287,8 @@ static cJSON *build_check(struct svc_build *b, const cJSON *in, const char *path
             seen.has_ext = 1;
             continue;
         }
-        const struct keydef *d = lookup(check_keys, sizeof check_keys / sizeof check_keys[0],
-                                        k->string);
+        const struct keydef *d =
+            lookup(check_keys, sizeof check_keys / sizeof check_keys[0], k->string);
         if (d == NULL) {
             jread_fail(c, path, "unknown key \"%.64s\"", k->string);
             goto fail;
@@ -322,12 +337,12 @@ static cJSON *meta_value(struct jread *c, const cJSON *k, const char *kp)
         }
         if (!valid_meta_key(m->string)) {
             jread_fail(c, kp, "key \"%.64s\": only letters, digits, '-' and '_', 1-128 chars",
-                 m->string);
+                       m->string);
             return NULL;
         }
         if (strncmp(m->string, "consul-", 7) == 0) {
             jread_fail(c, kp, "key \"%.64s\": prefix 'consul-' is reserved for internal use",
-                 m->string);
+                       m->string);
             return NULL;
         }
         if (strlen(m->valuestring) > 512) {
@@ -387,7 +402,8 @@ static int service_value(struct jread *c, const struct keydef *d, const cJSON *k
         sv = cJSON_IsString(*val) ? (*val)->valuestring : "";
         if (strcmp(d->canon, "Address") == 0 &&
             (!strcmp(sv, "0.0.0.0") || !strcmp(sv, "::") || !strcmp(sv, "[::]"))) {
-            jread_fail(c, kp, "invalid service address \"%s\": a service must be reachable at it", sv);
+            jread_fail(c, kp, "invalid service address \"%s\": a service must be reachable at it",
+                       sv);
             cJSON_Delete(*val);
             *val = NULL;
             return -1;
@@ -427,8 +443,8 @@ static int service_keys_read(struct jread *c, const cJSON *in, const char *path,
         return -1;
     cJSON_ArrayForEach(k, in) {
         jread_join(kp, sizeof kp, path, k->string);
-        const struct keydef *d = lookup(service_keys, sizeof service_keys / sizeof service_keys[0],
-                                        k->string);
+        const struct keydef *d =
+            lookup(service_keys, sizeof service_keys / sizeof service_keys[0], k->string);
         cJSON *val;
         if (d == NULL)
             return jread_fail(c, path, "unknown key \"%.64s\"", k->string);

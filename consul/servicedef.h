@@ -24,16 +24,15 @@ struct servicedef_ext {
     const char *key;
     int (*check)(void *arg, struct jread *c, const cJSON *v, const char *path);
     int (*attach)(void *arg, struct jread *c, const cJSON *v, const char *path,
-                  const char *service_id, const char *check_id, int64_t ttl_ms,
-                  const cJSON *check);
+                  const char *service_id, const char *check_id, int64_t ttl_ms, const cJSON *check);
     void *arg;
 };
 
 struct svc_build {
     struct jread *c;
-    const char *node;                  /* for the ownership mark */
-    struct consul_service *svc;        /* filled */
-    const struct servicedef_ext *ext;  /* NULL: no extension */
+    const char *node;                 /* for the ownership mark */
+    struct consul_service *svc;       /* filled */
+    const struct servicedef_ext *ext; /* NULL: no extension */
 };
 
 /* Builds b->svc from one definition object found at path. -1: the reason

@@ -18,7 +18,7 @@ struct consul_watch {
     char *path, *query;
     int64_t wait_ms, min_interval_ms, min_gap_ms, rest_ms;
     int stale, accept_404;
-    uint64_t sent_at;        /* when the last request was sent */
+    uint64_t sent_at; /* when the last request was sent */
     consul_watch_fn on_change;
     consul_watch_err_fn on_error;
     void *arg;
@@ -26,12 +26,12 @@ struct consul_watch {
     struct consul_call *call;
     struct loop_timer *timer;
     struct backoff backoff;
-    uint64_t index;          /* 0: next request does not block */
+    uint64_t index; /* 0: next request does not block */
     int have_answer;
-    int index_moved;         /* the last answer changed the index */
-    int failing;             /* last request failed: errors are reported once */
-    int noindex;             /* a missing index was reported */
-    int rejected;            /* on_change called consul_watch_reject */
+    int index_moved; /* the last answer changed the index */
+    int failing;     /* last request failed: errors are reported once */
+    int noindex;     /* a missing index was reported */
+    int rejected;    /* on_change called consul_watch_reject */
     double tokens;
     uint64_t tokens_at;
     long request_timeout;
@@ -208,8 +208,10 @@ static void on_no_index(struct consul_watch *w, const struct consul_response *r)
     w->have_answer = 1;
     w->index_moved = 0;
     if (!w->noindex) {
-        snprintf(what, sizeof what, "GET %s: answers without a valid X-Consul-Index; "
-                 "polling without blocking", w->path);
+        snprintf(what, sizeof what,
+                 "GET %s: answers without a valid X-Consul-Index; "
+                 "polling without blocking",
+                 w->path);
         report(w, r, what);
     }
     w->noindex = 1;
@@ -237,8 +239,8 @@ static void on_answer(const struct consul_response *r, void *arg)
     w->noindex = 0;
     if (idx < prev) {
         w->stats.resets++;
-        snprintf(what, sizeof what, "index on %s went backwards (%llu -> %llu), resetting",
-                 w->path, (unsigned long long)prev, (unsigned long long)idx);
+        snprintf(what, sizeof what, "index on %s went backwards (%llu -> %llu), resetting", w->path,
+                 (unsigned long long)prev, (unsigned long long)idx);
         report(w, r, what);
         w->index = 0;
         w->index_moved = 0;
@@ -290,7 +292,7 @@ static void issue(struct consul_watch *w)
         /* Jitter each wait a little so a fleet's long-polls drift apart. */
         uint64_t wait = rand_jitter_around((uint64_t)w->wait_ms, 0.05);
         snprintf(pq + n, sizeof pq - n, "%cindex=%llu&wait=%llums", sep,
-                              (unsigned long long)w->index, (unsigned long long)wait);
+                 (unsigned long long)w->index, (unsigned long long)wait);
         timeout = (long)(wait + wait / 16 + WATCH_MARGIN_MS);
     }
     w->request_timeout = timeout;

@@ -30,25 +30,24 @@
 #include "lib/loop.h"
 
 struct consul_watch_opts {
-    const char *path;          /* "/v1/health/service/web" */
-    const char *query;         /* extra escaped query ("tag=v2&dc=dc1") or NULL */
-    int64_t wait_ms;           /* blocking wait; default 5 min */
-    int64_t min_interval_ms;   /* rate limit when the index does not move; default 1 s */
-    int64_t min_gap_ms;        /* after a change, the next request waits until this long
+    const char *path;        /* "/v1/health/service/web" */
+    const char *query;       /* extra escaped query ("tag=v2&dc=dc1") or NULL */
+    int64_t wait_ms;         /* blocking wait; default 5 min */
+    int64_t min_interval_ms; /* rate limit when the index does not move; default 1 s */
+    int64_t min_gap_ms;      /* after a change, the next request waits until this long
                                   after the last one was sent (coalesces a burst of
                                   changes into one answer); 0 = none */
-    int64_t backoff_min_ms;    /* default 500 ms */
-    int64_t backoff_max_ms;    /* default 30 s */
-    int stale;                 /* add ?stale */
-    int accept_404;            /* a 404 is an answer (KV keys), not an error */
+    int64_t backoff_min_ms;  /* default 500 ms */
+    int64_t backoff_max_ms;  /* default 30 s */
+    int stale;               /* add ?stale */
+    int accept_404;          /* a 404 is an answer (KV keys), not an error */
 };
 
 /* A 200 (or accepted 404) whose index moved, or the first answer. */
 typedef void (*consul_watch_fn)(const struct consul_response *r, void *arg);
 /* Something went wrong or was reset; what is one stable line for a log. r
  * may be NULL. */
-typedef void (*consul_watch_err_fn)(const struct consul_response *r, const char *what,
-                                    void *arg);
+typedef void (*consul_watch_err_fn)(const struct consul_response *r, const char *what, void *arg);
 
 struct consul_watch_stats {
     uint64_t requests, changes, errors, resets, dead_restarts;

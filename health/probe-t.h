@@ -12,13 +12,13 @@ enum probe_kind { PROBE_HTTP, PROBE_TCP };
 
 struct probe_spec {
     enum probe_kind kind;
-    char *target;                  /* http(s)://... URL, or host:port */
-    char *method;                  /* HTTP; NULL = GET */
-    int64_t interval_ms;           /* default 10s */
-    int64_t timeout_ms;            /* default 10s like Consul, capped below interval */
-    int success_before_passing;    /* consecutive successes; 0 = immediate */
-    int failures_before_warning;   /* 0 = same as failures_before_critical */
-    int failures_before_critical;  /* 0 = immediate */
+    char *target;                 /* http(s)://... URL, or host:port */
+    char *method;                 /* HTTP; NULL = GET */
+    int64_t interval_ms;          /* default 10s */
+    int64_t timeout_ms;           /* default 10s like Consul, capped below interval */
+    int success_before_passing;   /* consecutive successes; 0 = immediate */
+    int failures_before_warning;  /* 0 = same as failures_before_critical */
+    int failures_before_critical; /* 0 = immediate */
     int tls_skip_verify;
 };
 

@@ -17,7 +17,7 @@ struct probe {
     struct http_call *call;
     struct loop_timer *timer;
     int successes, failures;
-    const char *reported;        /* NULL before the first result */
+    const char *reported; /* NULL before the first result */
     char output[PROBE_OUTPUT_MAX + 64];
     int first;
 };
@@ -25,22 +25,38 @@ struct probe {
 static const char *reason_phrase(long code)
 {
     switch (code) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "";
     }
 }
 
@@ -146,7 +162,7 @@ static void on_done(struct http_response *r, void *arg)
     p->call = NULL;
     const char *m = p->spec.method ? p->spec.method : "GET";
     if (p->spec.kind == PROBE_TCP) {
-        if (r->err == HTTP_OK) {   /* the port accepted; anything else is a failure */
+        if (r->err == HTTP_OK) { /* the port accepted; anything else is a failure */
             snprintf(out, sizeof out, "TCP connect %s: Success", p->spec.target);
             result(p, "passing", out);
         } else {
@@ -166,8 +182,8 @@ static void on_done(struct http_response *r, void *arg)
                  reason_phrase(r->status), (int)(bl > PROBE_OUTPUT_MAX ? PROBE_OUTPUT_MAX : bl),
                  body);
         const char *raw = r->status >= 200 && r->status < 300 ? "passing"
-                          : r->status == 429                   ? "warning"
-                                                               : "critical";
+                          : r->status == 429                  ? "warning"
+                                                              : "critical";
         result(p, raw, out);
     }
     schedule(p);
@@ -186,7 +202,7 @@ static void run(struct probe *p)
         .timeout_ms = (long)p->spec.timeout_ms,
         .connect_timeout_ms = (long)p->spec.timeout_ms,
         .max_body = 64 * 1024,
-        .truncate_body = 1,    /* as Consul: the status decides, the output is cut */
+        .truncate_body = 1, /* as Consul: the status decides, the output is cut */
         .tls = &tls,
         .connect_only = p->spec.kind == PROBE_TCP,
     };

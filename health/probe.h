@@ -27,8 +27,8 @@ struct probe *probe_new(struct loop *l, const struct probe_spec *spec, probe_fn 
                         char *err, size_t errlen);
 /* First run after a random part of the interval (probes do not align). */
 void probe_start(struct probe *p);
-void probe_free(struct probe *p);   /* cancels; no callback afterwards; NULL ok */
-const char *probe_status(const struct probe *p);   /* NULL before the first result */
+void probe_free(struct probe *p);                /* cancels; no callback afterwards; NULL ok */
+const char *probe_status(const struct probe *p); /* NULL before the first result */
 const char *probe_output(const struct probe *p);
 
 #endif

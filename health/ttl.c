@@ -60,7 +60,8 @@ void ttl_mark_sent(struct ttl_feeder *f, uint64_t now, const char *status, const
      * together, and after an agent restart each registers again at its
      * first refused refresh (bench-fleet: at ±5 %, 21 of 200 in one 100 ms). */
     uint64_t half = rand_jitter_around((uint64_t)f->ttl_ms / 2, 0.2);
-    uint64_t latest = (uint64_t)f->ttl_ms > 1000 ? (uint64_t)f->ttl_ms - 1000 : (uint64_t)f->ttl_ms / 2;
+    uint64_t latest =
+        (uint64_t)f->ttl_ms > 1000 ? (uint64_t)f->ttl_ms - 1000 : (uint64_t)f->ttl_ms / 2;
     f->refresh_at = now + (half < latest ? half : latest);
 }
 

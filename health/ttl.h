@@ -10,12 +10,12 @@
 
 struct ttl_feeder {
     int64_t ttl_ms;
-    int sent;                 /* something was sent since reset */
+    int sent; /* something was sent since reset */
     char status[16];
     uint64_t output_hash;
-    uint64_t last_sent;       /* ms */
-    uint64_t refresh_at;      /* ms: next refresh, before the TTL lapses */
-    uint64_t retry_at;        /* ms: after a failed send; 0 none */
+    uint64_t last_sent;  /* ms */
+    uint64_t refresh_at; /* ms: next refresh, before the TTL lapses */
+    uint64_t retry_at;   /* ms: after a failed send; 0 none */
     unsigned failures;
 };
 

@@ -9,11 +9,11 @@
 #include <stddef.h>
 
 struct buf {
-    char *data;      /* always NUL-terminated when non-NULL */
+    char *data; /* always NUL-terminated when non-NULL */
     size_t len;
-    size_t cap;      /* allocated */
-    size_t max;      /* hard limit on len; 0 = unlimited */
-    int overflow;    /* set once an append was refused for max */
+    size_t cap;   /* allocated */
+    size_t max;   /* hard limit on len; 0 = unlimited */
+    int overflow; /* set once an append was refused for max */
 };
 
 void buf_init(struct buf *b, size_t max);
@@ -24,11 +24,10 @@ int buf_append(struct buf *b, const void *data, size_t n);
  * out of memory. Not bounded by max: a caller reserves what it will add. */
 int buf_reserve(struct buf *b, size_t need);
 int buf_puts(struct buf *b, const char *s);
-int buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
-void buf_reset(struct buf *b);          /* len = 0, keeps memory */
-void buf_free(struct buf *b);           /* frees, back to empty */
+void buf_reset(struct buf *b); /* len = 0, keeps memory */
+void buf_free(struct buf *b);  /* frees, back to empty */
 /* Hands the data to the caller (who frees it) and empties the buffer.
  * Never returns NULL unless out of memory. */
 char *buf_steal(struct buf *b);

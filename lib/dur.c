@@ -11,7 +11,7 @@ struct unit {
 
 static const struct unit units[] = {
     {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
-    {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9},
+    {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},        {"h", 3600e9},
 };
 
 int dur_parse_ms(const char *s, int64_t *out_ms)

@@ -78,13 +78,13 @@ enum file_read_rc file_read_capped(const char *path, size_t max, char **data, si
         if (buf_append(&b, chunk, n) < 0)
             rc = b.overflow ? FILE_READ_TOO_BIG : FILE_READ_ERROR;
     if (rc == FILE_READ_OK && ferror(f))
-        rc = FILE_READ_ERROR;   /* errno is the failed read's */
+        rc = FILE_READ_ERROR; /* errno is the failed read's */
     fclose(f);
     if (rc != FILE_READ_OK) {
         buf_free(&b);
         return rc;
     }
     *len = b.len;
-    *data = buf_steal(&b);   /* NUL-terminated, as a buf always is */
+    *data = buf_steal(&b); /* NUL-terminated, as a buf always is */
     return *data ? FILE_READ_OK : FILE_READ_ERROR;
 }

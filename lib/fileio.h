@@ -17,9 +17,9 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 
 enum file_read_rc {
     FILE_READ_OK = 0,
-    FILE_READ_MISSING = 1,     /* no such file (ENOENT) */
-    FILE_READ_TOO_BIG = 2,     /* more than max bytes */
-    FILE_READ_ERROR = -1,      /* errno says why */
+    FILE_READ_MISSING = 1, /* no such file (ENOENT) */
+    FILE_READ_TOO_BIG = 2, /* more than max bytes */
+    FILE_READ_ERROR = -1,  /* errno says why */
 };
 
 /* Reads the whole file at path, of at most max bytes, into *data (NUL

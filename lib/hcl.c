@@ -17,8 +17,8 @@ struct hp {
     int failed;
 };
 
-__attribute__((format(printf, 3, 4)))
-static void *fail(struct hp *p, const char *at, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void *fail(struct hp *p, const char *at,
+                                                        const char *fmt, ...)
 {
     char why[300];
     va_list ap;
@@ -110,9 +110,10 @@ static int ident_char(int c)
 
 static int hexval(int c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* A code point as UTF-8 into out (4 bytes room); its length. */
@@ -177,11 +178,21 @@ static char *string(struct hp *p)
         const char *esc = p->cur;
         p->cur += 2;
         switch (e) {
-        case '"': s[n++] = '"'; break;
-        case '\\': s[n++] = '\\'; break;
-        case 'n': s[n++] = '\n'; break;
-        case 'r': s[n++] = '\r'; break;
-        case 't': s[n++] = '\t'; break;
+        case '"':
+            s[n++] = '"';
+            break;
+        case '\\':
+            s[n++] = '\\';
+            break;
+        case 'n':
+            s[n++] = '\n';
+            break;
+        case 'r':
+            s[n++] = '\r';
+            break;
+        case 't':
+            s[n++] = '\t';
+            break;
         case 'u': {
             unsigned cp = 0;
             for (int i = 0; i < 4; i++) {
@@ -364,7 +375,7 @@ static char *key(struct hp *p)
  * label, the last label innermost. */
 static cJSON *block(struct hp *p, char **labels, size_t n_labels)
 {
-    cJSON *v = value(p);   /* at '{' */
+    cJSON *v = value(p); /* at '{' */
     for (size_t i = n_labels; v && i-- > 0;) {
         cJSON *outer = cJSON_CreateObject();
         if (outer == NULL) {

@@ -16,9 +16,9 @@
 #define HTTP_POOL_WAIT_MS 40
 
 struct pool {
-    int conns;       /* open now */
-    int connecting;  /* opened, not yet ready for a request */
-    int h2;          /* its last answer came over HTTP/2 */
+    int conns;      /* open now */
+    int connecting; /* opened, not yet ready for a request */
+    int h2;         /* its last answer came over HTTP/2 */
 };
 
 struct http_call {
@@ -32,12 +32,12 @@ struct http_call {
     struct http_response resp;
     size_t max_body;
     int truncate_body;
-    int tls_without_client_cert;  /* https and no client certificate given */
+    int tls_without_client_cert; /* https and no client certificate given */
     int cancelled;
-    struct pool *pool;            /* NULL: not counted */
+    struct pool *pool; /* NULL: not counted */
     int multiplex;
-    int connecting;               /* sockets it opened, not yet ready */
-    int refused;                  /* a new connection was refused: wait, retry */
+    int connecting; /* sockets it opened, not yet ready */
+    int refused;    /* a new connection was refused: wait, retry */
     struct loop_timer *retry;
 };
 
@@ -76,8 +76,7 @@ static void settle(struct http_call *c)
  * being set up; it is refused here, and put back shortly (on_done), when it
  * shares the new one or, that one full, opens the next.
  */
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
-                                    struct curl_sockaddr *a)
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     (void)purpose;
     struct http_call *c = clientp;
@@ -129,7 +128,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     if (buf_append(&c->resp.body, data, n) < 0) {
         if (c->truncate_body && c->resp.body.len < c->max_body) {
             buf_append(&c->resp.body, data, c->max_body - c->resp.body.len);
-            c->resp.body.overflow = 1;   /* the last piece that fits, then stop */
+            c->resp.body.overflow = 1; /* the last piece that fits, then stop */
         }
         return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
     }
@@ -237,7 +236,8 @@ static void on_done(void *easy, int result)
     curl_easy_getinfo(c->easy, CURLINFO_HTTP_VERSION, &version);
     c->resp.http_version = version == CURL_HTTP_VERSION_2_0 ? 2
                            : version == CURL_HTTP_VERSION_3 ? 3
-                           : version ? 1 : 0;
+                           : version                        ? 1
+                                                            : 0;
     if (rc == CURLE_OK && c->pool)
         c->pool->h2 = c->resp.http_version == 2;
     if (rc == CURLE_WRITE_ERROR && c->resp.body.overflow && c->truncate_body) {
@@ -262,15 +262,18 @@ static void on_done(void *easy, int result)
         /* The peer closed (or reset) the connection; a TLS layer that ended
          * the session with a reason (an alert: a certificate required or
          * refused) is a refusal, not a bare close. */
-        c->resp.closed_by_peer = (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
-                                  rc == CURLE_SEND_ERROR) && !tls_refusal;
+        c->resp.closed_by_peer =
+            (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) &&
+            !tls_refusal;
         if (c->tls_without_client_cert &&
             (rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
-             rc == CURLE_SSL_CONNECT_ERROR) && strlen(c->resp.error) < 160) {
+             rc == CURLE_SSL_CONNECT_ERROR) &&
+            strlen(c->resp.error) < 160) {
             char with_hint[sizeof c->resp.error];
             snprintf(with_hint, sizeof with_hint,
                      "%s (the TLS server ended the session: it may require a client "
-                     "certificate, and none is configured)", c->resp.error);
+                     "certificate, and none is configured)",
+                     c->resp.error);
             memcpy(c->resp.error, with_hint, sizeof c->resp.error);
         }
     } else {
@@ -370,8 +373,8 @@ static void set_tls(struct http_call *c, CURL *e, const struct http_request *req
     }
 }
 
-struct http_call *http_start(struct loop *l, const struct http_request *req,
-                             http_done_fn fn, void *arg, char *err, size_t errlen)
+struct http_call *http_start(struct loop *l, const struct http_request *req, http_done_fn fn,
+                             void *arg, char *err, size_t errlen)
 {
     struct http_call *c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -428,8 +431,7 @@ void http_cancel(struct http_call *c)
     call_free(c);
 }
 
-const char *http_header(const struct http_response *r, const char *name,
-                        char *out, size_t outlen)
+const char *http_header(const struct http_response *r, const char *name, char *out, size_t outlen)
 {
     size_t nl = strlen(name);
     const char *p = r->headers.data;
@@ -463,8 +465,8 @@ char *http_escape(const char *s)
     if (out == NULL)
         return NULL;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
             *o++ = (char)*p;
         } else {
             *o++ = '%';

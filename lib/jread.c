@@ -64,13 +64,13 @@ int jread_bool(struct jread *c, const cJSON *v, const char *path, int *out)
     return 0;
 }
 
-int jread_int(struct jread *c, const cJSON *v, const char *path, long min, long max,
-                    long *out)
+int jread_int(struct jread *c, const cJSON *v, const char *path, long min, long max, long *out)
 {
     if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
         return jread_fail(c, path, "expected an integer, got %s", jread_type_name(v));
     if (v->valuedouble < (double)min || v->valuedouble > (double)max)
-        return jread_fail(c, path, "must be between %ld and %ld, got %.0f", min, max, v->valuedouble);
+        return jread_fail(c, path, "must be between %ld and %ld, got %.0f", min, max,
+                          v->valuedouble);
     *out = (long)v->valuedouble;
     return 0;
 }
@@ -85,7 +85,8 @@ int jread_dur(struct jread *c, const cJSON *v, const char *path, int64_t *out)
         return 0;
     }
     if (!cJSON_IsString(v))
-        return jread_fail(c, path, "expected a duration such as \"10s\", got %s", jread_type_name(v));
+        return jread_fail(c, path, "expected a duration such as \"10s\", got %s",
+                          jread_type_name(v));
     if (dur_parse_ms(v->valuestring, out) < 0)
         return jread_fail(c, path, "invalid duration \"%.64s\"", v->valuestring);
     return 0;
@@ -101,7 +102,7 @@ int jread_nonneg_dur(struct jread *c, const cJSON *v, const char *path, int64_t 
 }
 
 int jread_enum(struct jread *c, const cJSON *v, const char *path, const char *const *allowed,
-                     size_t n, int *out)
+               size_t n, int *out)
 {
     const char *s = "";
     if (jread_str(c, v, path, &s) < 0)
@@ -120,8 +121,8 @@ int jread_enum(struct jread *c, const cJSON *v, const char *path, const char *co
 }
 
 /* Every key of obj must be in allowed (exact match). */
-int jread_keys(struct jread *c, const cJSON *obj, const char *path,
-                      const char *const *allowed, size_t n)
+int jread_keys(struct jread *c, const cJSON *obj, const char *path, const char *const *allowed,
+               size_t n)
 {
     const cJSON *k;
     cJSON_ArrayForEach(k, obj) {
@@ -275,7 +276,8 @@ int jread_store(const cJSON *obj, const struct jkey *keys, size_t n, void *base)
 {
     for (size_t i = 0; i < n; i++) {
         const struct jkey *k = &keys[i];
-        const cJSON *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, k->name) : NULL;
+        const cJSON *v =
+            cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, k->name) : NULL;
         if (k->kind == JK_SECTION) {
             if (k->store == JS_GIVEN) {
                 *(int *)field(base, k->off) = v != NULL;
@@ -318,7 +320,8 @@ static void print_one(cJSON *out, const struct jkey *k, const void *base)
     }
     case JS_ENUM: {
         int pos = *(const int *)cfield(base, k->off);
-        cJSON_AddStringToObject(out, k->name, pos >= 0 && (size_t)pos < k->n ? k->values[pos] : "?");
+        cJSON_AddStringToObject(out, k->name,
+                                pos >= 0 && (size_t)pos < k->n ? k->values[pos] : "?");
         return;
     }
     default:

@@ -18,8 +18,8 @@ struct jread {
     int failed;
 };
 
-__attribute__((format(printf, 3, 4)))
-int jread_fail(struct jread *c, const char *path, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) int jread_fail(struct jread *c, const char *path,
+                                                     const char *fmt, ...);
 /* out = base.key (or key at the top). */
 void jread_join(char *out, size_t len, const char *base, const char *key);
 /* "a string", "a number", ... for error messages. */
@@ -47,16 +47,16 @@ int jread_obj(struct jread *c, const cJSON *v, const char *path);
  * key present is read in the document's order.
  */
 enum jkind {
-    JK_STR,        /* a string; with values, one starting with one of them (else why) */
-    JK_NESTR,      /* a string that is not empty */
+    JK_STR,   /* a string; with values, one starting with one of them (else why) */
+    JK_NESTR, /* a string that is not empty */
     JK_BOOL,
-    JK_INT,        /* an integer within [min, max] */
-    JK_DUR,        /* a duration; with why, within [min, max] ms (else why) */
-    JK_NNDUR,      /* a duration, not negative; with why, within [min, max] ms */
-    JK_ENUM,       /* one of values */
-    JK_OBJ,        /* an object, not looked into */
-    JK_SECTION,    /* an object walked against sub */
-    JK_FN,         /* check decides */
+    JK_INT,     /* an integer within [min, max] */
+    JK_DUR,     /* a duration; with why, within [min, max] ms (else why) */
+    JK_NNDUR,   /* a duration, not negative; with why, within [min, max] ms */
+    JK_ENUM,    /* one of values */
+    JK_OBJ,     /* an object, not looked into */
+    JK_SECTION, /* an object walked against sub */
+    JK_FN,      /* check decides */
 };
 
 /*
@@ -66,18 +66,18 @@ enum jkind {
  * same table then checks, fills and prints a setting.
  */
 enum jstore {
-    JS_NONE,       /* not stored here (the caller reads it), not printed */
-    JS_MS,         /* int64_t milliseconds (a duration), default def */
-    JS_INT,        /* int, default def */
-    JS_BOOL,       /* int 0/1, default def (JF_NOT: stores the negation) */
-    JS_STR,        /* char *, a copy; default a copy of defs, or NULL */
-    JS_ENUM,       /* int (or an enum): the position in values, default def */
-    JS_GIVEN,      /* JK_SECTION: int 1 when the section is present, else 0
+    JS_NONE,  /* not stored here (the caller reads it), not printed */
+    JS_MS,    /* int64_t milliseconds (a duration), default def */
+    JS_INT,   /* int, default def */
+    JS_BOOL,  /* int 0/1, default def (JF_NOT: stores the negation) */
+    JS_STR,   /* char *, a copy; default a copy of defs, or NULL */
+    JS_ENUM,  /* int (or an enum): the position in values, default def */
+    JS_GIVEN, /* JK_SECTION: int 1 when the section is present, else 0
                       and neither stored nor printed */
 };
 
-#define JF_SECRET 1u   /* printed "<redacted>" when set */
-#define JF_NOT 2u      /* JS_BOOL kept negated (ssl_verify -> insecure) */
+#define JF_SECRET 1u /* printed "<redacted>" when set */
+#define JF_NOT 2u    /* JS_BOOL kept negated (ssl_verify -> insecure) */
 
 struct jkey {
     const char *name;
@@ -85,14 +85,14 @@ struct jkey {
     int64_t min, max;
     const char *why;
     const char *const *values;
-    size_t n;                  /* of values, or of sub */
+    size_t n; /* of values, or of sub */
     const struct jkey *sub;
     int (*check)(struct jread *c, const cJSON *v, const char *path);
     enum jstore store;
-    size_t off;                /* of the field in the struct given to store/print */
+    size_t off; /* of the field in the struct given to store/print */
     int64_t def;
     const char *defs;
-    unsigned flags;            /* JF_* */
+    unsigned flags; /* JF_* */
     /* A key the caller keeps itself (JS_NONE) may print itself, in its
      * place in the table. */
     void (*print)(cJSON *out, const void *base);

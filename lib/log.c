@@ -18,10 +18,12 @@ static const char *const names[] = {"trace", "debug", "info", "warn", "error"};
 
 int log_level_parse(const char *s, enum log_level *out)
 {
-    static const struct { const char *name; enum log_level l; } tab[] = {
-        {"trace", LOG_TRACE}, {"debug", LOG_DEBUG}, {"info", LOG_INFO},
-        {"warn", LOG_WARN},   {"warning", LOG_WARN}, {"error", LOG_ERROR},
-        {"err", LOG_ERROR},
+    static const struct {
+        const char *name;
+        enum log_level l;
+    } tab[] = {
+        {"trace", LOG_TRACE},  {"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warn", LOG_WARN},
+        {"warning", LOG_WARN}, {"error", LOG_ERROR}, {"err", LOG_ERROR},
     };
     for (size_t i = 0; s && i < sizeof tab / sizeof tab[0]; i++) {
         if (strcasecmp(s, tab[i].name) == 0) {
@@ -104,8 +106,8 @@ void log_msg(enum log_level l, const char *fmt, ...)
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
         buf_printf(&line, "{\"@level\":\"%s\",\"@message\":\"", names[l]);
         append_escaped(&line, msg, 1);
-        buf_printf(&line, "\",\"@module\":\"sidecar\",\"@timestamp\":\"%s.%06ldZ\"}\n",
-                   ts, (long)tv.tv_usec);
+        buf_printf(&line, "\",\"@module\":\"sidecar\",\"@timestamp\":\"%s.%06ldZ\"}\n", ts,
+                   (long)tv.tv_usec);
     } else {
         localtime_r(&tv.tv_sec, &tm);
         char ts[32];

@@ -18,21 +18,20 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 /* Parses "trace|debug|info|warn|error" (case-insensitive; "err" and
  * "warning" too). Returns 0 or -1. */
 int log_level_parse(const char *s, enum log_level *out);
-const char *log_level_name(enum log_level l);   /* "info" */
+const char *log_level_name(enum log_level l); /* "info" */
 int log_format_parse(const char *s, enum log_format *out);
 
 /* Process-wide settings; defaults info/text/stderr. */
 void log_setup(enum log_level level, enum log_format format);
-void log_set_stream(FILE *f);                    /* tests */
+void log_set_stream(FILE *f); /* tests */
 int log_enabled(enum log_level l);
 
-void log_msg(enum log_level l, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_trace(...) log_msg(LOG_TRACE, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -28,7 +28,7 @@ struct loop_timer {
     loop_timer_fn fn;
     void *arg;
     uint64_t due;
-    size_t heap_slot;      /* valid while active */
+    size_t heap_slot; /* valid while active */
     int active;
 };
 
@@ -49,15 +49,15 @@ struct hook {
 
 struct curl_sock {
     curl_socket_t fd;
-    short events;          /* POLLIN / POLLOUT, as curl asked */
+    short events; /* POLLIN / POLLOUT, as curl asked */
 };
 
 struct loop {
     CURLM *multi;
     void (*curl_done)(void *easy, int result);
-    struct curl_sock *cs;       /* the sockets curl wants watched */
+    struct curl_sock *cs; /* the sockets curl wants watched */
     size_t cs_len, cs_cap;
-    uint64_t curl_due;          /* when curl wants its timeout run (ms); UINT64_MAX none */
+    uint64_t curl_due; /* when curl wants its timeout run (ms); UINT64_MAX none */
     uint64_t now;
     uint64_t wakeups;
     int stop;
@@ -71,7 +71,7 @@ struct loop {
     struct hook *hooks;
     size_t hooks_len;
 
-    struct loop_timer *trim;    /* gives freed heap back to the system */
+    struct loop_timer *trim; /* gives freed heap back to the system */
 
     int sig_pipe[2];
     struct {
@@ -116,15 +116,15 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
             size_t cap = l->cs_cap ? l->cs_cap * 2 : 16;
             struct curl_sock *g = realloc(l->cs, cap * sizeof *g);
             if (g == NULL)
-                return -1;   /* curl fails the transfer */
+                return -1; /* curl fails the transfer */
             l->cs = g;
             l->cs_cap = cap;
         }
         l->cs_len++;
     }
     l->cs[i].fd = fd;
-    l->cs[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) |
-                              ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+    l->cs[i].events =
+        (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
     return 0;
 }
 
@@ -186,7 +186,7 @@ void loop_free(struct loop *l)
     free(l->fds);
     free(l->hooks);
     if (l->multi)
-        curl_multi_cleanup(l->multi);   /* may still tell on_curl_socket */
+        curl_multi_cleanup(l->multi); /* may still tell on_curl_socket */
     free(l->cs);
     if (l->sig_pipe[0] >= 0) {
         if (sig_write_fd == l->sig_pipe[1])
@@ -493,9 +493,9 @@ static void dispatch(struct loop *l, const struct pollfd *p, size_t n_user, size
         short r = p[i].revents;
         if (r == 0)
             continue;
-        run_curl(l, p[i].fd, ((r & POLLIN) ? CURL_CSELECT_IN : 0) |
-                                 ((r & POLLOUT) ? CURL_CSELECT_OUT : 0) |
-                                 ((r & (POLLERR | POLLHUP | POLLNVAL)) ? CURL_CSELECT_ERR : 0));
+        run_curl(l, p[i].fd,
+                 ((r & POLLIN) ? CURL_CSELECT_IN : 0) | ((r & POLLOUT) ? CURL_CSELECT_OUT : 0) |
+                     ((r & (POLLERR | POLLHUP | POLLNVAL)) ? CURL_CSELECT_ERR : 0));
     }
 }
 

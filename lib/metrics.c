@@ -9,9 +9,9 @@
 enum kind { K_COUNTER, K_GAUGE, K_HISTOGRAM };
 
 struct series {
-    char *label_value;       /* NULL for unlabelled */
-    double value;            /* counter / gauge */
-    double *counts;          /* histogram: per bucket (non-cumulative) */
+    char *label_value; /* NULL for unlabelled */
+    double value;      /* counter / gauge */
+    double *counts;    /* histogram: per bucket (non-cumulative) */
     double sum, count;
 };
 
@@ -78,8 +78,8 @@ int metrics_valid_name(const char *name)
     return 1;
 }
 
-static struct family *add_family(struct metrics *m, enum kind k, const char *name,
-                                 const char *help, const char *label)
+static struct family *add_family(struct metrics *m, enum kind k, const char *name, const char *help,
+                                 const char *label)
 {
     for (struct family *f = m->head; f; f = f->next)
         if (strcmp(f->name, name) == 0)
@@ -121,9 +121,9 @@ struct metrics_gauge *metrics_gauge(struct metrics *m, const char *name, const c
     return (struct metrics_gauge *)add_family(m, K_GAUGE, name, help, label_name);
 }
 
-struct metrics_histogram *metrics_histogram(struct metrics *m, const char *name,
-                                            const char *help, const char *label_name,
-                                            const double *buckets, size_t n_buckets)
+struct metrics_histogram *metrics_histogram(struct metrics *m, const char *name, const char *help,
+                                            const char *label_name, const double *buckets,
+                                            size_t n_buckets)
 {
     struct family *f = add_family(m, K_HISTOGRAM, name, help, label_name);
     if (f && f->buckets == NULL && n_buckets) {
@@ -207,8 +207,8 @@ void metrics_histogram_observe(struct metrics_histogram *h, const char *label_va
 
 void metrics_build_info(struct metrics *m, const char *version)
 {
-    struct metrics_gauge *g = metrics_gauge(m, "consul_sidecar_build_info",
-                                            "Build information (always 1)", "version");
+    struct metrics_gauge *g =
+        metrics_gauge(m, "consul_sidecar_build_info", "Build information (always 1)", "version");
     metrics_gauge_set(g, version, 1);
 }
 

@@ -24,9 +24,9 @@ struct metrics_counter *metrics_counter(struct metrics *m, const char *name, con
                                         const char *label_name);
 struct metrics_gauge *metrics_gauge(struct metrics *m, const char *name, const char *help,
                                     const char *label_name);
-struct metrics_histogram *metrics_histogram(struct metrics *m, const char *name,
-                                            const char *help, const char *label_name,
-                                            const double *buckets, size_t n_buckets);
+struct metrics_histogram *metrics_histogram(struct metrics *m, const char *name, const char *help,
+                                            const char *label_name, const double *buckets,
+                                            size_t n_buckets);
 
 /* label_value is ignored (may be NULL) for unlabelled metrics. NULL metric
  * handles are accepted and ignored. */

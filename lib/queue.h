@@ -18,10 +18,13 @@ struct queue {
     size_t n;
 };
 
-#define QUEUE_INIT {NULL, NULL, 0}
+#define QUEUE_INIT    \
+    {                 \
+        NULL, NULL, 0 \
+    }
 /* The element of type T whose member M is the link l. */
-#define QUEUE_ITEM(l, T, M) ((T *)(void *)((char *)(l) - offsetof(T, M)))
-#define QUEUE_CITEM(l, T, M) ((const T *)(const void *)((const char *)(l) - offsetof(T, M)))
+#define QUEUE_ITEM(l, T, M) ((T *)(void *)((char *)(l)-offsetof(T, M)))
+#define QUEUE_CITEM(l, T, M) ((const T *)(const void *)((const char *)(l)-offsetof(T, M)))
 /* Every link of q in order; a body that unlinks l must leave the loop. */
 #define QUEUE_EACH(l, q) for (struct qlink *l = (q)->head; l; l = l->next)
 

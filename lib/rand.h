@@ -9,7 +9,7 @@
 
 /* Seeds from the kernel (getrandom), falling back to time and pid. */
 void rand_seed(void);
-void rand_seed_with(uint64_t seed);  /* tests: reproducible sequences */
+void rand_seed_with(uint64_t seed); /* tests: reproducible sequences */
 uint64_t rand_u64(void);
 /* Uniform in [0, n); 0 when n == 0. */
 uint64_t rand_below(uint64_t n);

@@ -6,7 +6,7 @@
 
 static uint32_t hash_of(const char *k, size_t len)
 {
-    uint32_t h = 2166136261u;   /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)k[i];
         h *= 16777619u;
@@ -19,8 +19,7 @@ static struct strmap_slot *find(const struct strmap *m, const char *key, size_t 
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         struct strmap_slot *s = &m->slots[i];
-        if (s->key == NULL ||
-            (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
+        if (s->key == NULL || (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
             return s;
     }
 }

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 struct strmap_slot {
-    const char *key;      /* NULL: empty */
+    const char *key; /* NULL: empty */
     size_t len;
     uint32_t hash;
     uint64_t value;
@@ -18,7 +18,7 @@ struct strmap_slot {
 
 struct strmap {
     struct strmap_slot *slots;
-    size_t cap, n;        /* cap: 0 or a power of two, kept at least twice n */
+    size_t cap, n; /* cap: 0 or a power of two, kept at least twice n */
 };
 
 /* The value of key, NULL when absent. */

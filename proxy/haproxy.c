@@ -47,11 +47,16 @@ static void state_header(char *line, struct state_cols *cols)
     char *save = NULL;
     int col = 0;
     for (char *tok = strtok_r(line + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save), col++) {
-        if (!strcmp(tok, "srv_name")) cols->name = col;
-        else if (!strcmp(tok, "srv_addr")) cols->addr = col;
-        else if (!strcmp(tok, "srv_port")) cols->port = col;
-        else if (!strcmp(tok, "srv_admin_state")) cols->admin = col;
-        else if (!strcmp(tok, "srv_uweight")) cols->weight = col;
+        if (!strcmp(tok, "srv_name"))
+            cols->name = col;
+        else if (!strcmp(tok, "srv_addr"))
+            cols->addr = col;
+        else if (!strcmp(tok, "srv_port"))
+            cols->port = col;
+        else if (!strcmp(tok, "srv_admin_state"))
+            cols->admin = col;
+        else if (!strcmp(tok, "srv_uweight"))
+            cols->weight = col;
     }
 }
 
@@ -66,18 +71,23 @@ static int state_server(char *line, const struct state_cols *cols, const char *p
     if (cols->name < 0 || cols->addr < 0 || cols->port < 0 || cols->admin < 0 || cols->weight < 0)
         return snprintf(err, errlen, "show servers state: unexpected format (no header)"), -1;
     for (char *tok = strtok_r(line, " ", &save); tok; tok = strtok_r(NULL, " ", &save), col++) {
-        if (col == cols->name) name = tok;
-        else if (col == cols->addr) addr = tok;
-        else if (col == cols->port) port = strtol(tok, NULL, 10);
-        else if (col == cols->admin) admin = strtol(tok, NULL, 10);
-        else if (col == cols->weight) weight = strtol(tok, NULL, 10);
+        if (col == cols->name)
+            name = tok;
+        else if (col == cols->addr)
+            addr = tok;
+        else if (col == cols->port)
+            port = strtol(tok, NULL, 10);
+        else if (col == cols->admin)
+            admin = strtol(tok, NULL, 10);
+        else if (col == cols->weight)
+            weight = strtol(tok, NULL, 10);
     }
     if (!name || !addr || port < 0 || admin < 0 || weight < 0)
         return snprintf(err, errlen, "show servers state: short line"), -1;
     if (strncmp(name, prefix, strlen(prefix)) != 0)
-        return 0;          /* not ours */
+        return 0; /* not ours */
     if (admin & (0x01 | 0x08))
-        return 0;          /* forced maintenance or drain: takes no new traffic;
+        return 0; /* forced maintenance or drain: takes no new traffic;
                             * reading it as absent makes the add path ("Already
                             * exists": weight, ready) bring back one a half-done
                             * removal left */
@@ -89,8 +99,8 @@ static int state_server(char *line, const struct state_cols *cols, const char *p
     return 1;
 }
 
-int haproxy_parse_servers_state(const char *text, const char *prefix,
-                                struct proxy_target_set *out, char *err, size_t errlen)
+int haproxy_parse_servers_state(const char *text, const char *prefix, struct proxy_target_set *out,
+                                char *err, size_t errlen)
 {
     struct proxy_target_set set = {0};
     struct state_cols cols = {-1, -1, -1, -1, -1};
@@ -164,8 +174,10 @@ static void on_state(int ok, const char *reply, const char *err, void *arg)
     } else if (haproxy_parse_servers_state(reply, HAPROXY_SERVER_PREFIX, &set, e, sizeof e) < 0) {
         char msg[700];
         if (strstr(e, "Can't find backend") || strstr(e, "No such backend"))
-            snprintf(msg, sizeof msg, "backend '%s' does not exist in HAProxy: declare it in "
-                     "haproxy.cfg with a dynamic balance algorithm (e.g. roundrobin)", r->backend);
+            snprintf(msg, sizeof msg,
+                     "backend '%s' does not exist in HAProxy: declare it in "
+                     "haproxy.cfg with a dynamic balance algorithm (e.g. roundrobin)",
+                     r->backend);
         else if (strstr(e, "Permission denied"))
             snprintf(msg, sizeof msg, "the HAProxy runtime socket %s is not at level admin",
                      r->h->where);
@@ -179,8 +191,8 @@ static void on_state(int ok, const char *reply, const char *err, void *arg)
     free(r);
 }
 
-static int hap_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg,
-                    char *err, size_t errlen)
+static int hap_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg, char *err,
+                    size_t errlen)
 {
     struct hap *h = (struct hap *)p;
     struct read_req *r = calloc(1, sizeof *r);
@@ -218,8 +230,8 @@ struct batch;
 
 struct op_run {
     struct batch *b;
-    size_t i;          /* index in ops */
-    int step;          /* within the op's script */
+    size_t i; /* index in ops */
+    int step; /* within the op's script */
     int attempts;
 };
 
@@ -238,7 +250,7 @@ struct batch {
     size_t n, next, running, done;
     proxy_apply_fn fn;
     void *arg;
-    struct batch *next_batch;  /* in h->batches */
+    struct batch *next_batch; /* in h->batches */
 };
 
 static void op_send(struct op_run *r);
@@ -368,7 +380,7 @@ int haproxy_parse_stat_sessions(const char *text, const char *server)
                 if (n && (*e || v < 0))
                     v = -1;
                 else if (v > 1000000)
-                    v = 1000000;   /* a count, not a number to add up unbounded */
+                    v = 1000000; /* a count, not a number to add up unbounded */
                 if (col == col_scur)
                     scur = v;
                 else
@@ -395,13 +407,13 @@ int haproxy_parse_stat_sessions(const char *text, const char *server)
 struct drain {
     struct hap *h;
     char backend[300], server[300];
-    uint64_t deadline;         /* loop_clock_ms() after which it waits no more */
-    int step;                  /* RM_WAIT, then RM_MAINT, RM_DEL (RM_SHUTDOWN) */
-    int attempts;              /* deletes refused for connections */
-    int failures;              /* commands that got no answer */
-    int busy;                  /* one of its commands awaits its answer */
-    int asked;                 /* a show stat of its backend is on its way */
-    int cancelled;             /* an op on the same server came: stop */
+    uint64_t deadline; /* loop_clock_ms() after which it waits no more */
+    int step;          /* RM_WAIT, then RM_MAINT, RM_DEL (RM_SHUTDOWN) */
+    int attempts;      /* deletes refused for connections */
+    int failures;      /* commands that got no answer */
+    int busy;          /* one of its commands awaits its answer */
+    int asked;         /* a show stat of its backend is on its way */
+    int cancelled;     /* an op on the same server came: stop */
     struct drain *next;
 };
 
@@ -449,7 +461,7 @@ static void drain_send(struct drain *d)
         snprintf(cmd, sizeof cmd, "shutdown sessions server %s/%s", d->backend, d->server);
     d->busy = 1;
     if (enqueue(d->h, cmd, on_drain_cmd, d) < 0)
-        drain_free(d);   /* out of memory: left in drain (it reads as absent) */
+        drain_free(d); /* out of memory: left in drain (it reads as absent) */
 }
 
 static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg)
@@ -476,7 +488,7 @@ static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg)
     switch (d->step) {
     case RM_MAINT:
         if (!reply_empty(reply)) {
-            drain_free(d);   /* gone ("No such server") or refused: nothing to do */
+            drain_free(d); /* gone ("No such server") or refused: nothing to do */
             return;
         }
         d->step = RM_DEL;
@@ -484,11 +496,11 @@ static void on_drain_cmd(int ok, const char *reply, const char *err, void *arg)
         return;
     case RM_DEL:
         if (strstr(reply, "still has connections") && d->attempts++ < 3) {
-            d->step = RM_SHUTDOWN;   /* then delete again */
+            d->step = RM_SHUTDOWN; /* then delete again */
             drain_send(d);
             return;
         }
-        drain_free(d);   /* deleted, already gone, or left in maint */
+        drain_free(d); /* deleted, already gone, or left in maint */
         return;
     default:
         /* After shutdown sessions: HAProxy closes them asynchronously, so a
@@ -517,9 +529,9 @@ static void on_drain_stat(int ok, const char *reply, const char *err, void *arg)
          * refuses a server with sessions, and the fallback applies. */
         int left = ok ? haproxy_parse_stat_sessions(reply, d->server) : 1;
         if (left > 0 && now < d->deadline)
-            continue;   /* sessions in flight: wait */
+            continue; /* sessions in flight: wait */
         d->step = RM_MAINT;
-        drain_send(d);  /* may free d (next is kept) */
+        drain_send(d); /* may free d (next is kept) */
     }
     free(q);
     drain_schedule(h);
@@ -542,7 +554,7 @@ static void drain_poll(struct hap *h)
         struct drain_question *q = calloc(1, sizeof *q);
         char cmd[400];
         if (q == NULL)
-            return;   /* out of memory: the timer asks again */
+            return; /* out of memory: the timer asks again */
         q->h = h;
         snprintf(q->backend, sizeof q->backend, "%s", d->backend);
         snprintf(cmd, sizeof cmd, "show stat %s 4 -1", q->backend);
@@ -561,7 +573,7 @@ static void on_drain_timer(void *arg)
     struct hap *h = arg;
     h->drain_gap_ms = h->drain_gap_ms * 2 > 500 ? 500 : h->drain_gap_ms * 2;
     drain_poll(h);
-    drain_schedule(h);   /* nothing could be asked (out of memory): later */
+    drain_schedule(h); /* nothing could be asked (out of memory): later */
 }
 
 /* Takes over a removal whose drain was answered; -1 if it cannot. */
@@ -576,7 +588,7 @@ static int drain_start(struct hap *h, const char *backend, const char *server)
     d->step = RM_WAIT;
     d->deadline = loop_clock_ms() + (uint64_t)h->drain_timeout_ms;
     if (h->drains == NULL) {
-        h->drain_gap_ms = 50;   /* a new spell of waiting: look often first */
+        h->drain_gap_ms = 50; /* a new spell of waiting: look often first */
         loop_timer_stop(h->drain_timer);
     }
     d->next = h->drains;
@@ -594,9 +606,9 @@ static void drain_cancel(struct hap *h, const char *backend, const char *server)
         if (strcmp(d->backend, backend) != 0 || strcmp(d->server, server) != 0)
             continue;
         if (d->busy)
-            d->cancelled = 1;   /* freed when its answer comes */
+            d->cancelled = 1; /* freed when its answer comes */
         else
-            drain_free(d);      /* a show stat on its way names only the backend */
+            drain_free(d); /* a show stat on its way names only the backend */
     }
 }
 
@@ -633,7 +645,7 @@ static void on_remove_answer(struct op_run *r, const char *reply, const char *li
     char msg[400];
     if (r->step == RM_DRAIN || r->step == RM_MAINT) {
         if (strstr(reply, "No such server")) {
-            op_done(r, 1, NULL);      /* already gone */
+            op_done(r, 1, NULL); /* already gone */
         } else if (!reply_empty(reply)) {
             snprintf(msg, sizeof msg, "set state %s: %s", r->step == RM_MAINT ? "maint" : "drain",
                      line);
@@ -654,7 +666,7 @@ static void on_remove_answer(struct op_run *r, const char *reply, const char *li
         return;
     }
     if (r->step != RM_DEL) {
-        next_step(r, RM_DEL);             /* after shutdown sessions */
+        next_step(r, RM_DEL); /* after shutdown sessions */
         return;
     }
     if (strstr(reply, "Server deleted") || strstr(reply, "No such server")) {
@@ -755,7 +767,7 @@ static void batch_pump(struct batch *b)
         struct op_run *r = &b->runs[b->next];
         const struct proxy_op *op = &b->ops[b->next];
         if (b->running > 0 && op->kind != b->ops[b->next - 1].kind)
-            break;                        /* the previous phase first */
+            break; /* the previous phase first */
         b->next++;
         if (op->kind == PROXY_OP_REMOVE && batch_add_failed(b)) {
             /* Removing while a replacement failed to go in could empty the
@@ -837,7 +849,7 @@ static void hap_free(struct proxy *p)
         while ((l = queue_pop(lists[k])) != NULL) {
             struct cmd *c = QUEUE_ITEM(l, struct cmd, link);
             if (c->fn == on_state || c->fn == on_drain_stat)
-                free(c->arg);   /* drains are freed below */
+                free(c->arg); /* drains are freed below */
             free(c->text);
             free(c);
         }

@@ -36,8 +36,8 @@ struct proxy *haproxy_new(struct loop *l, const struct haproxy_opts *o, char *er
 /* Pure: parses `show servers state <backend>` output into the servers named
  * with prefix (servers in forced maintenance are left out: they take no
  * traffic). 0, or -1 with err (e.g. HAProxy's own error line). */
-int haproxy_parse_servers_state(const char *text, const char *prefix,
-                                struct proxy_target_set *out, char *err, size_t errlen);
+int haproxy_parse_servers_state(const char *text, const char *prefix, struct proxy_target_set *out,
+                                char *err, size_t errlen);
 /* Pure: the current plus queued sessions (scur + qcur) of server in the
  * CSV of `show stat <backend> 4 -1`; -1 when the server is not listed, -2
  * when the text is not such a dump (an error line). */

@@ -94,7 +94,7 @@ void on_kick(void *arg)
 static void answered(struct hap *h, const char *text)
 {
     if (h->prompt_pending) {
-        h->prompt_pending = 0;   /* the answer to "prompt" itself */
+        h->prompt_pending = 0; /* the answer to "prompt" itself */
         return;
     }
     struct cmd *c = pop(&h->sent);
@@ -152,7 +152,7 @@ static void on_io(int fd, short revents, void *arg)
                     h->reply.data[off + alen] = '\0';
                     answered(h, h->reply.data + off);
                     if (h->fd < 0)
-                        return;   /* a callback freed the connection's state */
+                        return; /* a callback freed the connection's state */
                     h->reply.data[off + alen] = save;
                     off += alen + 2;
                 }
@@ -164,8 +164,10 @@ static void on_io(int fd, short revents, void *arg)
             }
             if (n == 0) {
                 if (h->sent.head || h->prompt_pending) {
-                    snprintf(msg, sizeof msg, "HAProxy runtime API at %s closed the connection "
-                             "before answering", h->where);
+                    snprintf(msg, sizeof msg,
+                             "HAProxy runtime API at %s closed the connection "
+                             "before answering",
+                             h->where);
                     conn_failed(h, msg);
                 } else {
                     close_conn(h);
@@ -223,7 +225,7 @@ static void pump(struct hap *h)
         queue_push(&h->sent, queue_pop(&h->queued));
     }
     if (h->sent.head == NULL && !h->prompt_pending && h->queued.head == NULL) {
-        close_conn(h);       /* all answered: give the slot back */
+        close_conn(h); /* all answered: give the slot back */
         return;
     }
     short ev = POLLIN;
@@ -253,8 +255,7 @@ static void start_conn(struct hap *h)
     if (connect(fd, (struct sockaddr *)&h->addr, h->addrlen) < 0 && errno != EINPROGRESS &&
         errno != EAGAIN) {
         snprintf(h->start_error, sizeof h->start_error,
-                 "cannot connect to the HAProxy runtime API at %s: %s", h->where,
-                 strerror(errno));
+                 "cannot connect to the HAProxy runtime API at %s: %s", h->where, strerror(errno));
         close(fd);
         loop_timer_start(h->timer, 0);
         return;
@@ -289,7 +290,6 @@ int enqueue(struct hap *h, const char *text, cmd_fn fn, void *arg)
         loop_timer_start(h->kick, 0);
     return 0;
 }
-
 
 int hap_set_address(struct hap *h, const char *runtime, char *err, size_t errlen)
 {
@@ -326,7 +326,8 @@ int hap_set_address(struct hap *h, const char *runtime, char *err, size_t errlen
         h->addrlen = res->ai_addrlen;
         freeaddrinfo(res);
     } else {
-        snprintf(err, errlen, "haproxy runtime \"%s\": expected unix:///path or tcp://host:port", rt);
+        snprintf(err, errlen, "haproxy runtime \"%s\": expected unix:///path or tcp://host:port",
+                 rt);
         return -1;
     }
     return 0;

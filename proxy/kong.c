@@ -13,7 +13,7 @@
 #include "lib/unconst.h"
 
 #define KONG_STOPPED "writes stopped: this sidecar is no longer the elected writer"
-#define KONG_TASK_REQ SIZE_MAX   /* a request of the task itself, not of an op */
+#define KONG_TASK_REQ SIZE_MAX /* a request of the task itself, not of an op */
 
 /* Where a task is: the mode check (GET /, once per driver), its upstream
  * (read, created when missing), then its targets (pages read, or ops sent). */
@@ -35,11 +35,11 @@ enum op_step { OP_SEND, OP_FALLBACK, OP_LOOKUP };
 struct req {
     struct kong *k;
     struct task *t;
-    size_t op;                 /* index into t->ops, or KONG_TASK_REQ */
-    enum op_step step;         /* where in the op's exchange */
+    size_t op;         /* index into t->ops, or KONG_TASK_REQ */
+    enum op_step step; /* where in the op's exchange */
     int write;
     struct http_call *call;
-    struct req *prev, *next;   /* k->reqs */
+    struct req *prev, *next; /* k->reqs */
 };
 
 struct kong {
@@ -48,14 +48,14 @@ struct kong {
     cJSON *defaults;
     long timeout_ms;
     int max_in_flight;
-    int mode_checked;          /* GET / answered */
-    int mode_checking;         /* GET / on the wire */
-    char fatal[400];           /* DB-less / data plane: no writes possible */
-    struct req *reqs;          /* on the wire */
+    int mode_checked;  /* GET / answered */
+    int mode_checking; /* GET / on the wire */
+    char fatal[400];   /* DB-less / data plane: no writes possible */
+    struct req *reqs;  /* on the wire */
     int n_reqs, n_writes;
-    struct queue running;      /* tasks started, at most one an upstream */
-    struct queue queued;       /* tasks waiting to start */
-    struct loop_timer *later;  /* pumps from the loop, after an abort */
+    struct queue running;     /* tasks started, at most one an upstream */
+    struct queue queued;      /* tasks waiting to start */
+    struct loop_timer *later; /* pumps from the loop, after an abort */
     int pumping, again;
     /* Upstream name (owned) -> 1 when the last read found it missing: the
      * apply that follows creates it at once, without asking again (a 409
@@ -77,24 +77,24 @@ struct task {
     char upstream_esc[800];
     void *arg;
     enum task_phase phase;
-    enum upstream_step step;   /* in PHASE_UPSTREAM */
-    int busy;                  /* a request of the task itself on the wire */
+    enum upstream_step step; /* in PHASE_UPSTREAM */
+    int busy;                /* a request of the task itself on the wire */
     int finished;
-    char error[500];           /* the whole task failed: sends no more */
+    char error[500]; /* the whole task failed: sends no more */
     /* read */
     proxy_read_fn read_fn;
     struct proxy_target_set found;
-    char next_page[1200];      /* "" = the first */
+    char next_page[1200]; /* "" = the first */
     /* apply */
     proxy_apply_fn apply_fn;
     struct proxy_op *ops;
     struct proxy_op_result *results;
     size_t n;
-    int pass;                  /* 0 adds, 1 weights, 2 removals, 3 done */
-    size_t cursor;             /* next op to look at in this pass */
-    int pending;               /* ops on the wire */
-    int add_failed;            /* an ADD failed: removals are kept */
-    struct qlink link;         /* in k->running or k->queued */
+    int pass;          /* 0 adds, 1 weights, 2 removals, 3 done */
+    size_t cursor;     /* next op to look at in this pass */
+    int pending;       /* ops on the wire */
+    int add_failed;    /* an ADD failed: removals are kept */
+    struct qlink link; /* in k->running or k->queued */
 };
 
 static void pump(struct kong *k);
@@ -183,8 +183,9 @@ int kong_parse_targets_page(const char *body, size_t len, const char *tag,
         }
         int ours = 0;
         const cJSON *g;
-        cJSON_ArrayForEach(g, tags) if (cJSON_IsString(g) && strcmp(g->valuestring, tag) == 0)
-            ours = 1;
+        cJSON_ArrayForEach(g, tags)
+            if (cJSON_IsString(g) && strcmp(g->valuestring, tag) == 0)
+                ours = 1;
         if (!ours)
             continue;
         struct proxy_target *n = realloc(out->items, (out->n + 1) * sizeof *n);
@@ -209,14 +210,15 @@ fail:
     return -1;
 }
 
-
 /* A target object carries our ownership tag. */
 static int target_is_ours(const char *body, const char *tag)
 {
     cJSON *o = cJSON_Parse(body);
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags"), *x;
     int ours = 0;
-    cJSON_ArrayForEach(x, tags) if (cJSON_IsString(x) && strcmp(x->valuestring, tag) == 0) ours = 1;
+    cJSON_ArrayForEach(x, tags)
+        if (cJSON_IsString(x) && strcmp(x->valuestring, tag) == 0)
+            ours = 1;
     cJSON_Delete(o);
     return ours;
 }
@@ -341,8 +343,7 @@ static int send_op(struct task *t, size_t i, enum op_step step, char *err, size_
 /* Sends the next op the current pass allows. Returns 1 if one was sent. */
 static int send_next_op(struct task *t)
 {
-    static const enum proxy_op_kind order[3] = {PROXY_OP_ADD, PROXY_OP_SET_WEIGHT,
-                                                PROXY_OP_REMOVE};
+    static const enum proxy_op_kind order[3] = {PROXY_OP_ADD, PROXY_OP_SET_WEIGHT, PROXY_OP_REMOVE};
     char err[300];
     while (t->pass < 3) {
         while (t->cursor < t->n) {
@@ -363,7 +364,7 @@ static int send_next_op(struct task *t)
             snprintf(t->results[i].error, sizeof t->results[i].error, "%s", err);
         }
         if (t->pending)
-            return 0;       /* this pass ends before the next begins */
+            return 0; /* this pass ends before the next begins */
         t->pass++;
         t->cursor = 0;
     }
@@ -416,8 +417,7 @@ static int send_upstream(struct task *t)
         char *body = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         snprintf(err, sizeof err, "out of memory");
-        rc = body ? send_req(t, KONG_TASK_REQ, 1, "POST", "/upstreams", body, err, sizeof err)
-                  : -1;
+        rc = body ? send_req(t, KONG_TASK_REQ, 1, "POST", "/upstreams", body, err, sizeof err) : -1;
         free(body);
     }
     if (rc < 0) {
@@ -436,14 +436,14 @@ static int task_next(struct task *t)
     if (t->finished || t->busy)
         return 0;
     if (k->fatal[0])
-        task_fail(t, k->fatal);   /* reads too: nothing they find can be applied */
+        task_fail(t, k->fatal); /* reads too: nothing they find can be applied */
     if (t->error[0]) {
         t->finished = t->pending == 0;
         return 0;
     }
     if (!k->mode_checked) {
         if (k->mode_checking)
-            return 0;      /* another task asked; all wait for its answer */
+            return 0; /* another task asked; all wait for its answer */
         if (send_req(t, KONG_TASK_REQ, OP_SEND, "GET", "/", NULL, err, sizeof err) < 0) {
             task_fail(t, err);
             return 0;
@@ -480,9 +480,11 @@ static int refused_dbless(struct kong *k, const struct http_response *r, const c
     if (r->status != 405 || strstr(body, "when not using a database") == NULL)
         return 0;
     if (!k->fatal[0])
-        snprintf(k->fatal, sizeof k->fatal, "Kong at %s refuses writes: it runs DB-less "
+        snprintf(k->fatal, sizeof k->fatal,
+                 "Kong at %s refuses writes: it runs DB-less "
                  "(database=off); point the sidecar at a Kong node with a database or at the "
-                 "control plane", k->admin_url);
+                 "control plane",
+                 k->admin_url);
     return 1;
 }
 
@@ -503,12 +505,16 @@ static void on_mode(struct task *t, const struct http_response *r, const char *b
         return;
     }
     if (cJSON_IsString(db) && strcmp(db->valuestring, "off") == 0)
-        snprintf(k->fatal, sizeof k->fatal, "Kong at %s runs DB-less (database=off): target "
+        snprintf(k->fatal, sizeof k->fatal,
+                 "Kong at %s runs DB-less (database=off): target "
                  "writes are impossible; point the sidecar at a Kong node with a database or "
-                 "at the control plane", k->admin_url);
+                 "at the control plane",
+                 k->admin_url);
     else if (cJSON_IsString(role) && strcmp(role->valuestring, "data_plane") == 0)
-        snprintf(k->fatal, sizeof k->fatal, "Kong at %s is a data plane: its Admin API is "
-                 "read-only; point the sidecar at the control plane", k->admin_url);
+        snprintf(k->fatal, sizeof k->fatal,
+                 "Kong at %s is a data plane: its Admin API is "
+                 "read-only; point the sidecar at the control plane",
+                 k->admin_url);
     cJSON_Delete(o);
     k->mode_checked = 1;
     t->phase = PHASE_UPSTREAM;
@@ -525,14 +531,14 @@ static void on_upstream(struct task *t, const struct http_response *r, const cha
     }
     if (t->step == UP_READ && r->status == 404) {
         if (t->is_read) {
-            t->finished = 1;     /* no upstream: nothing of ours */
+            t->finished = 1; /* no upstream: nothing of ours */
             mark_missing(t->k, t->upstream, 1);
         } else
             t->step = UP_CREATE;
         return;
     }
     if (t->step == UP_CREATE && (r->status == 201 || r->status == 200 || r->status == 409)) {
-        t->phase = PHASE_TARGETS;   /* 409: someone else created it */
+        t->phase = PHASE_TARGETS; /* 409: someone else created it */
         return;
     }
     if (refused_dbless(t->k, r, body))
@@ -571,7 +577,7 @@ static int op_next_step(struct task *t, size_t i, enum op_step step, const struc
     switch (t->ops[i].kind) {
     case PROXY_OP_ADD:
         if (step == OP_SEND && r->status == 409)
-            return OP_LOOKUP;    /* exists: ours (tagged)? then its weight */
+            return OP_LOOKUP; /* exists: ours (tagged)? then its weight */
         if (step == OP_LOOKUP && r->status == 200 && target_is_ours(body, t->k->tag))
             return OP_FALLBACK;
         if (step == OP_LOOKUP && r->status == 404)
@@ -584,7 +590,7 @@ static int op_next_step(struct task *t, size_t i, enum op_step step, const struc
                    "consul-sidecar (no ownership tag): left alone";
         return -1;
     case PROXY_OP_SET_WEIGHT:
-        return step == OP_SEND && r->status == 404 ? OP_FALLBACK : -1;   /* vanished: create it */
+        return step == OP_SEND && r->status == 404 ? OP_FALLBACK : -1; /* vanished: create it */
     case PROXY_OP_REMOVE:
         return -1;
     }
@@ -594,7 +600,7 @@ static int op_next_step(struct task *t, size_t i, enum op_step step, const struc
 static int op_ok(const struct proxy_op *op, enum op_step step, long status)
 {
     switch (op->kind) {
-    case PROXY_OP_ADD:   /* 200 at step 0: Kong 2.2-2.8 upsert */
+    case PROXY_OP_ADD: /* 200 at step 0: Kong 2.2-2.8 upsert */
         return step == OP_LOOKUP ? 0
                : step == OP_SEND ? status == 201 || status == 200
                                  : status == 200;
@@ -650,8 +656,10 @@ static void on_response(struct http_response *r, void *arg)
         task_fail(t, msg);
     } else if (r->status == 401 || r->status == 403) {
         kong_describe_error(r->status, body, desc, sizeof desc);
-        snprintf(msg, sizeof msg, "Kong Admin API rejected the sidecar's credentials (%s): set "
-                 "proxy.kong.token_file to a token allowed to manage upstreams", desc);
+        snprintf(msg, sizeof msg,
+                 "Kong Admin API rejected the sidecar's credentials (%s): set "
+                 "proxy.kong.token_file to a token allowed to manage upstreams",
+                 desc);
         task_fail(t, msg);
     } else {
         failed = 0;
@@ -753,7 +761,7 @@ static int finish(struct kong *k)
         struct task *t = QUEUE_ITEM(l, struct task, link);
         if (!t->finished && !(t->error[0] && !t->busy && t->pending == 0))
             continue;
-        queue_remove(&k->running, l);   /* and the walk ends here */
+        queue_remove(&k->running, l); /* and the walk ends here */
         task_report(t);
         task_free(t);
         return 1;
@@ -809,8 +817,8 @@ static struct task *task_new(struct kong *k, const char *upstream, void *arg)
     return t;
 }
 
-static int kong_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg,
-                     char *err, size_t errlen)
+static int kong_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg, char *err,
+                     size_t errlen)
 {
     struct kong *k = (struct kong *)p;
     struct task *t = task_new(k, upstream, arg);
@@ -903,8 +911,8 @@ static void kong_free(struct proxy *p)
     free(k);
 }
 
-static const struct proxy_ops kong_ops = {"kong", kong_read, kong_apply, kong_free, 65535,
-                                          kong_abort_writes};
+static const struct proxy_ops kong_ops = {"kong",    kong_read, kong_apply,
+                                          kong_free, 65535,     kong_abort_writes};
 
 struct proxy *kong_new(struct loop *l, const struct kong_opts *o, char *err, size_t errlen)
 {
@@ -931,8 +939,8 @@ struct proxy *kong_new(struct loop *l, const struct kong_opts *o, char *err, siz
         if ((k->token_header = malloc(n)) != NULL)
             snprintf(k->token_header, n, "Kong-Admin-Token: %s", o->token);
     }
-    if (!k->admin_url || !k->later || !k->user_agent || !k->tag || (o->upstream_defaults && !k->defaults) ||
-        (o->token && *o->token && !k->token_header)) {
+    if (!k->admin_url || !k->later || !k->user_agent || !k->tag ||
+        (o->upstream_defaults && !k->defaults) || (o->token && *o->token && !k->token_header)) {
         kong_free(&k->base);
         snprintf(err, errlen, "out of memory");
         return NULL;

@@ -24,14 +24,14 @@ struct ngx {
     char *dir, *test_cmd, *reload_cmd, *params;
     long cmd_timeout_ms;
     unsigned long commands;
-    struct job *job;          /* the apply in progress (one at a time) */
+    struct job *job; /* the apply in progress (one at a time) */
 };
 
 /* One apply: write, test, reload, with the previous bytes kept. */
 struct job {
     struct ngx *n;
     char path[4096], bak[4096];
-    char *old;                /* previous file content, NULL if none */
+    char *old; /* previous file content, NULL if none */
     size_t old_len;
     int had_old;
     struct proxy_op_result *results;
@@ -43,7 +43,7 @@ struct job {
     int fd;
     struct buf output;
     struct loop_timer *timer;
-    int phase;                /* 1 test, 2 reload */
+    int phase; /* 1 test, 2 reload */
     int timed_out;
 };
 
@@ -70,8 +70,10 @@ int nginx_render(const char *name, const struct proxy_target_set *set, const cha
         memcpy(sorted, set->items, set->n * sizeof *sorted);
         qsort(sorted, set->n, sizeof *sorted, cmp_target);
     }
-    buf_printf(out, "# Managed by consul-sidecar: changes here are overwritten.\n"
-                    "upstream %s {\n", name);
+    buf_printf(out,
+               "# Managed by consul-sidecar: changes here are overwritten.\n"
+               "upstream %s {\n",
+               name);
     int servers = 0;
     for (size_t i = 0; i < set->n; i++) {
         const struct proxy_target *t = &sorted[i];
@@ -170,8 +172,8 @@ static void file_path(const struct ngx *n, const char *upstream, char *out, size
 
 /* ---- read ----------------------------------------------------------------- */
 
-static int ngx_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg,
-                    char *err, size_t errlen)
+static int ngx_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg, char *err,
+                    size_t errlen)
 {
     struct ngx *n = (struct ngx *)p;
     char path[4096], e[300];
@@ -212,7 +214,7 @@ static void reap(void *arg)
     int status;
     pid_t r = waitpid(j->pid, &status, WNOHANG);
     if (r == 0) {
-        loop_timer_start(j->timer, 10);   /* exiting: look again shortly */
+        loop_timer_start(j->timer, 10); /* exiting: look again shortly */
         return;
     }
     j->pid = -1;
@@ -238,7 +240,7 @@ static void on_output(int fd, short revents, void *arg)
     char tmp[4096];
     ssize_t r = read(fd, tmp, sizeof tmp);
     if (r > 0) {
-        buf_append(&j->output, tmp, (size_t)r);   /* capped: extra output dropped */
+        buf_append(&j->output, tmp, (size_t)r); /* capped: extra output dropped */
         return;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
@@ -327,9 +329,10 @@ static void job_after_cmd(struct job *j, int status)
     if (j->phase == 1) {
         if (!ok) {
             int r = restore(j);
-            snprintf(msg, sizeof msg, "nginx config test failed (%s); the previous %s was %s and "
-                     "nginx was not reloaded", why, j->path,
-                     r == 0 ? "put back" : "NOT restored");
+            snprintf(msg, sizeof msg,
+                     "nginx config test failed (%s); the previous %s was %s and "
+                     "nginx was not reloaded",
+                     why, j->path, r == 0 ? "put back" : "NOT restored");
             job_finish(j, 0, msg);
             return;
         }
@@ -345,8 +348,10 @@ static void job_after_cmd(struct job *j, int status)
          * sees the change as not applied and renders, tests and reloads it
          * again (left in place, an unchanged render would never reload). */
         int r = restore(j);
-        snprintf(msg, sizeof msg, "nginx reload failed (%s); the previous %s was %s, the change "
-                 "will be tried again", why, j->path, r == 0 ? "put back" : "NOT restored");
+        snprintf(msg, sizeof msg,
+                 "nginx reload failed (%s); the previous %s was %s, the change "
+                 "will be tried again",
+                 why, j->path, r == 0 ? "put back" : "NOT restored");
         job_finish(j, 0, msg);
         return;
     }
@@ -378,7 +383,7 @@ static void job_finish(struct job *j, int ok, const char *err)
 {
     for (size_t i = 0; i < j->n_ops; i++) {
         if (j->results[i].error[0])
-            continue;   /* a skipped host name keeps its own error */
+            continue; /* a skipped host name keeps its own error */
         j->results[i].ok = ok;
         if (!ok)
             snprintf(j->results[i].error, sizeof j->results[i].error, "%s", err);
@@ -387,7 +392,8 @@ static void job_finish(struct job *j, int ok, const char *err)
     for (size_t i = 0; i < j->n_ops; i++)
         all = all && j->results[i].ok;
     j->n->job = NULL;
-    j->fn(all, j->results, j->n_ops, all ? NULL : (err ? err : "some targets were skipped"), j->arg);
+    j->fn(all, j->results, j->n_ops, all ? NULL : (err ? err : "some targets were skipped"),
+          j->arg);
     job_free(j);
 }
 
@@ -435,7 +441,8 @@ static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_o
         if (!is_ip(ops[i].target.host))
             snprintf(j->results[i].error, sizeof j->results[i].error,
                      "skipped: nginx needs IP addresses, \"%s\" is a host name (it would fail "
-                     "the whole nginx configuration)", ops[i].target.host);
+                     "the whole nginx configuration)",
+                     ops[i].target.host);
     file_path(n, upstream, j->path, sizeof j->path);
     snprintf(j->bak, sizeof j->bak, "%s.bak", j->path);
     struct buf text;
@@ -443,9 +450,12 @@ static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_o
     int servers = nginx_render(upstream, desired, n->params, &text);
     if (servers <= 0) {
         buf_free(&text);
-        snprintf(err, errlen, servers < 0 ? "out of memory"
-                 : "refusing to render upstream '%s' without servers: nginx would reject its "
-                   "whole configuration; the previous file stays", upstream);
+        snprintf(err, errlen,
+                 servers < 0
+                     ? "out of memory"
+                     : "refusing to render upstream '%s' without servers: nginx would reject its "
+                       "whole configuration; the previous file stays",
+                 upstream);
         job_free(j);
         return -1;
     }

@@ -18,11 +18,11 @@
 #include "proxy/proxy.h"
 
 struct nginx_opts {
-    const char *upstream_dir;    /* default /etc/nginx/conf.d */
-    const char *test_cmd;        /* default "nginx -t -q" */
-    const char *reload_cmd;      /* default "nginx -s reload" */
-    const char *server_params;   /* default "max_fails=1 fail_timeout=10s" */
-    long cmd_timeout_ms;         /* default 10000 */
+    const char *upstream_dir;  /* default /etc/nginx/conf.d */
+    const char *test_cmd;      /* default "nginx -t -q" */
+    const char *reload_cmd;    /* default "nginx -s reload" */
+    const char *server_params; /* default "max_fails=1 fail_timeout=10s" */
+    long cmd_timeout_ms;       /* default 10000 */
 };
 
 struct proxy *nginx_new(struct loop *l, const struct nginx_opts *o, char *err, size_t errlen);

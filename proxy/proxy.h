@@ -33,12 +33,12 @@ enum proxy_op_kind { PROXY_OP_ADD, PROXY_OP_REMOVE, PROXY_OP_SET_WEIGHT };
 
 struct proxy_op {
     enum proxy_op_kind kind;
-    struct proxy_target target;  /* weight used by ADD and SET_WEIGHT */
+    struct proxy_target target; /* weight used by ADD and SET_WEIGHT */
 };
 
 /* Result of one operation, in the order given. */
 struct proxy_op_result {
-    int ok;                      /* 1 applied (or already so), 0 failed */
+    int ok; /* 1 applied (or already so), 0 failed */
     char error[256];
 };
 
@@ -46,25 +46,24 @@ struct proxy;
 
 /* actual == NULL on failure (err says why). The set is valid only during
  * the callback. */
-typedef void (*proxy_read_fn)(const struct proxy_target_set *actual,
-                              const char *err, void *arg);
+typedef void (*proxy_read_fn)(const struct proxy_target_set *actual, const char *err, void *arg);
 /* ok is 1 when every op applied; results has one entry per op. err is a
  * summary of the first failure. */
-typedef void (*proxy_apply_fn)(int ok, const struct proxy_op_result *results,
-                               size_t n, const char *err, void *arg);
+typedef void (*proxy_apply_fn)(int ok, const struct proxy_op_result *results, size_t n,
+                               const char *err, void *arg);
 
 struct proxy_ops {
-    const char *name;            /* "kong", "haproxy", "nginx" */
+    const char *name; /* "kong", "haproxy", "nginx" */
     /* Reads the targets the sidecar owns in this upstream (hand-made entries
      * are never reported, so never touched). An upstream that does not exist
      * yet reads as empty. */
-    int (*read)(struct proxy *p, const char *upstream, proxy_read_fn fn,
-                void *arg, char *err, size_t errlen);
+    int (*read)(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg, char *err,
+                size_t errlen);
     /* Applies ops (adds first, then weights, then removals). desired is the
      * complete wanted set, for drivers that render whole files (nginx). */
-    int (*apply)(struct proxy *p, const char *upstream, const struct proxy_op *ops,
-                 size_t n_ops, const struct proxy_target_set *desired,
-                 proxy_apply_fn fn, void *arg, char *err, size_t errlen);
+    int (*apply)(struct proxy *p, const char *upstream, const struct proxy_op *ops, size_t n_ops,
+                 const struct proxy_target_set *desired, proxy_apply_fn fn, void *arg, char *err,
+                 size_t errlen);
     /* Cancels everything in flight (callbacks will not fire) and frees. */
     void (*free)(struct proxy *p);
     /* The largest weight the proxy stores (HAProxy 256): the reconciler

@@ -61,7 +61,7 @@ static const char *env_get(char **envp, const char *name)
 
 struct flag {
     const char *name;
-    const char **value;   /* NULL for boolean flags */
+    const char **value; /* NULL for boolean flags */
     int *set;
 };
 
@@ -84,7 +84,7 @@ static int take_flag(struct cli_args *ca, struct flag *table, size_t n, int argc
         snprintf(err, errlen, "unexpected argument \"%.64s\" (see -help)", a);
         return 2;
     }
-    a += a[1] == '-' ? 2 : 1;  /* -flag or --flag */
+    a += a[1] == '-' ? 2 : 1; /* -flag or --flag */
     char name[64];
     const char *eq = strchr(a, '=');
     size_t nl = eq ? (size_t)(eq - a) : strlen(a);
@@ -100,7 +100,7 @@ static int take_flag(struct cli_args *ca, struct flag *table, size_t n, int argc
         snprintf(err, errlen, "flag provided but not defined: -%.60s (see -help)", name);
         return 2;
     }
-    if (f->value == NULL) {   /* boolean: -flag, -flag=true|1|false|0 */
+    if (f->value == NULL) { /* boolean: -flag, -flag=true|1|false|0 */
         int on = !eq || !strcmp(eq + 1, "true") || !strcmp(eq + 1, "1");
         if (!on && strcmp(eq + 1, "false") && strcmp(eq + 1, "0")) {
             snprintf(err, errlen, "invalid boolean value \"%.32s\" for -%s", eq + 1, name);
@@ -170,9 +170,10 @@ static void read_env(char **envp, struct config_overrides *env)
     env->ssl_verify = env_get(envp, "CONSUL_HTTP_SSL_VERIFY");
     env->http_ssl = env_get(envp, "CONSUL_HTTP_SSL");
     /* An empty variable is as good as unset (as for the consul CLI). */
-    const char **all[] = {&env->consul_addr, &env->token, &env->token_file, &env->cacert,
-                          &env->capath, &env->client_cert, &env->client_key,
-                          &env->tls_server_name, &env->ssl_verify, &env->http_ssl};
+    const char **all[] = {&env->consul_addr, &env->token,           &env->token_file,
+                          &env->cacert,      &env->capath,          &env->client_cert,
+                          &env->client_key,  &env->tls_server_name, &env->ssl_verify,
+                          &env->http_ssl};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         if (*all[k] && **all[k] == '\0')
             *all[k] = NULL;
@@ -188,9 +189,8 @@ static int check_addresses(const struct config *cfg, char *err, size_t errlen)
 {
     char base[512], sock[512], host[256];
     int tls = 0, port;
-    if (cfg->consul_addr &&
-        consul_parse_address(cfg->consul_addr, base, sizeof base, sock, sizeof sock, &tls,
-                             err, errlen) < 0)
+    if (cfg->consul_addr && consul_parse_address(cfg->consul_addr, base, sizeof base, sock,
+                                                 sizeof sock, &tls, err, errlen) < 0)
         return -1;
     if (cfg->listen && *cfg->listen &&
         status_parse_listen(cfg->listen, host, sizeof host, &port) < 0) {

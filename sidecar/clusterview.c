@@ -17,9 +17,9 @@ struct clusterview {
     struct consul_client *consul;
     struct consul_watch *nodes;
     struct loop_timer *poll;
-    int64_t poll_ms;             /* watch.cluster_poll */
+    int64_t poll_ms; /* watch.cluster_poll */
     struct consul_call *leader_call, *peers_call, *members_call;
-    int have_leader;             /* a first answer arrived */
+    int have_leader; /* a first answer arrived */
     char leader[256];
     char **peers;
     size_t n_peers;
@@ -148,8 +148,8 @@ static void refresh(struct clusterview *cv)
         cv->peers_call = consul_request(cv->consul, "GET", "/v1/status/peers", NULL, 0, 5000, 0,
                                         on_peers, cv, err, sizeof err);
     if (!cv->members_call)
-        cv->members_call = consul_request(cv->consul, "GET", "/v1/agent/members", NULL, 0, 5000,
-                                          0, on_members, cv, err, sizeof err);
+        cv->members_call = consul_request(cv->consul, "GET", "/v1/agent/members", NULL, 0, 5000, 0,
+                                          on_members, cv, err, sizeof err);
 }
 
 static void on_poll(void *arg)

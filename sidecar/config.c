@@ -36,7 +36,6 @@
 #include "sidecar/probedef.h"
 #include "sidecar/sync.h"
 
-
 int config_parse_bool(const char *s, int *out)
 {
     static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
@@ -80,8 +79,10 @@ static int per_node_writer(struct jread *c, const cJSON *v, const char *path, co
     if (jread_enum(c, v, path, writers, N(writers), &iv) < 0)
         return -1;
     if (strcmp(writers[iv], "per-node") != 0)
-        return jread_fail(c, path, "\"%s\" is for Kong only: %s, so every node's sidecar writes "
-                          "them (per-node)", writers[iv], what);
+        return jread_fail(c, path,
+                          "\"%s\" is for Kong only: %s, so every node's sidecar writes "
+                          "them (per-node)",
+                          writers[iv], what);
     return 0;
 }
 
@@ -100,8 +101,9 @@ static int string_list(struct jread *c, const cJSON *v, const char *path)
     const cJSON *t;
     if (!cJSON_IsArray(v))
         return jread_fail(c, path, "expected an array of strings, got %s", jread_type_name(v));
-    cJSON_ArrayForEach(t, v) if (!cJSON_IsString(t))
-        return jread_fail(c, path, "expected an array of strings");
+    cJSON_ArrayForEach(t, v)
+        if (!cJSON_IsString(t))
+            return jread_fail(c, path, "expected an array of strings");
     return 0;
 }
 
@@ -112,100 +114,206 @@ static int string_list(struct jread *c, const cJSON *v, const char *path)
  * code below (a token file, a lock key, ...).
  */
 static const struct jkey consul_keys[] = {
-    {.name = "address", .kind = JK_STR, .store = JS_STR, .off = AT(consul_addr),
+    {.name = "address",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(consul_addr),
      .defs = "127.0.0.1:8500"},
     {.name = "token", .kind = JK_STR, .store = JS_STR, .off = AT(token), .flags = JF_SECRET},
     {.name = "token_file", .kind = JK_STR},
     {.name = "datacenter", .kind = JK_STR, .store = JS_STR, .off = AT(datacenter)},
-    {.name = "resync", .kind = JK_DUR, .min = 100, .max = INT64_MAX,
-     .why = "must be at least 100ms", .store = JS_MS, .off = AT(resync_ms), .def = 30000},
+    {.name = "resync",
+     .kind = JK_DUR,
+     .min = 100,
+     .max = INT64_MAX,
+     .why = "must be at least 100ms",
+     .store = JS_MS,
+     .off = AT(resync_ms),
+     .def = 30000},
     {.name = "ca_file", .kind = JK_STR, .store = JS_STR, .off = AT(tls.cacert)},
     {.name = "ca_path", .kind = JK_STR, .store = JS_STR, .off = AT(tls.capath)},
     {.name = "cert_file", .kind = JK_STR, .store = JS_STR, .off = AT(tls.client_cert)},
     {.name = "key_file", .kind = JK_STR, .store = JS_STR, .off = AT(tls.client_key)},
     {.name = "tls_server_name", .kind = JK_STR, .store = JS_STR, .off = AT(tls.server_name)},
-    {.name = "ssl_verify", .kind = JK_BOOL, .store = JS_BOOL, .off = AT(tls.insecure), .def = 1,
+    {.name = "ssl_verify",
+     .kind = JK_BOOL,
+     .store = JS_BOOL,
+     .off = AT(tls.insecure),
+     .def = 1,
      .flags = JF_NOT},
 };
 
 static const struct jkey quiescence_keys[] = {
-    {.name = "min", .kind = JK_NNDUR, .store = JS_MS, .off = AT(watch.quiescence_min_ms),
+    {.name = "min",
+     .kind = JK_NNDUR,
+     .store = JS_MS,
+     .off = AT(watch.quiescence_min_ms),
      .def = 100},
-    {.name = "max", .kind = JK_NNDUR, .store = JS_MS, .off = AT(watch.quiescence_max_ms),
+    {.name = "max",
+     .kind = JK_NNDUR,
+     .store = JS_MS,
+     .off = AT(watch.quiescence_max_ms),
      .def = 1000},
 };
 
 static const struct jkey watch_keys[] = {
-    {.name = "wait", .kind = JK_DUR, .min = 1000, .max = 600000,
-     .why = "must be between 1s and 10m (Consul's cap)", .store = JS_MS, .off = AT(watch.wait_ms),
+    {.name = "wait",
+     .kind = JK_DUR,
+     .min = 1000,
+     .max = 600000,
+     .why = "must be between 1s and 10m (Consul's cap)",
+     .store = JS_MS,
+     .off = AT(watch.wait_ms),
      .def = 300000},
     {.name = "stale", .kind = JK_BOOL, .store = JS_BOOL, .off = AT(watch.stale)},
     {.name = "quiescence", .kind = JK_SECTION, .sub = quiescence_keys, .n = N(quiescence_keys)},
-    {.name = "hold_down", .kind = JK_NNDUR, .store = JS_MS, .off = AT(watch.hold_down_ms),
+    {.name = "hold_down",
+     .kind = JK_NNDUR,
+     .store = JS_MS,
+     .off = AT(watch.hold_down_ms),
      .def = 10000},
-    {.name = "max_blocking", .kind = JK_INT, .min = 1, .max = 100, .store = JS_INT,
-     .off = AT(watch.max_blocking), .def = 8},
-    {.name = "mode", .kind = JK_ENUM, .values = watch_modes, .n = 3, .store = JS_ENUM,
-     .off = AT(watch.mode), .def = SYNC_MODE_AUTO},
-    {.name = "max_streams", .kind = JK_INT, .min = 1, .max = 100000, .store = JS_INT,
-     .off = AT(watch.max_streams), .def = 1000},
-    {.name = "cluster_poll", .kind = JK_DUR, .min = 1000, .max = 600000,
-     .why = "must be between 1s and 10m", .store = JS_MS, .off = AT(watch.cluster_poll_ms),
+    {.name = "max_blocking",
+     .kind = JK_INT,
+     .min = 1,
+     .max = 100,
+     .store = JS_INT,
+     .off = AT(watch.max_blocking),
+     .def = 8},
+    {.name = "mode",
+     .kind = JK_ENUM,
+     .values = watch_modes,
+     .n = 3,
+     .store = JS_ENUM,
+     .off = AT(watch.mode),
+     .def = SYNC_MODE_AUTO},
+    {.name = "max_streams",
+     .kind = JK_INT,
+     .min = 1,
+     .max = 100000,
+     .store = JS_INT,
+     .off = AT(watch.max_streams),
+     .def = 1000},
+    {.name = "cluster_poll",
+     .kind = JK_DUR,
+     .min = 1000,
+     .max = 600000,
+     .why = "must be between 1s and 10m",
+     .store = JS_MS,
+     .off = AT(watch.cluster_poll_ms),
      .def = 5000},
 };
 
 static const char *const http_urls[] = {"http://", "https://"};
 static const struct jkey kong_keys[] = {
-    {.name = "admin_url", .kind = JK_STR, .why = "expected an http:// or https:// URL",
-     .values = http_urls, .n = 2, .store = JS_STR, .off = AT(kong.admin_url),
+    {.name = "admin_url",
+     .kind = JK_STR,
+     .why = "expected an http:// or https:// URL",
+     .values = http_urls,
+     .n = 2,
+     .store = JS_STR,
+     .off = AT(kong.admin_url),
      .defs = "http://127.0.0.1:8001"},
     {.name = "token", .kind = JK_STR, .store = JS_STR, .off = AT(kong.token), .flags = JF_SECRET},
     {.name = "token_file", .kind = JK_STR},
-    {.name = "writer", .kind = JK_ENUM, .values = writers, .n = N(writers), .store = JS_ENUM,
-     .off = AT(kong.writer), .def = KONG_WRITER_ELECTED},
+    {.name = "writer",
+     .kind = JK_ENUM,
+     .values = writers,
+     .n = N(writers),
+     .store = JS_ENUM,
+     .off = AT(kong.writer),
+     .def = KONG_WRITER_ELECTED},
     {.name = "lock_prefix", .kind = JK_STR, .print = config_print_lock_key},
-    {.name = "session_ttl", .kind = JK_NNDUR, .min = 1000, .max = 86400000,
-     .why = "must be between 1s and 24h", .store = JS_MS, .off = AT(kong.session_ttl_ms),
+    {.name = "session_ttl",
+     .kind = JK_NNDUR,
+     .min = 1000,
+     .max = 86400000,
+     .why = "must be between 1s and 24h",
+     .store = JS_MS,
+     .off = AT(kong.session_ttl_ms),
      .def = 15000},
-    {.name = "lock_delay", .kind = JK_NNDUR, .min = 0, .max = 60000,
-     .why = "must be at most 60s (Consul's limit)", .store = JS_MS, .off = AT(kong.lock_delay_ms),
+    {.name = "lock_delay",
+     .kind = JK_NNDUR,
+     .min = 0,
+     .max = 60000,
+     .why = "must be at most 60s (Consul's limit)",
+     .store = JS_MS,
+     .off = AT(kong.lock_delay_ms),
      .def = 15000},
-    {.name = "max_in_flight", .kind = JK_INT, .min = 1, .max = 256, .store = JS_INT,
-     .off = AT(kong.max_in_flight), .def = KONG_DEFAULT_MAX_IN_FLIGHT},
+    {.name = "max_in_flight",
+     .kind = JK_INT,
+     .min = 1,
+     .max = 256,
+     .store = JS_INT,
+     .off = AT(kong.max_in_flight),
+     .def = KONG_DEFAULT_MAX_IN_FLIGHT},
     {.name = "upstream_defaults", .kind = JK_OBJ, .print = config_print_upstream_defaults},
 };
 
 static const char *const runtimes[] = {"unix:///", "tcp://"};
 static const struct jkey haproxy_keys[] = {
-    {.name = "runtime", .kind = JK_STR, .why = "expected unix:///path or tcp://host:port",
-     .values = runtimes, .n = 2, .store = JS_STR, .off = AT(haproxy.runtime),
+    {.name = "runtime",
+     .kind = JK_STR,
+     .why = "expected unix:///path or tcp://host:port",
+     .values = runtimes,
+     .n = 2,
+     .store = JS_STR,
+     .off = AT(haproxy.runtime),
      .defs = "unix:///run/haproxy/admin.sock"},
-    {.name = "backend_prefix", .kind = JK_STR, .store = JS_STR, .off = AT(haproxy.backend_prefix),
+    {.name = "backend_prefix",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(haproxy.backend_prefix),
      .defs = ""},
     {.name = "writer", .kind = JK_FN, .check = haproxy_writer},
-    {.name = "drain_timeout", .kind = JK_NNDUR, .min = 0, .max = 3600000,
-     .why = "must be at most 1h", .store = JS_MS, .off = AT(haproxy.drain_timeout_ms),
+    {.name = "drain_timeout",
+     .kind = JK_NNDUR,
+     .min = 0,
+     .max = 3600000,
+     .why = "must be at most 1h",
+     .store = JS_MS,
+     .off = AT(haproxy.drain_timeout_ms),
      .def = 5000},
 };
 
 static const struct jkey nginx_keys[] = {
-    {.name = "upstream_dir", .kind = JK_STR, .store = JS_STR, .off = AT(nginx.upstream_dir),
+    {.name = "upstream_dir",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(nginx.upstream_dir),
      .defs = "/etc/nginx/conf.d"},
-    {.name = "test_cmd", .kind = JK_STR, .store = JS_STR, .off = AT(nginx.test_cmd),
+    {.name = "test_cmd",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(nginx.test_cmd),
      .defs = "nginx -t -q"},
-    {.name = "reload_cmd", .kind = JK_STR, .store = JS_STR, .off = AT(nginx.reload_cmd),
+    {.name = "reload_cmd",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(nginx.reload_cmd),
      .defs = "nginx -s reload"},
     {.name = "writer", .kind = JK_FN, .check = nginx_writer},
 };
 
 /* A proxy's section, stored only when given (its enabled flag). */
 static const struct jkey proxy_keys[] = {
-    {.name = "kong", .kind = JK_SECTION, .sub = kong_keys, .n = N(kong_keys),
-     .store = JS_GIVEN, .off = AT(kong.enabled)},
-    {.name = "haproxy", .kind = JK_SECTION, .sub = haproxy_keys, .n = N(haproxy_keys),
-     .store = JS_GIVEN, .off = AT(haproxy.enabled)},
-    {.name = "nginx", .kind = JK_SECTION, .sub = nginx_keys, .n = N(nginx_keys),
-     .store = JS_GIVEN, .off = AT(nginx.enabled)},
+    {.name = "kong",
+     .kind = JK_SECTION,
+     .sub = kong_keys,
+     .n = N(kong_keys),
+     .store = JS_GIVEN,
+     .off = AT(kong.enabled)},
+    {.name = "haproxy",
+     .kind = JK_SECTION,
+     .sub = haproxy_keys,
+     .n = N(haproxy_keys),
+     .store = JS_GIVEN,
+     .off = AT(haproxy.enabled)},
+    {.name = "nginx",
+     .kind = JK_SECTION,
+     .sub = nginx_keys,
+     .n = N(nginx_keys),
+     .store = JS_GIVEN,
+     .off = AT(nginx.enabled)},
 };
 
 static const struct jkey upstream_keys[] = {
@@ -213,7 +321,8 @@ static const struct jkey upstream_keys[] = {
     {.name = "tags", .kind = JK_FN, .check = string_list},
     {.name = "name", .kind = JK_NESTR},
     {.name = "proxy", .kind = JK_ENUM, .values = proxy_kinds, .n = N(proxy_kinds)},
-    {.name = "datacenter", .kind = JK_NESTR}, {.name = "passing_only", .kind = JK_BOOL},
+    {.name = "datacenter", .kind = JK_NESTR},
+    {.name = "passing_only", .kind = JK_BOOL},
 };
 
 static int upstream_list(struct jread *c, const cJSON *v, const char *path)
@@ -249,16 +358,38 @@ static const char *const formats[] = {"text", "json"};
 const struct jkey config_keys[] = {
     {.name = "consul", .kind = JK_SECTION, .sub = consul_keys, .n = N(consul_keys)},
     {.name = "node", .kind = JK_STR, .store = JS_STR, .off = AT(node)},
-    {.name = "deregister", .kind = JK_ENUM, .values = dereg_modes, .n = N(dereg_modes),
-     .store = JS_ENUM, .off = AT(deregister), .def = DEREGISTER_ALWAYS},
+    {.name = "deregister",
+     .kind = JK_ENUM,
+     .values = dereg_modes,
+     .n = N(dereg_modes),
+     .store = JS_ENUM,
+     .off = AT(deregister),
+     .def = DEREGISTER_ALWAYS},
     {.name = "drain", .kind = JK_NNDUR, .store = JS_MS, .off = AT(drain_ms), .def = 5000},
-    {.name = "listen", .kind = JK_STR, .store = JS_STR, .off = AT(listen), .defs = "127.0.0.1:9108"},
-    {.name = "state_dir", .kind = JK_STR, .store = JS_STR, .off = AT(state_dir),
+    {.name = "listen",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(listen),
+     .defs = "127.0.0.1:9108"},
+    {.name = "state_dir",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = AT(state_dir),
      .defs = "/var/lib/consul-sidecar"},
-    {.name = "log_level", .kind = JK_ENUM, .values = levels, .n = N(levels), .store = JS_ENUM,
-     .off = AT(log_level), .def = LOG_INFO},
-    {.name = "log_format", .kind = JK_ENUM, .values = formats, .n = N(formats), .store = JS_ENUM,
-     .off = AT(log_format), .def = LOG_FORMAT_TEXT},
+    {.name = "log_level",
+     .kind = JK_ENUM,
+     .values = levels,
+     .n = N(levels),
+     .store = JS_ENUM,
+     .off = AT(log_level),
+     .def = LOG_INFO},
+    {.name = "log_format",
+     .kind = JK_ENUM,
+     .values = formats,
+     .n = N(formats),
+     .store = JS_ENUM,
+     .off = AT(log_format),
+     .def = LOG_FORMAT_TEXT},
     {.name = "service", .kind = JK_OBJ},
     {.name = "services", .kind = JK_FN, .check = service_list, .print = config_print_services},
     {.name = "upstreams", .kind = JK_FN, .check = upstream_list, .print = config_print_upstreams},
@@ -283,7 +414,8 @@ static void merge_into(cJSON *dst, const cJSON *src)
             !strcmp(k->string, "upstreams"))
             continue;
         cJSON *existing = cJSON_GetObjectItemCaseSensitive(dst, k->string);
-        if (cJSON_IsObject(existing) && cJSON_IsObject(k) && strcmp(k->string, "upstream_defaults")) {
+        if (cJSON_IsObject(existing) && cJSON_IsObject(k) &&
+            strcmp(k->string, "upstream_defaults")) {
             merge_into(existing, k);
             continue;
         }
@@ -299,8 +431,7 @@ static const cJSON *mget(const cJSON *o, const char *path)
     snprintf(buf, sizeof buf, "%s", path);
     const cJSON *cur = o;
     char *save = NULL;
-    for (const char *tok = strtok_r(buf, ".", &save); tok && cur;
-         tok = strtok_r(NULL, ".", &save))
+    for (const char *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save))
         cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
     return cur;
 }
@@ -310,7 +441,6 @@ static const char *mstr(const cJSON *o, const char *path)
     const cJSON *v = mget(o, path);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
-
 
 static int add_warning(struct config *cfg, const char *fmt, ...)
 {
@@ -338,7 +468,8 @@ static int read_token_file(struct config *cfg, const char *what, const char *pat
     size_t len = 0;
     enum file_read_rc rc = file_read_capped(path, TOKEN_FILE_MAX, &text, &len);
     if (rc == FILE_READ_TOO_BIG) {
-        snprintf(err, errlen, "%s %s: larger than %d bytes: not a token", what, path, TOKEN_FILE_MAX);
+        snprintf(err, errlen, "%s %s: larger than %d bytes: not a token", what, path,
+                 TOKEN_FILE_MAX);
         return -1;
     }
     if (rc != FILE_READ_OK) {
@@ -362,7 +493,7 @@ static int read_token_file(struct config *cfg, const char *what, const char *pat
     }
     free(*out);
     *out = strdup(s);
-    memset(text, 0, len);   /* a secret: not left in freed memory */
+    memset(text, 0, len); /* a secret: not left in freed memory */
     free(text);
     return *out ? 0 : -1;
 }
@@ -429,7 +560,8 @@ void config_free(struct config *cfg)
 
 /* ---- building the configuration -------------------------------------------------- */
 
-static int build_upstream(struct jread *c, const cJSON *u, const char *path, struct cfg_upstream *out)
+static int build_upstream(struct jread *c, const cJSON *u, const char *path,
+                          struct cfg_upstream *out)
 {
     const char *svc = mstr(u, "service"), *name = mstr(u, "name"), *proxy = mstr(u, "proxy");
     const char *dc = mstr(u, "datacenter");
@@ -457,7 +589,8 @@ static int build_upstream(struct jread *c, const cJSON *u, const char *path, str
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
             char kp[512];
             jread_join(kp, sizeof kp, path, "name");
-            return jread_fail(c, kp, "\"%.64s\": use letters, digits, '-', '_' and '.' only", out->name);
+            return jread_fail(c, kp, "\"%.64s\": use letters, digits, '-', '_' and '.' only",
+                              out->name);
         }
     return 0;
 }
@@ -471,8 +604,10 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
         const char *v;
         char **dst;
     } strs[] = {
-        {o->consul_addr, &cfg->consul_addr}, {o->datacenter, &cfg->datacenter},
-        {o->node, &cfg->node},               {o->listen, &cfg->listen},
+        {o->consul_addr, &cfg->consul_addr},
+        {o->datacenter, &cfg->datacenter},
+        {o->node, &cfg->node},
+        {o->listen, &cfg->listen},
         {o->state_dir, &cfg->state_dir},
     };
     /* The TLS files sit in the client's options, whose fields are const. */
@@ -480,8 +615,10 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
         const char *v;
         const char **dst;
     } tls[] = {
-        {o->cacert, &cfg->tls.cacert}, {o->capath, &cfg->tls.capath},
-        {o->client_cert, &cfg->tls.client_cert}, {o->client_key, &cfg->tls.client_key},
+        {o->cacert, &cfg->tls.cacert},
+        {o->capath, &cfg->tls.capath},
+        {o->client_cert, &cfg->tls.client_cert},
+        {o->client_key, &cfg->tls.client_key},
         {o->tls_server_name, &cfg->tls.server_name},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
@@ -498,7 +635,8 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
         if ((*tls[i].dst = strdup(tls[i].v)) == NULL)
             goto oom;
     }
-    if (o->token_file && read_token_file(cfg, "token file", o->token_file, &cfg->token, err, errlen) < 0)
+    if (o->token_file &&
+        read_token_file(cfg, "token file", o->token_file, &cfg->token, err, errlen) < 0)
         return -1;
     if (o->token) {
         free(cfg->token);
@@ -506,7 +644,8 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
             goto oom;
     }
     if (o->log_level && log_level_parse(o->log_level, &cfg->log_level) < 0) {
-        snprintf(err, errlen, "%s log level: must be one of trace, debug, info, warn, error, got \"%.32s\"",
+        snprintf(err, errlen,
+                 "%s log level: must be one of trace, debug, info, warn, error, got \"%.32s\"",
                  origin, o->log_level);
         return -1;
     }
@@ -518,7 +657,8 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
     int b;
     if (o->ssl_verify) {
         if (config_parse_bool(o->ssl_verify, &b) < 0) {
-            snprintf(err, errlen, "CONSUL_HTTP_SSL_VERIFY: not a boolean: \"%.32s\"", o->ssl_verify);
+            snprintf(err, errlen, "CONSUL_HTTP_SSL_VERIFY: not a boolean: \"%.32s\"",
+                     o->ssl_verify);
             return -1;
         }
         cfg->tls.insecure = !b;
@@ -528,7 +668,7 @@ static int apply_overrides(struct config *cfg, const struct config_overrides *o,
             snprintf(err, errlen, "CONSUL_HTTP_SSL: not a boolean: \"%.32s\"", o->http_ssl);
             return -1;
         }
-        cfg->http_ssl = b;   /* applied once every source is in (config_load) */
+        cfg->http_ssl = b; /* applied once every source is in (config_load) */
     }
     return 0;
 oom:
@@ -647,7 +787,8 @@ static int upstreams_from(struct config *cfg, struct jread *c, const cJSON *root
         jread_join(kp, sizeof kp, path, "proxy");
         if (up->proxy == NULL) {
             if (n_proxies == 0) {
-                jread_fail(c, kp, "no proxy is configured: add proxy.kong, proxy.haproxy or proxy.nginx");
+                jread_fail(c, kp,
+                           "no proxy is configured: add proxy.kong, proxy.haproxy or proxy.nginx");
                 return -1;
             }
             if (n_proxies > 1) {
@@ -665,7 +806,8 @@ static int upstreams_from(struct config *cfg, struct jread *c, const cJSON *root
         for (size_t j = 0; j + 1 < cfg->n_upstreams; j++) {
             if (strcmp(cfg->upstreams[j].name, up->name) == 0 &&
                 strcmp(cfg->upstreams[j].proxy, up->proxy) == 0) {
-                jread_fail(c, path, "a second upstream named \"%.64s\" for %s", up->name, up->proxy);
+                jread_fail(c, path, "a second upstream named \"%.64s\" for %s", up->name,
+                           up->proxy);
                 return -1;
             }
         }
@@ -674,8 +816,8 @@ static int upstreams_from(struct config *cfg, struct jread *c, const cJSON *root
 }
 
 int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
-                const struct config_overrides *env, const struct config_overrides *flags,
-                char *err, size_t errlen)
+                const struct config_overrides *env, const struct config_overrides *flags, char *err,
+                size_t errlen)
 {
     struct cfg_source *srcs = NULL;
     size_t n_srcs = 0;

@@ -25,12 +25,12 @@
 enum deregister_mode { DEREGISTER_ALWAYS, DEREGISTER_ON_SUCCESS, DEREGISTER_NEVER };
 
 struct cfg_upstream {
-    char *name;           /* proxy upstream; defaults to the service */
+    char *name; /* proxy upstream; defaults to the service */
     char *service;
     char **tags;
     size_t n_tags;
-    char *proxy;          /* "kong", "haproxy", "nginx" */
-    char *datacenter;     /* NULL: the agent's */
+    char *proxy;      /* "kong", "haproxy", "nginx" */
+    char *datacenter; /* NULL: the agent's */
     int passing_only;
 };
 
@@ -46,21 +46,21 @@ enum { KONG_WRITER_ELECTED, KONG_WRITER_PER_NODE };
 struct cfg_kong {
     int enabled;
     char *admin_url;
-    char *token;                  /* secret */
-    cJSON *upstream_defaults;     /* may be NULL */
-    int writer;                   /* KONG_WRITER_* (proxy.kong.writer) */
+    char *token;              /* secret */
+    cJSON *upstream_defaults; /* may be NULL */
+    int writer;               /* KONG_WRITER_* (proxy.kong.writer) */
     char *lock_key;
-    int lock_key_needs_dc;        /* no lock_prefix nor datacenter: the daemon puts the
+    int lock_key_needs_dc; /* no lock_prefix nor datacenter: the daemon puts the
                                      agent's datacenter in the key (lock_key: its "dc1" form) */
     int64_t session_ttl_ms, lock_delay_ms;
-    int max_in_flight;            /* Admin API requests at once (1..256, default 16) */
+    int max_in_flight; /* Admin API requests at once (1..256, default 16) */
 };
 
 struct cfg_haproxy {
     int enabled;
-    char *runtime;                /* unix:///path or tcp://host:port */
+    char *runtime; /* unix:///path or tcp://host:port */
     char *backend_prefix;
-    int64_t drain_timeout_ms;     /* a removed server's sessions may end within it */
+    int64_t drain_timeout_ms; /* a removed server's sessions may end within it */
 };
 
 struct cfg_nginx {
@@ -68,22 +68,21 @@ struct cfg_nginx {
     char *upstream_dir, *test_cmd, *reload_cmd;
 };
 
-
 struct config {
     char *consul_addr;
-    char *token;                  /* secret */
+    char *token; /* secret */
     char *datacenter;
     char *node;
     int64_t resync_ms;
-    struct http_tls tls;          /* strings owned */
-    int http_ssl;                 /* CONSUL_HTTP_SSL=true */
+    struct http_tls tls; /* strings owned */
+    int http_ssl;        /* CONSUL_HTTP_SSL=true */
     char *listen;
     char *state_dir;
     enum log_level log_level;
     enum log_format log_format;
     enum deregister_mode deregister;
     int64_t drain_ms;
-    int64_t once_timeout_ms;      /* -once gives up after this (-once-timeout) */
+    int64_t once_timeout_ms; /* -once gives up after this (-once-timeout) */
     struct consul_service *services;
     size_t n_services;
     struct cfg_probe *probes;
@@ -93,8 +92,8 @@ struct config {
     struct cfg_kong kong;
     struct cfg_haproxy haproxy;
     struct cfg_nginx nginx;
-    struct watch_settings watch;  /* handed to the sync whole */
-    char **warnings;              /* for the caller to log */
+    struct watch_settings watch; /* handed to the sync whole */
+    char **warnings;             /* for the caller to log */
     size_t n_warnings;
 };
 
@@ -111,11 +110,11 @@ struct config_overrides {
  * applies env then flag overrides, validates. 0, or -1 with a one-line err;
  * *cfg is then empty. */
 int config_load(struct config *cfg, const char *const *paths, size_t n_paths,
-                const struct config_overrides *env, const struct config_overrides *flags,
-                char *err, size_t errlen);
+                const struct config_overrides *env, const struct config_overrides *flags, char *err,
+                size_t errlen);
 /* The effective configuration as pretty JSON, secrets "<redacted>". */
 char *config_effective_json(const struct config *cfg);
-void config_free(struct config *cfg);   /* leaves *cfg empty; safe twice */
+void config_free(struct config *cfg); /* leaves *cfg empty; safe twice */
 
 /* Go's strconv.ParseBool. 0/1 in *out, or -1. */
 int config_parse_bool(const char *s, int *out);

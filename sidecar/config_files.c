@@ -74,11 +74,15 @@ static cJSON *parse_hcl(const char *path, const char *text, size_t len, char *er
         if (cJSON_IsObject(v))
             rc = plural_lists(v, "check", "checks");
         else if (cJSON_IsArray(v))
-            cJSON_ArrayForEach(e, v) if (rc == 0 && cJSON_IsObject(e)) rc = plural_lists(e, "check", "checks");
+            cJSON_ArrayForEach(e, v)
+                if (rc == 0 && cJSON_IsObject(e))
+                    rc = plural_lists(e, "check", "checks");
     }
     if (rc < 0) {
-        snprintf(err, errlen, "%s: blocks and a list of the same kind (service/services, "
-                 "check/checks) cannot be mixed", path);
+        snprintf(err, errlen,
+                 "%s: blocks and a list of the same kind (service/services, "
+                 "check/checks) cannot be mixed",
+                 path);
         cJSON_Delete(root);
         return NULL;
     }
@@ -135,7 +139,8 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int add_source(struct cfg_source **srcs, size_t *n, const char *file, char *err, size_t errlen)
+static int add_source(struct cfg_source **srcs, size_t *n, const char *file, char *err,
+                      size_t errlen)
 {
     if (*n >= CFG_MAX_FILES) {
         snprintf(err, errlen, "%s: more than %d configuration files", file, CFG_MAX_FILES);
@@ -157,7 +162,8 @@ static int add_source(struct cfg_source **srcs, size_t *n, const char *file, cha
     return 0;
 }
 
-int config_load_path(struct cfg_source **srcs, size_t *n, const char *path, char *err, size_t errlen)
+int config_load_path(struct cfg_source **srcs, size_t *n, const char *path, char *err,
+                     size_t errlen)
 {
     struct stat st;
     if (stat(path, &st) < 0) {
@@ -176,7 +182,8 @@ int config_load_path(struct cfg_source **srcs, size_t *n, const char *path, char
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || (!ends_with(e->d_name, ".json") && !ends_with(e->d_name, ".hcl")))
+        if (e->d_name[0] == '.' ||
+            (!ends_with(e->d_name, ".json") && !ends_with(e->d_name, ".hcl")))
             continue;
         char **nw = realloc(names, (nn + 1) * sizeof *nw);
         if (nw == NULL) {

@@ -15,7 +15,7 @@ extern const struct jkey config_keys[];
 extern const size_t config_n_keys;
 
 /* jkey print hooks: base is the struct config. */
-void config_print_services(cJSON *out, const void *base);    /* and "probes" */
+void config_print_services(cJSON *out, const void *base); /* and "probes" */
 void config_print_upstreams(cJSON *out, const void *base);
 void config_print_lock_key(cJSON *out, const void *base);
 void config_print_upstream_defaults(cJSON *out, const void *base);

@@ -48,7 +48,9 @@ static void redact_check(cJSON *ck)
     cJSON *hdr = cJSON_GetObjectItemCaseSensitive(ck, "Header"), *h;
     cJSON_ArrayForEach(h, hdr) {
         cJSON *v;
-        cJSON_ArrayForEach(v, h) if (cJSON_IsString(v)) cJSON_SetValuestring(v, "<redacted>");
+        cJSON_ArrayForEach(v, h)
+            if (cJSON_IsString(v))
+                cJSON_SetValuestring(v, "<redacted>");
     }
     cJSON *u = cJSON_GetObjectItemCaseSensitive(ck, "HTTP");
     char safe[2048];
@@ -112,16 +114,17 @@ void config_print_upstreams(cJSON *o, const void *base)
 void config_print_lock_key(cJSON *o, const void *base)
 {
     const struct config *cfg = base;
-    add_str(o, "lock_key", cfg->kong.lock_key_needs_dc
-                               ? "consul-sidecar/<the agent's datacenter>/kong-writer"
-                               : cfg->kong.lock_key);
+    add_str(o, "lock_key",
+            cfg->kong.lock_key_needs_dc ? "consul-sidecar/<the agent's datacenter>/kong-writer"
+                                        : cfg->kong.lock_key);
 }
 
 void config_print_upstream_defaults(cJSON *o, const void *base)
 {
     const struct config *cfg = base;
     if (cfg->kong.upstream_defaults)
-        cJSON_AddItemToObject(o, "upstream_defaults", cJSON_Duplicate(cfg->kong.upstream_defaults, 1));
+        cJSON_AddItemToObject(o, "upstream_defaults",
+                              cJSON_Duplicate(cfg->kong.upstream_defaults, 1));
 }
 
 /* Every setting by the table config.c loads them with (config_int.h). */

@@ -27,7 +27,6 @@
 #include "sidecar/status.h"
 #include "sidecar/sync.h"
 
-
 extern char **environ;
 
 struct daemon_probe {
@@ -54,13 +53,13 @@ struct daemon {
     struct status_server *status;
     struct daemon_probe *probes;
     size_t n_probes;
-    struct loop_timer *ready_timer;    /* systemd: waiting to say READY=1 */
+    struct loop_timer *ready_timer; /* systemd: waiting to say READY=1 */
     uint64_t ready_delay_ms;
     int ready_told;
     struct loop_timer *once_timer;
     struct loop_timer *once_deadline;
-    struct loop_timer *release_wait;   /* shutdown: a Kong write still on the wire */
-    char last_holder[256];             /* writer lock holder at the last scrape */
+    struct loop_timer *release_wait; /* shutdown: a Kong write still on the wire */
+    char last_holder[256];           /* writer lock holder at the last scrape */
     uint64_t release_by;
     int pending_stops;
     /* Without a configured datacenter, the agent's (GET /v1/agent/self). */
@@ -68,8 +67,8 @@ struct daemon {
     struct consul_call *self_call;
     struct loop_timer *self_retry;
     struct backoff self_backoff;
-    char self_error[300];              /* last bad answer logged, once */
-    int elect_waits_for_dc;            /* the default lock key needs agent_dc */
+    char self_error[300];   /* last bad answer logged, once */
+    int elect_waits_for_dc; /* the default lock key needs agent_dc */
 };
 
 /* ---- probes ---------------------------------------------------------------- */
@@ -147,9 +146,10 @@ static cJSON *status_provider(void *arg)
     cJSON_AddStringToObject(o, "version", SIDECAR_VERSION);
     cJSON_AddStringToObject(o, "node", d->cfg.node ? d->cfg.node : "");
     if (d->cfg.datacenter || d->agent_dc[0])
-        cJSON_AddStringToObject(o, "datacenter", d->cfg.datacenter ? d->cfg.datacenter : d->agent_dc);
+        cJSON_AddStringToObject(o, "datacenter",
+                                d->cfg.datacenter ? d->cfg.datacenter : d->agent_dc);
     else
-        cJSON_AddNullToObject(o, "datacenter");   /* the agent has not said yet */
+        cJSON_AddNullToObject(o, "datacenter"); /* the agent has not said yet */
     cJSON *c = cJSON_AddObjectToObject(o, "consul");
     cJSON_AddStringToObject(c, "address", d->cfg.consul_addr);
     cJSON_AddBoolToObject(c, "reachable", registrar_agent_reachable(d->reg));
@@ -178,7 +178,8 @@ static void collect(struct metrics *m, void *arg)
                       NULL, (double)consul_client_connections(d->consul));
     metrics_gauge_set(metrics_gauge(m, "consul_sidecar_consul_http_version",
                                     "HTTP version of the agent's last answer (2: HTTP/2 "
-                                    "streams share the connections; 0: none yet)", NULL),
+                                    "streams share the connections; 0: none yet)",
+                                    NULL),
                       NULL, (double)consul_client_http_version(d->consul));
     registrar_collect(d->reg, m);
     sync_collect(d->sync, m);
@@ -193,14 +194,14 @@ static void collect(struct metrics *m, void *arg)
     if (d->elect)
         metrics_counter_set(restarts, "(writer lock) kong", (double)elect_watch_restarts(d->elect));
     if (d->elect) {
-        struct metrics_gauge *w = metrics_gauge(m, "consul_sidecar_writer",
-                                                "1 while this sidecar is the elected writer", "proxy");
+        struct metrics_gauge *w = metrics_gauge(
+            m, "consul_sidecar_writer", "1 while this sidecar is the elected writer", "proxy");
         metrics_gauge_set(w, "kong", elect_is_writer(d->elect));
         /* Who holds the lock, as every sidecar sees it: 1 for the holder, 0
          * for a node that held it before. */
-        struct metrics_gauge *h = metrics_gauge(m, "consul_sidecar_writer_holder",
-                                                "1 for the node holding the Kong writer lock",
-                                                "holder");
+        struct metrics_gauge *h =
+            metrics_gauge(m, "consul_sidecar_writer_holder",
+                          "1 for the node holding the Kong writer lock", "holder");
         const char *holder = elect_holder(d->elect) ? elect_holder(d->elect) : "";
         if (d->last_holder[0] && strcmp(d->last_holder, holder) != 0)
             metrics_gauge_set(h, d->last_holder, 0);
@@ -255,8 +256,10 @@ static void on_ready_check(void *arg)
     if (d->stopping)
         return;
     if (registrar_healthy(d->reg, why, sizeof why) && sync_settled(d->sync)) {
-        snprintf(state, sizeof state, "READY=1\nSTATUS=%zu service(s) registered, %zu upstream(s) "
-                 "synced", d->cfg.n_services, d->cfg.n_upstreams);
+        snprintf(state, sizeof state,
+                 "READY=1\nSTATUS=%zu service(s) registered, %zu upstream(s) "
+                 "synced",
+                 d->cfg.n_services, d->cfg.n_upstreams);
         tell_systemd(d, state);
         d->ready_told = 1;
         log_info("Registered and synced: ready (told systemd)");
@@ -360,7 +363,7 @@ static void on_consul_recovered(void *arg)
     if (d->cluster)
         clusterview_consul_recovered(d->cluster);
     if (d->self_retry && loop_timer_active(d->self_retry))
-        loop_timer_start(d->self_retry, 0);   /* the agent's datacenter */
+        loop_timer_start(d->self_retry, 0); /* the agent's datacenter */
 }
 
 static void on_writer(int is_writer, const char *holder, void *arg)
@@ -370,7 +373,7 @@ static void on_writer(int is_writer, const char *holder, void *arg)
     if (d->stopping)
         return;
     sync_set_writer(d->sync, "kong", is_writer);
-    if (!is_writer)   /* lost: another may write now */
+    if (!is_writer) /* lost: another may write now */
         sync_abort_writes(d->sync, "kong");
 }
 
@@ -434,11 +437,12 @@ static void on_agent_self(const struct consul_response *r, void *arg)
          * on every sidecar of the cluster, not a transient error). */
         if (d->elect_waits_for_dc)
             log_warn("Cannot learn the agent's datacenter: %s (the token needs agent:read); "
-                     "set consul.datacenter; the writer lock key is '%s'", line,
-                     d->cfg.kong.lock_key);
+                     "set consul.datacenter; the writer lock key is '%s'",
+                     line, d->cfg.kong.lock_key);
         else
             log_warn("Cannot learn the agent's datacenter: %s (the token needs agent:read); "
-                     "set consul.datacenter", line);
+                     "set consul.datacenter",
+                     line);
         d->cfg.kong.lock_key_needs_dc = 0;
     } else if (line[0]) {
         if (strcmp(line, d->self_error) != 0)
@@ -495,8 +499,8 @@ static void on_once_deadline(void *arg)
     else
         sync_healthy(d->sync, why, sizeof why);
     char dur[32];
-    log_error("-once: not done within %s%s%s", dur_format_ms(d->cfg.once_timeout_ms, dur, sizeof dur),
-              why[0] ? ": " : "", why);
+    log_error("-once: not done within %s%s%s",
+              dur_format_ms(d->cfg.once_timeout_ms, dur, sizeof dur), why[0] ? ": " : "", why);
     d->exit_code = 1;
     /* A failed run leaves nothing half-registered with deregister "always";
      * "on-success" (and "never") keep what was registered, to look at. */
@@ -613,9 +617,10 @@ static int start_sync(struct daemon *d, char *err, size_t errlen)
         if (sync_add_upstream(d->sync, &sp, err, errlen) < 0)
             return -1;
     }
-    if (d->cfg.kong.enabled && d->cfg.kong.writer == KONG_WRITER_ELECTED && d->cfg.n_upstreams > 0) {
+    if (d->cfg.kong.enabled && d->cfg.kong.writer == KONG_WRITER_ELECTED &&
+        d->cfg.n_upstreams > 0) {
         if (d->cfg.kong.lock_key_needs_dc)
-            d->elect_waits_for_dc = 1;   /* started by on_agent_self */
+            d->elect_waits_for_dc = 1; /* started by on_agent_self */
         else if (start_election(d, err, errlen) < 0)
             return -1;
         sync_set_writer(d->sync, "kong", 0);
@@ -706,8 +711,9 @@ int daemon_run(struct daemon *d)
     signal(SIGPIPE, SIG_IGN);
 
     log_info("consul-sidecar v%s starting: node '%s', Consul at %s, %zu service(s), "
-             "%zu upstream(s)", SIDECAR_VERSION, d->cfg.node ? d->cfg.node : "",
-             d->cfg.consul_addr, d->cfg.n_services, d->cfg.n_upstreams);
+             "%zu upstream(s)",
+             SIDECAR_VERSION, d->cfg.node ? d->cfg.node : "", d->cfg.consul_addr, d->cfg.n_services,
+             d->cfg.n_upstreams);
     registrar_start(d->reg);
     sync_start(d->sync);
     if (d->elect)

@@ -15,23 +15,23 @@
 struct elect {
     struct elect_opts o;
     char *what, *key, *node;
-    char *session;               /* NULL: none */
-    char *holder;                /* node name from the key's value */
+    char *session; /* NULL: none */
+    char *holder;  /* node name from the key's value */
     char *holder_session;
     int writer;
-    uint64_t last_renew;         /* monotonic ms of the last good renew (when sent) */
-    uint64_t renew_sent;         /* when the create / renew in flight was sent */
+    uint64_t last_renew; /* monotonic ms of the last good renew (when sent) */
+    uint64_t renew_sent; /* when the create / renew in flight was sent */
     uint64_t kv_index;
-    int kv_fresh;                /* the read in flight was asked for at once */
+    int kv_fresh; /* the read in flight was asked for at once */
     uint64_t kv_sent;
     uint64_t kv_dead_restarts;
-    struct consul_call *session_call;  /* create / renew / acquire / release */
-    struct consul_call *kv_call;       /* blocking read of the key */
+    struct consul_call *session_call; /* create / renew / acquire / release */
+    struct consul_call *kv_call;      /* blocking read of the key */
     struct loop_timer *renew_timer;
-    struct loop_timer *deadline;       /* writer must stop by then */
-    struct loop_timer *retry;          /* session create / acquire retries */
+    struct loop_timer *deadline; /* writer must stop by then */
+    struct loop_timer *retry;    /* session create / acquire retries */
     struct loop_timer *kv_retry;
-    int kv_erring;                     /* kv_retry is an error backoff, not pacing */
+    int kv_erring; /* kv_retry is an error backoff, not pacing */
     struct backoff backoff, kv_backoff;
     int releasing;
     void (*release_done)(void *);
@@ -101,7 +101,8 @@ struct elect *elect_new(const struct elect_opts *o, char *err, size_t errlen)
     e->node = strdup(o->node);
     if (!e->what || !e->key || !e->node)
         goto oom;
-    backoff_init(&e->backoff, 1000, e->o.session_ttl_ms / 2 > 1000 ? (uint64_t)e->o.session_ttl_ms / 2 : 1000);
+    backoff_init(&e->backoff, 1000,
+                 e->o.session_ttl_ms / 2 > 1000 ? (uint64_t)e->o.session_ttl_ms / 2 : 1000);
     backoff_init(&e->kv_backoff, 500, 30000);
     return e;
 oom:
@@ -149,7 +150,7 @@ static void note_error(struct elect *e, const struct consul_response *r, const c
 {
     char line[256], desc[300];
     if (r->limited)
-        return;   /* the connection limit is logged once, by the daemon */
+        return; /* the connection limit is logged once, by the daemon */
     consul_describe_error(r, "PUT", what, desc, sizeof desc);
     snprintf(line, sizeof line, "%s", desc);
     if (strcmp(line, e->last_error) != 0)
@@ -169,7 +170,7 @@ static void kv_backoff_start(struct elect *e)
 static void kv_kick(struct elect *e)
 {
     if (e->kv_call || e->releasing || !e->kv_erring || !loop_timer_active(e->kv_retry))
-        return;   /* a paced re-read (index did not move) stays paced */
+        return; /* a paced re-read (index did not move) stays paced */
     loop_timer_stop(e->kv_retry);
     backoff_reset(&e->kv_backoff);
     kv_read(e);
@@ -257,8 +258,7 @@ static void on_created(const struct consul_response *r, void *arg)
     e->session = strdup(id);
     e->last_renew = e->renew_sent;
     e->last_error[0] = '\0';
-    loop_timer_start(e->renew_timer,
-                     rand_jitter_around((uint64_t)e->o.session_ttl_ms / 2, 0.05));
+    loop_timer_start(e->renew_timer, rand_jitter_around((uint64_t)e->o.session_ttl_ms / 2, 0.05));
     kv_kick(e);
     try_acquire(e);
 }
@@ -285,9 +285,9 @@ static void try_create(struct elect *e)
     snprintf(body, sizeof body, "%s", text);
     free(text);
     e->renew_sent = loop_clock_ms();
-    e->session_call = consul_request(e->o.consul, "PUT", "/v1/session/create", body,
-                                     strlen(body), ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT,
-                                     on_created, e, err, sizeof err);
+    e->session_call =
+        consul_request(e->o.consul, "PUT", "/v1/session/create", body, strlen(body),
+                       ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_created, e, err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->retry, backoff_next(&e->backoff));
 }
@@ -314,8 +314,8 @@ static void on_acquired(const struct consul_response *r, void *arg)
         /* false: someone holds it, or lock-delay; the KV watch tells when
          * it frees, and a slow retry covers the lock-delay window. */
         if (!got)
-            loop_timer_start(e->retry, (uint64_t)(e->o.lock_delay_ms > 0 ? 1000 : 500) +
-                                           rand_below(500));
+            loop_timer_start(e->retry,
+                             (uint64_t)(e->o.lock_delay_ms > 0 ? 1000 : 500) + rand_below(500));
         return;
     }
     if (r->err == HTTP_OK && r->status == 500) {
@@ -334,11 +334,11 @@ static void try_acquire(struct elect *e)
     if (e->session == NULL || e->session_call || e->writer || e->releasing)
         return;
     if (e->holder_session && strcmp(e->holder_session, e->session) != 0)
-        return;  /* held by another: wait for the KV watch */
+        return; /* held by another: wait for the KV watch */
     snprintf(path, sizeof path, "/v1/kv/%s?acquire=%s", e->key, e->session);
-    e->session_call = consul_request(e->o.consul, "PUT", path, e->node, strlen(e->node),
-                                     ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT, on_acquired, e,
-                                     err, sizeof err);
+    e->session_call =
+        consul_request(e->o.consul, "PUT", path, e->node, strlen(e->node), ELECT_REQ_TIMEOUT_MS,
+                       CONSUL_REQ_URGENT, on_acquired, e, err, sizeof err);
     if (e->session_call == NULL)
         loop_timer_start(e->retry, backoff_next(&e->backoff));
 }
@@ -374,7 +374,8 @@ static void on_kv(const struct consul_response *r, void *arg)
         /* The long-poll went silent (the server lost it): say so, ask again. */
         e->kv_dead_restarts++;
         log_warn("writer election for '%s': blocking read of the lock key did not return in "
-                 "time, restarting", e->what);
+                 "time, restarting",
+                 e->what);
         kv_read(e);
         return;
     }
@@ -410,8 +411,7 @@ static void on_kv(const struct consul_response *r, void *arg)
         consul_kv_free(&kv);
     }
     set_holder(e, holder[0] ? holder : NULL, session[0] ? session : NULL);
-    if (e->writer && (session[0] == '\0' || e->session == NULL ||
-                      strcmp(session, e->session) != 0))
+    if (e->writer && (session[0] == '\0' || e->session == NULL || strcmp(session, e->session) != 0))
         set_writer(e, 0, "the lock key no longer shows our session");
     if (!e->writer && session[0] == '\0')
         try_acquire(e);
@@ -437,13 +437,13 @@ static void kv_read(struct elect *e)
                  (unsigned long long)e->kv_index, (long long)e->o.wait_ms);
     else
         snprintf(path, sizeof path, "/v1/kv/%s", e->key);
-    long timeout = e->kv_index > 0 ? (long)(e->o.wait_ms + e->o.wait_ms / 16 + 5000)
-                                   : ELECT_REQ_TIMEOUT_MS;
+    long timeout =
+        e->kv_index > 0 ? (long)(e->o.wait_ms + e->o.wait_ms / 16 + 5000) : ELECT_REQ_TIMEOUT_MS;
     e->kv_sent = loop_clock_ms();
     /* Urgent: a first read of the key decides whether we may write. */
     e->kv_call = consul_request(e->o.consul, "GET", path, NULL, 0, timeout,
-                                e->kv_index > 0 ? CONSUL_REQ_BLOCKING : CONSUL_REQ_URGENT, on_kv,
-                                e, err, sizeof err);
+                                e->kv_index > 0 ? CONSUL_REQ_BLOCKING : CONSUL_REQ_URGENT, on_kv, e,
+                                err, sizeof err);
     if (e->kv_call == NULL)
         kv_backoff_start(e);
 }
@@ -530,9 +530,9 @@ void elect_release(struct elect *e, void (*done)(void *), void *arg)
         snprintf(path, sizeof path, "/v1/kv/%s?release=%s", e->key, e->session);
     else
         snprintf(path, sizeof path, "/v1/session/destroy/%s", e->session);
-    e->session_call = consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS,
-                                     CONSUL_REQ_URGENT, was_writer ? on_released : on_destroyed,
-                                     e, err, sizeof err);
+    e->session_call =
+        consul_request(e->o.consul, "PUT", path, NULL, 0, ELECT_REQ_TIMEOUT_MS, CONSUL_REQ_URGENT,
+                       was_writer ? on_released : on_destroyed, e, err, sizeof err);
     if (e->session_call == NULL)
         release_finish(e);
 }

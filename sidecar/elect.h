@@ -27,12 +27,12 @@ typedef void (*elect_fn)(int is_writer, const char *holder, void *arg);
 struct elect_opts {
     struct loop *loop;
     struct consul_client *consul;
-    const char *what;          /* "kong", for log lines */
-    const char *key;           /* the lock key (elect_default_key() by default) */
-    const char *node;          /* our identity, stored as the key's value */
-    int64_t session_ttl_ms;    /* 10s..86400s in Consul; default 15s */
-    int64_t lock_delay_ms;     /* default 15s */
-    int64_t wait_ms;           /* the lock key's blocking wait; 0 or above 60s: 60s */
+    const char *what;       /* "kong", for log lines */
+    const char *key;        /* the lock key (elect_default_key() by default) */
+    const char *node;       /* our identity, stored as the key's value */
+    int64_t session_ttl_ms; /* 10s..86400s in Consul; default 15s */
+    int64_t lock_delay_ms;  /* default 15s */
+    int64_t wait_ms;        /* the lock key's blocking wait; 0 or above 60s: 60s */
     elect_fn on_change;
     void *arg;
 };

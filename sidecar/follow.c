@@ -48,8 +48,8 @@ static int map_services(struct detector *d)
         struct upstream *u = s->ups[i];
         if (u->det != d)
             continue;
-        uint64_t *v = strmap_put(&d->by_service, u->service, strlen(u->service), d->by_service.n,
-                               &added);
+        uint64_t *v =
+            strmap_put(&d->by_service, u->service, strlen(u->service), d->by_service.n, &added);
         if (v == NULL)
             return -1;
         u->det_slot = (size_t)*v;
@@ -125,8 +125,8 @@ static void tally_services(struct det_state *st)
     memset(st->tally, 0, st->n_tally * sizeof *st->tally);
     for (size_t k = 0; k < st->scan.n; k++) {
         const uint64_t *slot = e[k].service_len
-                                 ? strmap_get(&st->d->by_service, e[k].service, e[k].service_len)
-                                 : NULL;
+                                   ? strmap_get(&st->d->by_service, e[k].service, e[k].service_len)
+                                   : NULL;
         if (slot == NULL)
             continue;
         struct det_tally *t = &st->tally[*slot];
@@ -263,8 +263,8 @@ static void on_det_checks(const struct consul_response *r, void *arg)
         u->seen[w] = *t;
         /* Until both lists have their baseline, changes are not told
          * apart: the first reads come after both. */
-        if (all_seen && (!u->seen_once || moved ||
-                         node_moved(u, st->nodes, st->n_nodes, nodes, n_nodes))) {
+        if (all_seen &&
+            (!u->seen_once || moved || node_moved(u, st->nodes, st->n_nodes, nodes, n_nodes))) {
             det_fetch(u, r, st->scan.n, arrived, decoded);
             fetched++;
         }
@@ -320,7 +320,7 @@ static void on_det_services(const struct consul_response *r, void *arg)
     struct sync *s = d->s;
     (void)r;
     if (!d->services_seen) {
-        d->services_seen = 1;   /* a baseline, not a change */
+        d->services_seen = 1; /* a baseline, not a change */
         start_det_checks(d);
         return;
     }
@@ -376,8 +376,10 @@ static struct detector *detector_new(struct sync *s, const char *dc)
     }
     d->s = s;
     s->dets[s->n_dets++] = d;
-    struct consul_watch_opts o = {.wait_ms = s->o.watch.wait_ms, .min_interval_ms = 1000,
-                                  .backoff_min_ms = 500, .backoff_max_ms = 30000,
+    struct consul_watch_opts o = {.wait_ms = s->o.watch.wait_ms,
+                                  .min_interval_ms = 1000,
+                                  .backoff_min_ms = 500,
+                                  .backoff_max_ms = 30000,
                                   .stale = s->o.watch.stale};
     if (dc) {
         char *esc = http_escape(dc);
@@ -399,9 +401,9 @@ static struct detector *detector_new(struct sync *s, const char *dc)
                  other ? " " : "", other ? dc : "", st->name);
         snprintf(path, sizeof path, "/v1/health/state/%s", st->name);
         o.path = path;
-        st->watch = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
-                                     s->o.consul, &o, on_det_checks, on_det_state_error, st, err,
-                                     sizeof err);
+        st->watch =
+            consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter, s->o.consul, &o,
+                             on_det_checks, on_det_state_error, st, err, sizeof err);
         if (st->watch == NULL) {
             log_error("change detector: %s", err);
             return NULL;
@@ -410,9 +412,9 @@ static struct detector *detector_new(struct sync *s, const char *dc)
     snprintf(d->label[DET_STATES], sizeof d->label[DET_STATES],
              "(detector%s%.100s) catalog/services", other ? " " : "", other ? dc : "");
     o.path = "/v1/catalog/services";
-    d->services = consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter,
-                                   s->o.consul, &o, on_det_services, on_det_error, d, err,
-                                   sizeof err);
+    d->services =
+        consul_watch_new(s->o.loop, consul_get_adapter, consul_cancel_adapter, s->o.consul, &o,
+                         on_det_services, on_det_error, d, err, sizeof err);
     if (d->services == NULL) {
         log_error("change detector: %s", err);
         return NULL;
@@ -440,7 +442,7 @@ static void assign_detectors(struct sync *s, int forced, const char *why)
             ;
         struct detector *d = k < s->n_dets ? s->dets[k] : detector_new(s, dc);
         if (d == NULL)
-            continue;   /* logged: these keep their own long-polls */
+            continue; /* logged: these keep their own long-polls */
         for (k = i; k < s->n_ups; k++) {
             if (same_dc(dc, up_dc(s, s->ups[k]))) {
                 s->ups[k]->det = d;
@@ -460,10 +462,12 @@ static void assign_detectors(struct sync *s, int forced, const char *why)
         consul_watch_start(d->services);
         if (d->dc && !same_dc(d->dc, s->o.datacenter))
             log_info("Following %zu upstreams in datacenter '%s' with the change detector "
-                     "(3 long-polls instead of %zu): %s", d->n_ups, d->dc, d->n_ups, why);
+                     "(3 long-polls instead of %zu): %s",
+                     d->n_ups, d->dc, d->n_ups, why);
         else
             log_info("Following %zu upstreams with the change detector (3 long-polls instead of "
-                     "%zu): %s", d->n_ups, d->n_ups, why);
+                     "%zu): %s",
+                     d->n_ups, d->n_ups, why);
     }
 }
 
@@ -482,7 +486,7 @@ static void follow_with(struct sync *s, int http2)
 {
     char why[200];
     size_t n = s->n_ups;
-    const char *proto = http2 ? "HTTP/2 (ALPN h2)"
+    const char *proto = http2                                 ? "HTTP/2 (ALPN h2)"
                         : consul_client_is_https(s->o.consul) ? "HTTP/1.1 (ALPN gave no h2)"
                                                               : "plain HTTP";
     int limit = http2 ? s->o.watch.max_streams : s->o.watch.max_blocking;
@@ -517,7 +521,7 @@ static void on_proto_answer(const struct consul_response *r, void *arg)
 {
     struct sync *s = arg;
     s->proto_probe = NULL;
-    if (r->err != HTTP_OK) {   /* no answer yet: the agent's protocol is unknown */
+    if (r->err != HTTP_OK) { /* no answer yet: the agent's protocol is unknown */
         loop_timer_start(s->proto_timer, rand_jitter_around(1000, 0.2));
         return;
     }

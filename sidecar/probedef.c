@@ -7,8 +7,8 @@
 
 int probedef_parse(struct jread *c, const cJSON *p, const char *path, struct probe_spec *spec)
 {
-    static const char *const keys[] = {"http", "tcp", "interval", "timeout", "method",
-                                       "tls_skip_verify"};
+    static const char *const keys[] = {"http",    "tcp",    "interval",
+                                       "timeout", "method", "tls_skip_verify"};
     char kp[512];
     if (jread_obj(c, p, path) < 0 || jread_keys(c, p, path, keys, 6) < 0)
         return -1;

@@ -15,7 +15,7 @@
 struct probedef_list {
     struct cfg_probe **items;
     size_t *n;
-    struct servicedef_ext ext;   /* the hook to give servicedef_build */
+    struct servicedef_ext ext; /* the hook to give servicedef_build */
 };
 
 void probedef_list_init(struct probedef_list *l, struct cfg_probe **items, size_t *n);

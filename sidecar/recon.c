@@ -47,8 +47,7 @@ int recon_sets_equal(const struct proxy_target_set *a, const struct proxy_target
     return 1;
 }
 
-int recon_desired_from_instances(const struct consul_instances *in,
-                                 struct proxy_target_set *out)
+int recon_desired_from_instances(const struct consul_instances *in, struct proxy_target_set *out)
 {
     out->items = NULL;
     out->n = 0;
@@ -182,7 +181,7 @@ enum recon_verdict recon_policy_feed(struct recon_policy *p, const struct consul
         proxy_target_set_free(&want);
         if (p->have_good && p->last_good.n == 0) {
             p->empty_since = 0;
-            return RECON_KEEP;           /* already empty: nothing to do */
+            return RECON_KEEP; /* already empty: nothing to do */
         }
         if (!p->allow_empty || known_leader == 0) {
             p->empty_since = 0;

@@ -22,8 +22,7 @@
 /* Builds the target set for the proxy from decoded instances: address and
  * port, weight from Consul's Weights (already chosen by health), instances
  * with weight 0 kept with weight 0 (drain), duplicates merged. Sorted. */
-int recon_desired_from_instances(const struct consul_instances *in,
-                                 struct proxy_target_set *out);
+int recon_desired_from_instances(const struct consul_instances *in, struct proxy_target_set *out);
 
 /* Same address? Compares IP literals by value (so "fd00::1" equals
  * "fd00:0000::0001") and host names case-insensitively. */
@@ -40,17 +39,17 @@ int recon_diff(const struct proxy_target_set *desired, const struct proxy_target
 void recon_ops_free(struct proxy_op *ops);
 
 enum recon_verdict {
-    RECON_KEEP,    /* leave the proxy as it is (error, or nothing changed) */
-    RECON_APPLY,   /* push policy->last_good */
-    RECON_HOLD,    /* an empty answer not yet confirmed; ask again at recheck_at */
+    RECON_KEEP,  /* leave the proxy as it is (error, or nothing changed) */
+    RECON_APPLY, /* push policy->last_good */
+    RECON_HOLD,  /* an empty answer not yet confirmed; ask again at recheck_at */
 };
 
 struct recon_policy {
-    struct proxy_target_set last_good;  /* what the proxy should have */
-    int have_good;                      /* last_good is meaningful */
-    uint64_t empty_since;               /* first positive empty answer, 0 none */
+    struct proxy_target_set last_good; /* what the proxy should have */
+    int have_good;                     /* last_good is meaningful */
+    uint64_t empty_since;              /* first positive empty answer, 0 none */
     int64_t hold_down_ms;
-    int allow_empty;                    /* 0 for nginx: never render empty */
+    int allow_empty; /* 0 for nginx: never render empty */
 };
 
 void recon_policy_init(struct recon_policy *p, int64_t hold_down_ms, int allow_empty);
@@ -72,9 +71,9 @@ enum recon_verdict recon_policy_feed(struct recon_policy *p, const struct consul
 int recon_policy_doubt(struct recon_policy *p);
 
 struct recon_quiesce {
-    int64_t min_ms, max_ms;   /* both 0: off, every change applied at once */
-    uint64_t last_apply;      /* 0 never */
-    uint64_t pending_since;   /* 0 none */
+    int64_t min_ms, max_ms; /* both 0: off, every change applied at once */
+    uint64_t last_apply;    /* 0 never */
+    uint64_t pending_since; /* 0 none */
     uint64_t last_change;
 };
 

@@ -150,13 +150,14 @@ static void count_write(struct registrar *r, const char *kind)
 void agent_result(struct registrar *r, const struct consul_response *resp)
 {
     if (resp->limited)
-        return;   /* up, but refusing connections: the daemon logs that once */
+        return; /* up, but refusing connections: the daemon logs that once */
     int transport_failed = resp->err != HTTP_OK;
     if (transport_failed) {
         char line[300];
         consul_describe_error(resp, "PUT", "/v1/agent", line, sizeof line);
         if (r->agent_up != 0) {
-            log_warn("Consul agent unreachable: %s; retrying with backoff", resp->error ? resp->error : line);
+            log_warn("Consul agent unreachable: %s; retrying with backoff",
+                     resp->error ? resp->error : line);
             snprintf(r->last_agent_error, sizeof r->last_agent_error, "%s",
                      resp->error ? resp->error : line);
         }
@@ -249,10 +250,9 @@ static int start_register(struct reg_service *s)
     char *body = consul_register_body(&s->svc);
     if (body == NULL)
         return -1;
-    s->call = consul_request(r->o.consul, "PUT",
-                             "/v1/agent/service/register?replace-existing-checks", body,
-                             strlen(body), REG_TIMEOUT_MS, 0, on_register_done, s, err,
-                             sizeof err);
+    s->call =
+        consul_request(r->o.consul, "PUT", "/v1/agent/service/register?replace-existing-checks",
+                       body, strlen(body), REG_TIMEOUT_MS, 0, on_register_done, s, err, sizeof err);
     free(body);
     if (s->call == NULL) {
         log_error("Cannot register service '%s': %s", s->svc.id, err);
@@ -323,7 +323,7 @@ static int sync_checks(struct registrar *r)
 {
     /* TTL checks that a probe feeds: one reg_check each. */
     for (size_t i = 0; i < r->n_checks; i++)
-        r->checks[i]->service_id[0] = '\0';  /* mark; unmarked survivors kept */
+        r->checks[i]->service_id[0] = '\0'; /* mark; unmarked survivors kept */
     for (size_t i = 0; i < r->n_svcs; i++) {
         const struct consul_service *s = &r->svcs[i]->svc;
         if (r->svcs[i]->remove)
@@ -381,8 +381,7 @@ int registrar_set_services(struct registrar *r, const struct consul_service *svc
                 break;
         if (j == n && !s->remove) {
             if (r->started)
-                log_info("Service '%s' removed from the configuration; deregistering",
-                         s->svc.id);
+                log_info("Service '%s' removed from the configuration; deregistering", s->svc.id);
             s->remove = 1;
         }
     }
@@ -485,7 +484,7 @@ static void check_feed(struct reg_check *c)
         return;
     struct reg_service *s = find_service(r, c->service_id);
     if (s == NULL || s->state != REG_SYNCED)
-        return;  /* sent once the service is registered */
+        return; /* sent once the service is registered */
     uint64_t now = loop_clock_ms();
     if (!ttl_should_send(&c->feeder, now, c->status, c->output)) {
         if (c->timer == NULL)
@@ -558,7 +557,7 @@ static void on_maint_done(const struct consul_response *resp, void *arg)
         char line[300];
         consul_describe_error(resp, "PUT", "/v1/agent/service/maintenance", line, sizeof line);
         log_error("Failed to set maintenance for service '%s': %s", s->svc.id, line);
-        s->maint = -1;      /* unknown: the next toggle or restore sends it */
+        s->maint = -1; /* unknown: the next toggle or restore sends it */
     } else if (s->maint != s->r->maintenance && !s->remove && s->state == REG_SYNCED) {
         /* Toggled again while this one was in flight (two quick SIGUSR1s):
          * the agent must end up as last asked, not as first asked. */
@@ -579,8 +578,8 @@ static void send_maint(struct registrar *r, struct reg_service *s)
                  on ? "true" : "false", on && reason ? "&reason=" : "", on && reason ? why : "");
     free(id);
     free(why);
-    s->call = consul_request(r->o.consul, "PUT", path, NULL, 0, REG_TIMEOUT_MS, 0, on_maint_done,
-                             s, err, sizeof err);
+    s->call = consul_request(r->o.consul, "PUT", path, NULL, 0, REG_TIMEOUT_MS, 0, on_maint_done, s,
+                             err, sizeof err);
     if (s->call) {
         s->maint = on;
         count_write(r, "maintenance");
@@ -727,9 +726,9 @@ cJSON *registrar_status_json(const struct registrar *r)
 
 void registrar_collect(const struct registrar *r, struct metrics *m)
 {
-    struct metrics_gauge *reg = metrics_gauge(m, "consul_sidecar_registration_state",
-                                              "1 when the service is registered and in sync",
-                                              "service");
+    struct metrics_gauge *reg =
+        metrics_gauge(m, "consul_sidecar_registration_state",
+                      "1 when the service is registered and in sync", "service");
     struct metrics_gauge *chk = metrics_gauge(m, "consul_sidecar_check_status",
                                               "Last probe result sent for a TTL check: 0 passing, "
                                               "1 warning, 2 critical",
@@ -740,7 +739,9 @@ void registrar_collect(const struct registrar *r, struct metrics *m)
     for (size_t i = 0; i < r->n_checks; i++) {
         const struct reg_check *c = r->checks[i];
         if (c->status)
-            metrics_gauge_set(chk, c->check_id, strcmp(c->status, "passing") == 0 ? 0
-                                                : strcmp(c->status, "warning") == 0 ? 1 : 2);
+            metrics_gauge_set(chk, c->check_id,
+                              strcmp(c->status, "passing") == 0   ? 0
+                              : strcmp(c->status, "warning") == 0 ? 1
+                                                                  : 2);
     }
 }

@@ -32,10 +32,10 @@
 struct registrar_opts {
     struct loop *loop;
     struct consul_client *consul;
-    const char *node;          /* ownership mark; NULL = any node's marks */
-    int64_t resync_ms;         /* anti-entropy period */
-    int64_t drain_ms;          /* maintenance period before deregistering */
-    struct metrics *metrics;   /* may be NULL */
+    const char *node;        /* ownership mark; NULL = any node's marks */
+    int64_t resync_ms;       /* anti-entropy period */
+    int64_t drain_ms;        /* maintenance period before deregistering */
+    struct metrics *metrics; /* may be NULL */
 };
 
 struct registrar;

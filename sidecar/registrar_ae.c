@@ -60,7 +60,8 @@ static void on_cleanup_list(const struct consul_response *resp, void *arg)
             continue;
         const char *id = cJSON_GetObjectItemCaseSensitive(svc, "ID")->valuestring;
         log_info("Removing service '%s': registered by consul-sidecar on this node but no "
-                 "longer configured", id);
+                 "longer configured",
+                 id);
         struct reg_service *s = calloc(1, sizeof *s);
         struct consul_service tmp = {.id = unconst(id), .name = unconst(id)};
         if (s == NULL)
@@ -93,8 +94,8 @@ void registrar_start(struct registrar *r)
     r->started = 1;
     if (r->list_call || r->shutting_down)
         return;
-    r->list_call = consul_request(r->o.consul, "GET", "/v1/agent/services", NULL, 0,
-                                  REG_TIMEOUT_MS, 0, on_cleanup_list, r, err, sizeof err);
+    r->list_call = consul_request(r->o.consul, "GET", "/v1/agent/services", NULL, 0, REG_TIMEOUT_MS,
+                                  0, on_cleanup_list, r, err, sizeof err);
     if (r->list_call == NULL) {
         log_error("Cannot query the Consul agent: %s", err);
         reg_schedule_retry(r);
@@ -142,8 +143,9 @@ static void on_ae_service(const struct consul_response *resp, void *arg)
         if (resp->err == HTTP_OK && !resp->limited && !r->ae_failed) {
             char line[300];
             consul_describe_error(resp, "GET", "/v1/agent/service/:id", line, sizeof line);
-            log_warn("Anti-entropy: could not read service '%s' from the agent (%s); will try again",
-                     s->svc.id, resp->status == 200 ? "not a JSON object" : line);
+            log_warn(
+                "Anti-entropy: could not read service '%s' from the agent (%s); will try again",
+                s->svc.id, resp->status == 200 ? "not a JSON object" : line);
         }
         r->ae_failed = 1;
     } else if (ae_eligible(s)) {
@@ -212,11 +214,11 @@ void on_resync_timer(void *arg)
     if (!r->cleaned || r->shutting_down)
         return;
     if (r->checks_call || r->agent_checks) {
-        r->ae_again = 1;    /* a reconnect during a round: one more right after */
+        r->ae_again = 1; /* a reconnect during a round: one more right after */
         return;
     }
-    r->checks_call = consul_request(r->o.consul, "GET", "/v1/agent/checks", NULL, 0,
-                                    REG_TIMEOUT_MS, 0, on_ae_checks, r, err, sizeof err);
+    r->checks_call = consul_request(r->o.consul, "GET", "/v1/agent/checks", NULL, 0, REG_TIMEOUT_MS,
+                                    0, on_ae_checks, r, err, sizeof err);
     if (r->checks_call == NULL)
         loop_timer_start(r->resync_timer, backoff_next(&r->backoff));
 }
@@ -232,4 +234,3 @@ void registrar_consul_recovered(struct registrar *r)
     if (r->cleaned)
         loop_timer_start(r->resync_timer, 0);
 }
-

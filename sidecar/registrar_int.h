@@ -22,24 +22,24 @@ struct reg_check {
     char *service_id;
     int64_t ttl_ms;
     struct ttl_feeder feeder;
-    char *status;               /* latest probe result, NULL before any */
+    char *status; /* latest probe result, NULL before any */
     char *output;
     struct consul_call *call;
-    char *sent_status;          /* what call carries: a result that comes in */
-    char *sent_output;          /* meanwhile is sent after it, not taken as sent */
-    struct loop_timer *timer;   /* refresh before the TTL lapses, retries */
+    char *sent_status;        /* what call carries: a result that comes in */
+    char *sent_output;        /* meanwhile is sent after it, not taken as sent */
+    struct loop_timer *timer; /* refresh before the TTL lapses, retries */
     struct registrar *r;
 };
 
 struct reg_service {
     struct consul_service svc;
     enum reg_state state;
-    int dirty;                  /* definition changed while writing */
-    int remove;                 /* deregister, then forget */
+    int dirty;  /* definition changed while writing */
+    int remove; /* deregister, then forget */
     struct consul_call *call;
-    struct consul_call *read_call;  /* anti-entropy: GET /v1/agent/service/:id */
+    struct consul_call *read_call; /* anti-entropy: GET /v1/agent/service/:id */
     char last_error[256];
-    int maint;                  /* maintenance as last set on the agent */
+    int maint; /* maintenance as last set on the agent */
     struct registrar *r;
 };
 
@@ -61,8 +61,8 @@ struct registrar {
     int ae_failed;                   /* a read of the round failed: retry with backoff */
     int ae_again;                    /* asked for while a round ran: start over at once */
     int started;
-    int cleaned;                     /* dangling registrations removed */
-    int agent_up;                    /* -1 unknown, 0 down, 1 up */
+    int cleaned;  /* dangling registrations removed */
+    int agent_up; /* -1 unknown, 0 down, 1 up */
     int maintenance;
     char *maint_reason;
     int shutting_down;

@@ -37,8 +37,7 @@ static struct state_upstream *find(const struct state *st, const char *proxy, co
     return NULL;
 }
 
-const struct state_upstream *state_get(const struct state *st, const char *proxy,
-                                       const char *name)
+const struct state_upstream *state_get(const struct state *st, const char *proxy, const char *name)
 {
     return find(st, proxy ? proxy : "", name);
 }
@@ -104,9 +103,9 @@ static int parse_entry(const cJSON *u, const char *name, struct state *out, char
         const cJSON *port = cJSON_GetObjectItemCaseSensitive(t, "port");
         const cJSON *weight = cJSON_GetObjectItemCaseSensitive(t, "weight");
         if (!cJSON_IsString(host) || host->valuestring[0] == '\0' ||
-            strlen(host->valuestring) > 255 || !cJSON_IsNumber(port) ||
-            port->valueint < 1 || port->valueint > 65535 || !cJSON_IsNumber(weight) ||
-            weight->valueint < 0 || weight->valueint > 65535) {
+            strlen(host->valuestring) > 255 || !cJSON_IsNumber(port) || port->valueint < 1 ||
+            port->valueint > 65535 || !cJSON_IsNumber(weight) || weight->valueint < 0 ||
+            weight->valueint > 65535) {
             snprintf(err, errlen, "upstreams.%.64s.targets[%zu]: bad target", name, set.n);
             proxy_target_set_free(&set);
             return -1;
@@ -122,7 +121,8 @@ static int parse_entry(const cJSON *u, const char *name, struct state *out, char
         set.n++;
     }
     if (find(out, proxy->valuestring, name)) {
-        snprintf(err, errlen, "upstreams.%.64s: a second entry for %.32s", name, proxy->valuestring);
+        snprintf(err, errlen, "upstreams.%.64s: a second entry for %.32s", name,
+                 proxy->valuestring);
         proxy_target_set_free(&set);
         return -1;
     }
@@ -149,7 +149,8 @@ int state_parse(const char *text, struct state *st, char *err, size_t errlen)
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
     const cJSON *ups = cJSON_GetObjectItemCaseSensitive(root, "upstreams");
     int v = cJSON_IsNumber(ver) && (ver->valuedouble == 1 || ver->valuedouble == 2)
-                ? (int)ver->valuedouble : 0;
+                ? (int)ver->valuedouble
+                : 0;
     if (v == 0) {
         snprintf(err, errlen, "version: expected 1 or 2");
         goto fail;
@@ -195,7 +196,7 @@ static int make_dirs(const char *dir)
         errno = ENAMETOOLONG;
         return -1;
     }
-    for (char *p = path + 1; ; p++) {
+    for (char *p = path + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
         char was = *p;
@@ -223,8 +224,7 @@ int state_dir_prepare(const char *dir, char *err, size_t errlen)
     snprintf(probe, sizeof probe, "%s/.write-test.XXXXXX", dir);
     int fd = mkstemp(probe);
     if (fd < 0) {
-        snprintf(err, errlen, "state directory '%s': cannot write in it: %s", dir,
-                 strerror(errno));
+        snprintf(err, errlen, "state directory '%s': cannot write in it: %s", dir, strerror(errno));
         return -1;
     }
     close(fd);

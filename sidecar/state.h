@@ -48,8 +48,7 @@ int state_save(const char *dir, const struct state *st, char *err, size_t errlen
 int state_set(struct state *st, const char *name, const char *proxy, uint64_t index,
               const struct proxy_target_set *targets);
 /* The entry of upstream name on proxy, or NULL. */
-const struct state_upstream *state_get(const struct state *st, const char *proxy,
-                                       const char *name);
+const struct state_upstream *state_get(const struct state *st, const char *proxy, const char *name);
 void state_free(struct state *st);
 
 /* Parses the file's text (fuzzing and tests). */

@@ -53,8 +53,8 @@ int status_parse_listen(const char *listen, char *host, size_t hostlen, int *por
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const char *type,
                                  const char *body, size_t len)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, unconst(body),
-                                                             MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, unconst(body), MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
@@ -130,8 +130,8 @@ static enum MHD_Result get_metrics(struct status_server *s, struct MHD_Connectio
         buf_free(&b);
         return send_text(c, 500, "text/plain", "metrics too large\n", 18);
     }
-    enum MHD_Result ret = send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                    b.data ? b.data : "", b.len);
+    enum MHD_Result ret =
+        send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
     buf_free(&b);
     return ret;
 }
@@ -190,8 +190,7 @@ static void on_timer(void *arg)
 }
 
 struct status_server *status_server_new(struct loop *l, const char *listen,
-                                        const struct status_providers *p, char *err,
-                                        size_t errlen)
+                                        const struct status_providers *p, char *err, size_t errlen)
 {
     char host[256];
     int port;
@@ -240,8 +239,10 @@ struct status_server *status_server_new(struct loop *l, const char *listen,
                               MHD_OPTION_CONNECTION_TIMEOUT, 10U,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
     if (s->mhd == NULL) {
-        snprintf(err, errlen, "status endpoint: cannot listen on %s (address in use or not "
-                 "available)", listen);
+        snprintf(err, errlen,
+                 "status endpoint: cannot listen on %s (address in use or not "
+                 "available)",
+                 listen);
         free(s);
         return NULL;
     }

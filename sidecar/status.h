@@ -33,8 +33,7 @@ struct status_server;
  * explicit choice), port 0 = any free port. NULL + err on a bad address or a
  * bind failure. */
 struct status_server *status_server_new(struct loop *l, const char *listen,
-                                        const struct status_providers *p, char *err,
-                                        size_t errlen);
+                                        const struct status_providers *p, char *err, size_t errlen);
 /* "127.0.0.1:9108" with the real port. */
 const char *status_server_address(const struct status_server *s);
 int status_server_port(const struct status_server *s);

@@ -29,7 +29,7 @@ struct sync *sync_new(const struct sync_opts *o, char *err, size_t errlen)
         return NULL;
     }
     s->o = *o;
-    s->o.datacenter = NULL;   /* a copy of ours below: the caller's may be freed */
+    s->o.datacenter = NULL; /* a copy of ours below: the caller's may be freed */
     if (o->datacenter && (s->o.datacenter = s->datacenter = strdup(o->datacenter)) == NULL) {
         free(s);
         snprintf(err, errlen, "out of memory");
@@ -43,21 +43,19 @@ struct sync *sync_new(const struct sync_opts *o, char *err, size_t errlen)
     }
     if (o->metrics) {
         static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                         0.25, 0.5, 1, 2.5, 5, 10};
+                                         0.25,  0.5,    1,     2.5,  5,     10};
         s->m_latency = metrics_histogram(o->metrics, "consul_sidecar_sync_latency_seconds",
                                          "From a Consul index change to the proxy applied",
-                                         "upstream", buckets,
-                                         sizeof buckets / sizeof buckets[0]);
+                                         "upstream", buckets, sizeof buckets / sizeof buckets[0]);
         s->m_calls = metrics_counter(o->metrics, "consul_sidecar_proxy_calls_total",
-                                     "Proxy operations applied, by upstream and result",
-                                     "result");
+                                     "Proxy operations applied, by upstream and result", "result");
         s->m_consul = metrics_counter(o->metrics, "consul_sidecar_watch_events_total",
                                       "Watch answers and errors, by kind", "kind");
         s->m_targets = metrics_gauge(o->metrics, "consul_sidecar_upstream_targets",
                                      "Targets currently applied per upstream", "upstream");
-        s->m_saves = metrics_counter(o->metrics, "consul_sidecar_state_saves_total",
-                                     "State file rewrites (at most one a second), by result",
-                                     "result");
+        s->m_saves =
+            metrics_counter(o->metrics, "consul_sidecar_state_saves_total",
+                            "State file rewrites (at most one a second), by result", "result");
     }
     return s;
 }
@@ -94,7 +92,8 @@ static void save_state_now(struct sync *s)
     if (rc < 0) {
         if (strcmp(err, s->save_error) != 0)
             log_error("Cannot save state: %s (the proxy is up to date; only restart recovery "
-                      "is affected)", err);
+                      "is affected)",
+                      err);
         snprintf(s->save_error, sizeof s->save_error, "%s", err);
         return;
     }
@@ -122,7 +121,7 @@ void sync_free(struct sync *s)
     if (s == NULL)
         return;
     if (s->state_dirty)
-        save_state_now(s);   /* what the last second applied */
+        save_state_now(s); /* what the last second applied */
     loop_timer_free(s->save_timer);
     consul_cancel(s->proto_probe);
     loop_timer_free(s->proto_timer);
@@ -218,13 +217,11 @@ static int health_query(const struct sync *s, const struct sync_upstream_spec *s
     return 0;
 }
 
-int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char *err,
-                      size_t errlen)
+int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char *err, size_t errlen)
 {
     struct sync_proxy *p = find_proxy(s, sp->proxy);
     if (p == NULL) {
-        snprintf(err, errlen, "upstream '%s': proxy '%s' is not configured", sp->name,
-                 sp->proxy);
+        snprintf(err, errlen, "upstream '%s': proxy '%s' is not configured", sp->name, sp->proxy);
         return -1;
     }
     struct upstream *u = calloc(1, sizeof *u);
@@ -254,7 +251,8 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     }
     /* nginx cannot serve an upstream without servers: never render one. */
     recon_policy_init(&u->policy, s->o.watch.hold_down_ms, strcmp(sp->proxy, "nginx") != 0);
-    recon_quiesce_init_jittered(&u->quiesce, s->o.watch.quiescence_min_ms, s->o.watch.quiescence_max_ms);
+    recon_quiesce_init_jittered(&u->quiesce, s->o.watch.quiescence_min_ms,
+                                s->o.watch.quiescence_max_ms);
     backoff_init(&u->backoff, 500, 30000);
     backoff_init(&u->read_backoff, 1000, 30000);
     u->timer = loop_timer_new(s->o.loop, on_up_timer, u);
@@ -265,8 +263,9 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     char path[512], query[1024] = "";
     if (health_query(s, sp, path, sizeof path, query, sizeof query) < 0)
         goto oom;
-    snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path, query[0] || s->o.watch.stale ? "?" : "",
-             query, s->o.watch.stale ? (query[0] ? "&stale" : "stale") : "");
+    snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path,
+             query[0] || s->o.watch.stale ? "?" : "", query,
+             s->o.watch.stale ? (query[0] ? "&stale" : "stale") : "");
     struct consul_watch_opts wo = {
         .path = path,
         .query = query[0] ? query : NULL,
@@ -305,18 +304,20 @@ static void up_feed(struct upstream *u)
 {
     uint64_t now = loop_clock_ms(), recheck = 0;
     size_t before = u->policy.have_good ? u->policy.last_good.n : 0;
-    enum recon_verdict v = recon_policy_feed(&u->policy, &u->last_answer,
-                                             u->last_known_leader, now, &recheck);
+    enum recon_verdict v =
+        recon_policy_feed(&u->policy, &u->last_answer, u->last_known_leader, now, &recheck);
     switch (v) {
     case RECON_KEEP:
         if (u->last_answer.n == 0 && before > 0 && u->last_known_leader == 0)
             log_warn("Upstream '%s': Consul answered no instances without a known leader; "
-                     "keeping %zu target(s)", u->name, before);
+                     "keeping %zu target(s)",
+                     u->name, before);
         return;
     case RECON_HOLD:
         if (u->policy.empty_since == now)
             log_warn("Upstream '%s': Consul reports no healthy instance of '%s'; keeping "
-                     "%zu target(s) for the hold-down period", u->name, u->service, before);
+                     "%zu target(s) for the hold-down period",
+                     u->name, u->service, before);
         up_schedule(u, recheck);
         return;
     case RECON_APPLY:
@@ -336,8 +337,8 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
     struct consul_instances in = {0};
     char err[256];
     count(u->s->m_consul, "change");
-    if (consul_decode_health_service(r->body, r->body_len, u->passing_only, &in, err,
-                                     sizeof err) < 0) {
+    if (consul_decode_health_service(r->body, r->body_len, u->passing_only, &in, err, sizeof err) <
+        0) {
         /* Garbage never changes the proxy. */
         char line[300];
         snprintf(line, sizeof line, "bad answer from /v1/health/service/%s: %s", u->service, err);
@@ -347,7 +348,7 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
         count(u->s->m_consul, "decode_error");
         return -1;
     }
-    u->read_owed = false;   /* a fresh answer: no read owed any more */
+    u->read_owed = false; /* a fresh answer: no read owed any more */
     backoff_reset(&u->read_backoff);
     if (u->last_watch_error[0]) {
         log_info("Upstream '%s': watch on '%s' recovered", u->name, u->service);
@@ -357,8 +358,8 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
     if (u->have_answer)
         consul_instances_free(&u->last_answer);
     else if (++u->s->n_answered == u->s->n_ups && u->s->h2_streams)
-        log_info("HTTP/2: %zu blocking queries share %d connection(s) to the agent",
-                 u->s->n_ups, consul_client_connections(u->s->o.consul));
+        log_info("HTTP/2: %zu blocking queries share %d connection(s) to the agent", u->s->n_ups,
+                 consul_client_connections(u->s->o.consul));
     u->last_answer = in;
     u->have_answer = true;
     u->last_known_leader = r->known_leader;
@@ -378,7 +379,7 @@ static void on_watch_change(const struct consul_response *r, void *arg)
 {
     struct upstream *u = arg;
     if (take_answer(u, r) < 0)
-        consul_watch_reject(u->watch);   /* asked again, from the same index */
+        consul_watch_reject(u->watch); /* asked again, from the same index */
 }
 
 static void on_watch_error(const struct consul_response *r, const char *what, void *arg)
@@ -392,7 +393,7 @@ static void on_watch_error(const struct consul_response *r, const char *what, vo
     if (recon_policy_doubt(&u->policy) || u->read_owed)
         owe_read(u);
     if (r && r->limited)
-        return;   /* logged once for the whole client (on_limit) */
+        return; /* logged once for the whole client (on_limit) */
     snprintf(line, sizeof line, "%s", what ? what : "watch error");
     if (strcmp(line, u->last_watch_error) != 0)
         log_warn("Upstream '%s': %s; keeping the last known good targets", u->name, line);
@@ -412,9 +413,9 @@ static void up_failed(struct upstream *u, const char *what, const char *detail)
     if (u->last_ok != 0 || strcmp(cause, u->last_cause) != 0) {
         if (strcmp(cause, u->proxy->last_failure) != 0)
             log_error("Upstream '%s': %s; will retry", u->name, line);
-        else   /* one event for the whole proxy, logged once */
-            log_debug("Upstream '%s': %s (as logged for another upstream); will retry",
-                      u->name, line);
+        else /* one event for the whole proxy, logged once */
+            log_debug("Upstream '%s': %s (as logged for another upstream); will retry", u->name,
+                      line);
         snprintf(u->proxy->last_failure, sizeof u->proxy->last_failure, "%s", cause);
     }
     snprintf(u->last_error, sizeof u->last_error, "%s", line);
@@ -432,8 +433,8 @@ static void log_timeline(struct upstream *u)
 {
     uint64_t now = loop_clock_us();
     log_debug("Upstream '%s': change applied: answer_bytes=%zu checks=%zu arrival_ms=%.2f "
-              "decode_ms=%.2f ask_ms=%.2f read_ms=%.2f apply_ms=%.2f", u->name, u->tl.bytes,
-              u->tl.checks, (double)u->tl.body_us / 1000.0,
+              "decode_ms=%.2f ask_ms=%.2f read_ms=%.2f apply_ms=%.2f",
+              u->name, u->tl.bytes, u->tl.checks, (double)u->tl.body_us / 1000.0,
               (double)(u->tl.decoded - u->tl.arrived) / 1000.0,
               (double)(u->tl.asked - u->tl.decoded) / 1000.0,
               (double)(u->tl.answered - u->tl.asked) / 1000.0,
@@ -453,7 +454,7 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
     u->last_sync = time(NULL);
     u->phase = UP_IDLE;
     backoff_reset(&u->backoff);
-    if (n_ops)   /* a read-back that changed nothing opens no window */
+    if (n_ops) /* a read-back that changed nothing opens no window */
         recon_quiesce_applied(&u->quiesce, now);
     if (u->sync == UP_BEHIND && s->m_latency && u->change_at)
         metrics_histogram_observe(s->m_latency, u->name, (double)(now - u->change_at) / 1000.0);
@@ -504,7 +505,7 @@ static void on_read(const struct proxy_target_set *actual, const char *err, void
         return;
     }
     if (!u->proxy->writer) {
-        u->phase = UP_IDLE;   /* the lock was lost while reading: no write */
+        u->phase = UP_IDLE; /* the lock was lost while reading: no write */
         return;
     }
     /* Compare with what the proxy can store (HAProxy caps weights at 256):
@@ -533,14 +534,15 @@ static void on_read(const struct proxy_target_set *actual, const char *err, void
         dels += ops[i].kind == PROXY_OP_REMOVE;
         weights += ops[i].kind == PROXY_OP_SET_WEIGHT;
     }
-    log_info("Upstream '%s': applying %zu change(s) to %s (+%zu -%zu ~%zu), %zu target(s)",
-             u->name, n, u->proxy_name, adds, dels, weights, u->policy.last_good.n);
+    log_info("Upstream '%s': applying %zu change(s) to %s (+%zu -%zu ~%zu), %zu target(s)", u->name,
+             n, u->proxy_name, adds, dels, weights, u->policy.last_good.n);
     for (size_t i = 0; i < n; i++) {
         char key[300];
         proxy_target_key(&ops[i].target, key, sizeof key);
         log_debug("Upstream '%s': %s %s weight %d", u->name,
-                  ops[i].kind == PROXY_OP_ADD ? "add" :
-                  ops[i].kind == PROXY_OP_REMOVE ? "remove" : "set weight",
+                  ops[i].kind == PROXY_OP_ADD      ? "add"
+                  : ops[i].kind == PROXY_OP_REMOVE ? "remove"
+                                                   : "set weight",
                   key, ops[i].target.weight);
     }
     u->phase = UP_APPLYING;
@@ -575,7 +577,7 @@ static void on_up_timer(void *arg)
      * while nothing changes), and only that fresh answer can empty the
      * upstream, never the one cached from before the hold. */
     if ((u->policy.empty_since && u->have_answer) || u->read_owed) {
-        sync_up_fetch(u);   /* read_owed stays set until an answer is in */
+        sync_up_fetch(u); /* read_owed stays set until an answer is in */
         return;
     }
     up_sync(u);
@@ -599,8 +601,8 @@ void sync_up_fetch(struct upstream *u)
         u->fetch_again = true;
         return;
     }
-    u->fetch = consul_request(u->s->o.consul, "GET", u->fetch_path, NULL, 0, 10000, 0, on_fetch,
-                              u, err, sizeof err);
+    u->fetch = consul_request(u->s->o.consul, "GET", u->fetch_path, NULL, 0, 10000, 0, on_fetch, u,
+                              err, sizeof err);
     if (u->fetch == NULL)
         on_watch_error(NULL, err, u);
 }
@@ -641,14 +643,13 @@ void sync_start(struct sync *s)
         struct upstream *u = s->ups[i];
         const struct state_upstream *saved = state_get(&s->state, u->proxy_name, u->name);
         if (saved && saved->targets.n > 0 && recon_policy_seed(&u->policy, &saved->targets) == 0) {
-            log_info("Upstream '%s': restoring %zu saved target(s) before Consul answers",
-                     u->name, saved->targets.n);
+            log_info("Upstream '%s': restoring %zu saved target(s) before Consul answers", u->name,
+                     saved->targets.n);
             u->index = saved->index;
             up_sync(u);
         }
         if (s->o.proxy_resync_ms > 0)
-            loop_timer_start(u->resync,
-                             rand_jitter_around((uint64_t)s->o.proxy_resync_ms, 0.1));
+            loop_timer_start(u->resync, rand_jitter_around((uint64_t)s->o.proxy_resync_ms, 0.1));
     }
     follow_start(s);
 }
@@ -660,7 +661,7 @@ void sync_set_writer(struct sync *s, const char *proxy, int is_writer)
         return;
     p->writer = is_writer;
     if (p->driver)
-        p->driver->writes_stopped = !is_writer;   /* at once, mid-apply too */
+        p->driver->writes_stopped = !is_writer; /* at once, mid-apply too */
     if (!is_writer)
         return;
     uint64_t now = loop_clock_ms();
@@ -694,7 +695,7 @@ void sync_consul_recovered(struct sync *s)
     for (size_t i = 0; i < s->n_ups; i++) {
         consul_watch_retry(s->ups[i]->watch);
         if (s->ups[i]->read_owed)
-            sync_up_fetch(s->ups[i]);   /* a hold broken by the outage starts again now */
+            sync_up_fetch(s->ups[i]); /* a hold broken by the outage starts again now */
     }
 }
 
@@ -753,8 +754,10 @@ cJSON *sync_status_json(const struct sync *s)
             strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
             cJSON_AddStringToObject(o, "last_sync", ts);
         }
-        cJSON_AddStringToObject(o, "last_result", u->last_ok < 0 ? "none" :
-                                                  u->last_ok ? "ok" : "error");
+        cJSON_AddStringToObject(o, "last_result",
+                                u->last_ok < 0 ? "none"
+                                : u->last_ok   ? "ok"
+                                               : "error");
         if (u->last_error[0])
             cJSON_AddStringToObject(o, "last_error", u->last_error);
         if (u->last_watch_error[0])
@@ -771,12 +774,12 @@ void sync_collect(const struct sync *s, struct metrics *m)
     struct metrics_counter *restarts = metrics_counter(
         m, "consul_sidecar_watch_restarts_total",
         "Blocking queries cancelled and reissued because they did not return in time", "upstream");
-    struct metrics_counter *resets = metrics_counter(
-        m, "consul_sidecar_watch_index_resets_total",
-        "Blocking-query indexes reset because they went backwards", "upstream");
+    struct metrics_counter *resets =
+        metrics_counter(m, "consul_sidecar_watch_index_resets_total",
+                        "Blocking-query indexes reset because they went backwards", "upstream");
     for (size_t i = 0; i < s->n_ups; i++) {
         if (s->ups[i]->det)
-            continue;   /* followed by a detector: its long-polls count below */
+            continue; /* followed by a detector: its long-polls count below */
         const struct consul_watch_stats *st = consul_watch_stats(s->ups[i]->watch);
         metrics_counter_set(restarts, s->ups[i]->name, (double)st->dead_restarts);
         metrics_counter_set(resets, s->ups[i]->name, (double)st->resets);

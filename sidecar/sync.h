@@ -26,13 +26,13 @@
 #include "proxy/proxy.h"
 
 struct sync_upstream_spec {
-    const char *name;          /* the proxy upstream's name */
-    const char *service;       /* Consul service */
-    const char *const *tags;   /* all must match */
+    const char *name;        /* the proxy upstream's name */
+    const char *service;     /* Consul service */
+    const char *const *tags; /* all must match */
     size_t n_tags;
-    const char *datacenter;    /* NULL = agent's */
+    const char *datacenter; /* NULL = agent's */
     int passing_only;
-    const char *proxy;         /* "kong", "haproxy", "nginx" */
+    const char *proxy; /* "kong", "haproxy", "nginx" */
 };
 
 /* How upstreams are followed (watch.mode). AUTO: one blocking query each
@@ -47,10 +47,10 @@ struct watch_settings {
     int stale;
     int64_t quiescence_min_ms, quiescence_max_ms;
     int64_t hold_down_ms;
-    int max_blocking;          /* plain HTTP, more upstreams than this: the detector */
-    int mode;                  /* SYNC_MODE_* */
-    int max_streams;           /* HTTP/2, more upstreams than this: the detector */
-    int64_t cluster_poll_ms;   /* the cluster view's leader/peers/members poll */
+    int max_blocking;        /* plain HTTP, more upstreams than this: the detector */
+    int mode;                /* SYNC_MODE_* */
+    int max_streams;         /* HTTP/2, more upstreams than this: the detector */
+    int64_t cluster_poll_ms; /* the cluster view's leader/peers/members poll */
 };
 
 struct sync_opts {
@@ -58,18 +58,19 @@ struct sync_opts {
     struct consul_client *consul;
     struct watch_settings watch;
     int64_t proxy_resync_ms;
-    const char *datacenter;    /* default ?dc= of every query; NULL = the agent's */
-    const char *state_dir;     /* NULL: no persistence */
+    const char *datacenter; /* default ?dc= of every query; NULL = the agent's */
+    const char *state_dir;  /* NULL: no persistence */
     struct metrics *metrics;
 };
 
 struct sync;
 
 struct sync *sync_new(const struct sync_opts *o, char *err, size_t errlen);
-void sync_free(struct sync *s);  /* frees the registered drivers too */
+void sync_free(struct sync *s); /* frees the registered drivers too */
 /* Hands a driver to the sync (it owns it afterwards). */
 int sync_add_proxy(struct sync *s, const char *name, struct proxy *driver);
-int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *spec, char *err, size_t errlen);
+int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *spec, char *err,
+                      size_t errlen);
 /* Loads the state file, restores saved sets, starts the watches. */
 void sync_start(struct sync *s);
 /* Gates writes for one proxy (elected writer). Becoming writer triggers a

@@ -78,39 +78,39 @@ struct upstream {
     int passing_only;
     struct sync_proxy *proxy;
     struct consul_watch *watch;
-    char fetch_path[1600];          /* the same query, non-blocking */
-    struct detector *det;           /* followed by this change detector; NULL: own long-poll */
+    char fetch_path[1600]; /* the same query, non-blocking */
+    struct detector *det;  /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
     bool fetch_again;
-    struct det_tally seen[2];       /* detector: its critical, warning checks last seen */
-    size_t det_slot;                /* detector: its service's tally */
-    struct {                        /* the last change a detector saw (us, 0: none) */
+    struct det_tally seen[2]; /* detector: its critical, warning checks last seen */
+    size_t det_slot;          /* detector: its service's tally */
+    struct {                  /* the last change a detector saw (us, 0: none) */
         uint64_t arrived, decoded, asked, answered;
         long body_us;
         size_t bytes, checks;
     } tl;
-    bool read_owed;                 /* a fresh read is owed: an error broke a hold, or a
+    bool read_owed; /* a fresh read is owed: an error broke a hold, or a
                                        read failed */
     bool seen_once;
     struct recon_policy policy;
     struct recon_quiesce quiesce;
-    struct consul_instances last_answer;   /* for hold-down rechecks */
+    struct consul_instances last_answer; /* for hold-down rechecks */
     bool have_answer;
     int last_known_leader;
-    struct loop_timer *timer;       /* quiescence due, hold recheck, retry */
-    struct loop_timer *resync;      /* periodic proxy read-back */
+    struct loop_timer *timer;  /* quiescence due, hold recheck, retry */
+    struct loop_timer *resync; /* periodic proxy read-back */
     enum up_phase phase;
     enum up_sync sync;
-    bool rerun;                     /* up_sync() was called while busy */
+    bool rerun; /* up_sync() was called while busy */
     struct backoff backoff;
     struct backoff read_backoff;    /* an owed read (read_owed) failing again */
     uint64_t index;                 /* Consul index of last_good */
     uint64_t change_at;             /* when UP_BEHIND was entered (ms) */
     struct proxy_target_set actual; /* last read back */
     time_t last_sync;
-    int last_ok;                    /* -1 none yet */
+    int last_ok; /* -1 none yet */
     char last_error[300];
-    char last_cause[300];   /* its cause alone: repeats are not logged */
+    char last_cause[300]; /* its cause alone: repeats are not logged */
     char last_watch_error[300];
 };
 
@@ -121,44 +121,44 @@ enum { DET_CRITICAL, DET_WARNING, DET_STATES };
  * that state, kept from one answer to the next (their memory is reused). */
 /* Events that keep coming, and how long to wait after the last (follow.c). */
 struct storm {
-    uint64_t at;                    /* the last event (ms) */
-    int64_t wait;                   /* after it; 0: none */
+    uint64_t at;  /* the last event (ms) */
+    int64_t wait; /* after it; 0: none */
 };
 
 struct det_state {
     struct detector *d;
-    const char *name;               /* "critical", "warning" */
+    const char *name; /* "critical", "warning" */
     struct consul_watch *watch;
-    int seen;                       /* its first answer (a baseline) is in */
+    int seen; /* its first answer (a baseline) is in */
     struct consul_state_scan scan;
-    struct det_tally *tally;        /* per followed service: its checks in this state */
+    struct det_tally *tally; /* per followed service: its checks in this state */
     size_t n_tally;
-    struct det_node {               /* per node with node-level checks in this state */
+    struct det_node { /* per node with node-level checks in this state */
         char *name;
         struct det_tally t;
-    } *nodes;                       /* sorted by name */
+    } * nodes; /* sorted by name */
     size_t n_nodes;
-    struct strmap node_map;         /* scratch: node -> index in the new list */
-    struct storm idle;              /* changes that re-read nothing, and the rest after them */
+    struct strmap node_map; /* scratch: node -> index in the new list */
+    struct storm idle;      /* changes that re-read nothing, and the rest after them */
 };
 
 struct detector {
     struct sync *s;
-    char *dc;                       /* ?dc= of its queries; NULL: the default */
+    char *dc; /* ?dc= of its queries; NULL: the default */
     size_t n_ups;
     struct det_state st[DET_STATES];
     struct consul_watch *services;
     int services_seen, checks_started;
-    struct storm catalog;       /* catalog/services changes, and the gap after them */
+    struct storm catalog; /* catalog/services changes, and the gap after them */
     char error[300];
-    char label[DET_STATES + 1][160];   /* metrics: each state's, then catalog/services */
-    struct strmap by_service;       /* followed service -> its tally slot */
-    size_t mapped;                  /* upstreams in by_service (0: to be built) */
+    char label[DET_STATES + 1][160]; /* metrics: each state's, then catalog/services */
+    struct strmap by_service;        /* followed service -> its tally slot */
+    size_t mapped;                   /* upstreams in by_service (0: to be built) */
 };
 
 struct sync {
     struct sync_opts o;
-    char *datacenter;               /* owned copy of o.datacenter */
+    char *datacenter; /* owned copy of o.datacenter */
     char *state_dir;
     struct sync_proxy **proxies;
     size_t n_proxies;
@@ -171,15 +171,15 @@ struct sync {
     uint64_t last_save_ms;
     int state_dirty;
     char save_error[300];
-    struct detector **dets;         /* one per datacenter followed by a detector */
+    struct detector **dets; /* one per datacenter followed by a detector */
     size_t n_dets;
     /* The way upstreams are followed is chosen once (follow_start): over
      * https, after an answer has told which protocol ALPN gave. */
     int following;
     struct consul_call *proto_probe;
     struct loop_timer *proto_timer;
-    int h2_streams;                 /* streams over HTTP/2: the connections are told */
-    size_t n_answered;              /* upstreams with a first answer */
+    int h2_streams;    /* streams over HTTP/2: the connections are told */
+    size_t n_answered; /* upstreams with a first answer */
     struct metrics_histogram *m_latency;
     struct metrics_counter *m_calls;
     struct metrics_counter *m_consul;

@@ -18,7 +18,7 @@
 static void scan_agrees(const char *b, size_t size, int whole, const struct consul_check_entry *e,
                         size_t n)
 {
-    static struct consul_state_scan s;   /* reused, as the detector does */
+    static struct consul_state_scan s; /* reused, as the detector does */
     char err[256];
     if (consul_scan_health_state(&s, b, size, err, sizeof err) < 0)
         return;
@@ -72,7 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (view) {
         char why[256];
         consul_service_drift(&want, view, why, sizeof why);
-        consul_service_drift(&want, cJSON_GetObjectItemCaseSensitive(view, "web-1"), why, sizeof why);
+        consul_service_drift(&want, cJSON_GetObjectItemCaseSensitive(view, "web-1"), why,
+                             sizeof why);
         consul_checks_drift(&want, view, why, sizeof why);
         cJSON_Delete(view);
     }

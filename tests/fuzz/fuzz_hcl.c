@@ -20,12 +20,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *json = cJSON_PrintUnformatted(root);
         cJSON *back = json ? cJSON_Parse(json) : NULL;
         if (json && (back == NULL || !cJSON_Compare(root, back, 1)))
-            abort();   /* the tree must survive JSON */
+            abort(); /* the tree must survive JSON */
         cJSON_Delete(back);
         free(json);
         cJSON_Delete(root);
     } else if (strlen(err) == 0 || strchr(err, '\n')) {
-        abort();   /* a refusal is one line with a reason */
+        abort(); /* a refusal is one line with a reason */
     }
     fuzz_config_file(data, size, ".hcl");
     return 0;

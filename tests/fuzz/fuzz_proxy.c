@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size] = '\0';
     char err[256], next[512], desc[400];
     struct proxy_target_set set = {0};
-    if (kong_parse_targets_page(text, size, KONG_DEFAULT_TAG, &set, next, sizeof next, err, sizeof err) == 0)
+    if (kong_parse_targets_page(text, size, KONG_DEFAULT_TAG, &set, next, sizeof next, err,
+                                sizeof err) == 0)
         proxy_target_set_free(&set);
     proxy_target_set_free(&set);
     kong_describe_error(500, text, desc, sizeof desc);

@@ -40,7 +40,9 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
 {
-    (void)cls; (void)version; (void)upload;
+    (void)cls;
+    (void)version;
+    (void)upload;
     if (*state == NULL) {
         static int marker;
         *state = &marker;
@@ -68,7 +70,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         long v = parse_num(url + 15, 0, 600000);
         if (v > 0) {
             struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
-            nanosleep(&ts, NULL);   /* this connection's own thread */
+            nanosleep(&ts, NULL); /* this connection's own thread */
         }
         code = v < 0 ? 400 : code;
         snprintf(body, sizeof body, "%s\n", name);

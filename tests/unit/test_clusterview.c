@@ -89,11 +89,11 @@ static void control(const char *path, const char *body)
     ck_assert_int_eq(status, 200);
 }
 
-#define RUN_UNTIL(ms, cond)                                                              \
-    do {                                                                                 \
-        uint64_t end_ = loop_clock_ms() + (ms);                                          \
-        while (!(cond) && loop_clock_ms() < end_)                                        \
-            loop_run_once(T.l, 20);                                                      \
+#define RUN_UNTIL(ms, cond)                       \
+    do {                                          \
+        uint64_t end_ = loop_clock_ms() + (ms);   \
+        while (!(cond) && loop_clock_ms() < end_) \
+            loop_run_once(T.l, 20);               \
     } while (0)
 
 /* Runs the loop for n more polls of the leader (the view's clock). */
@@ -116,7 +116,7 @@ START_TEST(test_clusterview_follows_the_leader_and_logs_each_change_once)
     control("/leader", "{\"leader\":\"\"}");
     RUN_UNTIL(5000, view_has("\"leader\":\"\""));
     ck_assert(view_has("\"leader\":\"\""));
-    polls(3);   /* still no leader: not logged again */
+    polls(3); /* still no leader: not logged again */
     ck_assert_int_eq(logged("[WARN] sidecar: No cluster leader"), 1);
     control("/leader", "{\"leader\":\"server-3\"}");
     RUN_UNTIL(5000, view_has("\"leader\":\"10.0.0.3:8300\""));

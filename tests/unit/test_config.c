@@ -52,7 +52,7 @@ static int load(const char *text, struct config *cfg, char *err, size_t len)
 
 static const struct {
     const char *json;
-    const char *message;   /* expected substring after "c.json: " */
+    const char *message; /* expected substring after "c.json: " */
 } bad[] = {
     {"{\"proxy\": {\"haproxy\": {\"runtime\": \"tcp://127.0.0.1:9999\", \"writer\": \"elected\"}}}",
      "proxy.haproxy.writer: \"elected\" is for Kong only"},
@@ -63,42 +63,58 @@ static const struct {
     {"{\"services\": [{\"name\": \"a\"}, {\"name\": \"b\", \"check\": {\"interval\": \"10\", \"tcp\": \"x:1\"}}]}",
      "services[1].check.interval: invalid duration \"10\""},
     {"{\"consul\": {\"adress\": \"x\"}}", "consul: unknown key \"adress\""},
-    {"{\"services\": [{\"name\": \"b\", \"port\": \"80\"}]}", "services[0].port: expected an integer"},
-    {"{\"service\": {\"name\": \"b\", \"port\": 70000}}", "service.port: must be between 0 and 65535"},
+    {"{\"services\": [{\"name\": \"b\", \"port\": \"80\"}]}",
+     "services[0].port: expected an integer"},
+    {"{\"service\": {\"name\": \"b\", \"port\": 70000}}",
+     "service.port: must be between 0 and 65535"},
     {"{\"deregister\": \"sometimes\"}", "deregister: must be one of always, on-success, never"},
     {"{\"service\": {\"port\": 80}}", "service.name: missing service name"},
     {"{\"service\": {\"name\": \"w\", \"nmae\": 1}}", "service: unknown key \"nmae\""},
-    {"{\"service\": {\"name\": \"w\", \"address\": \"0.0.0.0\"}}", "service.address: invalid service address"},
-    {"{\"service\": {\"name\": \"w\", \"weights\": {\"passing\": 0}}}", "service.weights.Passing: must be between 1"},
-    {"{\"service\": {\"name\": \"w\", \"meta\": {\"consul-x\": \"1\"}}}", "reserved for internal use"},
+    {"{\"service\": {\"name\": \"w\", \"address\": \"0.0.0.0\"}}",
+     "service.address: invalid service address"},
+    {"{\"service\": {\"name\": \"w\", \"weights\": {\"passing\": 0}}}",
+     "service.weights.Passing: must be between 1"},
+    {"{\"service\": {\"name\": \"w\", \"meta\": {\"consul-x\": \"1\"}}}",
+     "reserved for internal use"},
     {"{\"service\": {\"name\": \"w\", \"check\": {\"ttl\": \"10s\", \"interval\": \"5s\"}}}",
      "Interval and TTL cannot both be specified"},
-    {"{\"service\": {\"name\": \"w\", \"check\": {\"http\": \"http://x/\"}}}", "Interval must be > 0"},
+    {"{\"service\": {\"name\": \"w\", \"check\": {\"http\": \"http://x/\"}}}",
+     "Interval must be > 0"},
     {"{\"service\": {\"name\": \"w\", \"check\": {\"status\": \"ok\", \"ttl\": \"5s\"}}}",
      "must be passing, warning or critical"},
     {"{\"service\": {\"name\": \"w\", \"check\": {\"interval\": \"5s\", \"http\": \"http://x/\", \"probe\": {\"http\": \"http://127.0.0.1/\"}}}}",
      "probe needs ttl"},
     {"{\"service\": {\"name\": \"w\", \"check\": {\"ttl\": \"5s\", \"probe\": {\"http\": \"ftp://x\"}}}}",
      "service.check.probe.http: expected an http:// or https:// URL"},
-    {"{\"upstreams\": [{\"service\": \"o\", \"proxy\": \"envoy\"}]}", "upstreams[0].proxy: must be one of kong, haproxy, nginx"},
+    {"{\"upstreams\": [{\"service\": \"o\", \"proxy\": \"envoy\"}]}",
+     "upstreams[0].proxy: must be one of kong, haproxy, nginx"},
     {"{\"upstreams\": [{\"service\": \"o\"}]}", "upstreams[0].proxy: no proxy is configured"},
     {"{\"upstreams\": [{\"service\": \"o\", \"proxy\": \"kong\"}], \"proxy\": {\"nginx\": {}}}",
      "upstreams[0].proxy: proxy \"kong\" is not configured"},
-    {"{\"upstreams\": [{\"name\": \"o\"}], \"proxy\": {\"nginx\": {}}}", "upstreams[0].service: required"},
-    {"{\"upstreams\": [{\"service\": \"o\", \"name\": \"a b\"}], \"proxy\": {\"nginx\": {}}}", "upstreams[0].name"},
+    {"{\"upstreams\": [{\"name\": \"o\"}], \"proxy\": {\"nginx\": {}}}",
+     "upstreams[0].service: required"},
+    {"{\"upstreams\": [{\"service\": \"o\", \"name\": \"a b\"}], \"proxy\": {\"nginx\": {}}}",
+     "upstreams[0].name"},
     {"{\"watch\": {\"quiescence\": {\"mni\": \"1s\"}}}", "watch.quiescence: unknown key \"mni\""},
     {"{\"watch\": {\"wait\": \"20m\"}}", "watch.wait: must be between 1s and 10m"},
-    {"{\"proxy\": {\"haproxy\": {\"runtime\": \"/run/x.sock\"}}}", "proxy.haproxy.runtime: expected unix:///path"},
-    {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"2h\"}}}", "proxy.haproxy.drain_timeout: must be at most 1h"},
-    {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"5\"}}}", "proxy.haproxy.drain_timeout: invalid duration"},
-    {"{\"proxy\": {\"kong\": {\"lock_delay\": \"2m\"}}}", "proxy.kong.lock_delay: must be at most 60s"},
-    {"{\"proxy\": {\"kong\": {\"max_in_flight\": 0}}}", "proxy.kong.max_in_flight: must be between 1 and 256"},
+    {"{\"proxy\": {\"haproxy\": {\"runtime\": \"/run/x.sock\"}}}",
+     "proxy.haproxy.runtime: expected unix:///path"},
+    {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"2h\"}}}",
+     "proxy.haproxy.drain_timeout: must be at most 1h"},
+    {"{\"proxy\": {\"haproxy\": {\"drain_timeout\": \"5\"}}}",
+     "proxy.haproxy.drain_timeout: invalid duration"},
+    {"{\"proxy\": {\"kong\": {\"lock_delay\": \"2m\"}}}",
+     "proxy.kong.lock_delay: must be at most 60s"},
+    {"{\"proxy\": {\"kong\": {\"max_in_flight\": 0}}}",
+     "proxy.kong.max_in_flight: must be between 1 and 256"},
     {"{\"watch\": {\"max_streams\": 100001}}", "watch.max_streams: must be between 1 and 100000"},
-    {"{\"watch\": {\"cluster_poll\": \"500ms\"}}", "watch.cluster_poll: must be between 1s and 10m"},
+    {"{\"watch\": {\"cluster_poll\": \"500ms\"}}",
+     "watch.cluster_poll: must be between 1s and 10m"},
     {"{\"watch\": {\"mode\": \"fast\"}}", "watch.mode: must be one of auto, streams, detector"},
     {"{\"service\": {\"name\": \"w\",}}", "invalid JSON at line 1, column"},
     {"[]", "expected a JSON object"},
-    {"{\"services\": [{\"name\": \"a\"}, {\"name\": \"a\"}]}", "a second service with the ID \"a\""},
+    {"{\"services\": [{\"name\": \"a\"}, {\"name\": \"a\"}]}",
+     "a second service with the ID \"a\""},
     {"{\"log_level\": \"loud\"}", "log_level: must be one of trace"},
 };
 
@@ -118,11 +134,14 @@ START_TEST(test_config_keys_are_case_insensitive_with_consul_aliases)
 {
     struct config cfg;
     char err[512];
-    ck_assert_int_eq(load("{\"service\": {\"NAME\": \"web\", \"Port\": 80, \"enable_tag_override\": true,"
-                          " \"Checks\": [{\"TTL\": \"10s\", \"deregister_critical_service_after\": \"90m\"},"
-                          "              {\"HTTP\": \"http://127.0.0.1/\", \"interval\": \"10s\", \"id\": \"h\"}]},"
-                          " \"node\": \"n1\"}",
-                          &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(
+        load(
+            "{\"service\": {\"NAME\": \"web\", \"Port\": 80, \"enable_tag_override\": true,"
+            " \"Checks\": [{\"TTL\": \"10s\", \"deregister_critical_service_after\": \"90m\"},"
+            "              {\"HTTP\": \"http://127.0.0.1/\", \"interval\": \"10s\", \"id\": \"h\"}]},"
+            " \"node\": \"n1\"}",
+            &cfg, err, sizeof err),
+        0);
     ck_assert_uint_eq(cfg.n_services, 1);
     const struct consul_service *s = &cfg.services[0];
     ck_assert_str_eq(s->id, "web");
@@ -131,14 +150,17 @@ START_TEST(test_config_keys_are_case_insensitive_with_consul_aliases)
     const cJSON *checks = cJSON_GetObjectItemCaseSensitive(d, "Checks");
     ck_assert_int_eq(cJSON_GetArraySize(checks), 2);
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(checks, 0),
-                                                      "DeregisterCriticalServiceAfter")->valuestring, "90m");
+                                                      "DeregisterCriticalServiceAfter")
+                         ->valuestring,
+                     "90m");
     ck_assert_uint_eq(s->n_checks, 2);
     ck_assert_str_eq(s->checks[0].check_id, "service:web:1");
     ck_assert_int_eq(s->checks[0].ttl_ms, 10000);
     ck_assert_str_eq(s->checks[1].check_id, "h");
     /* The ownership mark, with this node. */
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(d, "Meta");
-    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(meta, "managed-by")->valuestring, "consul-sidecar");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(meta, "managed-by")->valuestring,
+                     "consul-sidecar");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(meta, "sidecar-node")->valuestring, "n1");
     config_free(&cfg);
 }
@@ -148,9 +170,12 @@ START_TEST(test_config_single_check_gets_consuls_id_and_probe_is_extracted)
 {
     struct config cfg;
     char err[512];
-    ck_assert_int_eq(load("{\"service\": {\"name\": \"gw\", \"id\": \"gw-1\", \"check\": {\"ttl\": \"15s\","
-                          " \"failures_before_critical\": 3, \"probe\": {\"tcp\": \"127.0.0.1:8000\", \"interval\": \"2s\"}}}}",
-                          &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(
+        load(
+            "{\"service\": {\"name\": \"gw\", \"id\": \"gw-1\", \"check\": {\"ttl\": \"15s\","
+            " \"failures_before_critical\": 3, \"probe\": {\"tcp\": \"127.0.0.1:8000\", \"interval\": \"2s\"}}}}",
+            &cfg, err, sizeof err),
+        0);
     ck_assert_str_eq(cfg.services[0].checks[0].check_id, "service:gw-1");
     ck_assert_uint_eq(cfg.n_probes, 1);
     ck_assert_str_eq(cfg.probes[0].check_id, "service:gw-1");
@@ -159,7 +184,8 @@ START_TEST(test_config_single_check_gets_consuls_id_and_probe_is_extracted)
     ck_assert_int_eq(cfg.probes[0].spec.timeout_ms, 2000);
     ck_assert_int_eq(cfg.probes[0].spec.failures_before_critical, 3);
     /* The probe extension is not sent to Consul. */
-    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cfg.services[0].definition, "Checks"), 0);
+    const cJSON *c = cJSON_GetArrayItem(
+        cJSON_GetObjectItemCaseSensitive(cfg.services[0].definition, "Checks"), 0);
     ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(c, "probe"));
     config_free(&cfg);
 }
@@ -173,7 +199,10 @@ START_TEST(test_config_directories_merge_in_order)
     char p1[128], p2[128];
     snprintf(p1, sizeof p1, "d/10-a.json");
     snprintf(p2, sizeof p2, "d/20-b.json");
-    write_file(p1, "{\"service\": {\"name\": \"a\"}, \"consul\": {\"address\": \"h1:1\", \"resync\": \"5s\"}}", 0600);
+    write_file(
+        p1,
+        "{\"service\": {\"name\": \"a\"}, \"consul\": {\"address\": \"h1:1\", \"resync\": \"5s\"}}",
+        0600);
     write_file(p2, "{\"service\": {\"name\": \"b\"}, \"consul\": {\"address\": \"h2:2\"}}", 0600);
     write_file("d/notes.txt", "not read", 0600);
     char d[128];
@@ -184,15 +213,18 @@ START_TEST(test_config_directories_merge_in_order)
     ck_assert_int_eq(config_load(&cfg, paths, 1, NULL, NULL, err, sizeof err), 0);
     ck_assert_uint_eq(cfg.n_services, 2);
     ck_assert_str_eq(cfg.services[0].name, "a");
-    ck_assert_str_eq(cfg.consul_addr, "h2:2");   /* later file wins */
-    ck_assert_int_eq(cfg.resync_ms, 5000);        /* objects merge key-wise */
+    ck_assert_str_eq(cfg.consul_addr, "h2:2"); /* later file wins */
+    ck_assert_int_eq(cfg.resync_ms, 5000);     /* objects merge key-wise */
     config_free(&cfg);
 }
 END_TEST
 
 START_TEST(test_cli_precedence_flags_over_env_over_files)
 {
-    const char *p = write_file("c.json", "{\"consul\": {\"address\": \"file:1\", \"datacenter\": \"dcf\"}, \"listen\": \"127.0.0.1:1\"}", 0600);
+    const char *p = write_file(
+        "c.json",
+        "{\"consul\": {\"address\": \"file:1\", \"datacenter\": \"dcf\"}, \"listen\": \"127.0.0.1:1\"}",
+        0600);
     char *argv[] = {"consul-sidecar", "-config", unconst(p), "-datacenter=dcflag", NULL};
     char *envp[] = {"CONSUL_HTTP_ADDR=env:2", "CONSUL_HTTP_TOKEN=tok", NULL};
     enum cli_action a;
@@ -224,7 +256,8 @@ START_TEST(test_cli_checks_addresses_and_prefers_the_token_file)
     ck_assert_msg(strstr(err, "consul address \"ftp://x\": unsupported scheme") != NULL, "%s", err);
     char *argv2[] = {"consul-sidecar", "-validate", "-listen", "nonsense", NULL};
     ck_assert_int_eq(cli_parse(4, argv2, NULL, &a, &cfg, err, sizeof err), 2);
-    ck_assert_msg(strstr(err, "listen address \"nonsense\": expected host:port") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "listen address \"nonsense\": expected host:port") != NULL, "%s",
+                  err);
     const char *tf = write_file("token", "from-file\n", 0600);
     char envline[600];
     snprintf(envline, sizeof envline, "CONSUL_HTTP_TOKEN_FILE=%s", tf);
@@ -254,7 +287,8 @@ START_TEST(test_cli_rejects_unknown_flags_and_missing_values)
     char *argv4[] = {"consul-sidecar", NULL};
     ck_assert_int_eq(cli_parse(1, argv4, envp, &a, &cfg, err, sizeof err), 2);
     ck_assert_ptr_nonnull(strstr(err, "CONSUL_HTTP_SSL_VERIFY"));
-    char *envp2[] = {"CONSUL_HTTP_SSL=true", "CONSUL_HTTP_ADDR=consul:8501", "CONSUL_HTTP_SSL_VERIFY=false", NULL};
+    char *envp2[] = {"CONSUL_HTTP_SSL=true", "CONSUL_HTTP_ADDR=consul:8501",
+                     "CONSUL_HTTP_SSL_VERIFY=false", NULL};
     ck_assert_int_eq(cli_parse(1, argv4, envp2, &a, &cfg, err, sizeof err), 0);
     ck_assert_str_eq(cfg.consul_addr, "https://consul:8501");
     ck_assert_int_eq(cfg.tls.insecure, 1);
@@ -274,9 +308,11 @@ START_TEST(test_token_files_are_trimmed_checked_and_never_printed)
     char tokpath[256];
     snprintf(tokpath, sizeof tokpath, "%s", tok);
     char cfgtext[512];
-    snprintf(cfgtext, sizeof cfgtext,
-             "{\"consul\": {\"token_file\": \"%s\"}, \"service\": {\"name\": \"w\", \"token\": \"svc-secret\"},"
-             " \"proxy\": {\"kong\": {\"token\": \"kong-secret\"}}}", tokpath);
+    snprintf(
+        cfgtext, sizeof cfgtext,
+        "{\"consul\": {\"token_file\": \"%s\"}, \"service\": {\"name\": \"w\", \"token\": \"svc-secret\"},"
+        " \"proxy\": {\"kong\": {\"token\": \"kong-secret\"}}}",
+        tokpath);
     struct config cfg;
     char err[512];
     ck_assert_int_eq(load(cfgtext, &cfg, err, sizeof err), 0);
@@ -291,11 +327,13 @@ START_TEST(test_token_files_are_trimmed_checked_and_never_printed)
     free(json);
     config_free(&cfg);
     /* Check headers and URL passwords are credentials too. */
-    ck_assert_msg(load("{\"service\": {\"name\": \"w\", \"checks\": [{\"http\": "
-                       "\"http://u:url-secret@127.0.0.1:1/x\", \"interval\": \"10s\", "
-                       "\"header\": {\"Authorization\": [\"Bearer hdr-secret\"]}}, "
-                       "{\"ttl\": \"30s\", \"probe\": {\"http\": \"http://p:probe-secret@127.0.0.1:2/\"}}]}}",
-                       &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(
+        load("{\"service\": {\"name\": \"w\", \"checks\": [{\"http\": "
+             "\"http://u:url-secret@127.0.0.1:1/x\", \"interval\": \"10s\", "
+             "\"header\": {\"Authorization\": [\"Bearer hdr-secret\"]}}, "
+             "{\"ttl\": \"30s\", \"probe\": {\"http\": \"http://p:probe-secret@127.0.0.1:2/\"}}]}}",
+             &cfg, err, sizeof err) == 0,
+        "%s", err);
     json = config_effective_json(&cfg);
     ck_assert_ptr_null(strstr(json, "hdr-secret"));
     ck_assert_ptr_null(strstr(json, "url-secret"));
@@ -330,8 +368,11 @@ START_TEST(test_defaults_are_documented_values)
     ck_assert_int_eq(load("{\"watch\": {\"cluster_poll\": \"30s\"}}", &cfg, err, sizeof err), 0);
     ck_assert_int_eq(cfg.watch.cluster_poll_ms, 30000);
     config_free(&cfg);
-    ck_assert_int_eq(load("{\"watch\": {\"mode\": \"detector\"}, \"upstreams\": [{\"service\": \"o\", "
-                          "\"proxy\": \"kong\"}], \"proxy\": {\"kong\": {}}}", &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(
+        load("{\"watch\": {\"mode\": \"detector\"}, \"upstreams\": [{\"service\": \"o\", "
+             "\"proxy\": \"kong\"}], \"proxy\": {\"kong\": {}}}",
+             &cfg, err, sizeof err),
+        0);
     ck_assert_int_eq(cfg.watch.mode, SYNC_MODE_DETECTOR);
     ck_assert_int_eq(cfg.kong.max_in_flight, KONG_DEFAULT_MAX_IN_FLIGHT);
     config_free(&cfg);
@@ -345,15 +386,18 @@ START_TEST(test_kong_lock_key_follows_the_datacenter_or_is_left_to_the_agent)
     struct config cfg;
     char err[512];
     ck_assert_int_eq(load("{\"proxy\": {\"kong\": {}}}", &cfg, err, sizeof err), 0);
-    ck_assert_int_eq(cfg.kong.lock_key_needs_dc, 1);   /* the agent's, once it says */
+    ck_assert_int_eq(cfg.kong.lock_key_needs_dc, 1); /* the agent's, once it says */
     config_free(&cfg);
     ck_assert_int_eq(load("{\"consul\": {\"datacenter\": \"eu-west\"}, \"proxy\": {\"kong\": {}}}",
-                          &cfg, err, sizeof err), 0);
+                          &cfg, err, sizeof err),
+                     0);
     ck_assert_str_eq(cfg.kong.lock_key, "consul-sidecar/eu-west/kong-writer");
     ck_assert_int_eq(cfg.kong.lock_key_needs_dc, 0);
     config_free(&cfg);
     ck_assert_int_eq(load("{\"consul\": {\"datacenter\": \"eu-west\"}, \"proxy\": {\"kong\": "
-                          "{\"lock_prefix\": \"locks/kong\"}}}", &cfg, err, sizeof err), 0);
+                          "{\"lock_prefix\": \"locks/kong\"}}}",
+                          &cfg, err, sizeof err),
+                     0);
     ck_assert_str_eq(cfg.kong.lock_key, "locks/kong");
     config_free(&cfg);
 }

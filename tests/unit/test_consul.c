@@ -125,12 +125,15 @@ START_TEST(test_decode_refuses_garbage_whole_and_leaves_output_untouched)
 {
     char err[256];
     struct consul_instances keep = {0};
-    const char *good = "[{\"Node\":{\"Node\":\"n\",\"Address\":\"10.0.0.1\"},\"Service\":{\"ID\":\"x\",\"Port\":80},\"Checks\":[]}]";
-    ck_assert_int_eq(consul_decode_health_service(good, strlen(good), 1, &keep, err, sizeof err), 0);
+    const char *good =
+        "[{\"Node\":{\"Node\":\"n\",\"Address\":\"10.0.0.1\"},\"Service\":{\"ID\":\"x\",\"Port\":80},\"Checks\":[]}]";
+    ck_assert_int_eq(consul_decode_health_service(good, strlen(good), 1, &keep, err, sizeof err),
+                     0);
     ck_assert_uint_eq(keep.n, 1);
     err[0] = '\0';
-    ck_assert_int_eq(consul_decode_health_service(hostile[_i], strlen(hostile[_i]), 1, &keep, err,
-                                                  sizeof err), -1);
+    ck_assert_int_eq(
+        consul_decode_health_service(hostile[_i], strlen(hostile[_i]), 1, &keep, err, sizeof err),
+        -1);
     ck_assert_uint_eq(keep.n, 1); /* a garbage answer never shrinks a set */
     ck_assert(err[0] != '\0');
     consul_instances_free(&keep);
@@ -141,22 +144,28 @@ START_TEST(test_decode_agent_self_gives_datacenter_and_node_or_fails_whole)
 {
     char err[256], dc[64] = "keep", node[128] = "keep";
     char *b = fixture("agent_self_min.json");
-    ck_assert_int_eq(consul_decode_agent_self(b, strlen(b), dc, sizeof dc, node, sizeof node, err,
-                                              sizeof err), 0);
+    ck_assert_int_eq(
+        consul_decode_agent_self(b, strlen(b), dc, sizeof dc, node, sizeof node, err, sizeof err),
+        0);
     ck_assert_str_eq(dc, "dc1");
     ck_assert_str_eq(node, "node-a");
     free(b);
     static const char *const bad[] = {
-        "[]", "{}", "{\"Config\":[]}", "{\"Config\":{\"NodeName\":\"n\"}}",
+        "[]",
+        "{}",
+        "{\"Config\":[]}",
+        "{\"Config\":{\"NodeName\":\"n\"}}",
         "{\"Config\":{\"Datacenter\":\"\",\"NodeName\":\"n\"}}",
-        "{\"Config\":{\"Datacenter\":\"eu\",\"NodeName\":7}}", "not json",
+        "{\"Config\":{\"Datacenter\":\"eu\",\"NodeName\":7}}",
+        "not json",
         "{\"Config\":{\"Datacenter\":\"eu/west?x\",\"NodeName\":\"n\"}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(dc, sizeof dc, "keep");
         err[0] = '\0';
         ck_assert_int_eq(consul_decode_agent_self(bad[i], strlen(bad[i]), dc, sizeof dc, node,
-                                                  sizeof node, err, sizeof err), -1);
+                                                  sizeof node, err, sizeof err),
+                         -1);
         ck_assert_str_eq(dc, "keep");
         ck_assert(err[0] != '\0');
     }
@@ -164,7 +173,8 @@ START_TEST(test_decode_agent_self_gives_datacenter_and_node_or_fails_whole)
     char small[4];
     const char *longdc = "{\"Config\":{\"Datacenter\":\"eu-west\",\"NodeName\":\"n\"}}";
     ck_assert_int_eq(consul_decode_agent_self(longdc, strlen(longdc), small, sizeof small, node,
-                                              sizeof node, err, sizeof err), -1);
+                                              sizeof node, err, sizeof err),
+                     -1);
 }
 END_TEST
 
@@ -230,7 +240,8 @@ START_TEST(test_decode_leader_peers_members_nodes_kv_session)
     ck_assert_uint_eq(kv.lock_index, 1);
     consul_kv_free(&kv);
     char id[64];
-    ck_assert_int_eq(consul_decode_session_id("{\"ID\":\"abc\"}", 12, id, sizeof id, err, sizeof err), 0);
+    ck_assert_int_eq(
+        consul_decode_session_id("{\"ID\":\"abc\"}", 12, id, sizeof id, err, sizeof err), 0);
     ck_assert_str_eq(id, "abc");
     ck_assert_int_eq(consul_decode_session_id("{}", 2, id, sizeof id, err, sizeof err), -1);
 }
@@ -292,7 +303,8 @@ START_TEST(test_error_description_is_one_line_and_drops_the_query)
 {
     struct consul_response r = {.status = 500, .body = "No cluster\nleader\n", .body_len = 18};
     char out[300];
-    consul_describe_error(&r, "GET", "/v1/health/service/web?token=secret&index=3", out, sizeof out);
+    consul_describe_error(&r, "GET", "/v1/health/service/web?token=secret&index=3", out,
+                          sizeof out);
     ck_assert_str_eq(out, "GET /v1/health/service/web: 500 No cluster\\x0aleader");
     ck_assert_ptr_null(strstr(out, "secret"));
 }
@@ -311,7 +323,10 @@ static enum MHD_Result serve_held(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **state)
 {
-    (void)cls; (void)method; (void)version; (void)upload;
+    (void)cls;
+    (void)method;
+    (void)version;
+    (void)upload;
     if (*state == NULL) {
         *state = (void *)1;
         return MHD_YES;
@@ -326,8 +341,8 @@ static enum MHD_Result serve_held(void *cls, struct MHD_Connection *c, const cha
             pthread_cond_wait(&hold_cv, &hold_mu);
         pthread_mutex_unlock(&hold_mu);
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer(4, (void *)"true",
-                                                             MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(4, (void *)"true", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     return ret;
@@ -376,7 +391,7 @@ START_TEST(test_client_urgent_requests_are_never_queued_behind_ordinary_ones)
     struct consul_client *c = consul_client_new(l, &o, err, sizeof err);
     ck_assert_ptr_nonnull(c);
     struct done_log log = {0};
-    struct done_arg a[] = {{&log, "watch-1"}, {&log, "watch-2"}, {&log, "queued-3"},
+    struct done_arg a[] = {{&log, "watch-1"}, {&log, "watch-2"},  {&log, "queued-3"},
                            {&log, "renew"},   {&log, "urgent-1"}, {&log, "urgent-2"},
                            {&log, "urgent-3"}};
     /* Every ordinary slot is taken by requests that do not answer, and one
@@ -427,19 +442,21 @@ static struct consul_service make_service(void)
     struct consul_service s = {0};
     s.id = "web-1";
     s.name = "web";
-    s.definition = cJSON_Parse("{\"ID\":\"web-1\",\"Name\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
-                               "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"}}");
+    s.definition =
+        cJSON_Parse("{\"ID\":\"web-1\",\"Name\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
+                    "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"}}");
     return s;
 }
 
 START_TEST(test_drift_ignores_agent_added_fields)
 {
     struct consul_service s = make_service();
-    cJSON *view = cJSON_Parse("{\"ID\":\"web-1\",\"Service\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
-                              "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"},"
-                              "\"TaggedAddresses\":{\"lan_ipv4\":{\"Address\":\"10.0.0.1\",\"Port\":8080}},"
-                              "\"Weights\":{\"Passing\":1,\"Warning\":1},\"EnableTagOverride\":false,"
-                              "\"Datacenter\":\"dc1\",\"ContentHash\":\"abc\"}");
+    cJSON *view =
+        cJSON_Parse("{\"ID\":\"web-1\",\"Service\":\"web\",\"Port\":8080,\"Address\":\"10.0.0.1\","
+                    "\"Tags\":[\"v1\",\"blue\"],\"Meta\":{\"version\":\"1\"},"
+                    "\"TaggedAddresses\":{\"lan_ipv4\":{\"Address\":\"10.0.0.1\",\"Port\":8080}},"
+                    "\"Weights\":{\"Passing\":1,\"Warning\":1},\"EnableTagOverride\":false,"
+                    "\"Datacenter\":\"dc1\",\"ContentHash\":\"abc\"}");
     char why[256];
     ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 0);
     cJSON_ReplaceItemInObject(view, "Port", cJSON_CreateNumber(8081));
@@ -487,8 +504,9 @@ START_TEST(test_drift_sees_kind_socket_and_wanted_tagged_addresses)
                               "\"lan_ipv4\":{\"Address\":\"10.0.0.1\",\"Port\":8080}}}");
     char why[256];
     ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 0);
-    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(cJSON_GetObjectItem(view, "TaggedAddresses"), "lan"),
-                              "Port", cJSON_CreateNumber(81));
+    cJSON_ReplaceItemInObject(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(view, "TaggedAddresses"), "lan"), "Port",
+        cJSON_CreateNumber(81));
     ck_assert_int_eq(consul_service_drift(&s, view, why, sizeof why), 1);
     ck_assert_str_eq(why, "tagged address \"lan\" differs");
     cJSON_DeleteItemFromObject(s.definition, "TaggedAddresses");
@@ -520,15 +538,16 @@ END_TEST
 static cJSON *agent_checks_for_web(const char *interval)
 {
     char text[1024];
-    snprintf(text, sizeof text,
-             "{\"service:web-1:1\":{\"CheckID\":\"service:web-1:1\",\"Name\":\"Service 'web' check\","
-             "\"Notes\":\"\",\"ServiceID\":\"web-1\",\"Type\":\"http\",\"Interval\":\"%s\","
-             "\"Timeout\":\"2s\",\"Definition\":{}},"
-             "\"service:web-1:2\":{\"CheckID\":\"service:web-1:2\",\"Name\":\"alive\",\"Notes\":\"\","
-             "\"ServiceID\":\"web-1\",\"Type\":\"ttl\",\"Interval\":\"\",\"Timeout\":\"\"},"
-             "\"_service_maintenance:web-1\":{\"ServiceID\":\"web-1\",\"Type\":\"maintenance\"},"
-             "\"other\":{\"ServiceID\":\"db\",\"Type\":\"ttl\"}}",
-             interval);
+    snprintf(
+        text, sizeof text,
+        "{\"service:web-1:1\":{\"CheckID\":\"service:web-1:1\",\"Name\":\"Service 'web' check\","
+        "\"Notes\":\"\",\"ServiceID\":\"web-1\",\"Type\":\"http\",\"Interval\":\"%s\","
+        "\"Timeout\":\"2s\",\"Definition\":{}},"
+        "\"service:web-1:2\":{\"CheckID\":\"service:web-1:2\",\"Name\":\"alive\",\"Notes\":\"\","
+        "\"ServiceID\":\"web-1\",\"Type\":\"ttl\",\"Interval\":\"\",\"Timeout\":\"\"},"
+        "\"_service_maintenance:web-1\":{\"ServiceID\":\"web-1\",\"Type\":\"maintenance\"},"
+        "\"other\":{\"ServiceID\":\"db\",\"Type\":\"ttl\"}}",
+        interval);
     return cJSON_Parse(text);
 }
 
@@ -573,7 +592,8 @@ START_TEST(test_checks_drift_compares_what_the_agent_shows)
     cJSON_Delete(checks);
     /* A check added to our service by hand. */
     checks = agent_checks_for_web("1m30s");
-    cJSON_AddItemToObject(checks, "extra", cJSON_Parse("{\"ServiceID\":\"web-1\",\"Type\":\"ttl\"}"));
+    cJSON_AddItemToObject(checks, "extra",
+                          cJSON_Parse("{\"ServiceID\":\"web-1\",\"Type\":\"ttl\"}"));
     ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 1);
     ck_assert_str_eq(why, "check \"extra\" is not in the definition");
     cJSON_Delete(checks);
@@ -590,8 +610,9 @@ START_TEST(test_checks_drift_accepts_consuls_one_second_floor)
     s.checks = refs;
     s.n_checks = 1;
     char why[256];
-    cJSON *checks = cJSON_Parse("{\"service:web-1\":{\"Name\":\"Service 'web' check\",\"ServiceID\":"
-                                "\"web-1\",\"Type\":\"tcp\",\"Interval\":\"1s\",\"Timeout\":\"\"}}");
+    cJSON *checks =
+        cJSON_Parse("{\"service:web-1\":{\"Name\":\"Service 'web' check\",\"ServiceID\":"
+                    "\"web-1\",\"Type\":\"tcp\",\"Interval\":\"1s\",\"Timeout\":\"\"}}");
     ck_assert_int_eq(consul_checks_drift(&s, checks, why, sizeof why), 0);
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(checks, "service:web-1"), "Interval",
                               cJSON_CreateString("500ms"));
@@ -625,8 +646,8 @@ struct fake {
     struct loop_timer *timer;
     int changes, errors, backwards;
     uint64_t last_change_index;
-    uint64_t reject_index;      /* on_change rejects the answer of this index */
-    int64_t rest_ms;            /* on_change asks the watch to rest this long */
+    uint64_t reject_index; /* on_change rejects the answer of this index */
+    int64_t rest_ms;       /* on_change asks the watch to rest this long */
     struct consul_watch *w;
 };
 
@@ -637,9 +658,15 @@ static void fake_deliver(void *arg)
     struct fake *f = arg;
     struct answer a = f->script[f->next < f->n_script ? f->next : f->n_script - 1];
     f->next++;
-    struct consul_response r = {.status = a.status, .err = a.err, .body = "[]", .body_len = 2,
-                                .has_index = a.has_index, .index = a.index, .known_leader = 1,
-                                .last_contact_ms = 0, .error = a.err ? "simulated" : NULL};
+    struct consul_response r = {.status = a.status,
+                                .err = a.err,
+                                .body = "[]",
+                                .body_len = 2,
+                                .has_index = a.has_index,
+                                .index = a.index,
+                                .known_leader = 1,
+                                .last_contact_ms = 0,
+                                .error = a.err ? "simulated" : NULL};
     f->fn(&r, f->arg);
 }
 
@@ -703,9 +730,12 @@ static struct consul_watch *fake_watch_with(struct fake *f, const struct consul_
 
 static struct consul_watch *fake_watch(struct fake *f, int64_t min_interval_ms)
 {
-    struct consul_watch_opts o = {.path = "/v1/health/service/web", .query = "tag=v1",
-                                  .wait_ms = 60000, .min_interval_ms = min_interval_ms,
-                                  .backoff_min_ms = 10, .backoff_max_ms = 80};
+    struct consul_watch_opts o = {.path = "/v1/health/service/web",
+                                  .query = "tag=v1",
+                                  .wait_ms = 60000,
+                                  .min_interval_ms = min_interval_ms,
+                                  .backoff_min_ms = 10,
+                                  .backoff_max_ms = 80};
     return fake_watch_with(f, &o);
 }
 
@@ -797,9 +827,12 @@ END_TEST
 START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
 {
     struct fake f;
-    struct consul_watch_opts o = {.path = "/v1/health/state/any", .wait_ms = 60000,
-                                  .min_interval_ms = 1000, .min_gap_ms = 100,
-                                  .backoff_min_ms = 10, .backoff_max_ms = 80};
+    struct consul_watch_opts o = {.path = "/v1/health/state/any",
+                                  .wait_ms = 60000,
+                                  .min_interval_ms = 1000,
+                                  .min_gap_ms = 100,
+                                  .backoff_min_ms = 10,
+                                  .backoff_max_ms = 80};
     struct consul_watch *w = fake_watch_with(&f, &o);
     for (int i = 0; i < 64; i++)
         f.script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
@@ -808,7 +841,7 @@ START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
     uint64_t t0 = loop_clock_ms();
     while (loop_clock_ms() - t0 < 1000)
         loop_run_once(f.loop, 5);
-    ck_assert_int_le(f.n_requests, 12);  /* ~one per 100 ms, not hundreds */
+    ck_assert_int_le(f.n_requests, 12); /* ~one per 100 ms, not hundreds */
     ck_assert_int_ge(f.n_requests, 8);
     fake_free(&f, w);
 }
@@ -820,8 +853,10 @@ END_TEST
 START_TEST(test_watch_rests_as_long_as_on_change_asks)
 {
     struct fake f;
-    struct consul_watch_opts o = {.path = "/v1/health/state/any", .wait_ms = 60000,
-                                  .min_interval_ms = 1000, .backoff_min_ms = 10,
+    struct consul_watch_opts o = {.path = "/v1/health/state/any",
+                                  .wait_ms = 60000,
+                                  .min_interval_ms = 1000,
+                                  .backoff_min_ms = 10,
                                   .backoff_max_ms = 80};
     struct consul_watch *w = fake_watch_with(&f, &o);
     for (int i = 0; i < 64; i++)
@@ -832,14 +867,14 @@ START_TEST(test_watch_rests_as_long_as_on_change_asks)
     uint64_t t0 = loop_clock_ms();
     while (loop_clock_ms() - t0 < 1000)
         loop_run_once(f.loop, 5);
-    ck_assert_int_le(f.n_requests, 12);  /* ~one per 100 ms, not hundreds */
+    ck_assert_int_le(f.n_requests, 12); /* ~one per 100 ms, not hundreds */
     ck_assert_int_ge(f.n_requests, 8);
     int before = f.n_requests;
     f.rest_ms = 0;
     t0 = loop_clock_ms();
     while (loop_clock_ms() - t0 < 300 && f.n_requests < before + 20)
         loop_run_once(f.loop, 5);
-    ck_assert_int_ge(f.n_requests, before + 20);   /* the fake answers at once: so does it */
+    ck_assert_int_ge(f.n_requests, before + 20); /* the fake answers at once: so does it */
     fake_free(&f, w);
 }
 END_TEST
@@ -894,7 +929,7 @@ START_TEST(test_watch_rejected_answer_does_not_advance_the_index)
     f.n_script = 3;
     consul_watch_start(w);
     run_until(&f, 4, 3000);
-    ck_assert_ptr_nonnull(strstr(f.paths[2], "index=10&"));   /* asked again from 10 */
+    ck_assert_ptr_nonnull(strstr(f.paths[2], "index=10&")); /* asked again from 10 */
     ck_assert_ptr_nonnull(strstr(f.paths[3], "index=12&"));
     ck_assert_int_eq(f.changes, 2);
     ck_assert_int_eq(f.last_change_index, 12);
@@ -907,23 +942,25 @@ END_TEST
 START_TEST(test_watch_retry_skips_the_backoff)
 {
     struct fake f;
-    struct consul_watch_opts o = {.path = "/v1/health/service/web", .wait_ms = 60000,
-                                  .backoff_min_ms = 60000, .backoff_max_ms = 60000};
+    struct consul_watch_opts o = {.path = "/v1/health/service/web",
+                                  .wait_ms = 60000,
+                                  .backoff_min_ms = 60000,
+                                  .backoff_max_ms = 60000};
     struct consul_watch *w = fake_watch_with(&f, &o);
     f.script[0] = (struct answer){200, 1, 5, HTTP_OK};
     f.script[1] = (struct answer){0, 0, 0, HTTP_ERR_CONNECT};
-    f.script[2] = (struct answer){200, 1, 5, HTTP_OK};   /* nothing changed meanwhile */
+    f.script[2] = (struct answer){200, 1, 5, HTTP_OK}; /* nothing changed meanwhile */
     f.n_script = 3;
     consul_watch_start(w);
     run_until(&f, 3, 300);
-    ck_assert_int_eq(f.n_requests, 2);   /* backing off for 30-60 s */
+    ck_assert_int_eq(f.n_requests, 2); /* backing off for 30-60 s */
     consul_watch_retry(w);
     ck_assert_int_eq(f.n_requests, 3);
-    ck_assert_str_eq(f.paths[2], "/v1/health/service/web");   /* afresh, no index */
+    ck_assert_str_eq(f.paths[2], "/v1/health/service/web"); /* afresh, no index */
     loop_run_once(f.loop, 20);
-    ck_assert_int_eq(f.changes, 2);      /* delivered though the index did not move */
+    ck_assert_int_eq(f.changes, 2); /* delivered though the index did not move */
     int before = f.n_requests;
-    consul_watch_retry(w);                /* healthy (a long-poll in flight): nothing */
+    consul_watch_retry(w); /* healthy (a long-poll in flight): nothing */
     ck_assert_int_eq(f.n_requests, before);
     fake_free(&f, w);
 }

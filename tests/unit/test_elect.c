@@ -19,10 +19,10 @@
 /* What the fake saw, in its own clock (ms). */
 static struct {
     pthread_mutex_t mu;
-    int64_t hold_acquire_ms;      /* how long an acquire is held back */
+    int64_t hold_acquire_ms; /* how long an acquire is held back */
     int acquires, renews;
-    uint64_t acquire_answered;    /* when the first acquire was answered */
-    uint64_t first_renew_after;   /* the first renew after that; 0 none */
+    uint64_t acquire_answered;  /* when the first acquire was answered */
+    uint64_t first_renew_after; /* the first renew after that; 0 none */
     int acquired;
 } F = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0};
 
@@ -35,8 +35,8 @@ static uint64_t mono_ms(void)
 
 static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const char *body)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
+                                                             MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "X-Consul-Index", "5");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -49,7 +49,7 @@ static enum MHD_Result kv_read(struct MHD_Connection *c)
 {
     const char *index = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "index");
     if (index && strcmp(index, "5") == 0) {
-        struct timespec ts = {0, 300 * 1000000L};   /* a short blocking wait */
+        struct timespec ts = {0, 300 * 1000000L}; /* a short blocking wait */
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&F.mu);
@@ -57,8 +57,9 @@ static enum MHD_Result kv_read(struct MHD_Connection *c)
     pthread_mutex_unlock(&F.mu);
     if (!held)
         return answer(c, 404, "");
-    return answer(c, 200, "[{\"Key\":\"" KEY "\",\"Session\":\"s-1\",\"Value\":\"bjE=\","
-                          "\"LockIndex\":1,\"Flags\":0,\"CreateIndex\":5,\"ModifyIndex\":5}]");
+    return answer(c, 200,
+                  "[{\"Key\":\"" KEY "\",\"Session\":\"s-1\",\"Value\":\"bjE=\","
+                  "\"LockIndex\":1,\"Flags\":0,\"CreateIndex\":5,\"ModifyIndex\":5}]");
 }
 
 static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
@@ -115,7 +116,7 @@ static void on_change(int is_writer, const char *holder, void *arg)
  * ran out and the new writer gave the lock up (fixed in ab76ace). */
 START_TEST(test_a_renew_due_during_an_acquire_goes_right_after_it)
 {
-    F.hold_acquire_ms = 1500;   /* TTL 2 s: the renew is due at about 1 s */
+    F.hold_acquire_ms = 1500; /* TTL 2 s: the renew is due at about 1 s */
     char addr[64], err[256];
     struct MHD_Daemon *d = unit_server(serve, addr, sizeof addr);
     struct loop *l = loop_new();
@@ -123,8 +124,15 @@ START_TEST(test_a_renew_due_during_an_acquire_goes_right_after_it)
     struct consul_client *c = consul_client_new(l, &co, err, sizeof err);
     ck_assert_ptr_nonnull(c);
     struct elect_opts eo = {
-        .loop = l, .consul = c, .what = "kong", .key = KEY, .node = "n1",
-        .session_ttl_ms = 2000, .lock_delay_ms = 0, .wait_ms = 1000, .on_change = on_change,
+        .loop = l,
+        .consul = c,
+        .what = "kong",
+        .key = KEY,
+        .node = "n1",
+        .session_ttl_ms = 2000,
+        .lock_delay_ms = 0,
+        .wait_ms = 1000,
+        .on_change = on_change,
     };
     struct elect *e = elect_new(&eo, err, sizeof err);
     ck_assert_msg(e != NULL, "%s", err);

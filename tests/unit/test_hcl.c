@@ -75,7 +75,8 @@ START_TEST(test_hcl_refuses_with_line_and_column)
     refuse("a = [1 2]\n", "line 1, column 8: expected ',' or ']' in a list");
     refuse("a = <<EOT\nx\nEOT\n", "line 1, column 5: heredoc strings are not supported");
     refuse("a = \"${var.x}\"\n", "line 1, column 6: templates (\"${...}\") are not supported");
-    refuse("a = upper(\"x\")\n", "line 1, column 5: expected a value, got \"upper\" (expressions are not supported)");
+    refuse("a = upper(\"x\")\n",
+           "line 1, column 5: expected a value, got \"upper\" (expressions are not supported)");
     refuse("a = \"\\q\"\n", "line 1, column 6: unknown escape \\q");
     refuse("a = \"\\u12\"\n", "line 1, column 6: \\u needs 4 hexadecimal digits");
     refuse("a = \"\\u0000\"\n", "line 1, column 6: \\u0000 is not a character");

@@ -22,15 +22,15 @@ static int script_status[16];
 static int n_script, served;
 
 static enum MHD_Result serve_script(void *cls, struct MHD_Connection *c, const char *url,
-                                    const char *method, const char *version,
-                                    const char *upload, size_t *upload_size, void **state)
+                                    const char *method, const char *version, const char *upload,
+                                    size_t *upload_size, void **state)
 {
     (void)cls, (void)url, (void)method, (void)version, (void)upload, (void)upload_size;
     (void)state;
     int st = script_status[served < n_script ? served : n_script - 1];
     served++;
-    struct MHD_Response *r = MHD_create_response_from_buffer(2, (void *)"ok",
-                                                             MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)st, r);
     MHD_destroy_response(r);
     return ret;
@@ -63,8 +63,11 @@ static const char *probe_over(const int *statuses, int n, int succ, int fail_war
     snprintf(url, sizeof url, "http://127.0.0.1:%d/health",
              MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
     struct loop *l = loop_new();
-    struct probe_spec spec = {.kind = PROBE_HTTP, .target = url, .interval_ms = 10,
-                              .timeout_ms = 1000, .success_before_passing = succ,
+    struct probe_spec spec = {.kind = PROBE_HTTP,
+                              .target = url,
+                              .interval_ms = 10,
+                              .timeout_ms = 1000,
+                              .success_before_passing = succ,
                               .failures_before_warning = fail_warn,
                               .failures_before_critical = fail_crit};
     struct probe *p = probe_new(l, &spec, on_probe, NULL, err, sizeof err);
@@ -96,8 +99,8 @@ static const char *tcp_probe_once(const char *target)
     n_reports = 0;
     char err[128];
     struct loop *l = loop_new();
-    struct probe_spec spec = {.kind = PROBE_TCP, .target = unconst(target), .interval_ms = 1000,
-                              .timeout_ms = 500};
+    struct probe_spec spec = {
+        .kind = PROBE_TCP, .target = unconst(target), .interval_ms = 1000, .timeout_ms = 500};
     struct probe *p = probe_new(l, &spec, on_probe, NULL, err, sizeof err);
     ck_assert_msg(p != NULL, "%s", err);
     probe_start(p);
@@ -121,7 +124,7 @@ START_TEST(test_tcp_probe_passes_only_when_the_port_accepts)
     n_script = 1;
     ck_assert_str_eq(tcp_probe_once(open_port), "passing");
     MHD_stop_daemon(d);
-    snprintf(closed_port, sizeof closed_port, "127.0.0.1:%d", port);  /* now closed */
+    snprintf(closed_port, sizeof closed_port, "127.0.0.1:%d", port); /* now closed */
     ck_assert_str_eq(tcp_probe_once(closed_port), "critical");
     ck_assert_str_eq(tcp_probe_once("no-such-host.invalid:80"), "critical");
 }
@@ -162,7 +165,7 @@ START_TEST(test_ttl_refreshes_before_it_lapses_and_not_more)
     ttl_feeder_init(&f, 10000);
     ttl_mark_sent(&f, 0, "passing", "ok");
     uint64_t due = ttl_next_deadline(&f);
-    ck_assert_uint_ge(due, 4000);   /* about TTL/2 (jittered by a fifth) ... */
+    ck_assert_uint_ge(due, 4000); /* about TTL/2 (jittered by a fifth) ... */
     ck_assert_uint_le(due, 6000);
     ck_assert(!ttl_should_send(&f, due - 1, "passing", "ok"));
     ck_assert(ttl_should_send(&f, due, "passing", "ok"));
@@ -214,7 +217,8 @@ END_TEST
 START_TEST(test_metrics_render_valid_text_with_escaped_labels)
 {
     struct metrics *m = metrics_new();
-    struct metrics_counter *c = metrics_counter(m, "cs_calls_total", "Calls \\ by \"result\"", "result");
+    struct metrics_counter *c =
+        metrics_counter(m, "cs_calls_total", "Calls \\ by \"result\"", "result");
     struct metrics_gauge *g = metrics_gauge(m, "cs_targets", "Targets", "upstream");
     double b[] = {0.01, 0.1, 1};
     struct metrics_histogram *h = metrics_histogram(m, "cs_latency_seconds", "Latency", NULL, b, 3);
@@ -230,7 +234,8 @@ START_TEST(test_metrics_render_valid_text_with_escaped_labels)
     buf_init(&out, 0);
     ck_assert_int_eq(metrics_render(m, &out), 0);
     const char *t = out.data;
-    ck_assert_ptr_nonnull(strstr(t, "# HELP cs_calls_total Calls \\\\ by \"result\"\n# TYPE cs_calls_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(
+        t, "# HELP cs_calls_total Calls \\\\ by \"result\"\n# TYPE cs_calls_total counter\n"));
     ck_assert_ptr_nonnull(strstr(t, "cs_calls_total{result=\"ok\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "cs_calls_total{result=\"a\\\"b\\nc\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(t, "cs_targets{upstream=\"orders\"} 3\n"));

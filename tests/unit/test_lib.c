@@ -31,12 +31,11 @@ static const struct {
     int ok;
     int64_t ms;
 } dur_cases[] = {
-    {"0", 1, 0},        {"10s", 1, 10000},     {"500ms", 1, 500},
-    {"1m30s", 1, 90000}, {"1.5h", 1, 5400000}, {"-2s", 1, -2000},
-    {"300us", 1, 1},    {"2h45m", 1, 9900000}, {"1000000ns", 1, 1},
-    {"10", 0, 0},       {"", 0, 0},            {"s", 0, 0},
-    {"1x", 0, 0},       {"1.s", 1, 1000},      {".5s", 1, 500},
-    {"5 s", 0, 0},      {"+", 0, 0},           {"1e3s", 0, 0},
+    {"0", 1, 0},          {"10s", 1, 10000}, {"500ms", 1, 500}, {"1m30s", 1, 90000},
+    {"1.5h", 1, 5400000}, {"-2s", 1, -2000}, {"300us", 1, 1},   {"2h45m", 1, 9900000},
+    {"1000000ns", 1, 1},  {"10", 0, 0},      {"", 0, 0},        {"s", 0, 0},
+    {"1x", 0, 0},         {"1.s", 1, 1000},  {".5s", 1, 500},   {"5 s", 0, 0},
+    {"+", 0, 0},          {"1e3s", 0, 0},
 };
 
 START_TEST(test_dur_parses_go_durations)
@@ -229,10 +228,14 @@ END_TEST
 static char last_token[128], last_url[256];
 
 static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
-                             const char *method, const char *version,
-                             const char *upload, size_t *upload_size, void **state)
+                             const char *method, const char *version, const char *upload,
+                             size_t *upload_size, void **state)
 {
-    (void)cls; (void)method; (void)version; (void)upload; (void)state;
+    (void)cls;
+    (void)method;
+    (void)version;
+    (void)upload;
+    (void)state;
     if (*upload_size) {
         *upload_size = 0;
         return MHD_YES;
@@ -274,9 +277,8 @@ static void on_http(struct http_response *r, void *arg)
 
 static struct MHD_Daemon *start_server(int *port)
 {
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, serve, NULL,
-        MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+                                            NULL, NULL, serve, NULL, MHD_OPTION_END);
     ck_assert_ptr_nonnull(d);
     *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
     return d;
@@ -401,7 +403,8 @@ START_TEST(test_log_escapes_control_characters)
     log_setup(LOG_INFO, LOG_FORMAT_TEXT);
     ck_assert_ptr_null(strstr(mem, "hidden"));
     ck_assert_ptr_nonnull(strstr(mem, "[INFO] sidecar: evil\\nfake line \"q\"\n"));
-    ck_assert_ptr_nonnull(strstr(mem, "{\"@level\":\"warn\",\"@message\":\"x\\\"y\",\"@module\":\"sidecar\""));
+    ck_assert_ptr_nonnull(
+        strstr(mem, "{\"@level\":\"warn\",\"@message\":\"x\\\"y\",\"@module\":\"sidecar\""));
     /* Two lines exactly: the newline in the message did not forge a third. */
     int lines = 0;
     for (char *p = mem; *p; p++)
@@ -440,8 +443,8 @@ START_TEST(test_strmap_finds_every_key_across_growth_and_clear)
     struct strmap_slot *slots = m.slots;
     strmap_clear(&m);
     ck_assert_ptr_null(strmap_get(&m, "svc-7", 5));
-    ck_assert_ptr_eq(m.slots, slots);   /* kept for the next fill */
-    ck_assert_uint_eq(*strmap_put(&m, "", 0, 5, &added), 5);   /* the empty key */
+    ck_assert_ptr_eq(m.slots, slots);                        /* kept for the next fill */
+    ck_assert_uint_eq(*strmap_put(&m, "", 0, 5, &added), 5); /* the empty key */
     ck_assert_uint_eq(*strmap_get(&m, "", 0), 5);
     strmap_free(&m);
 }
@@ -451,13 +454,14 @@ START_TEST(test_json_string_escapes_as_cjson_prints)
 {
     struct buf b;
     buf_init(&b, 0);
-    const char *in = "plain, then a long run of ordinary bytes \"q\" \\ \b\f\n\r\t \x01\x1f \xc3\xbc/";
+    const char *in =
+        "plain, then a long run of ordinary bytes \"q\" \\ \b\f\n\r\t \x01\x1f \xc3\xbc/";
     ck_assert_int_eq(buf_json_string(&b, in), 0);
     ck_assert_str_eq(b.data, "\"plain, then a long run of ordinary bytes \\\"q\\\" \\\\ "
                              "\\b\\f\\n\\r\\t \\u0001\\u001f \xc3\xbc/\"");
     cJSON *o = cJSON_CreateString(in);
     char *want = cJSON_PrintUnformatted(o);
-    ck_assert_str_eq(b.data, want);   /* byte for byte what cJSON prints */
+    ck_assert_str_eq(b.data, want); /* byte for byte what cJSON prints */
     cJSON_free(want);
     cJSON_Delete(o);
     /* The run ends at the first byte a string cannot hold, whatever its
@@ -466,7 +470,7 @@ START_TEST(test_json_string_escapes_as_cjson_prints)
     for (size_t cut = 0; cut <= 16; cut++)
         ck_assert_ptr_eq(json_plain_run(p, p + cut), p + cut);
     ck_assert_ptr_eq(json_plain_run(p, p + 17), p + 16);
-    const char *q = "abcdefghij\x7f\x1e";   /* DEL is plain; 0x1e is not */
+    const char *q = "abcdefghij\x7f\x1e"; /* DEL is plain; 0x1e is not */
     ck_assert_ptr_eq(json_plain_run(q, q + 12), q + 11);
     buf_free(&b);
 }
@@ -502,7 +506,8 @@ static const struct {
     const char *in, *want;
 } tsec_cases[] = {
     {"{\"url\": \"https://x\", \"name\": \"a\", \"on\": true, \"n\": 8, \"mode\": \"b\", "
-     "\"inner\": {\"wait\": \"1m\", \"grace\": \"0s\"}, \"even\": 4}", ""},
+     "\"inner\": {\"wait\": \"1m\", \"grace\": \"0s\"}, \"even\": 4}",
+     ""},
     {"{}", ""},
     {"{\"n\": \"x\", \"bogus\": 1}", "f.json: unknown key \"bogus\""},
     {"{\"url\": \"ftp://x\"}", "f.json: url: expected a URL, got \"ftp://x\""},
@@ -532,7 +537,7 @@ START_TEST(test_jread_section_walks_a_table_of_keys)
     ck_assert_ptr_null(strchr(err, '\n'));
     if (tsec_cases[_i].want)
         ck_assert_str_eq(err, tsec_cases[_i].want);
-    else   /* the typed read's own wording: it names the file and the key */
+    else /* the typed read's own wording: it names the file and the key */
         ck_assert_msg(strncmp(err, "f.json: ", 8) == 0 && strlen(err) > 12, "%s", err);
 }
 END_TEST
@@ -613,10 +618,10 @@ START_TEST(test_queue_keeps_order_through_push_pop_remove_and_move)
     }
     ck_assert_str_eq(qvalues(&q, b, sizeof b), "1 2 3 4 5 6");
     ck_assert_int_eq(QUEUE_ITEM(queue_pop(&q), struct qitem, link)->v, 1);
-    ck_assert_int_eq(queue_remove(&q, &it[5].link), 1);   /* the tail */
-    ck_assert_int_eq(queue_remove(&q, &it[5].link), 0);   /* not there any more */
+    ck_assert_int_eq(queue_remove(&q, &it[5].link), 1); /* the tail */
+    ck_assert_int_eq(queue_remove(&q, &it[5].link), 0); /* not there any more */
     ck_assert_str_eq(qvalues(&q, b, sizeof b), "2 3 4 5");
-    queue_push(&q, &it[5].link);                           /* pushed after a tail removal */
+    queue_push(&q, &it[5].link); /* pushed after a tail removal */
     ck_assert_str_eq(qvalues(&q, b, sizeof b), "2 3 4 5 6");
     ck_assert_uint_eq(queue_move_if(&q, &to, qpick_odd, NULL, 1), 1);
     ck_assert_str_eq(qvalues(&to, b, sizeof b), "3");
@@ -646,21 +651,47 @@ struct jsettings {
 
 static const char *const jmodes[] = {"auto", "fast"};
 static const struct jkey jopt_keys[] = {
-    {.name = "n", .kind = JK_INT, .min = 0, .max = 9, .store = JS_INT,
-     .off = offsetof(struct jsettings, n), .def = 3},
+    {.name = "n",
+     .kind = JK_INT,
+     .min = 0,
+     .max = 9,
+     .store = JS_INT,
+     .off = offsetof(struct jsettings, n),
+     .def = 3},
 };
 static const struct jkey jtop_keys[] = {
-    {.name = "wait", .kind = JK_DUR, .store = JS_MS, .off = offsetof(struct jsettings, wait_ms),
+    {.name = "wait",
+     .kind = JK_DUR,
+     .store = JS_MS,
+     .off = offsetof(struct jsettings, wait_ms),
      .def = 5000},
-    {.name = "token", .kind = JK_STR, .store = JS_STR, .off = offsetof(struct jsettings, token),
+    {.name = "token",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = offsetof(struct jsettings, token),
      .flags = JF_SECRET},
-    {.name = "name", .kind = JK_STR, .store = JS_STR, .off = offsetof(struct jsettings, name),
+    {.name = "name",
+     .kind = JK_STR,
+     .store = JS_STR,
+     .off = offsetof(struct jsettings, name),
      .defs = "x"},
-    {.name = "verify", .kind = JK_BOOL, .store = JS_BOOL,
-     .off = offsetof(struct jsettings, insecure), .def = 1, .flags = JF_NOT},
-    {.name = "mode", .kind = JK_ENUM, .values = jmodes, .n = 2, .store = JS_ENUM,
+    {.name = "verify",
+     .kind = JK_BOOL,
+     .store = JS_BOOL,
+     .off = offsetof(struct jsettings, insecure),
+     .def = 1,
+     .flags = JF_NOT},
+    {.name = "mode",
+     .kind = JK_ENUM,
+     .values = jmodes,
+     .n = 2,
+     .store = JS_ENUM,
      .off = offsetof(struct jsettings, mode)},
-    {.name = "opt", .kind = JK_SECTION, .sub = jopt_keys, .n = 1, .store = JS_GIVEN,
+    {.name = "opt",
+     .kind = JK_SECTION,
+     .sub = jopt_keys,
+     .n = 1,
+     .store = JS_GIVEN,
      .off = offsetof(struct jsettings, given)},
 };
 
@@ -681,7 +712,7 @@ START_TEST(test_jread_table_stores_defaults_and_prints_redacted)
     char *p = jprinted(&st);
     ck_assert_str_eq(p, "{\"wait\":\"5s\",\"token\":null,\"name\":\"x\",\"verify\":true,"
                         "\"mode\":\"auto\"}");
-    ck_assert_int_eq(st.n, 0);   /* a section not given is not stored */
+    ck_assert_int_eq(st.n, 0); /* a section not given is not stored */
     free(p);
     free(st.name);
     cJSON *full = cJSON_Parse("{\"wait\":\"2m\",\"token\":\"s3cret\",\"name\":\"y\","
@@ -694,7 +725,7 @@ START_TEST(test_jread_table_stores_defaults_and_prints_redacted)
     ck_assert_int_eq(st.wait_ms, 120000);
     ck_assert_str_eq(st.token, "s3cret");
     ck_assert_int_eq(st.insecure, 1);
-    ck_assert_int_eq(st.n, 3);   /* given, its default */
+    ck_assert_int_eq(st.n, 3); /* given, its default */
     p = jprinted(&st);
     ck_assert_str_eq(p, "{\"wait\":\"2m0s\",\"token\":\"<redacted>\",\"name\":\"y\","
                         "\"verify\":false,\"mode\":\"fast\",\"opt\":{\"n\":3}}");

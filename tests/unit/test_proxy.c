@@ -44,7 +44,8 @@ START_TEST(test_haproxy_reads_only_its_own_servers)
         "3 be_orders 5 cs-10.0.0.3:80 10.0.0.3 2 8 1 1 5 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n\n";
     struct proxy_target_set set;
     char err[256];
-    ck_assert_int_eq(haproxy_parse_servers_state(text, HAPROXY_SERVER_PREFIX, &set, err, sizeof err), 0);
+    ck_assert_int_eq(
+        haproxy_parse_servers_state(text, HAPROXY_SERVER_PREFIX, &set, err, sizeof err), 0);
     ck_assert_uint_eq(set.n, 2); /* manual: not ours; cs-10.0.0.2 in forced maint,
                                   * cs-10.0.0.3 left in drain */
     ck_assert_str_eq(set.items[0].host, "10.0.0.1");
@@ -54,13 +55,15 @@ START_TEST(test_haproxy_reads_only_its_own_servers)
     proxy_target_set_free(&set);
     /* The captured 2.6.12 fixture has no server of ours. */
     char *fx = slurp("tests/fixtures/haproxy/show_servers_state.txt");
-    ck_assert_int_eq(haproxy_parse_servers_state(fx, HAPROXY_SERVER_PREFIX, &set, err, sizeof err), 0);
+    ck_assert_int_eq(haproxy_parse_servers_state(fx, HAPROXY_SERVER_PREFIX, &set, err, sizeof err),
+                     0);
     ck_assert_uint_eq(set.n, 0);
     ck_assert_int_eq(haproxy_parse_servers_state(fx, "orders", &set, err, sizeof err), 0);
     ck_assert_uint_eq(set.n, 1); /* orders1 ready; orders2/3 are config-disabled maint slots */
     proxy_target_set_free(&set);
     free(fx);
-    ck_assert_int_eq(haproxy_parse_servers_state("Can't find backend.\n\n", "cs-", &set, err, sizeof err), -1);
+    ck_assert_int_eq(
+        haproxy_parse_servers_state("Can't find backend.\n\n", "cs-", &set, err, sizeof err), -1);
     ck_assert_str_eq(err, "Can't find backend.");
     ck_assert_int_eq(haproxy_parse_servers_state("1\n3 be x\n", "cs-", &set, err, sizeof err), -1);
     struct proxy_target t = {"10.0.3.21", 8080, 1};
@@ -79,7 +82,7 @@ START_TEST(test_haproxy_counts_sessions_of_a_draining_server)
     ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1:9"), 0);
     ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "manual"), 0);
     ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1:10"), -1);
-    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1"), -1);  /* whole name only */
+    ck_assert_int_eq(haproxy_parse_stat_sessions(fx, "cs-127.0.0.1"), -1); /* whole name only */
     free(fx);
     /* Sessions in flight (scur 2) and queued (qcur 1) both count. */
     const char *busy = "# pxname,svname,qcur,qmax,scur,smax\n"
@@ -87,13 +90,16 @@ START_TEST(test_haproxy_counts_sessions_of_a_draining_server)
                        "be,cs-fd00::1:81,,0,0,1\n";
     ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-10.0.0.1:80"), 3);
     ck_assert_int_eq(haproxy_parse_stat_sessions(busy, "cs-fd00::1:81"), 0);
-    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\n"
-                                                 "be,cs-x,99999999999999999999,99999999999999999999\n",
-                                                 "cs-x"), 2000000);
+    ck_assert_int_eq(
+        haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\n"
+                                    "be,cs-x,99999999999999999999,99999999999999999999\n",
+                                    "cs-x"),
+        2000000);
     /* Error lines and unknown layouts are not a count. */
     ck_assert_int_eq(haproxy_parse_stat_sessions("No such proxy.\n", "cs-10.0.0.1:80"), -2);
     ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname\nbe,cs-x,1\n", "cs-x"), -2);
-    ck_assert_int_eq(haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\nbe,cs-x,0,z\n", "cs-x"), -2);
+    ck_assert_int_eq(
+        haproxy_parse_stat_sessions("# pxname,svname,qcur,scur\nbe,cs-x,0,z\n", "cs-x"), -2);
 }
 END_TEST
 
@@ -162,7 +168,8 @@ START_TEST(test_haproxy_unreachable_socket_fails_from_the_loop)
     struct proxy_target_set want = {0};
     s.in_call = 1;
     ck_assert_int_eq(p->ops->read(p, "orders", hap_on_read, &s, err, sizeof err), 0);
-    ck_assert_int_eq(p->ops->apply(p, "orders", ops, N, &want, hap_on_apply, &s, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, N, &want, hap_on_apply, &s, err, sizeof err),
+                     0);
     s.in_call = 0;
     ck_assert_int_eq(s.reads + s.applies, 0);
     for (int i = 0; i < 200000 && s.applies == 0; i++)
@@ -176,8 +183,10 @@ START_TEST(test_haproxy_unreachable_socket_fails_from_the_loop)
     /* Freed with a read and a batch still queued: no leak, no double free
      * (ASan and valgrind judge). */
     ck_assert_int_eq(p->ops->read(p, "orders", hap_on_read, &s, err, sizeof err), 0);
-    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, hap_on_apply, &s, err, sizeof err), 0);
-    ck_assert_int_eq(p->ops->apply(p, "users", ops, 3, &want, hap_on_apply, &s, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, hap_on_apply, &s, err, sizeof err),
+                     0);
+    ck_assert_int_eq(p->ops->apply(p, "users", ops, 3, &want, hap_on_apply, &s, err, sizeof err),
+                     0);
     p->ops->free(p);
     ck_assert_int_eq(s.reads, 1);
     for (int i = 0; i < N; i++)
@@ -190,7 +199,8 @@ END_TEST
 START_TEST(test_kong_normalizes_targets_like_kong)
 {
     char out[128];
-    ck_assert_str_eq(kong_normalize_target(norms[_i].host, norms[_i].port, out, sizeof out), norms[_i].want);
+    ck_assert_str_eq(kong_normalize_target(norms[_i].host, norms[_i].port, out, sizeof out),
+                     norms[_i].want);
 }
 END_TEST
 
@@ -204,7 +214,8 @@ START_TEST(test_kong_pages_keep_only_owned_targets_and_follow_next)
     struct proxy_target_set set = {0};
     char next[256], err[256];
     ck_assert_int_eq(kong_parse_targets_page(page, strlen(page), KONG_DEFAULT_TAG, &set, next,
-                                             sizeof next, err, sizeof err), 0);
+                                             sizeof next, err, sizeof err),
+                     0);
     ck_assert_uint_eq(set.n, 2);
     ck_assert_str_eq(set.items[1].host, "fd00:0000:0000:0000:0000:0000:0000:0021");
     ck_assert_int_eq(set.items[1].weight, 0);
@@ -212,14 +223,17 @@ START_TEST(test_kong_pages_keep_only_owned_targets_and_follow_next)
     /* Garbage never reads as a set. */
     const char *bad = "{\"data\":[{\"target\":\"10.0.0.1\",\"weight\":\"5\"}],\"next\":null}";
     ck_assert_int_eq(kong_parse_targets_page(bad, strlen(bad), KONG_DEFAULT_TAG, &set, next,
-                                             sizeof next, err, sizeof err), -1);
+                                             sizeof next, err, sizeof err),
+                     -1);
     ck_assert_uint_eq(set.n, 2);
     ck_assert_int_eq(kong_parse_targets_page("{\"data\": 1}", 11, KONG_DEFAULT_TAG, &set, next,
-                                             sizeof next, err, sizeof err), -1);
+                                             sizeof next, err, sizeof err),
+                     -1);
     proxy_target_set_free(&set);
     char *fx = slurp("tests/fixtures/kong/targets_list.json");
-    ck_assert_int_eq(kong_parse_targets_page(fx, strlen(fx), "managed-by:consul-sidecar", &set, next,
-                                             sizeof next, err, sizeof err), 0);
+    ck_assert_int_eq(kong_parse_targets_page(fx, strlen(fx), "managed-by:consul-sidecar", &set,
+                                             next, sizeof next, err, sizeof err),
+                     0);
     ck_assert_uint_ge(set.n, 1);
     ck_assert_str_eq(next, "");
     proxy_target_set_free(&set);
@@ -243,8 +257,8 @@ END_TEST
 
 START_TEST(test_nginx_renders_deterministically_and_reads_back)
 {
-    struct proxy_target items[] = {{"10.0.0.2", 80, 5}, {"10.0.0.1", 80, 0},
-                                   {"fd00::1", 81, 2}, {"orders.internal", 80, 1}};
+    struct proxy_target items[] = {
+        {"10.0.0.2", 80, 5}, {"10.0.0.1", 80, 0}, {"fd00::1", 81, 2}, {"orders.internal", 80, 1}};
     struct proxy_target_set set = {items, 4};
     struct buf a, b;
     buf_init(&a, 0);
@@ -270,7 +284,8 @@ START_TEST(test_nginx_renders_deterministically_and_reads_back)
     proxy_target_set_free(&back);
     struct proxy_target_set none = {NULL, 0};
     buf_reset(&a);
-    ck_assert_int_eq(nginx_render("orders", &none, NULL, &a), 0); /* the driver refuses to write it */
+    ck_assert_int_eq(nginx_render("orders", &none, NULL, &a),
+                     0); /* the driver refuses to write it */
     buf_free(&a);
     buf_free(&b);
 }
@@ -288,8 +303,8 @@ struct fake_hap {
     char cmds[256][200];
     int n_cmds;
     int scur;
-    int dying;       /* shutdown sessions sent: they close a moment later */
-    int deleted;     /* del server answered "Server deleted." */
+    int dying;   /* shutdown sessions sent: they close a moment later */
+    int deleted; /* del server answered "Server deleted." */
 };
 
 static void fake_reply(struct fake_hap *f, const char *cmd)
@@ -300,21 +315,25 @@ static void fake_reply(struct fake_hap *f, const char *cmd)
         snprintf(out, sizeof out, "\n> ");
     } else if (strncmp(cmd, "show stat ", 10) == 0) {
         if (f->dying)
-            f->scur = f->dying = 0;   /* by now the killed sessions are gone */
-        snprintf(out, sizeof out, "# pxname,svname,qcur,qmax,scur,smax\n"
+            f->scur = f->dying = 0; /* by now the killed sessions are gone */
+        snprintf(out, sizeof out,
+                 "# pxname,svname,qcur,qmax,scur,smax\n"
                  "be_orders,cs-10.0.0.1:80,0,0,%d,9\nbe_orders,cs-10.0.0.2:80,0,0,%d,9\n"
-                 "be_orders,cs-10.0.0.3:80,0,0,%d,9\n\n> ", f->scur, f->scur, f->scur);
+                 "be_orders,cs-10.0.0.3:80,0,0,%d,9\n\n> ",
+                 f->scur, f->scur, f->scur);
     } else if (strncmp(cmd, "add server ", 11) == 0) {
         snprintf(out, sizeof out, "Already exists a server with the same name in backend.\n\n> ");
     } else if (strncmp(cmd, "del server ", 11) == 0) {
         f->deleted += !f->scur;
-        snprintf(out, sizeof out, "%s\n> ", f->scur ? "Server still has connections attached to it, "
-                 "cannot remove it.\n" : "Server deleted.\n");
+        snprintf(out, sizeof out, "%s\n> ",
+                 f->scur ? "Server still has connections attached to it, "
+                           "cannot remove it.\n"
+                         : "Server deleted.\n");
     } else if (strncmp(cmd, "shutdown sessions ", 18) == 0) {
-        f->dying = 1;   /* like 2.6: closed asynchronously, not at once */
+        f->dying = 1; /* like 2.6: closed asynchronously, not at once */
         snprintf(out, sizeof out, "\n\n> ");
     } else {
-        snprintf(out, sizeof out, "\n\n> ");   /* set server ...: success */
+        snprintf(out, sizeof out, "\n\n> "); /* set server ...: success */
     }
     (void)server;
     ck_assert(send(f->cfd, out, strlen(out), MSG_NOSIGNAL) == (ssize_t)strlen(out));
@@ -355,7 +374,7 @@ static void fake_on_accept(int fd, short revents, void *arg)
     int c = accept(fd, NULL, NULL);
     if (c < 0)
         return;
-    ck_assert_int_eq(f->cfd, -1);   /* the driver uses one connection at a time */
+    ck_assert_int_eq(f->cfd, -1); /* the driver uses one connection at a time */
     f->cfd = c;
     f->in_len = 0;
     loop_fd_watch(f->l, c, POLLIN, fake_on_conn, f);
@@ -447,16 +466,17 @@ START_TEST(test_haproxy_removal_waits_for_sessions_in_the_background)
     struct applied a = {0};
     struct proxy_op ops[3] = {rm_op("10.0.0.1"), rm_op("10.0.0.2"), rm_op("10.0.0.3")};
     f.scur = 1;
-    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, on_applied_ok, &a, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, on_applied_ok, &a, err, sizeof err),
+                     0);
     run_until(l, &a.done, 3000);
     ck_assert_int_eq(a.done, 1);
-    ck_assert_int_eq(a.ok, 1);                         /* applied at the drain */
+    ck_assert_int_eq(a.ok, 1); /* applied at the drain */
     ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state drain"), 1);
-    run_for(l, 400);                                   /* sessions in flight: only questions */
+    run_for(l, 400); /* sessions in flight: only questions */
     ck_assert_int_ge(fake_count(&f, "show stat be_orders 4 -1"), 2);
     ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state maint"), 0);
     ck_assert_int_eq(fake_count(&f, "del server"), 0);
-    f.scur = 0;                                        /* the sessions end */
+    f.scur = 0; /* the sessions end */
     run_for(l, 800);
     for (int k = 1; k <= 3; k++) {
         char m[100], d[100];
@@ -465,12 +485,13 @@ START_TEST(test_haproxy_removal_waits_for_sessions_in_the_background)
         ck_assert_int_eq(fake_count(&f, m), 1);
         ck_assert_int_eq(fake_count(&f, d), 1);
     }
-    ck_assert_int_eq(fake_count(&f, "shutdown sessions"), 0);   /* nothing was cut */
+    ck_assert_int_eq(fake_count(&f, "shutdown sessions"), 0); /* nothing was cut */
     /* Drained together, asked together: once idle, one question sees all three. */
     int asked = fake_count(&f, "show stat");
     f.n_cmds = 0;
     struct applied b = {0};
-    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, on_applied_ok, &b, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", ops, 3, &want, on_applied_ok, &b, err, sizeof err),
+                     0);
     run_until(l, &b.done, 3000);
     run_for(l, 300);
     ck_assert_int_eq(fake_count(&f, "del server"), 3);
@@ -500,30 +521,34 @@ START_TEST(test_haproxy_drain_is_bounded_and_cancelled_by_an_add)
     struct applied a = {0};
     f.scur = 1;
     uint64_t t0 = loop_clock_ms();
-    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err),
+                     0);
     run_until(l, &a.done, 3000);
     ck_assert_int_eq(fake_count(&f, "del server"), 0);
     while (!f.deleted && loop_clock_ms() < t0 + 3000)
         loop_run_once(l, 10);
-    ck_assert_int_eq(f.deleted, 1);   /* refused, shutdown, the cut sessions gone, deleted */
-    ck_assert_uint_ge(loop_clock_ms() - t0, 300);      /* not before the timeout */
+    ck_assert_int_eq(f.deleted, 1); /* refused, shutdown, the cut sessions gone, deleted */
+    ck_assert_uint_ge(loop_clock_ms() - t0, 300); /* not before the timeout */
     ck_assert_int_eq(fake_count(&f, "shutdown sessions server be_orders/cs-10.0.0.1:80"), 1);
     /* Removed, then added back while its sessions run: no delete follows. */
     f.n_cmds = 0;
     f.scur = 1;
     struct applied b = {0}, c = {0};
-    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &b, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &b, err, sizeof err),
+                     0);
     run_until(l, &b.done, 3000);
     struct proxy_op add = {PROXY_OP_ADD, {"10.0.0.1", 80, 5}};
-    ck_assert_int_eq(p->ops->apply(p, "orders", &add, 1, &want, on_applied_ok, &c, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", &add, 1, &want, on_applied_ok, &c, err, sizeof err),
+                     0);
     run_until(l, &c.done, 3000);
     ck_assert_int_eq(c.ok, 1);
     ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state ready"), 1);
-    run_for(l, 800);                                   /* past the drain timeout */
+    run_for(l, 800); /* past the drain timeout */
     ck_assert_int_eq(fake_count(&f, "set server be_orders/cs-10.0.0.1:80 state maint"), 0);
     ck_assert_int_eq(fake_count(&f, "del server"), 0);
     /* Freed with a removal waiting in the background: nothing leaks. */
-    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &b, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &b, err, sizeof err),
+                     0);
     b.done = 0;
     run_until(l, &b.done, 3000);
     p->ops->free(p);
@@ -548,7 +573,8 @@ START_TEST(test_haproxy_drain_timeout_0_deletes_at_once)
     struct applied a = {0};
     f.scur = 1;
     uint64_t t0 = loop_clock_ms();
-    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err), 0);
+    ck_assert_int_eq(p->ops->apply(p, "orders", &rm, 1, &want, on_applied_ok, &a, err, sizeof err),
+                     0);
     run_until(l, &a.done, 3000);
     ck_assert_int_eq(a.ok, 1);
     while (!f.deleted && loop_clock_ms() < t0 + 3000)
@@ -566,14 +592,15 @@ int main(void)
 {
     Suite *s = suite_create("proxy");
     TCase *t = tcase_create("core");
-    tcase_set_timeout(t, 20);   /* the drain tests run a loop for about a second each */
+    tcase_set_timeout(t, 20); /* the drain tests run a loop for about a second each */
     tcase_add_test(t, test_haproxy_reads_only_its_own_servers);
     tcase_add_test(t, test_haproxy_counts_sessions_of_a_draining_server);
     tcase_add_test(t, test_haproxy_unreachable_socket_fails_from_the_loop);
     tcase_add_test(t, test_haproxy_removal_waits_for_sessions_in_the_background);
     tcase_add_test(t, test_haproxy_drain_is_bounded_and_cancelled_by_an_add);
     tcase_add_test(t, test_haproxy_drain_timeout_0_deletes_at_once);
-    tcase_add_loop_test(t, test_kong_normalizes_targets_like_kong, 0, (int)(sizeof norms / sizeof norms[0]));
+    tcase_add_loop_test(t, test_kong_normalizes_targets_like_kong, 0,
+                        (int)(sizeof norms / sizeof norms[0]));
     tcase_add_test(t, test_kong_pages_keep_only_owned_targets_and_follow_next);
     tcase_add_test(t, test_kong_error_bodies_are_described_by_their_message);
     tcase_add_test(t, test_nginx_renders_deterministically_and_reads_back);

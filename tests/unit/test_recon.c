@@ -27,14 +27,15 @@ static struct proxy_target_set set_of(const char *const *spec, size_t n)
     return s;
 }
 
-#define SET(...) set_of((const char *const[]){__VA_ARGS__}, \
-                        sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
+#define SET(...)                               \
+    set_of((const char *const[]){__VA_ARGS__}, \
+           sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
 #define EMPTY set_of(NULL, 0)
 
 static struct consul_instances instances_of(struct proxy_target_set s, enum consul_health h)
 {
-    struct consul_instances in = {.items = calloc(s.n ? s.n : 1, sizeof(struct consul_instance)),
-                                  .n = s.n, .index = 7};
+    struct consul_instances in = {
+        .items = calloc(s.n ? s.n : 1, sizeof(struct consul_instance)), .n = s.n, .index = 7};
     for (size_t i = 0; i < s.n; i++) {
         in.items[i].address = s.items[i].host;
         in.items[i].port = s.items[i].port;
@@ -252,11 +253,11 @@ START_TEST(test_quiesce_max_is_jittered_per_upstream)
         lo = q.max_ms < lo ? q.max_ms : lo;
         hi = q.max_ms > hi ? q.max_ms : hi;
     }
-    ck_assert_int_ge(hi - lo, 100);   /* spread, not one synchronised value */
+    ck_assert_int_ge(hi - lo, 100); /* spread, not one synchronised value */
     struct recon_quiesce q;
-    recon_quiesce_init_jittered(&q, 1000, 1000);   /* never below min */
+    recon_quiesce_init_jittered(&q, 1000, 1000); /* never below min */
     ck_assert_int_ge(q.max_ms, 1000);
-    recon_quiesce_init_jittered(&q, 0, 0);         /* off stays off */
+    recon_quiesce_init_jittered(&q, 0, 0); /* off stays off */
     ck_assert_int_eq(q.max_ms, 0);
 }
 END_TEST
@@ -360,11 +361,10 @@ START_TEST(test_state_reads_a_version_1_file_and_saves_version_2)
 {
     mkdir_tmp();
     /* Written by an older sidecar: keyed by upstream name, proxy inside. */
-    const char *v1 =
-        "{\"version\":1,\"upstreams\":{"
-        "\"orders\":{\"proxy\":\"haproxy\",\"index\":42,"
-        "\"targets\":[{\"host\":\"10.0.0.1\",\"port\":8080,\"weight\":1}]},"
-        "\"pay\":{\"proxy\":\"kong\",\"index\":3,\"targets\":[]}}}\n";
+    const char *v1 = "{\"version\":1,\"upstreams\":{"
+                     "\"orders\":{\"proxy\":\"haproxy\",\"index\":42,"
+                     "\"targets\":[{\"host\":\"10.0.0.1\",\"port\":8080,\"weight\":1}]},"
+                     "\"pay\":{\"proxy\":\"kong\",\"index\":3,\"targets\":[]}}}\n";
     char p[128], err[256];
     snprintf(p, sizeof p, "%s/upstreams.json", dir);
     FILE *f = fopen(p, "w");
@@ -378,7 +378,7 @@ START_TEST(test_state_reads_a_version_1_file_and_saves_version_2)
     ck_assert_uint_eq(u->index, 42);
     ck_assert_uint_eq(u->targets.n, 1);
     ck_assert_str_eq(u->targets.items[0].host, "10.0.0.1");
-    ck_assert_ptr_null(state_get(&st, "kong", "orders"));  /* it was HAProxy's */
+    ck_assert_ptr_null(state_get(&st, "kong", "orders")); /* it was HAProxy's */
     ck_assert_ptr_nonnull(state_get(&st, "kong", "pay"));
     /* A Kong "orders" saved now sits beside HAProxy's, in a version-2 file. */
     struct proxy_target_set k = SET("10.0.0.9:80=1");
@@ -402,7 +402,10 @@ START_TEST(test_state_reads_a_version_1_file_and_saves_version_2)
 END_TEST
 
 static const char *const corrupt[] = {
-    "", "{", "[]", "{\"version\":2,\"upstreams\":{}}",
+    "",
+    "{",
+    "[]",
+    "{\"version\":2,\"upstreams\":{}}",
     "{\"version\":1,\"upstreams\":{\"a\":{\"proxy\":\"kong\",\"index\":1,\"targets\":[{\"host\":\"x\",\"port\":0,\"weight\":1}]}}}",
     "{\"version\":1,\"upstreams\":{\"a\":{\"proxy\":\"kong\",\"index\":1,\"targets\":[{\"host\":1,\"port\":80,\"weight\":1}]}}}",
     "{\"version\":1,\"upstreams\":{\"a\":{\"proxy\":\"kong\",\"index\":1}}}",

@@ -44,7 +44,11 @@ static void setup(int64_t resync_ms)
     T.c = consul_client_new(T.l, &co, err, sizeof err);
     ck_assert_msg(T.c != NULL, "%s", err);
     struct registrar_opts ro = {
-        .loop = T.l, .consul = T.c, .node = "node-1", .resync_ms = resync_ms, .drain_ms = 100,
+        .loop = T.l,
+        .consul = T.c,
+        .node = "node-1",
+        .resync_ms = resync_ms,
+        .drain_ms = 100,
     };
     T.r = registrar_new(&ro);
     build(&T.svcs[0], "{\"Name\":\"web\",\"ID\":\"web-1\",\"Port\":8080,"
@@ -96,11 +100,11 @@ static void agent_put(const char *path, const char *body)
     ck_assert_int_eq(status, 200);
 }
 
-#define RUN_UNTIL(ms, cond)                                                              \
-    do {                                                                                 \
-        uint64_t end_ = loop_clock_ms() + (ms);                                          \
-        while (!(cond) && loop_clock_ms() < end_)                                        \
-            loop_run_once(T.l, 20);                                                      \
+#define RUN_UNTIL(ms, cond)                       \
+    do {                                          \
+        uint64_t end_ = loop_clock_ms() + (ms);   \
+        while (!(cond) && loop_clock_ms() < end_) \
+            loop_run_once(T.l, 20);               \
     } while (0)
 
 /* Anti-entropy rounds the registrar has begun since the log was cleared. */
@@ -118,15 +122,15 @@ static int registered(void)
 START_TEST(test_registrar_registers_once_then_quiet_rounds_write_nothing)
 {
     setup(200);
-    RUN_UNTIL(5000, registered() && agent_has("web-1", "\"Port\":8080") &&
-                        agent_has("api-1", "\"v1\""));
+    RUN_UNTIL(5000,
+              registered() && agent_has("web-1", "\"Port\":8080") && agent_has("api-1", "\"v1\""));
     ck_assert(agent_has("web-1", "\"Port\":8080"));
     ck_assert(agent_has("api-1", "\"v1\""));
     ck_assert_int_eq(unit_double_count(&T.d, "PUT", "/v1/agent/service/register"), 2);
     unit_double_clear_log(&T.d);
     RUN_UNTIL(5000, rounds() >= 3);
     ck_assert_int_ge(rounds(), 3);
-    ck_assert_int_eq(unit_double_count(&T.d, "PUT", "/"), 0);   /* compared, not rewritten */
+    ck_assert_int_eq(unit_double_count(&T.d, "PUT", "/"), 0); /* compared, not rewritten */
     teardown();
 }
 END_TEST
@@ -162,7 +166,7 @@ START_TEST(test_registrar_sends_a_ttl_result_only_when_it_changes)
     unit_double_clear_log(&T.d);
     registrar_check_result(T.r, "web-ttl", "passing", "ok");
     RUN_UNTIL(3000, unit_double_count(&T.d, "PUT", "/v1/agent/check/update/web-ttl") >= 1);
-    registrar_check_result(T.r, "web-ttl", "passing", "ok");   /* the same: not sent */
+    registrar_check_result(T.r, "web-ttl", "passing", "ok"); /* the same: not sent */
     registrar_check_result(T.r, "web-ttl", "critical", "down");
     RUN_UNTIL(3000, unit_double_count(&T.d, "PUT", "/v1/agent/check/update/web-ttl") >= 2);
     ck_assert_int_eq(unit_double_count(&T.d, "PUT", "/v1/agent/check/update/web-ttl"), 2);
@@ -170,7 +174,8 @@ START_TEST(test_registrar_sends_a_ttl_result_only_when_it_changes)
     char url[160];
     snprintf(url, sizeof url, "http://%s/v1/agent/checks", T.d.agent);
     char *checks = unit_http("GET", url, NULL, NULL);
-    ck_assert_ptr_nonnull(strstr(checks, "\"Status\":\"critical\",\"Notes\":\"\",\"Output\":\"down\""));
+    ck_assert_ptr_nonnull(
+        strstr(checks, "\"Status\":\"critical\",\"Notes\":\"\",\"Output\":\"down\""));
     free(checks);
     teardown();
 }

@@ -76,8 +76,10 @@ START_TEST(test_scan_reuses_its_memory_between_answers)
     char *big = malloc(cap);
     len += (size_t)snprintf(big, cap, "[");
     for (int i = 0; i < 300; i++)
-        len += (size_t)snprintf(big + len, cap - len, "%s{\"Node\":\"node-%d\",\"ServiceName\":"
-                                "\"svc-%d\",\"ModifyIndex\":%d}", i ? "," : "", i % 7, i, i + 1);
+        len += (size_t)snprintf(big + len, cap - len,
+                                "%s{\"Node\":\"node-%d\",\"ServiceName\":"
+                                "\"svc-%d\",\"ModifyIndex\":%d}",
+                                i ? "," : "", i % 7, i, i + 1);
     len += (size_t)snprintf(big + len, cap - len, "]");
     ck_assert_int_eq(consul_scan_health_state(&s, big, len, err, sizeof err), 0);
     ck_assert_uint_eq(s.n, 300);
@@ -86,7 +88,7 @@ START_TEST(test_scan_reuses_its_memory_between_answers)
     ck_assert_uint_eq(s.e[299].modify_index, 300);
     const void *arena = s.arena, *e = s.e;
     ck_assert_int_eq(consul_scan_health_state(&s, big, len, err, sizeof err), 0);
-    ck_assert_ptr_eq(s.arena, arena);   /* the same memory, not a new allocation */
+    ck_assert_ptr_eq(s.arena, arena); /* the same memory, not a new allocation */
     ck_assert_ptr_eq(s.e, e);
     ck_assert_uint_eq(s.n, 300);
     /* A bad answer after a good one keeps none of the good one's checks. */
@@ -105,7 +107,8 @@ START_TEST(test_scan_refuses_what_is_not_an_array_of_checks)
         {"", "not valid JSON (byte 0: unexpected end)"},
         {"   ", "not valid JSON (byte 3: unexpected end)"},
         {"[", "not valid JSON (byte 1: unexpected end)"},
-        {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":1}", "not valid JSON (byte 47: unexpected end)"},
+        {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":1}",
+         "not valid JSON (byte 47: unexpected end)"},
         {"[{\"Node\":\"n\" \"x\":1}]", "not valid JSON (byte 13: expected ',' or '}')"},
         {"[{\"Node\":\"n\",}]", "not valid JSON (byte 13: expected a key)"},
         {"[1,]", "not valid JSON (byte 3: unexpected character)"},
@@ -124,22 +127,29 @@ START_TEST(test_scan_refuses_what_is_not_an_array_of_checks)
         {"null", "expected an array"},
         {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":1}, 5]",
          "check 1: missing or mistyped Node/ServiceName/ModifyIndex"},
-        {"[{\"Node\":\"n\",\"ServiceName\":\"s\"}]", "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
-        {"[{\"Node\":1,\"ServiceName\":\"s\",\"ModifyIndex\":1}]", "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
+        {"[{\"Node\":\"n\",\"ServiceName\":\"s\"}]",
+         "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
+        {"[{\"Node\":1,\"ServiceName\":\"s\",\"ModifyIndex\":1}]",
+         "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
         {"[{\"Node\":1,\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":1}]",
          "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
-        {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":-1}]", "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
-        {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":1.5}]", "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
-        {"[{\"Node\":\"n\\u0000x\",\"ServiceName\":\"s\",\"ModifyIndex\":1}]", "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
+        {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":-1}]",
+         "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
+        {"[{\"Node\":\"n\",\"ServiceName\":\"s\",\"ModifyIndex\":1.5}]",
+         "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
+        {"[{\"Node\":\"n\\u0000x\",\"ServiceName\":\"s\",\"ModifyIndex\":1}]",
+         "check 0: missing or mistyped Node/ServiceName/ModifyIndex"},
         /* a syntax error later in the answer is the one reported */
         {"[5, [}", "not valid JSON (byte 5: unexpected character)"},
     };
     struct consul_state_scan s = {0};
     char err[256];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_msg(consul_scan_health_state(&s, bad[i].body, strlen(bad[i].body), err, sizeof err) == -1,
-                      "accepted: %s", bad[i].body);
-        ck_assert_msg(strcmp(err, bad[i].err) == 0, "%s -> \"%s\", want \"%s\"", bad[i].body, err, bad[i].err);
+        ck_assert_msg(
+            consul_scan_health_state(&s, bad[i].body, strlen(bad[i].body), err, sizeof err) == -1,
+            "accepted: %s", bad[i].body);
+        ck_assert_msg(strcmp(err, bad[i].err) == 0, "%s -> \"%s\", want \"%s\"", bad[i].body, err,
+                      bad[i].err);
         ck_assert_uint_eq(s.n, 0);
     }
     /* Nesting is bounded: 100 levels deep is refused, not recursed into. */
@@ -151,7 +161,8 @@ START_TEST(test_scan_refuses_what_is_not_an_array_of_checks)
     ck_assert_ptr_nonnull(strstr(err, "nested too deeply"));
     /* A name longer than the decoders take is a mistyped check. */
     char *long_name = malloc(2000);
-    int n = snprintf(long_name, 2000, "[{\"Node\":\"%01100d\",\"ServiceName\":\"s\",\"ModifyIndex\":1}]", 0);
+    int n = snprintf(long_name, 2000,
+                     "[{\"Node\":\"%01100d\",\"ServiceName\":\"s\",\"ModifyIndex\":1}]", 0);
     ck_assert_int_eq(consul_scan_health_state(&s, long_name, (size_t)n, err, sizeof err), -1);
     ck_assert_str_eq(err, "check 0: missing or mistyped Node/ServiceName/ModifyIndex");
     free(long_name);

@@ -83,7 +83,9 @@ static const char *body_str(const char *k)
 START_TEST(test_definition_becomes_the_canonical_register_body)
 {
     ck_assert_int_eq(build("{\"name\": \"web\", \"port\": 80, \"tags\": [\"a\"], "
-                           "\"enable_tag_override\": true, \"check\": {\"ttl\": \"10s\"}}", NULL), 0);
+                           "\"enable_tag_override\": true, \"check\": {\"ttl\": \"10s\"}}",
+                           NULL),
+                     0);
     ck_assert_str_eq(svc.name, "web");
     ck_assert_str_eq(svc.id, "web");
     ck_assert_str_eq(body_str("Name"), "web");
@@ -97,7 +99,8 @@ START_TEST(test_definition_becomes_the_canonical_register_body)
                      "node-1");
     /* Check goes into Checks, with the ID and name Consul gives a lone one. */
     ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(svc.definition, "Check"));
-    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(svc.definition, "Checks")), 1);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(svc.definition, "Checks")),
+                     1);
     ck_assert_uint_eq(svc.n_checks, 1);
     ck_assert_str_eq(svc.checks[0].check_id, "service:web");
     ck_assert_str_eq(svc.checks[0].name, "Service 'web' check");
@@ -109,14 +112,18 @@ END_TEST
 START_TEST(test_several_checks_are_numbered_and_duplicates_refused)
 {
     ck_assert_int_eq(build("{\"name\": \"api\", \"id\": \"api-1\", \"check\": {\"ttl\": \"5s\"}, "
-                           "\"checks\": [{\"TTL\": \"6s\", \"name\": \"mine\"}]}", NULL), 0);
+                           "\"checks\": [{\"TTL\": \"6s\", \"name\": \"mine\"}]}",
+                           NULL),
+                     0);
     ck_assert_uint_eq(svc.n_checks, 2);
     ck_assert_str_eq(svc.checks[0].check_id, "service:api-1:1");
     ck_assert_str_eq(svc.checks[1].check_id, "service:api-1:2");
     ck_assert_str_eq(svc.checks[1].name, "mine");
     svc_free();
     ck_assert_int_eq(build("{\"name\": \"api\", \"checks\": [{\"id\": \"x\", \"ttl\": \"5s\"}, "
-                           "{\"CheckID\": \"x\", \"ttl\": \"5s\"}]}", NULL), -1);
+                           "{\"CheckID\": \"x\", \"ttl\": \"5s\"}]}",
+                           NULL),
+                     -1);
     ck_assert_str_eq(err, "f.json: service: two checks with the ID \"x\"");
     ck_assert_ptr_null(svc.definition);
 }
@@ -125,7 +132,9 @@ END_TEST
 START_TEST(test_the_extension_is_handed_over_not_registered)
 {
     ck_assert_int_eq(build("{\"name\": \"web\", \"check\": {\"ttl\": \"15s\", "
-                           "\"probe\": {\"tcp\": \"127.0.0.1:80\"}}}", &ext), 0);
+                           "\"probe\": {\"tcp\": \"127.0.0.1:80\"}}}",
+                           &ext),
+                     0);
     ck_assert_int_eq(seen.checks, 1);
     ck_assert_int_eq(seen.attaches, 1);
     ck_assert_str_eq(seen.service_id, "web");
@@ -133,7 +142,8 @@ START_TEST(test_the_extension_is_handed_over_not_registered)
     ck_assert_str_eq(seen.path, "service.check.probe");
     ck_assert_int_eq(seen.ttl_ms, 15000);
     ck_assert_int_eq(seen.has_ttl_in_body, 1);
-    const cJSON *ck = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(svc.definition, "Checks"), 0);
+    const cJSON *ck =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(svc.definition, "Checks"), 0);
     ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(ck, "probe"));
     svc_free();
 }
@@ -146,9 +156,11 @@ static const struct {
 } bad[] = {
     {"{\"port\": 80}", "f.json: service.name: missing service name", 0},
     {"{\"name\": \"a\", \"address\": \"0.0.0.0\"}",
-     "f.json: service.address: invalid service address \"0.0.0.0\": a service must be reachable at it", 0},
+     "f.json: service.address: invalid service address \"0.0.0.0\": a service must be reachable at it",
+     0},
     {"{\"name\": \"a\", \"nope\": 1}", "f.json: service: unknown key \"nope\"", 0},
-    {"{\"name\": \"a\", \"check\": {\"probe\": {}}}", "f.json: service.check: unknown key \"probe\"", 0},
+    {"{\"name\": \"a\", \"check\": {\"probe\": {}}}",
+     "f.json: service.check: unknown key \"probe\"", 0},
     {"{\"name\": \"a\", \"check\": {\"probe\": {}}}",
      "f.json: service.check: probe needs ttl: the sidecar feeds a TTL check from it", 1},
     {"{\"name\": \"a\", \"check\": {\"ttl\": \"5s\", \"probe\": 1}}",

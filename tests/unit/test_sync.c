@@ -23,16 +23,16 @@ static struct {
     pthread_cond_t moved;
     uint64_t index;
     char body[2048];
-    int status;            /* what it answers with: 200, or a failure */
-    int arrivals;          /* requests come in so far */
-    int requests;          /* answered so far */
-    int plain_reads;       /* answered without ?index (not a long-poll) */
-    int bad_answers;       /* answered with status != 200 or garbage */
+    int status;      /* what it answers with: 200, or a failure */
+    int arrivals;    /* requests come in so far */
+    int requests;    /* answered so far */
+    int plain_reads; /* answered without ?index (not a long-poll) */
+    int bad_answers; /* answered with status != 200 or garbage */
 } C = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, "[]", 200, 0, 0, 0, 0};
 
-#define INST(id, port)                                                                     \
-    "{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},\"Service\":{\"ID\":\"" id        \
-    "\",\"Address\":\"10.0.0.1\",\"Port\":" #port ",\"Weights\":{\"Passing\":1,"            \
+#define INST(id, port)                                                               \
+    "{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},\"Service\":{\"ID\":\"" id \
+    "\",\"Address\":\"10.0.0.1\",\"Port\":" #port ",\"Weights\":{\"Passing\":1,"     \
     "\"Warning\":1}},\"Checks\":[{\"Status\":\"passing\"}]}"
 #define TWO "[" INST("a", 8001) "," INST("b", 8002) "]"
 #define ONE "[" INST("a", 8001) "]"
@@ -108,8 +108,8 @@ struct fake {
     struct proxy base;
     struct proxy_target_set set;
     int reads, applies, fail_applies;
-    struct loop_timer *timer;   /* reports the call below from the loop */
-    int doing;                  /* 0 nothing, 1 a read, 2 an apply */
+    struct loop_timer *timer; /* reports the call below from the loop */
+    int doing;                /* 0 nothing, 1 a read, 2 an apply */
     int ok;
     proxy_read_fn rfn;
     proxy_apply_fn afn;
@@ -129,12 +129,12 @@ static void fake_report(void *arg)
         f->afn(f->ok, f->results, f->n, f->ok ? NULL : "refused", f->arg);
 }
 
-static int fake_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg,
-                     char *err, size_t errlen)
+static int fake_read(struct proxy *p, const char *upstream, proxy_read_fn fn, void *arg, char *err,
+                     size_t errlen)
 {
     struct fake *f = (struct fake *)p;
     (void)upstream, (void)err, (void)errlen;
-    ck_assert_int_eq(f->doing, 0);   /* one call at a time for one upstream */
+    ck_assert_int_eq(f->doing, 0); /* one call at a time for one upstream */
     f->reads++;
     f->doing = 1;
     f->rfn = fn;
@@ -166,9 +166,9 @@ static void apply_op(struct proxy_target_set *s, const struct proxy_op *op)
     }
 }
 
-static int fake_apply(struct proxy *p, const char *upstream, const struct proxy_op *ops,
-                      size_t n, const struct proxy_target_set *desired, proxy_apply_fn fn,
-                      void *arg, char *err, size_t errlen)
+static int fake_apply(struct proxy *p, const char *upstream, const struct proxy_op *ops, size_t n,
+                      const struct proxy_target_set *desired, proxy_apply_fn fn, void *arg,
+                      char *err, size_t errlen)
 {
     struct fake *f = (struct fake *)p;
     (void)upstream, (void)desired, (void)err, (void)errlen;
@@ -210,7 +210,7 @@ static struct {
     struct loop *l;
     struct consul_client *c;
     struct sync *s;
-    struct fake *p;   /* owned by s */
+    struct fake *p; /* owned by s */
 } T;
 
 static void setup(int64_t hold_down_ms, int writer)
@@ -228,9 +228,14 @@ static void setup(int64_t hold_down_ms, int writer)
     T.c = consul_client_new(T.l, &co, err, sizeof err);
     ck_assert_msg(T.c != NULL, "%s", err);
     struct sync_opts so = {
-        .loop = T.l, .consul = T.c,
-        .watch = {.wait_ms = 1000, .quiescence_min_ms = 10, .quiescence_max_ms = 50,
-                  .hold_down_ms = hold_down_ms, .max_blocking = 8, .max_streams = 100,
+        .loop = T.l,
+        .consul = T.c,
+        .watch = {.wait_ms = 1000,
+                  .quiescence_min_ms = 10,
+                  .quiescence_max_ms = 50,
+                  .hold_down_ms = hold_down_ms,
+                  .max_blocking = 8,
+                  .max_streams = 100,
                   .mode = SYNC_MODE_STREAMS},
     };
     T.s = sync_new(&so, err, sizeof err);
@@ -263,8 +268,7 @@ static const char *targets(char *out, size_t len)
         for (size_t i = 0; i < T.p->set.n; i++)
             if (T.p->set.items[i].port == port)
                 used += (size_t)snprintf(out + used, len - used, "%s%s:%d=%d", used ? " " : "",
-                                         T.p->set.items[i].host, port,
-                                         T.p->set.items[i].weight);
+                                         T.p->set.items[i].host, port, T.p->set.items[i].weight);
     }
     return out;
 }
@@ -276,11 +280,11 @@ static int targets_are(const char *want)
 }
 
 /* Runs the loop until cond(arg) holds or ms pass; cond's last value. */
-#define RUN_UNTIL(ms, cond)                                                              \
-    do {                                                                                 \
-        uint64_t end_ = loop_clock_ms() + (ms);                                          \
-        while (!(cond) && loop_clock_ms() < end_)                                        \
-            loop_run_once(T.l, 20);                                                      \
+#define RUN_UNTIL(ms, cond)                       \
+    do {                                          \
+        uint64_t end_ = loop_clock_ms() + (ms);   \
+        while (!(cond) && loop_clock_ms() < end_) \
+            loop_run_once(T.l, 20);               \
     } while (0)
 
 #define BOTH "10.0.0.1:8001=1 10.0.0.1:8002=1"
@@ -290,12 +294,12 @@ START_TEST(test_sync_applies_a_change_once_and_nothing_while_unchanged)
     setup(0, 1);
     RUN_UNTIL(3000, targets_are(BOTH) && sync_settled(T.s));
     ck_assert(targets_are(BOTH));
-    ck_assert_int_eq(T.p->applies, 1);   /* both adds in one apply */
+    ck_assert_int_eq(T.p->applies, 1); /* both adds in one apply */
     /* The same instances at a new index (another service moved): taken,
      * and the proxy is not even read. */
     int reads = T.p->reads, arrivals = consul_count(&C.arrivals);
     consul_says(200, TWO);
-    RUN_UNTIL(3000, consul_count(&C.arrivals) > arrivals);   /* the next long-poll */
+    RUN_UNTIL(3000, consul_count(&C.arrivals) > arrivals); /* the next long-poll */
     ck_assert_int_gt(consul_count(&C.arrivals), arrivals);
     ck_assert_int_eq(T.p->reads, reads);
     ck_assert_int_eq(T.p->applies, 1);
@@ -314,7 +318,7 @@ START_TEST(test_sync_garbage_or_errors_from_consul_change_nothing)
     RUN_UNTIL(3000, targets_are(BOTH) && sync_settled(T.s));
     int bad = consul_count(&C.bad_answers);
     consul_says(200, "<html>not JSON</html>");
-    RUN_UNTIL(3000, consul_count(&C.bad_answers) >= bad + 2);   /* asked again after it */
+    RUN_UNTIL(3000, consul_count(&C.bad_answers) >= bad + 2); /* asked again after it */
     consul_says(500, "");
     RUN_UNTIL(5000, consul_count(&C.bad_answers) >= bad + 4);
     ck_assert_int_ge(consul_count(&C.bad_answers), bad + 4);
@@ -335,7 +339,7 @@ START_TEST(test_sync_a_failed_apply_is_read_again_and_retried)
     RUN_UNTIL(10000, targets_are(BOTH) && sync_settled(T.s));
     ck_assert(targets_are(BOTH));
     ck_assert_int_eq(T.p->applies, 3);
-    ck_assert_int_ge(T.p->reads, 3);   /* each retry reads the proxy first */
+    ck_assert_int_ge(T.p->reads, 3); /* each retry reads the proxy first */
     char why[300];
     ck_assert(sync_healthy(T.s, why, sizeof why));
     teardown();
@@ -354,7 +358,7 @@ START_TEST(test_sync_a_standby_never_touches_the_proxy_until_it_writes)
     ck_assert_int_eq(T.p->applies, 0);
     sync_set_writer(T.s, "fake", 1);
     RUN_UNTIL(3000, targets_are("10.0.0.1:8001=1"));
-    ck_assert(targets_are("10.0.0.1:8001=1"));   /* the latest answer, not the first */
+    ck_assert(targets_are("10.0.0.1:8001=1")); /* the latest answer, not the first */
     ck_assert_int_eq(T.p->applies, 1);
     teardown();
 }

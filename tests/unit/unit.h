@@ -22,9 +22,9 @@ static inline int unit_run(Suite *s)
  * address goes to addr as "127.0.0.1:PORT". */
 static inline struct MHD_Daemon *unit_server(MHD_AccessHandlerCallback fn, char *addr, size_t len)
 {
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
-                                                MHD_USE_INTERNAL_POLLING_THREAD,
-                                            0, NULL, NULL, fn, NULL, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL,
+                         NULL, fn, NULL, MHD_OPTION_END);
     ck_assert_ptr_nonnull(d);
     snprintf(addr, len, "127.0.0.1:%d", MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
     return d;

@@ -21,8 +21,8 @@
 struct unit_double {
     pid_t pid;
     char dir[64];
-    char agent[64];     /* "127.0.0.1:PORT" of node-1 */
-    char control[96];   /* "http://127.0.0.1:PORT" */
+    char agent[64];   /* "127.0.0.1:PORT" of node-1 */
+    char control[96]; /* "http://127.0.0.1:PORT" */
 };
 
 /* The value of NAME's line in a port file, or 0. */
@@ -60,7 +60,7 @@ static inline void unit_double_start(struct unit_double *d)
         _exit(127);
     }
     for (int i = 0; i < 1000 && unit_port_of(ports, "control") == 0; i++) {
-        struct timespec ts = {0, 10 * 1000000L};   /* the port file is written once all listens */
+        struct timespec ts = {0, 10 * 1000000L}; /* the port file is written once all listens */
         nanosleep(&ts, NULL);
     }
     int control = unit_port_of(ports, "control"), agent = unit_port_of(ports, "node-1");

@@ -33,7 +33,8 @@ int has_arg(struct MHD_Connection *c, const char *k)
 {
     const char *v = NULL;
     size_t vl = 0;
-    return MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, k, strlen(k), &v, &vl) == MHD_YES;
+    return MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, k, strlen(k), &v, &vl) ==
+           MHD_YES;
 }
 
 enum MHD_Result json_reply(struct MHD_Connection *c, unsigned status, cJSON *o,
@@ -70,8 +71,14 @@ int parse_bool(const char *s, int *out)
     static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
     static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
     for (int i = 0; s && i < 6; i++) {
-        if (!strcmp(s, t[i])) { *out = 1; return 0; }
-        if (!strcmp(s, f[i])) { *out = 0; return 0; }
+        if (!strcmp(s, t[i])) {
+            *out = 1;
+            return 0;
+        }
+        if (!strcmp(s, f[i])) {
+            *out = 0;
+            return 0;
+        }
     }
     return -1;
 }
@@ -84,7 +91,9 @@ int json_dur(const cJSON *v, int64_t *ms, char *err, size_t len)
     }
     if (!cJSON_IsString(v)) {
         snprintf(err, len, "json: cannot unmarshal %s into Go value of type time.Duration",
-                 cJSON_IsBool(v) ? "bool" : cJSON_IsArray(v) ? "array" : "object");
+                 cJSON_IsBool(v)    ? "bool"
+                 : cJSON_IsArray(v) ? "array"
+                                    : "object");
         return -1;
     }
     const char *s = v->valuestring;
@@ -109,12 +118,13 @@ const char *canon(const char *key, const char *const *names)
     return NULL;
 }
 
-
 /* Case-insensitive lookup among an object's keys (last wins, as in Go). */
 const cJSON *iget(const cJSON *o, const char *name)
 {
     const cJSON *found = NULL, *k;
-    cJSON_ArrayForEach(k, o) if (strcasecmp(k->string, name) == 0) found = k;
+    cJSON_ArrayForEach(k, o)
+        if (strcasecmp(k->string, name) == 0)
+            found = k;
     return found;
 }
 
@@ -137,7 +147,7 @@ uint64_t max64(uint64_t a, uint64_t b)
 struct route {
     const char *pattern;
     int prefix;
-    const char *methods;   /* "GET", "PUT", "GET,PUT,DELETE" */
+    const char *methods; /* "GET", "PUT", "GET,PUT,DELETE" */
     int filterable;
     handler_fn fn;
 };

@@ -128,7 +128,7 @@ void node_restart(struct node *n, int persist)
         if (!k->used)
             continue;
         if (k->ttl_ms > 0 && k->ttl_deadline > now)
-            continue;   /* unexpired TTL state is restored */
+            continue; /* unexpired TTL state is restored */
         if (k->status != ST_CRITICAL) {
             k->status = ST_CRITICAL;
             k->modify_index = bump();
@@ -153,7 +153,7 @@ void session_invalidate(struct session *s)
                 if (S.deleted_delay[j].until < S.deleted_delay[d].until)
                     d = j;
             size_t kl = strnlen(k->key, sizeof k->key - 1);
-            memcpy(S.deleted_delay[d].key, k->key, kl);   /* both 512 bytes */
+            memcpy(S.deleted_delay[d].key, k->key, kl); /* both 512 bytes */
             S.deleted_delay[d].key[kl] = '\0';
             S.deleted_delay[d].until = now + (uint64_t)s->lock_delay_ms;
             free(k->value);
@@ -206,18 +206,65 @@ void node_set_status(struct node *n, int status)
 
 /* ---- registration --------------------------------------------------------------- */
 
-static const char *const SERVICE_KEYS[] = {
-    "ID", "Name", "Tags", "Address", "TaggedAddresses", "tagged_addresses", "Meta", "Port",
-    "SocketPath", "Kind", "Proxy", "Connect", "Weights", "Token", "EnableTagOverride",
-    "enable_tag_override", "Check", "Checks", "Locality", NULL};
-static const char *const CHECK_KEYS[] = {
-    "CheckID", "Name", "Status", "Notes", "ScriptArgs", "Args", "args", "script_args", "HTTP",
-    "Header", "Method", "Body", "DisableRedirects", "TCP", "UDP", "GRPC", "GRPCUseTLS", "H2PING",
-    "H2PingUseTLS", "OSService", "AliasNode", "AliasService", "DockerContainerID", "Shell",
-    "TLSServerName", "TLSSkipVerify", "Interval", "Timeout", "TTL",
-    "DeregisterCriticalServiceAfter", "deregister_critical_service_after",
-    "SuccessBeforePassing", "FailuresBeforeWarning", "FailuresBeforeCritical", "OutputMaxSize",
-    "ServiceID", "service_id", "ID", NULL};
+static const char *const SERVICE_KEYS[] = {"ID",
+                                           "Name",
+                                           "Tags",
+                                           "Address",
+                                           "TaggedAddresses",
+                                           "tagged_addresses",
+                                           "Meta",
+                                           "Port",
+                                           "SocketPath",
+                                           "Kind",
+                                           "Proxy",
+                                           "Connect",
+                                           "Weights",
+                                           "Token",
+                                           "EnableTagOverride",
+                                           "enable_tag_override",
+                                           "Check",
+                                           "Checks",
+                                           "Locality",
+                                           NULL};
+static const char *const CHECK_KEYS[] = {"CheckID",
+                                         "Name",
+                                         "Status",
+                                         "Notes",
+                                         "ScriptArgs",
+                                         "Args",
+                                         "args",
+                                         "script_args",
+                                         "HTTP",
+                                         "Header",
+                                         "Method",
+                                         "Body",
+                                         "DisableRedirects",
+                                         "TCP",
+                                         "UDP",
+                                         "GRPC",
+                                         "GRPCUseTLS",
+                                         "H2PING",
+                                         "H2PingUseTLS",
+                                         "OSService",
+                                         "AliasNode",
+                                         "AliasService",
+                                         "DockerContainerID",
+                                         "Shell",
+                                         "TLSServerName",
+                                         "TLSSkipVerify",
+                                         "Interval",
+                                         "Timeout",
+                                         "TTL",
+                                         "DeregisterCriticalServiceAfter",
+                                         "deregister_critical_service_after",
+                                         "SuccessBeforePassing",
+                                         "FailuresBeforeWarning",
+                                         "FailuresBeforeCritical",
+                                         "OutputMaxSize",
+                                         "ServiceID",
+                                         "service_id",
+                                         "ID",
+                                         NULL};
 
 struct parsed_check {
     char id[256], name[256], notes[512], status[16], type[32], interval[32], timeout[32];
@@ -236,7 +283,9 @@ static int check_kind_rules(struct parsed_check *pc, int64_t ttl, int64_t interv
         return -1;
     }
     if (needs_interval && interval <= 0) {
-        snprintf(err, len, "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
+        snprintf(
+            err, len,
+            "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks");
         return -1;
     }
     if (!pc->type[0]) {
@@ -248,14 +297,16 @@ static int check_kind_rules(struct parsed_check *pc, int64_t ttl, int64_t interv
     }
     if (pc->has_status && strcmp(pc->status, "passing") && strcmp(pc->status, "warning") &&
         strcmp(pc->status, "critical")) {
-        snprintf(err, len, embedded ? "Status for checks must 'passing', 'warning', 'critical'"
-                                    : "Bad check status");
+        snprintf(err, len,
+                 embedded ? "Status for checks must 'passing', 'warning', 'critical'"
+                          : "Bad check status");
         return -1;
     }
     return 0;
 }
 
-static int parse_check(const cJSON *in, struct parsed_check *pc, int embedded, char *err, size_t len)
+static int parse_check(const cJSON *in, struct parsed_check *pc, int embedded, char *err,
+                       size_t len)
 {
     memset(pc, 0, sizeof *pc);
     const cJSON *k;
@@ -290,10 +341,17 @@ static int parse_check(const cJSON *in, struct parsed_check *pc, int embedded, c
         snprintf(pc->status, sizeof pc->status, "%s", st->valuestring);
         pc->has_status = 1;
     }
-    const char *types[][2] = {{"HTTP", "http"}, {"TCP", "tcp"}, {"UDP", "udp"}, {"GRPC", "grpc"},
-                              {"H2PING", "h2ping"}, {"OSService", "os_service"},
-                              {"DockerContainerID", "docker"}, {"AliasService", "alias"},
-                              {"AliasNode", "alias"}, {"ScriptArgs", "script"}, {"Args", "script"}};
+    const char *types[][2] = {{"HTTP", "http"},
+                              {"TCP", "tcp"},
+                              {"UDP", "udp"},
+                              {"GRPC", "grpc"},
+                              {"H2PING", "h2ping"},
+                              {"OSService", "os_service"},
+                              {"DockerContainerID", "docker"},
+                              {"AliasService", "alias"},
+                              {"AliasNode", "alias"},
+                              {"ScriptArgs", "script"},
+                              {"Args", "script"}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (iget(in, types[i][0]) && !pc->type[0])
             snprintf(pc->type, sizeof pc->type, "%s", types[i][1]);
@@ -339,7 +397,7 @@ static struct check *install_check(struct node *n, const struct parsed_check *pc
         memset(k, 0, sizeof *k);
         k->used = 1;
         snprintf(k->id, sizeof k->id, "%s", pc->id);
-        k->status = pc->has_status ? (!strcmp(pc->status, "passing") ? ST_PASSING
+        k->status = pc->has_status ? (!strcmp(pc->status, "passing")   ? ST_PASSING
                                       : !strcmp(pc->status, "warning") ? ST_WARNING
                                                                        : ST_CRITICAL)
                                    : ST_CRITICAL;
@@ -367,7 +425,7 @@ static struct check *install_check(struct node *n, const struct parsed_check *pc
 /* A registration body's fields, as the agent's decoder reads them. */
 struct reg {
     const cJSON *name, *id, *addr, *port, *tags, *meta, *weights, *eto, *check, *checks, *tagged;
-    int wp, ww;                   /* weights, defaults filled in */
+    int wp, ww; /* weights, defaults filled in */
     struct parsed_check pcs[64];
     int npc;
 };
@@ -451,7 +509,9 @@ static int reg_checks(struct reg *g, const char *sid, char *err, size_t len)
     int nl = 0;
     if (cJSON_IsObject(g->check) && cJSON_GetArraySize(g->check) > 0)
         list[nl++] = g->check;
-    cJSON_ArrayForEach(ce, g->checks) if (nl < 64) list[nl++] = ce;
+    cJSON_ArrayForEach(ce, g->checks)
+        if (nl < 64)
+            list[nl++] = ce;
     for (g->npc = 0; g->npc < nl; g->npc++) {
         int st = parse_check(list[g->npc], &g->pcs[g->npc], 1, err, len);
         if (st)
@@ -476,8 +536,8 @@ static void reg_replace_checks(struct MHD_Connection *c, struct node *n, const s
 {
     const char *rep = NULL;
     size_t rl = 0;
-    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "replace-existing-checks", 23,
-                                      &rep, &rl) != MHD_YES ||
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "replace-existing-checks", 23, &rep,
+                                      &rl) != MHD_YES ||
         !(rep == NULL || *rep == '\0' || strcmp(rep, "true") == 0))
         return;
     for (int i = 0; i < S.maxn; i++) {
@@ -518,7 +578,8 @@ static enum MHD_Result reg_store(struct agent *a, struct MHD_Connection *c, cons
         return reply_text(c, 500, "too many services on this agent (double limit)");
     }
     snprintf(s->name, sizeof s->name, "%s", g->name->valuestring);
-    snprintf(s->address, sizeof s->address, "%s", cJSON_IsString(g->addr) ? g->addr->valuestring : "");
+    snprintf(s->address, sizeof s->address, "%s",
+             cJSON_IsString(g->addr) ? g->addr->valuestring : "");
     s->port = cJSON_IsNumber(g->port) ? g->port->valueint : 0;
     cJSON_Delete(s->tags);
     cJSON_Delete(s->meta);
@@ -541,8 +602,8 @@ static enum MHD_Result reg_store(struct agent *a, struct MHD_Connection *c, cons
 
 /* PUT /v1/agent/service/register: decoded, then validated in the agent's
  * order (name, address, weights, meta, checks), then stored. */
-static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *c,
-                                        const char *body, size_t len)
+static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *c, const char *body,
+                                        size_t len)
 {
     char err[600];
     static const struct reg zero;
@@ -550,7 +611,7 @@ static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *
     enum MHD_Result ret;
     if (len == 0)
         return reply_text(c, 400, "Request decode failed: EOF");
-    struct reg *g = malloc(sizeof *g);   /* 64 parsed checks: not for a thread's stack */
+    struct reg *g = malloc(sizeof *g); /* 64 parsed checks: not for a thread's stack */
     cJSON *in = cJSON_ParseWithLength(body, len);
     if (in == NULL || g == NULL) {
         free(g);
@@ -559,19 +620,21 @@ static enum MHD_Result service_register(struct agent *a, struct MHD_Connection *
     }
     *g = zero;
     if (!cJSON_IsObject(in))
-        why = "Request decode failed: json: cannot unmarshal into Go value of type structs.ServiceDefinition";
+        why =
+            "Request decode failed: json: cannot unmarshal into Go value of type structs.ServiceDefinition";
     else if ((why = reg_decode(in, g, err, sizeof err)) != NULL)
         ;
     else if (!cJSON_IsString(g->name) || g->name->valuestring[0] == '\0')
         why = "Missing service name";
-    else if (cJSON_IsString(g->addr) && (!strcmp(g->addr->valuestring, "0.0.0.0") ||
-                                         !strcmp(g->addr->valuestring, "::") ||
-                                         !strcmp(g->addr->valuestring, "[::]")))
+    else if (cJSON_IsString(g->addr) &&
+             (!strcmp(g->addr->valuestring, "0.0.0.0") || !strcmp(g->addr->valuestring, "::") ||
+              !strcmp(g->addr->valuestring, "[::]")))
         why = "Invalid service address";
     else if ((why = reg_weights(g)) == NULL)
         why = reg_meta(g->meta, err, sizeof err);
-    const char *sid = why ? "" : cJSON_IsString(g->id) && g->id->valuestring[0]
-                                     ? g->id->valuestring : g->name->valuestring;
+    const char *sid = why                                              ? ""
+                      : cJSON_IsString(g->id) && g->id->valuestring[0] ? g->id->valuestring
+                                                                       : g->name->valuestring;
     int st = why ? 400 : reg_checks(g, sid, err, sizeof err);
     if (why || st)
         ret = reply_text(c, (unsigned)(why ? 400 : st), why ? why : err);
@@ -623,7 +686,9 @@ static enum MHD_Result check_register(struct agent *a, struct MHD_Connection *c,
 static enum MHD_Result unknown_check(struct MHD_Connection *c, const char *id)
 {
     char err[600];
-    snprintf(err, sizeof err, "Unknown check ID \"%s\". Ensure that the check ID is passed, not the check name.", id);
+    snprintf(err, sizeof err,
+             "Unknown check ID \"%s\". Ensure that the check ID is passed, not the check name.",
+             id);
     return reply_text(c, 404, err);
 }
 
@@ -664,7 +729,10 @@ static enum MHD_Result maintenance(struct agent *a, struct MHD_Connection *c, co
     struct service *s = svc_find(a->node, id);
     if (s == NULL) {
         pthread_mutex_unlock(&S.mu);
-        snprintf(err, sizeof err, "Unknown service ID \"%s\". Ensure that the service ID is passed, not the service name.", id);
+        snprintf(
+            err, sizeof err,
+            "Unknown service ID \"%s\". Ensure that the service ID is passed, not the service name.",
+            id);
         return reply_text(c, 404, err);
     }
     char cid[300];
@@ -678,8 +746,11 @@ static enum MHD_Result maintenance(struct agent *a, struct MHD_Connection *c, co
             k->used = 1;
             snprintf(k->id, sizeof k->id, "%s", cid);
             snprintf(k->name, sizeof k->name, "Service Maintenance Mode");
-            snprintf(k->notes, sizeof k->notes, "%s", reason && *reason ? reason :
-                     "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.");
+            snprintf(
+                k->notes, sizeof k->notes, "%s",
+                reason && *reason
+                    ? reason
+                    : "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.");
             snprintf(k->service_id, sizeof k->service_id, "%s", id);
             snprintf(k->type, sizeof k->type, "maintenance");
             k->status = ST_CRITICAL;
@@ -696,7 +767,6 @@ static enum MHD_Result maintenance(struct agent *a, struct MHD_Connection *c, co
     pthread_mutex_unlock(&S.mu);
     return empty_ok(c);
 }
-
 
 /* ---- handlers -------------------------------------------------------------------- */
 
@@ -717,7 +787,10 @@ enum MHD_Result h_service_deregister(const struct req *r)
     struct service *s = svc_find(r->a->node, r->rest);
     if (s == NULL) {
         pthread_mutex_unlock(&S.mu);
-        snprintf(err, sizeof err, "Unknown service ID \"%s\". Ensure that the service ID is passed, not the service name.", r->rest);
+        snprintf(
+            err, sizeof err,
+            "Unknown service ID \"%s\". Ensure that the service ID is passed, not the service name.",
+            r->rest);
         return reply_text(r->c, 404, err);
     }
     remove_service(r->a->node, s);
@@ -779,7 +852,8 @@ enum MHD_Result h_check_update(const struct req *r)
         snprintf(err, sizeof err, "Invalid check status: '%s'", sv);
         ret = reply_text(r->c, 400, err);
     } else {
-        ret = ttl_update(r->a, r->c, r->rest, states[i], cJSON_IsString(out) ? out->valuestring : "");
+        ret =
+            ttl_update(r->a, r->c, r->rest, states[i], cJSON_IsString(out) ? out->valuestring : "");
     }
     cJSON_Delete(in);
     return ret;

@@ -14,8 +14,7 @@
 
 /* ---- common query handling -------------------------------------------------- */
 
-int common_params(struct MHD_Connection *c, struct query *q, int need_leader,
-                  enum MHD_Result *ret)
+int common_params(struct MHD_Connection *c, struct query *q, int need_leader, enum MHD_Result *ret)
 {
     const char *v;
     memset(q, 0, sizeof *q);
@@ -53,7 +52,6 @@ int common_params(struct MHD_Connection *c, struct query *q, int need_leader,
     return 0;
 }
 
-
 /*
  * Every change wakes every parked blocking query. A real Consul wakes only
  * those whose data moved (memdb watch sets); here a parked health query
@@ -64,11 +62,16 @@ int common_params(struct MHD_Connection *c, struct query *q, int need_leader,
  */
 #define HIDX_SLOTS 65536u
 
-
 static struct {
-    uint64_t wakes;                 /* S.wakes it was made at; 0 = never */
-    struct { const char *name; uint64_t idx; } by_name[HIDX_SLOTS];
-    struct { const struct node *n; const char *id, *name; } by_id[HIDX_SLOTS];
+    uint64_t wakes; /* S.wakes it was made at; 0 = never */
+    struct {
+        const char *name;
+        uint64_t idx;
+    } by_name[HIDX_SLOTS];
+    struct {
+        const struct node *n;
+        const char *id, *name;
+    } by_id[HIDX_SLOTS];
 } HI;
 
 static uint32_t hidx_hash(const char *s, uintptr_t salt)
@@ -139,8 +142,7 @@ static uint64_t health_service_index(const char *name)
 {
     if (HI.wakes != (S.wakes ? S.wakes : 1))
         hidx_build();
-    for (uint32_t i = hidx_hash(name, 0) % HIDX_SLOTS; HI.by_name[i].name;
-         i = (i + 1) % HIDX_SLOTS)
+    for (uint32_t i = hidx_hash(name, 0) % HIDX_SLOTS; HI.by_name[i].name; i = (i + 1) % HIDX_SLOTS)
         if (strcmp(HI.by_name[i].name, name) == 0)
             return HI.by_name[i].idx;
     return 0;
@@ -152,17 +154,23 @@ struct view_headers {
     const char *h[11];
 };
 
-static const char *const *view_headers(struct view_headers *vh, const struct query *q,
-                                       uint64_t idx)
+static const char *const *view_headers(struct view_headers *vh, const struct query *q, uint64_t idx)
 {
     snprintf(vh->index, sizeof vh->index, "%" PRIu64, idx);
     snprintf(vh->contact, sizeof vh->contact, "%d", q->stale ? 10 : 0);
-    const char *h[] = {"X-Consul-Index", vh->index,
-                       "X-Consul-Knownleader", S.leader[0] ? "true" : "false",
-                       "X-Consul-Lastcontact", vh->contact,
+    const char *h[] = {"X-Consul-Index",
+                       vh->index,
+                       "X-Consul-Knownleader",
+                       S.leader[0] ? "true" : "false",
+                       "X-Consul-Lastcontact",
+                       vh->contact,
                        "X-Consul-Effective-Consistency",
-                       q->stale ? "stale" : q->consistent ? "consistent" : "leader",
-                       "X-Consul-Query-Backend", "blocking-query", NULL};
+                       q->stale        ? "stale"
+                       : q->consistent ? "consistent"
+                                       : "leader",
+                       "X-Consul-Query-Backend",
+                       "blocking-query",
+                       NULL};
     memcpy(vh->h, h, sizeof h);
     return vh->h;
 }
@@ -228,8 +236,8 @@ void api_wake_waiters(void)
     }
 }
 
-enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
-                              const struct query *q, view_fn fn, const void *ctx)
+enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c, const struct query *q,
+                              view_fn fn, const void *ctx)
 {
     uint64_t idx = 0;
     int status = 200;
@@ -246,10 +254,10 @@ enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
             if (targeted && !a->down) {
                 uint64_t peek = health_service_index(ctx);
                 if (peek > 0 && max64(peek, svc_touched(ctx)) <= q->index)
-                    continue;   /* its service did not move: stay parked */
+                    continue; /* its service did not move: stay parked */
             }
             if (fn == view_catalog_services && !a->down && S.services_index <= q->index)
-                continue;   /* its index is known without building the view */
+                continue; /* its index is known without building the view */
             cJSON_Delete(body);
             body = fn(c, ctx, &idx, &status);
         }
@@ -291,8 +299,8 @@ enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
 /* /v1/health/state/<state> without ?filter or ?pretty: parked on the
  * checks index alone (nothing is built while it waits) and written
  * straight from memory (render.c). Called and returns with S.mu held. */
-enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
-                               const struct query *q, const char *state)
+enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c, const struct query *q,
+                               const char *state)
 {
     if (q->index > 0 && S.checks_index <= q->index) {
         struct timespec dl = wait_deadline(q);
@@ -319,7 +327,6 @@ enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
     pthread_mutex_lock(&S.mu);
     return r;
 }
-
 
 enum MHD_Result serve_view(const struct req *r, view_fn fn, const void *ctx)
 {

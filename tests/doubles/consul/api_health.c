@@ -82,7 +82,8 @@ cJSON *check_json(const struct node *n, const struct check *k, int agent_view)
     cJSON_AddStringToObject(o, "Output", k->output ? k->output : "");
     cJSON_AddStringToObject(o, "ServiceID", k->service_id);
     cJSON_AddStringToObject(o, "ServiceName", s ? s->name : "");
-    cJSON_AddItemToObject(o, "ServiceTags", s && s->tags ? cJSON_Duplicate(s->tags, 1) : cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "ServiceTags",
+                          s && s->tags ? cJSON_Duplicate(s->tags, 1) : cJSON_CreateArray());
     cJSON_AddStringToObject(o, "Type", k->type);
     cJSON_AddStringToObject(o, "Interval", k->interval);
     cJSON_AddStringToObject(o, "Timeout", k->timeout);
@@ -101,8 +102,9 @@ static cJSON *serf_json(const struct node *n)
     cJSON_AddStringToObject(o, "Name", "Serf Health Status");
     cJSON_AddStringToObject(o, "Status", status_name(n->serf));
     cJSON_AddStringToObject(o, "Notes", "");
-    cJSON_AddStringToObject(o, "Output", n->serf == ST_PASSING ? "Agent alive and reachable"
-                                                               : "Agent not live or unreachable");
+    cJSON_AddStringToObject(o, "Output",
+                            n->serf == ST_PASSING ? "Agent alive and reachable"
+                                                  : "Agent not live or unreachable");
     cJSON_AddStringToObject(o, "ServiceID", "");
     cJSON_AddStringToObject(o, "ServiceName", "");
     cJSON_AddItemToObject(o, "ServiceTags", cJSON_CreateArray());
@@ -159,7 +161,7 @@ cJSON *agent_service_json(const struct service *s)
     cJSON_AddNumberToObject(o, "Port", s->port);
     cJSON_AddStringToObject(o, "Address", s->address);
     cJSON *t = s->tagged && cJSON_GetArraySize(s->tagged) ? cJSON_Duplicate(s->tagged, 1)
-                                                           : tagged_v4(s->address, s->port);
+                                                          : tagged_v4(s->address, s->port);
     if (cJSON_GetArraySize(t))
         cJSON_AddItemToObject(o, "TaggedAddresses", t);
     else
@@ -188,8 +190,9 @@ static enum MHD_Result tag_iter(void *cls, enum MHD_ValueKind kind, const char *
         return MHD_YES;
     int found = 0;
     const cJSON *t;
-    cJSON_ArrayForEach(t, w->s->tags) if (cJSON_IsString(t) && strcasecmp(t->valuestring, value) == 0)
-        found = 1;
+    cJSON_ArrayForEach(t, w->s->tags)
+        if (cJSON_IsString(t) && strcasecmp(t->valuestring, value) == 0)
+            found = 1;
     if (!found)
         w->ok = 0;
     return MHD_YES;
@@ -231,14 +234,14 @@ static uint64_t instances_index(const char *name, int found, uint64_t idx)
     return found ? idx : (S.extinction ? S.extinction : 1);
 }
 
-cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *index,
-                           int *status)
+cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *status)
 {
     const char *name = ctx;
     int passing = 0;
     const char *pv = NULL;
     size_t pl = 0;
-    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "passing", 7, &pv, &pl) == MHD_YES) {
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "passing", 7, &pv, &pl) ==
+        MHD_YES) {
         if (pv == NULL || *pv == '\0')
             passing = 1;
         else if (parse_bool(pv, &passing) < 0) {
@@ -257,8 +260,8 @@ cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *
         idx = max64(idx, s->modify_index);
         idx = max64(idx, n->serf_index);
         for (int k = 0; k < S.maxn; k++)
-            if (n->checks[k].used && (!n->checks[k].service_id[0] ||
-                                      !strcmp(n->checks[k].service_id, s->id)))
+            if (n->checks[k].used &&
+                (!n->checks[k].service_id[0] || !strcmp(n->checks[k].service_id, s->id)))
                 idx = max64(idx, n->checks[k].modify_index);
         if (!service_has_tags(c, s))
             continue;
@@ -339,7 +342,9 @@ cJSON *view_catalog_services(struct MHD_Connection *c, const void *ctx, uint64_t
         cJSON_ArrayForEach(t, s->tags) {
             int dup = 0;
             const cJSON *x;
-            cJSON_ArrayForEach(x, tags) if (!strcmp(x->valuestring, t->valuestring)) dup = 1;
+            cJSON_ArrayForEach(x, tags)
+                if (!strcmp(x->valuestring, t->valuestring))
+                    dup = 1;
             if (!dup)
                 cJSON_AddItemToArray(tags, cJSON_CreateString(t->valuestring));
         }
@@ -395,7 +400,8 @@ static cJSON *view_catalog_service(struct MHD_Connection *c, const void *ctx, ui
         cJSON_AddStringToObject(e, "ServiceKind", "");
         cJSON_AddStringToObject(e, "ServiceID", s->id);
         cJSON_AddStringToObject(e, "ServiceName", s->name);
-        cJSON_AddItemToObject(e, "ServiceTags", s->tags ? cJSON_Duplicate(s->tags, 1) : cJSON_CreateArray());
+        cJSON_AddItemToObject(e, "ServiceTags",
+                              s->tags ? cJSON_Duplicate(s->tags, 1) : cJSON_CreateArray());
         cJSON_AddStringToObject(e, "ServiceAddress", s->address);
         cJSON *w = cJSON_AddObjectToObject(e, "ServiceWeights");
         cJSON_AddNumberToObject(w, "Passing", s->w_passing);
@@ -417,7 +423,7 @@ static cJSON *view_catalog_service(struct MHD_Connection *c, const void *ctx, ui
 }
 
 struct checks_ctx {
-    int mode;          /* 0 of a service, 1 by state, 2 of a node */
+    int mode; /* 0 of a service, 1 by state, 2 of a node */
     const char *arg;
 };
 
@@ -458,7 +464,6 @@ static cJSON *view_checks(struct MHD_Connection *c, const void *ctx, uint64_t *i
     *index = cc->mode == 1 ? S.checks_index : idx ? idx : (S.extinction ? S.extinction : 1);
     return arr;
 }
-
 
 /* ---- handlers -------------------------------------------------------------------- */
 

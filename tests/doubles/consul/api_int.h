@@ -24,7 +24,7 @@ typedef enum MHD_Result (*handler_fn)(const struct req *r);
 
 /* ---- api.c: small helpers ---- */
 const char *arg(struct MHD_Connection *c, const char *k);
-int has_arg(struct MHD_Connection *c, const char *k);   /* with or without a value */
+int has_arg(struct MHD_Connection *c, const char *k); /* with or without a value */
 /* Replies o (freed), compact or ?pretty. */
 enum MHD_Result json_reply(struct MHD_Connection *c, unsigned status, cJSON *o,
                            const char *const *headers);
@@ -47,16 +47,14 @@ struct query {
     int stale, consistent;
 };
 /* 0 ok; else the response was queued (*ret). */
-int common_params(struct MHD_Connection *c, struct query *q, int need_leader,
-                  enum MHD_Result *ret);
-typedef cJSON *(*view_fn)(struct MHD_Connection *c, const void *ctx, uint64_t *index,
-                          int *status);
+int common_params(struct MHD_Connection *c, struct query *q, int need_leader, enum MHD_Result *ret);
+typedef cJSON *(*view_fn)(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *status);
 /* Runs a view, parking while its index has not passed the client's. Call
  * with S.mu held; returns with it held. */
-enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c,
-                              const struct query *q, view_fn fn, const void *ctx);
-enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c,
-                               const struct query *q, const char *state);
+enum MHD_Result blocking_view(struct agent *a, struct MHD_Connection *c, const struct query *q,
+                              view_fn fn, const void *ctx);
+enum MHD_Result blocking_state(struct agent *a, struct MHD_Connection *c, const struct query *q,
+                               const char *state);
 /* The common parameters, then blocking_view under S.mu: a whole read. */
 enum MHD_Result serve_view(const struct req *r, view_fn fn, const void *ctx);
 
@@ -64,8 +62,7 @@ enum MHD_Result serve_view(const struct req *r, view_fn fn, const void *ctx);
 int node_visible(const struct node *n);
 cJSON *check_json(const struct node *n, const struct check *k, int agent_view);
 cJSON *agent_service_json(const struct service *s);
-cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *index,
-                           int *status);
+cJSON *view_health_service(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *status);
 cJSON *view_catalog_services(struct MHD_Connection *c, const void *ctx, uint64_t *index,
                              int *status);
 cJSON *view_kv(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *status);

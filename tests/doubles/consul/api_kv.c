@@ -48,8 +48,7 @@ struct session_query {
     const char *name;
 };
 
-static cJSON *view_sessions(struct MHD_Connection *c, const void *ctx, uint64_t *index,
-                            int *status)
+static cJSON *view_sessions(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *status)
 {
     const struct session_query *sq = ctx;
     (void)c;
@@ -83,7 +82,8 @@ static const char *session_options(const cJSON *in, int64_t *ttl, int64_t *delay
         }
         if (*ttl != 0 && (*ttl < S.session_ttl_min_ms || *ttl > 86400000)) {
             snprintf(err, len, "Invalid Session TTL '%lld', must be between [%s=%s]",
-                     (long long)*ttl * 1000000LL, dur_format_ms(S.session_ttl_min_ms, lo, sizeof lo),
+                     (long long)*ttl * 1000000LL,
+                     dur_format_ms(S.session_ttl_min_ms, lo, sizeof lo),
                      dur_format_ms(86400000, hi, sizeof hi));
             return err;
         }
@@ -128,7 +128,8 @@ static enum MHD_Result session_create(struct agent *a, struct MHD_Connection *c,
     if (S.leader[0] == '\0' || s == NULL) {
         pthread_mutex_unlock(&S.mu);
         cJSON_Delete(in);
-        return reply_text(c, 500, S.leader[0] ? "too many sessions (double limit)" : "No cluster leader");
+        return reply_text(c, 500,
+                          S.leader[0] ? "too many sessions (double limit)" : "No cluster leader");
     }
     memset(s, 0, sizeof *s);
     s->used = 1;
@@ -137,7 +138,8 @@ static enum MHD_Result session_create(struct agent *a, struct MHD_Connection *c,
              (unsigned long long)rand() * 4096ULL + (unsigned long long)(rand() & 0xfff));
     const cJSON *nm = iget(in, "Name"), *nd = iget(in, "Node");
     snprintf(s->name, sizeof s->name, "%s", cJSON_IsString(nm) ? nm->valuestring : "");
-    snprintf(s->node, sizeof s->node, "%s", cJSON_IsString(nd) && nd->valuestring[0] ? nd->valuestring : a->node->name);
+    snprintf(s->node, sizeof s->node, "%s",
+             cJSON_IsString(nd) && nd->valuestring[0] ? nd->valuestring : a->node->name);
     snprintf(s->behavior, sizeof s->behavior, "%s", behavior);
     s->ttl_ms = ttl;
     s->lock_delay_ms = delay;
@@ -173,8 +175,10 @@ static char *b64enc(const char *in, size_t n)
         return NULL;
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned char)in[i] << 16;
-        if (i + 1 < n) v |= (unsigned char)in[i + 1] << 8;
-        if (i + 2 < n) v |= (unsigned char)in[i + 2];
+        if (i + 1 < n)
+            v |= (unsigned char)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)in[i + 2];
         *o++ = b64[(v >> 18) & 63];
         *o++ = b64[(v >> 12) & 63];
         *o++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
@@ -214,7 +218,8 @@ cJSON *view_kv(struct MHD_Connection *c, const void *ctx, uint64_t *index, int *
         const struct kv *k = &S.kvs[i];
         if (!k->used)
             continue;
-        int match = (recurse || keys) ? strncmp(k->key, key, strlen(key)) == 0 : strcmp(k->key, key) == 0;
+        int match =
+            (recurse || keys) ? strncmp(k->key, key, strlen(key)) == 0 : strcmp(k->key, key) == 0;
         if (!match)
             continue;
         idx = max64(idx, k->modify_index);
@@ -345,7 +350,6 @@ static enum MHD_Result kv_write(struct MHD_Connection *c, const char *method, co
     return result[0] ? reply(c, 200, "application/json", result, strlen(result), NULL) : ret;
 }
 
-
 /* ---- handlers -------------------------------------------------------------------- */
 
 enum MHD_Result h_session_create(const struct req *r)
@@ -419,8 +423,8 @@ enum MHD_Result h_kv(const struct req *r)
         pthread_mutex_unlock(&S.mu);
         return reply(r->c, 404, NULL, "", 0, NULL);
     }
-    enum MHD_Result ret = reply(r->c, 200, "text/plain; charset=utf-8", k->value ? k->value : "",
-                                k->value_len, NULL);
+    enum MHD_Result ret =
+        reply(r->c, 200, "text/plain; charset=utf-8", k->value ? k->value : "", k->value_len, NULL);
     pthread_mutex_unlock(&S.mu);
     return ret;
 }

@@ -73,11 +73,11 @@ static cJSON *state_json(void)
 struct ctl {
     struct MHD_Connection *c;
     const char *method;
-    const cJSON *in;          /* the body; {} when there is none */
-    const char *name;         /* /members/NAME, /agents/NAME/VERB */
-    unsigned status;          /* for a NULL answer */
+    const cJSON *in;  /* the body; {} when there is none */
+    const char *name; /* /members/NAME, /agents/NAME/VERB */
+    unsigned status;  /* for a NULL answer */
     const char *why;
-    char *text;               /* a JSON answer printed under the lock; owned */
+    char *text; /* a JSON answer printed under the lock; owned */
 };
 typedef cJSON *(*ctl_fn)(struct ctl *x);
 
@@ -124,7 +124,7 @@ static double get_num(const cJSON *in, const char *k, double dflt)
 static cJSON *ctl_faults(struct ctl *x)
 {
     static const char *const kinds[] = {"delay", "status", "garbage", "truncated",
-                                        "big", "close", "index"};
+                                        "big",   "close",  "index"};
     if (strcmp(x->method, "DELETE") == 0) {
         S.n_faults = 0;
         return cJSON_CreateObject();
@@ -138,7 +138,8 @@ static cJSON *ctl_faults(struct ctl *x)
     copy_str(x->in, "kind", f->kind, sizeof f->kind);
     copy_str(x->in, "body", f->body, sizeof f->body);
     copy_str(x->in, "index_raw", f->index_raw, sizeof f->index_raw);
-    const cJSON *cnt = cJSON_GetObjectItem(x->in, "count"), *st = cJSON_GetObjectItem(x->in, "status");
+    const cJSON *cnt = cJSON_GetObjectItem(x->in, "count"),
+                *st = cJSON_GetObjectItem(x->in, "status");
     f->count = cJSON_IsNumber(cnt) ? cnt->valueint : 1;
     f->status = cJSON_IsNumber(st) ? st->valueint : 0;
     f->delay_ms = (long)get_num(x->in, "delay_ms", 0);
@@ -148,7 +149,8 @@ static cJSON *ctl_faults(struct ctl *x)
     for (int i = 0; i < 7; i++)
         known |= strcmp(f->kind, kinds[i]) == 0;
     if (!known)
-        return refuse(x, 400, "kind must be one of delay, status, garbage, truncated, big, close, index");
+        return refuse(x, 400,
+                      "kind must be one of delay, status, garbage, truncated, big, close, index");
     S.n_faults++;
     return cJSON_CreateObject();
 }
@@ -228,7 +230,7 @@ static cJSON *verb_restart(struct ctl *x, struct agent *a)
     if (a->down)
         return cJSON_CreateObject();
     agent_take_down(a);
-    struct timespec gone = {0, 300 * 1000000L};   /* the process starting */
+    struct timespec gone = {0, 300 * 1000000L}; /* the process starting */
     pthread_mutex_unlock(&S.mu);
     nanosleep(&gone, NULL);
     pthread_mutex_lock(&S.mu);
@@ -268,8 +270,9 @@ static cJSON *verb_limit(struct ctl *x, struct agent *a)
             i++;
     if (!cJSON_IsNumber(m) || m->valuedouble < 0 || m->valuedouble > 100000 ||
         (mode && (!cJSON_IsString(mode) || i == 3)))
-        return refuse(x, 400, "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\", "
-                              "\"reset\" or \"429\"}");
+        return refuse(x, 400,
+                      "expected {\"max_conns\": N (0: no limit), \"mode\": \"close\", "
+                      "\"reset\" or \"429\"}");
     a->max_conns = m->valueint;
     a->limit_mode = mode_of[i];
     return cJSON_CreateObject();
@@ -279,7 +282,7 @@ static const struct {
     const char *verb;
     cJSON *(*fn)(struct ctl *x, struct agent *a);
 } verbs[] = {
-    {"restart", verb_restart}, {"down", verb_down}, {"up", verb_up},
+    {"restart", verb_restart}, {"down", verb_down},   {"up", verb_up},
     {"hang", verb_hang},       {"limit", verb_limit},
 };
 
@@ -302,12 +305,9 @@ static const struct {
     const char *method, *pattern;
     ctl_fn fn;
 } ctl_routes[] = {
-    {"GET", "/state", ctl_state},
-    {NULL, "/requests", ctl_requests},
-    {NULL, "/faults", ctl_faults},
-    {"POST", "/leader", ctl_leader},
-    {"POST", "/agents", ctl_agent_add},
-    {"POST", "/members/", ctl_member},
+    {"GET", "/state", ctl_state},         {NULL, "/requests", ctl_requests},
+    {NULL, "/faults", ctl_faults},        {"POST", "/leader", ctl_leader},
+    {"POST", "/agents", ctl_agent_add},   {"POST", "/members/", ctl_member},
     {"POST", "/agents/", ctl_agent_verb},
 };
 
@@ -315,8 +315,9 @@ enum MHD_Result control_handle(struct MHD_Connection *c, const char *url, const 
                                const char *body, size_t body_len)
 {
     cJSON *in = body_len ? cJSON_ParseWithLength(body, body_len) : cJSON_CreateObject();
-    struct ctl x = {c, method, in, "", 404,
-                    "unknown control endpoint; see tests/doubles/consul/README.md", NULL};
+    struct ctl x = {c,   method, in,
+                    "",  404,    "unknown control endpoint; see tests/doubles/consul/README.md",
+                    NULL};
     cJSON *out = NULL;
     pthread_mutex_lock(&S.mu);
     for (size_t i = 0; i < sizeof ctl_routes / sizeof ctl_routes[0]; i++) {
@@ -346,7 +347,8 @@ static void ttl_expire(struct check *c, uint64_t now)
     char out[OUTPUT_MAX_TTL];
     c->ttl_deadline = 0;
     if (c->output && c->output[0])
-        snprintf(out, sizeof out, "TTL expired (last output before timeout follows): %s", c->output);
+        snprintf(out, sizeof out, "TTL expired (last output before timeout follows): %s",
+                 c->output);
     else
         snprintf(out, sizeof out, "TTL expired");
     int changed_status = c->status != ST_CRITICAL;

@@ -30,9 +30,9 @@ struct check {
     enum cstatus status;
     char *output;
     int64_t ttl_ms, dereg_ms;
-    uint64_t ttl_deadline;      /* ms, 0 none */
-    uint64_t critical_since;    /* ms of the first update to critical, 0 none */
-    int updated;                /* any status update since registration */
+    uint64_t ttl_deadline;   /* ms, 0 none */
+    uint64_t critical_since; /* ms of the first update to critical, 0 none */
+    int updated;             /* any status update since registration */
     uint64_t create_index, modify_index;
     int used;
 };
@@ -52,10 +52,10 @@ struct agent;
 struct node {
     char name[128], address[64];
     int server;
-    int status;                 /* serf: 1 alive 2 leaving 3 left 4 failed */
-    struct agent *agent;        /* NULL for servers */
-    struct service *services;   /* S.maxn of them, allocated once */
-    struct check *checks;       /* service and node checks of this agent */
+    int status;               /* serf: 1 alive 2 leaving 3 left 4 failed */
+    struct agent *agent;      /* NULL for servers */
+    struct service *services; /* S.maxn of them, allocated once */
+    struct check *checks;     /* service and node checks of this agent */
     enum cstatus serf;
     uint64_t serf_index;
     uint64_t create_index, modify_index;
@@ -84,7 +84,7 @@ struct agent {
 struct session {
     char id[40], name[256], node[128], behavior[16];
     int64_t ttl_ms, lock_delay_ms;
-    uint64_t expires;           /* ms, 0 no TTL */
+    uint64_t expires; /* ms, 0 no TTL */
     uint64_t create_index, modify_index;
     int used;
 };
@@ -111,41 +111,41 @@ struct fault {
 struct dstate {
     pthread_mutex_t mu;
     pthread_cond_t changed;
-    uint64_t raft;                 /* the cluster-wide index */
-    uint64_t wakes;                /* broadcasts of `changed` so far */
-    int maxn;                      /* capacity of each node's arrays */
+    uint64_t raft;  /* the cluster-wide index */
+    uint64_t wakes; /* broadcasts of `changed` so far */
+    int maxn;       /* capacity of each node's arrays */
     uint64_t services_index, nodes_index, checks_index, extinction, kv_index, sessions_index;
     struct node nodes[64];
     struct agent agents[64];
     int n_agents;
-    char leader[128];              /* server node name, "" none */
+    char leader[128]; /* server node name, "" none */
     char dc[64];
     struct session sessions[MAX_SESSIONS];
     struct kv kvs[1024];
     uint64_t lock_delay_until[1024]; /* per kv slot */
-    struct {                       /* lock delays of keys deleted with their
+    struct {                         /* lock delays of keys deleted with their
                                       session (Behavior "delete") */
         char key[512];
         uint64_t until;
     } deleted_delay[64];
     struct fault faults[64];
     int n_faults;
-    cJSON *requests;               /* request log */
-    int n_requests;           /* entries in requests (capped) */
+    cJSON *requests; /* request log */
+    int n_requests;  /* entries in requests (capped) */
     int dev, pretty;
     int64_t reap_interval_ms, reap_min_ms, session_ttl_min_ms;
     char port_file[4096];
     struct {
         char name[256];
         uint64_t index;
-    } svc_changes[1024];           /* last change per service name (removals) */
+    } svc_changes[1024]; /* last change per service name (removals) */
 };
 
 extern struct dstate S;
 
 uint64_t now_ms(void);
-uint64_t bump(void);               /* raft index + 1; call with S.mu held */
-void changed(void);                /* broadcast; call with S.mu held */
+uint64_t bump(void); /* raft index + 1; call with S.mu held */
+void changed(void);  /* broadcast; call with S.mu held */
 /* api.c: wakes the parked health/service queries whose service moved (or
  * whose agent went down); with S.mu held. */
 void api_wake_waiters(void);
@@ -186,7 +186,7 @@ struct buf;
 /* render.c: the checks /v1/health/state/<state> lists, as JSON; with S.mu
  * held. -1 when out of memory. */
 int render_health_state(struct buf *b, const char *state);
-char *json_out(const cJSON *o);    /* compact, or pretty with --pretty / --dev */
+char *json_out(const cJSON *o); /* compact, or pretty with --pretty / --dev */
 /* Go's json.MarshalIndent with 4 spaces, plus the trailing newline Consul
  * adds (?pretty, --pretty, --dev). Caller frees. */
 char *json_pretty(const cJSON *o);

@@ -74,8 +74,10 @@ static void fail_at(struct parser *ps)
         return;
     ps->failed = 1;
     int off = (int)(ps->p - ps->text);
-    snprintf(ps->err, ps->errlen, "1:%d (%d): no match found, expected: a selector, a value, "
-             "\"(\", \"not\" or an operator", off + 1, off);
+    snprintf(ps->err, ps->errlen,
+             "1:%d (%d): no match found, expected: a selector, a value, "
+             "\"(\", \"not\" or an operator",
+             off + 1, off);
 }
 
 static void skip_ws(struct parser *ps)
@@ -154,8 +156,8 @@ static int take_selector(struct parser *ps, struct fnode *n)
         s++;
     char word[512];
     snprintf(word, sizeof word, "%.*s", (int)(s - ps->p), ps->p);
-    static const char *const reserved[] = {"and", "or", "not", "in", "contains", "matches",
-                                           "is", "empty", "true", "false"};
+    static const char *const reserved[] = {"and",     "or", "not",   "in",   "contains",
+                                           "matches", "is", "empty", "true", "false"};
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (strcmp(word, reserved[i]) == 0)
             return 0;
@@ -346,7 +348,9 @@ static int leaf(const struct fnode *n, const cJSON *v)
             return strstr(v->valuestring, n->value) != NULL;
         if (cJSON_IsArray(v)) {
             const cJSON *e;
-            cJSON_ArrayForEach(e, v) if (scalar_equals(e, n->value)) return 1;
+            cJSON_ArrayForEach(e, v)
+                if (scalar_equals(e, n->value))
+                    return 1;
             return 0;
         }
         if (cJSON_IsObject(v))
@@ -375,7 +379,9 @@ static int walk(const struct fnode *n, const cJSON *v, int i)
         return leaf(n, v);
     if (cJSON_IsArray(v)) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, v) if (walk(n, e, i)) return 1;
+        cJSON_ArrayForEach(e, v)
+            if (walk(n, e, i))
+                return 1;
         return 0;
     }
     if (!cJSON_IsObject(v))

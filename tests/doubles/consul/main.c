@@ -117,8 +117,8 @@ struct node *node_new(const char *name, const char *addr, int server)
 enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype,
                       const char *body, size_t len, const char *const *headers)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, unconst(body),
-                                                             MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, unconst(body), MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;
     if (ctype)
@@ -279,7 +279,7 @@ static void log_request(struct agent *a, struct MHD_Connection *c, const char *u
         cJSON_AddNullToObject(e, "token_header");
     cJSON_AddNumberToObject(e, "time_ms", (double)now_ms());
     buf_free(&full);
-    if (S.n_requests < 200000) {   /* a counter: GetArraySize walks the list */
+    if (S.n_requests < 200000) { /* a counter: GetArraySize walks the list */
         cJSON_AddItemToArray(S.requests, e);
         S.n_requests++;
     } else
@@ -288,7 +288,7 @@ static void log_request(struct agent *a, struct MHD_Connection *c, const char *u
 
 /* The connection limit (see struct agent). Every client is 127.0.0.1 here,
  * so "per client" is per agent. */
-static int conn_counted, conn_over_limit, conn_reset;   /* socket context markers */
+static int conn_counted, conn_over_limit, conn_reset; /* socket context markers */
 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
 {
@@ -299,7 +299,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     int refuse = a->max_conns > 0 && a->limit_mode == LIMIT_CLOSE && a->open_conns >= a->max_conns;
     a->refused_conns += refuse;
     pthread_mutex_unlock(&S.mu);
-    return refuse ? MHD_NO : MHD_YES;   /* MHD_NO: closed at once, nothing read */
+    return refuse ? MHD_NO : MHD_YES; /* MHD_NO: closed at once, nothing read */
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -366,8 +366,8 @@ static enum MHD_Result empty_view(struct MHD_Connection *c, const char *url)
     const char *empty = strcmp(url, "/v1/status/leader") == 0      ? "\"\""
                         : strcmp(url, "/v1/catalog/services") == 0 ? "{}"
                                                                    : "[]";
-    const char *h[] = {"X-Consul-Index", "1", "X-Consul-Knownleader", "false",
-                       "X-Consul-Lastcontact", "0", NULL};
+    const char *h[] = {
+        "X-Consul-Index", "1", "X-Consul-Knownleader", "false", "X-Consul-Lastcontact", "0", NULL};
     return reply(c, 200, "application/json", empty, strlen(empty), h);
 }
 
@@ -375,7 +375,8 @@ static enum MHD_Result empty_view(struct MHD_Connection *c, const char *url)
  * request goes on (after a delay, or with an index to report). */
 static enum MHD_Result fault_reply(struct MHD_Connection *c, const struct fault *f, int *handled)
 {
-    static const char *const h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true", NULL};
+    static const char *const h[] = {"X-Consul-Index", "999999", "X-Consul-Knownleader", "true",
+                                    NULL};
     *handled = 1;
     if (strcmp(f->kind, "status") == 0)
         return reply_text(c, (unsigned)(f->status ? f->status : 500), f->body);
@@ -532,13 +533,11 @@ int agent_start(struct agent *a)
 {
     /* poll(), not select(): an HTTP/1.1 front (an h2 terminator) holds a
      * connection per blocking query, past select()'s 1,024 descriptors. */
-    a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                  MHD_USE_POLL,
-                              (uint16_t)a->port, on_accept, a, on_agent, a,
-                              MHD_OPTION_CONNECTION_LIMIT, 20000U,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
-                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 0U, MHD_OPTION_END);
+    a->mhd = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL,
+        (uint16_t)a->port, on_accept, a, on_agent, a, MHD_OPTION_CONNECTION_LIMIT, 20000U,
+        MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
+        MHD_OPTION_CONNECTION_TIMEOUT, 0U, MHD_OPTION_END);
     if (a->mhd == NULL)
         return -1;
     a->port = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT)->port;
@@ -616,7 +615,8 @@ static int parse_args(int argc, char **argv, int *servers, const char **agents, 
             i++;
         } else if (!strcmp(a, "--reap-min") && v && dur_flag(v, &S.reap_min_ms) == 0) {
             i++;
-        } else if (!strcmp(a, "--session-ttl-min") && v && dur_flag(v, &S.session_ttl_min_ms) == 0) {
+        } else if (!strcmp(a, "--session-ttl-min") && v &&
+                   dur_flag(v, &S.session_ttl_min_ms) == 0) {
             i++;
         } else if (!strcmp(a, "--max-per-agent") && v && strtol(v, NULL, 10) >= 16 &&
                    strtol(v, NULL, 10) <= 100000) {
@@ -700,10 +700,9 @@ int main(int argc, char **argv)
      * connected, the control port's connections get descriptors past
      * FD_SETSIZE, which select cannot watch (the fleet bench saw them
      * closed unanswered). */
-    control_mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                       MHD_USE_POLL,
-                                   0, NULL, NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-                                   on_done, NULL, MHD_OPTION_END);
+    control_mhd = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
+        NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
     if (control_mhd == NULL) {
         fprintf(stderr, "consul-double: cannot start the control listener\n");
         return 1;
@@ -712,8 +711,8 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&S.mu);
     write_port_file();
     pthread_mutex_unlock(&S.mu);
-    fprintf(stderr, "consul-double: %d server(s), %d agent(s), control on 127.0.0.1:%d\n",
-            servers, n_agents, control_port);
+    fprintf(stderr, "consul-double: %d server(s), %d agent(s), control on 127.0.0.1:%d\n", servers,
+            n_agents, control_port);
     pthread_t tick;
     pthread_create(&tick, NULL, ticker, NULL);
     signal(SIGTERM, on_term);

@@ -49,8 +49,9 @@ static void put_serf(struct buf *b, const struct node *n)
     buf_puts(b, ",\"CheckID\":\"serfHealth\",\"Name\":\"Serf Health Status\"");
     put_field(b, "Status", status_name(n->serf));
     buf_puts(b, ",\"Notes\":\"\"");
-    put_field(b, "Output", n->serf == ST_PASSING ? "Agent alive and reachable"
-                                                : "Agent not live or unreachable");
+    put_field(b, "Output",
+              n->serf == ST_PASSING ? "Agent alive and reachable"
+                                    : "Agent not live or unreachable");
     buf_puts(b, ",\"ServiceID\":\"\",\"ServiceName\":\"\",\"ServiceTags\":[],\"Type\":\"\","
                 "\"Interval\":\"\",\"Timeout\":\"\",\"ExposedPort\":0,\"Definition\":{}");
     buf_printf(b, ",\"CreateIndex\":%" PRIu64 ",\"ModifyIndex\":%" PRIu64 "}", n->create_index,
@@ -76,8 +77,10 @@ static void put_check(struct buf *b, const struct node *n, const struct check *k
     put_field(b, "Type", k->type);
     put_field(b, "Interval", k->interval);
     put_field(b, "Timeout", k->timeout);
-    buf_printf(b, ",\"ExposedPort\":0,\"Definition\":{},\"CreateIndex\":%" PRIu64
-                  ",\"ModifyIndex\":%" PRIu64 "}", k->create_index, k->modify_index);
+    buf_printf(b,
+               ",\"ExposedPort\":0,\"Definition\":{},\"CreateIndex\":%" PRIu64
+               ",\"ModifyIndex\":%" PRIu64 "}",
+               k->create_index, k->modify_index);
 }
 
 int render_health_state(struct buf *b, const char *state)
@@ -87,14 +90,14 @@ int render_health_state(struct buf *b, const char *state)
     buf_append(b, "[", 1);
     for (int i = 0; i < 64; i++) {
         const struct node *n = &S.nodes[i];
-        if (!n->used || n->status == 3)   /* left: not in the catalog */
+        if (!n->used || n->status == 3) /* left: not in the catalog */
             continue;
         if (any || !strcmp(state, status_name(n->serf))) {
             buf_puts(b, first ? "" : ",");
             first = 0;
             put_serf(b, n);
         }
-        strmap_clear(&ids);   /* this node's services by ID */
+        strmap_clear(&ids); /* this node's services by ID */
         for (int k = 0; k < S.maxn; k++) {
             const struct service *s = &n->services[k];
             if (s->used)
@@ -104,9 +107,8 @@ int render_health_state(struct buf *b, const char *state)
             const struct check *ck = &n->checks[k];
             if (!ck->used || (!any && strcmp(state, status_name(ck->status))))
                 continue;
-            const uint64_t *slot = ck->service_id[0]
-                                       ? strmap_get(&ids, ck->service_id, strlen(ck->service_id))
-                                       : NULL;
+            const uint64_t *slot =
+                ck->service_id[0] ? strmap_get(&ids, ck->service_id, strlen(ck->service_id)) : NULL;
             buf_puts(b, first ? "" : ",");
             first = 0;
             put_check(b, n, ck, slot ? &n->services[*slot] : NULL);

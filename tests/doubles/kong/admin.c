@@ -13,8 +13,8 @@
 
 static cJSON *check_target_body(const cJSON *in, int need_target, char *norm, size_t normlen)
 {
-    static const char *const fields_ok[] = {"id", "target", "weight", "tags", "upstream",
-                                            "created_at", "updated_at", NULL};
+    static const char *const fields_ok[] = {"id",       "target",     "weight",     "tags",
+                                            "upstream", "created_at", "updated_at", NULL};
     cJSON *fields = cJSON_CreateObject();
     const cJSON *k;
     cJSON_ArrayForEach(k, in) {
@@ -33,7 +33,8 @@ static cJSON *check_target_body(const cJSON *in, int need_target, char *norm, si
     } else if (!cJSON_IsString(t)) {
         cJSON_AddStringToObject(fields, "target", "expected a string");
     } else if (normalize_target(t->valuestring, norm, normlen) < 0) {
-        cJSON_AddStringToObject(fields, "target", "Invalid target; not a valid hostname or ip address");
+        cJSON_AddStringToObject(fields, "target",
+                                "Invalid target; not a valid hostname or ip address");
     }
     if (w && !cJSON_IsNull(w)) {
         if (!cJSON_IsNumber(w) || w->valuedouble != (double)(long)w->valuedouble)
@@ -46,11 +47,12 @@ static cJSON *check_target_body(const cJSON *in, int need_target, char *norm, si
         if (!cJSON_IsArray(tags))
             cJSON_AddStringToObject(fields, "tags", "expected a set");
         else
-            cJSON_ArrayForEach(g, tags) if (!cJSON_IsString(g) || strchr(g->valuestring, ',') ||
-                                            strchr(g->valuestring, '/')) {
-                cJSON_AddStringToObject(fields, "tags", "invalid tag");
-                break;
-            }
+            cJSON_ArrayForEach(g, tags)
+                if (!cJSON_IsString(g) || strchr(g->valuestring, ',') ||
+                    strchr(g->valuestring, '/')) {
+                    cJSON_AddStringToObject(fields, "tags", "invalid tag");
+                    break;
+                }
     }
     if (cJSON_GetArraySize(fields) == 0) {
         cJSON_Delete(fields);
@@ -62,16 +64,25 @@ static cJSON *check_target_body(const cJSON *in, int need_target, char *norm, si
 /* ---- requests and resources ---------------------------------------------------------- */
 
 enum resource {
-    RES_ROOT, RES_CONFIG, RES_UPSTREAMS, RES_UPSTREAM, RES_HEALTH, RES_TARGETS, RES_TARGETS_ALL,
-    RES_TARGET, RES_TARGET_ACTION, RES_UPSTREAM_OTHER, RES_NONE
+    RES_ROOT,
+    RES_CONFIG,
+    RES_UPSTREAMS,
+    RES_UPSTREAM,
+    RES_HEALTH,
+    RES_TARGETS,
+    RES_TARGETS_ALL,
+    RES_TARGET,
+    RES_TARGET_ACTION,
+    RES_UPSTREAM_OTHER,
+    RES_NONE
 };
 
 struct areq {
     struct MHD_Connection *c;
     const char *method;
     int *ls;
-    cJSON *in;                 /* the parsed body of a write; NULL otherwise */
-    char ukey[300];            /* the upstream as written: name or id */
+    cJSON *in;      /* the parsed body of a write; NULL otherwise */
+    char ukey[300]; /* the upstream as written: name or id */
     struct upstream *u;
     char tkey[400], action[32];
 };
@@ -91,7 +102,7 @@ static enum resource upstream_path(const char *p, struct areq *r)
     if (!strcmp(slash, "/targets/all"))
         return RES_TARGETS_ALL;
     if (strncmp(slash, "/targets/", 9) != 0)
-        return RES_UPSTREAM_OTHER;   /* 404 once the upstream is checked */
+        return RES_UPSTREAM_OTHER; /* 404 once the upstream is checked */
     const char *tp = slash + 9, *s2 = strchr(tp, '/');
     snprintf(r->tkey, sizeof r->tkey, "%.*s", (int)(s2 ? s2 - tp : (long)strlen(tp)), tp);
     if (s2 == NULL)
@@ -214,7 +225,8 @@ static enum MHD_Result get_upstream(struct areq *r)
 static enum MHD_Result delete_upstream(struct areq *r)
 {
     if (K.dbless && r->u)
-        return dbless_refusal(r, "cannot remove 'upstreams' entities by 'name' when not using a database");
+        return dbless_refusal(
+            r, "cannot remove 'upstreams' entities by 'name' when not using a database");
     if (r->u) {
         delete_targets_of(r->u);
         cJSON_Delete(r->u->entity);
@@ -229,18 +241,22 @@ static enum MHD_Result patch_upstream(struct areq *r)
     if (r->u == NULL) {
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, is_uuid(r->ukey) ? "id" : "name", r->ukey);
-        snprintf(msg, sizeof msg, is_uuid(r->ukey) ? "could not find the entity with primary key '{id=\"%s\"}'"
-                                                   : "could not find the entity with '{name=\"%s\"}'", r->ukey);
+        snprintf(msg, sizeof msg,
+                 is_uuid(r->ukey) ? "could not find the entity with primary key '{id=\"%s\"}'"
+                                  : "could not find the entity with '{name=\"%s\"}'",
+                 r->ukey);
         return dao_error(r->c, 404, 6, "not found", msg, f, r->ls);
     }
     cJSON *fields = check_upstream_body(r->in, 0);
     if (fields)
         return schema_violation(r->c, fields, r->ls);
     if (K.dbless)
-        return dbless_refusal(r, "cannot update 'upstreams' entities by 'name' when not using a database");
+        return dbless_refusal(
+            r, "cannot update 'upstreams' entities by 'name' when not using a database");
     cJSON_DeleteItemFromObjectCaseSensitive(r->in, "id");
     merge(r->u->entity, r->in);
-    cJSON_ReplaceItemInObjectCaseSensitive(r->u->entity, "updated_at", cJSON_CreateNumber((double)(long)now_s()));
+    cJSON_ReplaceItemInObjectCaseSensitive(r->u->entity, "updated_at",
+                                           cJSON_CreateNumber((double)(long)now_s()));
     return send_json(r->c, 200, cJSON_Duplicate(r->u->entity, 1), r->ls);
 }
 
@@ -248,7 +264,8 @@ static enum MHD_Result patch_upstream(struct areq *r)
 static enum MHD_Result put_upstream(struct areq *r)
 {
     if (K.dbless)
-        return dbless_refusal(r, "cannot create or update 'upstreams' entities by 'name' when not using a database");
+        return dbless_refusal(
+            r, "cannot create or update 'upstreams' entities by 'name' when not using a database");
     if (!is_uuid(r->ukey)) {
         cJSON_DeleteItemFromObjectCaseSensitive(r->in, "name");
         cJSON_AddStringToObject(r->in, "name", r->ukey);
@@ -454,7 +471,9 @@ static int prepare(enum resource res, struct areq *r, const char *body, size_t l
     if (res == RES_CONFIG) {
         if (K.dbless)
             return 0;
-        *ret = message(r->c, 400, "this endpoint is only available when Kong is configured to not use a database", r->ls);
+        *ret = message(
+            r->c, 400,
+            "this endpoint is only available when Kong is configured to not use a database", r->ls);
         return -1;
     }
     if (is_write && parse_body(r->c, body, len, &r->in, ret, r->ls) < 0)
@@ -469,8 +488,8 @@ static int prepare(enum resource res, struct areq *r, const char *body, size_t l
     if (res == RES_UPSTREAM)
         return 0;
     if (r->u == NULL || res == RES_UPSTREAM_OTHER ||
-        (res == RES_TARGET_ACTION && (K.control_plane || (strcmp(r->action, "healthy") &&
-                                                          strcmp(r->action, "unhealthy"))))) {
+        (res == RES_TARGET_ACTION &&
+         (K.control_plane || (strcmp(r->action, "healthy") && strcmp(r->action, "unhealthy"))))) {
         *ret = not_found(r);
         return -1;
     }
@@ -486,7 +505,7 @@ enum MHD_Result admin(struct MHD_Connection *c, const char *url, const char *met
     snprintf(path, sizeof path, "%s", url);
     size_t pl = strlen(path);
     while (pl > 1 && path[pl - 1] == '/')
-        path[--pl] = '\0';   /* a trailing slash is tolerated */
+        path[--pl] = '\0'; /* a trailing slash is tolerated */
     if (K.rbac[0]) {
         const char *tok = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Kong-Admin-Token");
         if (tok == NULL || strcmp(tok, K.rbac) != 0)

@@ -27,7 +27,7 @@ static volatile sig_atomic_t stopping;
 
 struct conn {
     struct buf body;
-    int counted;   /* in K.inflight */
+    int counted; /* in K.inflight */
 };
 
 /* The sidecar's requests received and not yet answered: counted from the
@@ -73,7 +73,8 @@ static struct qsbuf {
     int first;
 } qs_unused;
 
-static enum MHD_Result qs_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result qs_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
 {
     struct qsbuf *q = cls;
     (void)kind;
@@ -123,9 +124,11 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
     cJSON_AddStringToObject(entry, "path", full.data ? full.data : url);
     const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
     cJSON_AddStringToObject(entry, "user_agent", ua ? ua : "");
-    cJSON_AddBoolToObject(entry, "token", MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Kong-Admin-Token") != NULL);
+    cJSON_AddBoolToObject(entry, "token",
+                          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Kong-Admin-Token") !=
+                              NULL);
     cJSON_AddStringToObject(entry, "body", (*cs)->body.data ? (*cs)->body.data : "");
-    cJSON_AddNumberToObject(entry, "time_ms", mono_ms());   /* arrival */
+    cJSON_AddNumberToObject(entry, "time_ms", mono_ms()); /* arrival */
     buf_free(&full);
     int status = 0;
     enum MHD_Result ret;
@@ -144,11 +147,14 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         faulted = 0;
     }
     if (faulted && !strcmp(f.kind, "status"))
-        ret = respond(c, (unsigned)(f.status ? f.status : 500), f.body[0] ? f.body : "{\"message\":\"An unexpected error occurred\"}", &status);
+        ret =
+            respond(c, (unsigned)(f.status ? f.status : 500),
+                    f.body[0] ? f.body : "{\"message\":\"An unexpected error occurred\"}", &status);
     else if (faulted && !strcmp(f.kind, "garbage"))
         ret = respond(c, 200, "{\"data\": [ this is not json", &status);
     else
-        ret = admin(c, url, method, (*cs)->body.data ? (*cs)->body.data : "", (*cs)->body.len, &status);
+        ret = admin(c, url, method, (*cs)->body.data ? (*cs)->body.data : "", (*cs)->body.len,
+                    &status);
     cJSON_AddNumberToObject(entry, "status", status);
     cJSON_AddItemToArray(K.requests, entry);
     uncount(*cs);
@@ -168,7 +174,8 @@ static void write_ports(void)
     rename(tmp, K.port_file);
 }
 
-static void on_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode t)
+static void on_done(void *cls, struct MHD_Connection *c, void **state,
+                    enum MHD_RequestTerminationCode t)
 {
     struct conn *cs = *state;
     (void)cls;
@@ -184,9 +191,10 @@ static void on_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_
 
 static struct MHD_Daemon *start_admin(int port)
 {
-    return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL,
-                            (uint16_t)port, NULL, NULL, on_admin, NULL,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
+    return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_POLL,
+                            (uint16_t)port, NULL, NULL, on_admin, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_done, NULL, MHD_OPTION_END);
 }
 
 /* ---- the control API: one handler a (method, path), with K.mu held ---- */
@@ -209,12 +217,13 @@ static enum MHD_Result ctl_requests_txt(struct MHD_Connection *c, const cJSON *i
     buf_init(&b, 0);
     const cJSON *e;
     const char *tv = NULL;
-    size_t tl = 0;   /* "?time" has no value: look the key up, not the value */
-    int with_time = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "time", 4, &tv,
-                                                  &tl) == MHD_YES;
+    size_t tl = 0; /* "?time" has no value: look the key up, not the value */
+    int with_time =
+        MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "time", 4, &tv, &tl) == MHD_YES;
     cJSON_ArrayForEach(e, K.requests) {
         const cJSON *m = cJSON_GetObjectItem(e, "method"), *p = cJSON_GetObjectItem(e, "path");
-        const cJSON *st = cJSON_GetObjectItem(e, "status"), *ua = cJSON_GetObjectItem(e, "user_agent");
+        const cJSON *st = cJSON_GetObjectItem(e, "status"),
+                    *ua = cJSON_GetObjectItem(e, "user_agent");
         if (with_time)
             buf_printf(&b, "%.0f ", cJSON_GetObjectItem(e, "time_ms")->valuedouble);
         buf_printf(&b, "%s %s %d %s\n", m->valuestring, p->valuestring, st ? st->valueint : 0,
@@ -255,7 +264,8 @@ static enum MHD_Result ctl_requests_forget(struct MHD_Connection *c, const cJSON
 static enum MHD_Result ctl_inflight(struct MHD_Connection *c, const cJSON *in)
 {
     char n[64];
-    snprintf(n, sizeof n, "{\"now\": %d, \"peak\": %d}", __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST),
+    snprintf(n, sizeof n, "{\"now\": %d, \"peak\": %d}",
+             __atomic_load_n(&K.inflight, __ATOMIC_SEQ_CST),
              __atomic_load_n(&K.peak, __ATOMIC_SEQ_CST));
     return respond(c, 200, n, NULL);
 }
@@ -319,7 +329,9 @@ static void copy_str(const cJSON *in, const char *k, char *out, size_t size)
 static enum MHD_Result ctl_fault_add(struct MHD_Connection *c, const cJSON *in)
 {
     if (!cJSON_IsObject(in) || K.n_faults >= 64)
-        return respond(c, 404, "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}", NULL);
+        return respond(
+            c, 404, "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}",
+            NULL);
     struct fault *f = &K.faults[K.n_faults++];
     memset(f, 0, sizeof *f);
     const cJSON *cnt = cJSON_GetObjectItem(in, "count"), *st = cJSON_GetObjectItem(in, "status");
@@ -406,8 +418,12 @@ static enum MHD_Result on_control(void *cls, struct MHD_Connection *c, const cha
                      (controls[i].method && strcmp(method, controls[i].method) != 0)))
         i++;
     pthread_mutex_lock(&K.mu);
-    ret = i < n ? controls[i].fn(c, in)
-                : respond(c, 404, "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}", NULL);
+    ret = i < n
+              ? controls[i].fn(c, in)
+              : respond(
+                    c, 404,
+                    "{\"message\":\"unknown control endpoint; see tests/doubles/kong/README.md\"}",
+                    NULL);
     pthread_mutex_unlock(&K.mu);
     cJSON_Delete(in);
     return ret;
@@ -455,10 +471,9 @@ int main(int argc, char **argv)
         return 2;
     }
     K.admin = start_admin(0);
-    K.control = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                     MHD_USE_POLL,
-                                 0, NULL, NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-                                 on_done, NULL, MHD_OPTION_END);
+    K.control = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
+        NULL, on_control, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
     if (K.admin == NULL || K.control == NULL) {
         fprintf(stderr, "kong-double: cannot listen\n");
         return 1;
@@ -477,4 +492,3 @@ int main(int argc, char **argv)
     MHD_stop_daemon(K.control);
     return 0;
 }
-

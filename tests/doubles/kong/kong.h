@@ -17,17 +17,17 @@
 
 struct upstream {
     char id[40], name[256];
-    cJSON *entity;           /* full rendered entity */
+    cJSON *entity; /* full rendered entity */
     int used;
-    int head, tail;          /* its first, last target's slot + 1 (oldest first); 0: none */
+    int head, tail; /* its first, last target's slot + 1 (oldest first); 0: none */
 };
 
 struct target {
     char id[40], target[300];
-    struct upstream *up;     /* its upstream's slot */
-    int next, prev;          /* slot + 1 of its upstream's next / previous target; 0: none */
+    struct upstream *up; /* its upstream's slot */
+    int next, prev;      /* slot + 1 of its upstream's next / previous target; 0: none */
     int weight;
-    cJSON *tags;             /* NULL = null */
+    cJSON *tags; /* NULL = null */
     double created, updated;
     unsigned long seq;
     int used;
@@ -51,10 +51,10 @@ struct kstate {
     int n_faults;
     struct MHD_Daemon *admin, *control;
     int admin_port, control_port, down;
-    int delayed;                 /* requests held by a delay fault right now */
-    int t_hi;                    /* no target at or past this slot */
-    int t_free;                  /* where to look for a free slot first */
-    int inflight, peak;          /* the sidecar's requests received, not yet answered; the most at once */
+    int delayed;        /* requests held by a delay fault right now */
+    int t_hi;           /* no target at or past this slot */
+    int t_free;         /* where to look for a free slot first */
+    int inflight, peak; /* the sidecar's requests received, not yet answered; the most at once */
 };
 extern struct kstate K;
 
@@ -62,10 +62,12 @@ double mono_ms(void);
 double now_s(void);
 void uuid(char out[40]);
 int is_uuid(const char *s);
-enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *body, int *logged_status);
+enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *body,
+                        int *logged_status);
 enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *o, int *ls);
 enum MHD_Result message(struct MHD_Connection *c, unsigned status, const char *msg, int *ls);
-enum MHD_Result dao_error(struct MHD_Connection *c, unsigned status, int code, const char *name, const char *msg, cJSON *fields, int *ls);
+enum MHD_Result dao_error(struct MHD_Connection *c, unsigned status, int code, const char *name,
+                          const char *msg, cJSON *fields, int *ls);
 enum MHD_Result schema_violation(struct MHD_Connection *c, cJSON *fields, int *ls);
 const char *name_problem(const char *name, char *buf, size_t len);
 int normalize_target(const char *in, char *out, size_t len);
@@ -80,8 +82,10 @@ void target_link(struct target *t, struct upstream *u);
 void target_drop(struct target *t);
 struct target *target_find(const struct upstream *u, const char *key);
 void delete_targets_of(const struct upstream *u);
-int parse_body(struct MHD_Connection *c, const char *body, size_t len, cJSON **out, enum MHD_Result *ret, int *ls);
-enum MHD_Result list_targets(struct MHD_Connection *c, const struct upstream *u, const char *u_as_written, int all, int *ls);
+int parse_body(struct MHD_Connection *c, const char *body, size_t len, cJSON **out,
+               enum MHD_Result *ret, int *ls);
+enum MHD_Result list_targets(struct MHD_Connection *c, const struct upstream *u,
+                             const char *u_as_written, int all, int *ls);
 enum MHD_Result list_upstreams(struct MHD_Connection *c, int *ls);
 
 /* admin.c: one Admin API request, with K.mu held; *ls gets the status. */

@@ -44,8 +44,8 @@ void uuid(char out[40])
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 int is_uuid(const char *s)
@@ -64,11 +64,10 @@ int is_uuid(const char *s)
 }
 
 enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *body,
-                            int *logged_status)
+                        int *logged_status)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(body ? strlen(body) : 0,
-                                                             unconst(body ? body : ""),
-                                                             MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        body ? strlen(body) : 0, unconst(body ? body : ""), MHD_RESPMEM_MUST_COPY);
     if (body && status != 204)
         MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
     char server[64];
@@ -101,8 +100,8 @@ enum MHD_Result message(struct MHD_Connection *c, unsigned status, const char *m
 }
 
 /* The DAO error object. fields may be NULL (taken). */
-enum MHD_Result dao_error(struct MHD_Connection *c, unsigned status, int code,
-                                 const char *name, const char *msg, cJSON *fields, int *ls)
+enum MHD_Result dao_error(struct MHD_Connection *c, unsigned status, int code, const char *name,
+                          const char *msg, cJSON *fields, int *ls)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "code", code);
@@ -126,7 +125,9 @@ enum MHD_Result schema_violation(struct MHD_Connection *c, cJSON *fields, int *l
     char *keys[64] = {NULL};
     int k = 0;
     const cJSON *f;
-    cJSON_ArrayForEach(f, fields) if (k < 64) keys[k++] = f->string;
+    cJSON_ArrayForEach(f, fields)
+        if (k < 64)
+            keys[k++] = f->string;
     qsort(keys, (size_t)k, sizeof keys[0], key_cmp);
     struct buf b;
     buf_init(&b, 0);
@@ -136,7 +137,8 @@ enum MHD_Result schema_violation(struct MHD_Connection *c, cJSON *fields, int *l
         buf_printf(&b, "%d schema violations (", n);
     for (int i = 0; i < k; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(fields, keys[i]);
-        buf_printf(&b, "%s%s: %s", i ? "; " : "", keys[i], cJSON_IsString(v) ? v->valuestring : "invalid");
+        buf_printf(&b, "%s%s: %s", i ? "; " : "", keys[i],
+                   cJSON_IsString(v) ? v->valuestring : "invalid");
     }
     buf_puts(&b, ")");
     enum MHD_Result r = dao_error(c, 400, 2, "schema violation", b.data, fields, ls);
@@ -282,12 +284,28 @@ static cJSON *healthchecks_default(void)
     return cJSON_Parse(j);
 }
 
-static const char *const UP_FIELDS[] = {
-    "id", "name", "algorithm", "hash_on", "hash_fallback", "hash_on_header",
-    "hash_fallback_header", "hash_on_cookie", "hash_on_cookie_path", "hash_on_query_arg",
-    "hash_fallback_query_arg", "hash_on_uri_capture", "hash_fallback_uri_capture", "slots",
-    "healthchecks", "tags", "host_header", "client_certificate", "use_srv_name", "created_at",
-    "updated_at", NULL};
+static const char *const UP_FIELDS[] = {"id",
+                                        "name",
+                                        "algorithm",
+                                        "hash_on",
+                                        "hash_fallback",
+                                        "hash_on_header",
+                                        "hash_fallback_header",
+                                        "hash_on_cookie",
+                                        "hash_on_cookie_path",
+                                        "hash_on_query_arg",
+                                        "hash_fallback_query_arg",
+                                        "hash_on_uri_capture",
+                                        "hash_fallback_uri_capture",
+                                        "slots",
+                                        "healthchecks",
+                                        "tags",
+                                        "host_header",
+                                        "client_certificate",
+                                        "use_srv_name",
+                                        "created_at",
+                                        "updated_at",
+                                        NULL};
 
 cJSON *upstream_defaults(const char *id, const char *name)
 {
@@ -298,10 +316,16 @@ cJSON *upstream_defaults(const char *id, const char *name)
     cJSON_AddStringToObject(o, "algorithm", "round-robin");
     cJSON_AddStringToObject(o, "hash_on", "none");
     cJSON_AddStringToObject(o, "hash_fallback", "none");
-    static const char *const nulls[] = {"hash_on_header", "hash_fallback_header", "hash_on_cookie",
-                                        "hash_on_query_arg", "hash_fallback_query_arg",
-                                        "hash_on_uri_capture", "hash_fallback_uri_capture", "tags",
-                                        "host_header", "client_certificate"};
+    static const char *const nulls[] = {"hash_on_header",
+                                        "hash_fallback_header",
+                                        "hash_on_cookie",
+                                        "hash_on_query_arg",
+                                        "hash_fallback_query_arg",
+                                        "hash_on_uri_capture",
+                                        "hash_fallback_uri_capture",
+                                        "tags",
+                                        "host_header",
+                                        "client_certificate"};
     for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
         cJSON_AddNullToObject(o, nulls[i]);
     cJSON_AddStringToObject(o, "hash_on_cookie_path", "/");
@@ -357,7 +381,9 @@ cJSON *check_upstream_body(const cJSON *in, int need_name)
                                          strcmp(alg->valuestring, "consistent-hashing") &&
                                          strcmp(alg->valuestring, "least-connections") &&
                                          strcmp(alg->valuestring, "latency"))))
-        cJSON_AddStringToObject(fields, "algorithm", "expected one of: consistent-hashing, least-connections, round-robin, latency");
+        cJSON_AddStringToObject(
+            fields, "algorithm",
+            "expected one of: consistent-hashing, least-connections, round-robin, latency");
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(in, "tags");
     if (tags && !cJSON_IsNull(tags) && !cJSON_IsArray(tags))
         cJSON_AddStringToObject(fields, "tags", "expected a set");
@@ -371,7 +397,8 @@ cJSON *check_upstream_body(const cJSON *in, int need_name)
 struct upstream *up_find(const char *key)
 {
     for (int i = 0; i < MAX_UP; i++)
-        if (K.ups[i].used && (is_uuid(key) ? !strcmp(K.ups[i].id, key) : !strcmp(K.ups[i].name, key)))
+        if (K.ups[i].used &&
+            (is_uuid(key) ? !strcmp(K.ups[i].id, key) : !strcmp(K.ups[i].name, key)))
             return &K.ups[i];
     return NULL;
 }
@@ -501,7 +528,7 @@ static cJSON *parse_form(const char *body)
 
 /* 0 and *out (may be an empty object), or a response was queued. */
 int parse_body(struct MHD_Connection *c, const char *body, size_t len, cJSON **out,
-                      enum MHD_Result *ret, int *ls)
+               enum MHD_Result *ret, int *ls)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     *out = NULL;
@@ -555,7 +582,8 @@ static int page_size(struct MHD_Connection *c, int clamp, long *size, enum MHD_R
     if (clamp && n > 1000)
         n = 1000;
     if (n < 1 || n > 1000) {
-        *ret = dao_error(c, 400, 9, "invalid size", "size must be an integer between 1 and 1000", NULL, ls);
+        *ret = dao_error(c, 400, 9, "invalid size", "size must be an integer between 1 and 1000",
+                         NULL, ls);
         return -1;
     }
     *size = n;
@@ -572,12 +600,16 @@ static void opaque_offset(long n, char *out, size_t len)
     size_t rl = strlen(raw), o = 0;
     for (size_t i = 0; i < rl && o + 4 < len; i += 3) {
         unsigned v = (unsigned char)raw[i] << 16;
-        if (i + 1 < rl) v |= (unsigned char)raw[i + 1] << 8;
-        if (i + 2 < rl) v |= (unsigned char)raw[i + 2];
+        if (i + 1 < rl)
+            v |= (unsigned char)raw[i + 1] << 8;
+        if (i + 2 < rl)
+            v |= (unsigned char)raw[i + 2];
         out[o++] = b64[(v >> 18) & 63];
         out[o++] = b64[(v >> 12) & 63];
-        if (i + 1 < rl) out[o++] = b64[(v >> 6) & 63];
-        if (i + 2 < rl) out[o++] = b64[v & 63];
+        if (i + 1 < rl)
+            out[o++] = b64[(v >> 6) & 63];
+        if (i + 2 < rl)
+            out[o++] = b64[v & 63];
     }
     out[o] = '\0';
 }
@@ -618,7 +650,7 @@ static int cmp_id(const void *a, const void *b)
 }
 
 enum MHD_Result list_targets(struct MHD_Connection *c, const struct upstream *u,
-                                    const char *u_as_written, int all, int *ls)
+                             const char *u_as_written, int all, int *ls)
 {
     long size;
     enum MHD_Result ret;
@@ -628,7 +660,8 @@ enum MHD_Result list_targets(struct MHD_Connection *c, const struct upstream *u,
     long start = 0;
     if (off) {
         char *e;
-        if (all ? parse_opaque(off, &start) < 0 : ((start = strtol(off, &e, 10)), *e || *off == '\0')) {
+        if (all ? parse_opaque(off, &start) < 0
+                : ((start = strtol(off, &e, 10)), *e || *off == '\0')) {
             char msg[300];
             snprintf(msg, sizeof msg, "'%s' is not a valid offset: bad base64 encoding", off);
             return dao_error(c, 400, 7, "invalid offset", msg, NULL, ls);
@@ -700,4 +733,3 @@ enum MHD_Result list_upstreams(struct MHD_Connection *c, int *ls)
     }
     return send_json(c, 200, o, ls);
 }
-
