@@ -26,6 +26,10 @@ struct clusterview {
     struct consul_member *members;
     size_t n_members;
     int have_members;
+    /* The peers are read when want is ahead of have: at start, after a
+     * leader or member change or a reconnect (want++); a read answers the
+     * want it was asked at. */
+    unsigned peers_want, peers_asked, peers_have;
     struct metrics_counter *m_leader_changes;
     struct metrics_gauge *m_members;
     struct metrics_gauge *m_leader;
@@ -76,6 +80,17 @@ static void log_member(const char *name, int old_status, int new_status, void *a
     }
 }
 
+static void ask_peers(struct clusterview *cv);
+
+/* A member event: logged, and the Raft peers read again (a server that
+ * joins, leaves or fails may change them). */
+static void member_changed(const char *name, int old_status, int new_status, void *arg)
+{
+    struct clusterview *cv = arg;
+    log_member(name, old_status, new_status, arg);
+    cv->peers_want++;
+}
+
 static void on_members(const struct consul_response *r, void *arg)
 {
     struct clusterview *cv = arg;
@@ -87,7 +102,7 @@ static void on_members(const struct consul_response *r, void *arg)
         consul_decode_members(r->body, r->body_len, &m, &n, err, sizeof err) < 0)
         return;
     if (cv->have_members)
-        clusterview_diff_members(cv->members, cv->n_members, m, n, log_member, cv);
+        clusterview_diff_members(cv->members, cv->n_members, m, n, member_changed, cv);
     consul_members_free(cv->members, cv->n_members);
     cv->members = m;
     cv->n_members = n;
@@ -99,6 +114,7 @@ static void on_members(const struct consul_response *r, void *arg)
         metrics_gauge_set(cv->m_members, "alive", (double)alive);
         metrics_gauge_set(cv->m_members, "total", (double)n);
     }
+    ask_peers(cv);
 }
 
 static void on_leader(const struct consul_response *r, void *arg)
@@ -115,12 +131,16 @@ static void on_leader(const struct consul_response *r, void *arg)
         log_info("New leader elected: %s", leader);
     else
         log_warn("No cluster leader");
-    if (cv->have_leader && cv->m_leader_changes)
-        metrics_counter_inc(cv->m_leader_changes, NULL, 1);
+    if (cv->have_leader) { /* a change, not the first answer: the peers may have moved */
+        cv->peers_want++;
+        if (cv->m_leader_changes)
+            metrics_counter_inc(cv->m_leader_changes, NULL, 1);
+    }
     snprintf(cv->leader, sizeof cv->leader, "%s", leader);
     cv->have_leader = 1;
     if (cv->m_leader)
         metrics_gauge_set(cv->m_leader, NULL, leader[0] ? 1 : 0);
+    ask_peers(cv);
 }
 
 static void on_peers(const struct consul_response *r, void *arg)
@@ -132,10 +152,24 @@ static void on_peers(const struct consul_response *r, void *arg)
     cv->peers_call = NULL;
     if (r->err != HTTP_OK || r->status != 200 ||
         consul_decode_peers(r->body, r->body_len, &p, &n, err, sizeof err) < 0)
-        return;
+        return; /* still due: read at the next poll */
+    cv->peers_have = cv->peers_asked;
     consul_strings_free(cv->peers, cv->n_peers);
     cv->peers = p;
     cv->n_peers = n;
+    ask_peers(cv); /* a change came while this read was out */
+}
+
+/* The peers change only with the servers: they are read when something
+ * says they may have (peers_want), not at every poll. */
+static void ask_peers(struct clusterview *cv)
+{
+    char err[256];
+    if (cv->peers_want == cv->peers_have || cv->peers_call)
+        return;
+    cv->peers_asked = cv->peers_want;
+    cv->peers_call = consul_request(cv->consul, "GET", "/v1/status/peers", NULL, 0, 5000, 0,
+                                    on_peers, cv, err, sizeof err);
 }
 
 static void refresh(struct clusterview *cv)
@@ -144,9 +178,7 @@ static void refresh(struct clusterview *cv)
     if (!cv->leader_call)
         cv->leader_call = consul_request(cv->consul, "GET", "/v1/status/leader", NULL, 0, 5000, 0,
                                          on_leader, cv, err, sizeof err);
-    if (!cv->peers_call)
-        cv->peers_call = consul_request(cv->consul, "GET", "/v1/status/peers", NULL, 0, 5000, 0,
-                                        on_peers, cv, err, sizeof err);
+    ask_peers(cv);
     if (!cv->members_call)
         cv->members_call = consul_request(cv->consul, "GET", "/v1/agent/members", NULL, 0, 5000, 0,
                                           on_members, cv, err, sizeof err);
@@ -187,6 +219,7 @@ struct clusterview *clusterview_new(struct loop *l, struct consul_client *c, str
     cv->loop = l;
     cv->consul = c;
     cv->poll_ms = poll_ms > 0 ? poll_ms : CV_POLL_MS;
+    cv->peers_want++;
     struct consul_watch_opts o = {.path = "/v1/catalog/nodes",
                                   .wait_ms = wait_ms > 0 ? wait_ms : 300000,
                                   .min_interval_ms = 1000};
@@ -217,6 +250,7 @@ void clusterview_start(struct clusterview *cv)
 void clusterview_consul_recovered(struct clusterview *cv)
 {
     consul_watch_retry(cv->nodes);
+    cv->peers_want++;
     loop_timer_start(cv->poll, 0);
 }
 

@@ -12,7 +12,8 @@
  *
  * Nothing is logged while nothing changes. Leader and members are polled
  * every few seconds (jittered) and re-read at once whenever the nodes watch
- * fires.
+ * fires; the Raft peers are read at start and again only after a leader or
+ * member change (or a reconnect), as they change only with the servers.
  */
 #ifndef SIDECAR_CLUSTERVIEW_H
 #define SIDECAR_CLUSTERVIEW_H

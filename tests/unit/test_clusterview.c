@@ -107,7 +107,8 @@ static void polls(int n)
 START_TEST(test_clusterview_follows_the_leader_and_logs_each_change_once)
 {
     setup();
-    RUN_UNTIL(5000, view_has("\"leader\":\"10.0.0.1:8300\"") && view_has("\"node-1\""));
+    RUN_UNTIL(5000, view_has("\"leader\":\"10.0.0.1:8300\"") && view_has("\"node-1\"") &&
+                        view_has("\"10.0.0.3:8300\"]"));
     ck_assert(view_has("\"leader\":\"10.0.0.1:8300\""));
     ck_assert(view_has("\"peers\":[\"10.0.0.1:8300\",\"10.0.0.2:8300\",\"10.0.0.3:8300\"]"));
     control("/leader", "{\"leader\":\"server-2\"}");
@@ -148,12 +149,33 @@ START_TEST(test_clusterview_reports_members_failing_and_leaving)
 }
 END_TEST
 
+/* The peers change only with the servers: read once, then again only
+ * after something changed, never at every poll. */
+START_TEST(test_clusterview_reads_the_peers_only_after_a_change)
+{
+    setup();
+    RUN_UNTIL(5000, view_has("\"peers\":[\"10.0.0.1:8300\""));
+    polls(4);
+    ck_assert_int_eq(unit_double_count(&T.d, "GET", "/v1/status/peers"), 1);
+    control("/leader", "{\"leader\":\"server-2\"}");
+    RUN_UNTIL(5000, unit_double_count(&T.d, "GET", "/v1/status/peers") >= 2);
+    polls(3);
+    ck_assert_int_eq(unit_double_count(&T.d, "GET", "/v1/status/peers"), 2);
+    control("/members/server-3", "{\"status\":\"failed\"}");
+    RUN_UNTIL(5000, unit_double_count(&T.d, "GET", "/v1/status/peers") >= 3);
+    polls(3);
+    ck_assert_int_eq(unit_double_count(&T.d, "GET", "/v1/status/peers"), 3);
+    teardown();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("clusterview");
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_clusterview_follows_the_leader_and_logs_each_change_once);
     tcase_add_test(t, test_clusterview_reports_members_failing_and_leaving);
+    tcase_add_test(t, test_clusterview_reads_the_peers_only_after_a_change);
     tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
     return unit_run(s);
