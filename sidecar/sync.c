@@ -79,7 +79,21 @@ static void up_free(struct upstream *u)
     free(u->service);
     free(u->dc);
     free(u->proxy_name);
+    free(u->fetch_path);
+    free(u->last_error);
+    free(u->last_cause);
+    free(u->last_watch_error);
     free(u);
+}
+
+/* Sets *note to a copy of text (NULL clears it): 1 when it changed. */
+static int note_set(char **note, const char *text)
+{
+    if (text == NULL ? *note == NULL : *note != NULL && strcmp(*note, text) == 0)
+        return 0;
+    free(*note);
+    *note = text ? strdup(text) : NULL;
+    return 1;
 }
 
 static void save_state_now(struct sync *s)
@@ -263,9 +277,11 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     char path[512], query[1024] = "";
     if (health_query(s, sp, path, sizeof path, query, sizeof query) < 0)
         goto oom;
-    snprintf(u->fetch_path, sizeof u->fetch_path, "%s%s%s%s", path,
-             query[0] || s->o.watch.stale ? "?" : "", query,
+    char fetch[1600];
+    snprintf(fetch, sizeof fetch, "%s%s%s%s", path, query[0] || s->o.watch.stale ? "?" : "", query,
              s->o.watch.stale ? (query[0] ? "&stale" : "stale") : "");
+    if ((u->fetch_path = strdup(fetch)) == NULL)
+        goto oom;
     struct consul_watch_opts wo = {
         .path = path,
         .query = query[0] ? query : NULL,
@@ -342,18 +358,15 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
         /* Garbage never changes the proxy. */
         char line[300];
         snprintf(line, sizeof line, "bad answer from /v1/health/service/%s: %s", u->service, err);
-        if (strcmp(line, u->last_watch_error) != 0)
+        if (note_set(&u->last_watch_error, line))
             log_error("Upstream '%s': %s; keeping the last known good targets", u->name, line);
-        snprintf(u->last_watch_error, sizeof u->last_watch_error, "%s", line);
         count(u->s->m_consul, "decode_error");
         return -1;
     }
     u->read_owed = false; /* a fresh answer: no read owed any more */
     backoff_reset(&u->read_backoff);
-    if (u->last_watch_error[0]) {
+    if (note_set(&u->last_watch_error, NULL))
         log_info("Upstream '%s': watch on '%s' recovered", u->name, u->service);
-        u->last_watch_error[0] = '\0';
-    }
     in.index = r->index;
     if (u->have_answer)
         consul_instances_free(&u->last_answer);
@@ -395,9 +408,8 @@ static void on_watch_error(const struct consul_response *r, const char *what, vo
     if (r && r->limited)
         return; /* logged once for the whole client (on_limit) */
     snprintf(line, sizeof line, "%s", what ? what : "watch error");
-    if (strcmp(line, u->last_watch_error) != 0)
+    if (note_set(&u->last_watch_error, line))
         log_warn("Upstream '%s': %s; keeping the last known good targets", u->name, line);
-    snprintf(u->last_watch_error, sizeof u->last_watch_error, "%s", line);
 }
 
 /* ---- read, diff, apply ---------------------------------------------------- */
@@ -410,7 +422,7 @@ static void up_failed(struct upstream *u, const char *what, const char *detail)
     /* The cause is compared, not the step: a proxy that refuses the read
      * the same way it refused the write is the same event. */
     const char *cause = detail ? detail : what;
-    if (u->last_ok != 0 || strcmp(cause, u->last_cause) != 0) {
+    if (note_set(&u->last_cause, cause) || u->last_ok != 0) {
         if (strcmp(cause, u->proxy->last_failure) != 0)
             log_error("Upstream '%s': %s; will retry", u->name, line);
         else /* one event for the whole proxy, logged once */
@@ -418,8 +430,7 @@ static void up_failed(struct upstream *u, const char *what, const char *detail)
                       line);
         snprintf(u->proxy->last_failure, sizeof u->proxy->last_failure, "%s", cause);
     }
-    snprintf(u->last_error, sizeof u->last_error, "%s", line);
-    snprintf(u->last_cause, sizeof u->last_cause, "%s", cause);
+    note_set(&u->last_error, line);
     u->last_ok = 0;
     u->last_sync = time(NULL);
     u->phase = UP_IDLE;
@@ -450,7 +461,7 @@ static void up_succeeded(struct upstream *u, size_t n_ops)
         log_info("Upstream '%s': proxy sync recovered", u->name);
     u->proxy->last_failure[0] = '\0';
     u->last_ok = 1;
-    u->last_error[0] = '\0';
+    note_set(&u->last_error, NULL);
     u->last_sync = time(NULL);
     u->phase = UP_IDLE;
     backoff_reset(&u->backoff);
@@ -710,7 +721,7 @@ int sync_healthy(const struct sync *s, char *why, size_t len)
     for (size_t i = 0; i < s->n_ups; i++) {
         const struct upstream *u = s->ups[i];
         if (u->last_ok == 0) {
-            snprintf(why, len, "upstream '%s': %s", u->name, u->last_error);
+            snprintf(why, len, "upstream '%s': %s", u->name, u->last_error ? u->last_error : "");
             return 0;
         }
     }
@@ -758,9 +769,9 @@ cJSON *sync_status_json(const struct sync *s)
                                 u->last_ok < 0 ? "none"
                                 : u->last_ok   ? "ok"
                                                : "error");
-        if (u->last_error[0])
+        if (u->last_error)
             cJSON_AddStringToObject(o, "last_error", u->last_error);
-        if (u->last_watch_error[0])
+        if (u->last_watch_error)
             cJSON_AddStringToObject(o, "watch_error", u->last_watch_error);
         if (u->policy.empty_since)
             cJSON_AddBoolToObject(o, "holding_empty", 1);

@@ -78,8 +78,8 @@ struct upstream {
     int passing_only;
     struct sync_proxy *proxy;
     struct consul_watch *watch;
-    char fetch_path[1600]; /* the same query, non-blocking */
-    struct detector *det;  /* followed by this change detector; NULL: own long-poll */
+    char *fetch_path;     /* the same query, non-blocking */
+    struct detector *det; /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
     bool fetch_again;
     struct det_tally seen[2]; /* detector: its critical, warning checks last seen */
@@ -109,9 +109,11 @@ struct upstream {
     struct proxy_target_set actual; /* last read back */
     time_t last_sync;
     int last_ok; /* -1 none yet */
-    char last_error[300];
-    char last_cause[300]; /* its cause alone: repeats are not logged */
-    char last_watch_error[300];
+    /* The last failures, NULL while none (held by 1,000s of upstreams that
+     * mostly have none: 900 bytes each when they were arrays). */
+    char *last_error;
+    char *last_cause; /* its cause alone: repeats are not logged */
+    char *last_watch_error;
 };
 
 /* The change detector of one datacenter (see follow.c). */
