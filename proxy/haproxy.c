@@ -261,7 +261,7 @@ static void batch_free(struct batch *b)
     for (size_t k = 0; b->ops && k < b->n; k++)
         free(b->ops[k].target.host);
     free(b->ops);
-    free(b->results);
+    proxy_results_free(b->results, b->n);
     free(b->runs);
     free(b);
 }
@@ -289,7 +289,8 @@ static void batch_finish(struct batch *b)
         if (!b->results[k].ok && all) {
             char key[300];
             proxy_target_key(&b->ops[k].target, key, sizeof key);
-            snprintf(first, sizeof first, "%.80s: %.200s", key, b->results[k].error);
+            snprintf(first, sizeof first, "%.80s: %.200s", key,
+                     b->results[k].error ? b->results[k].error : "failed");
             all = 0;
         }
     }
@@ -303,7 +304,7 @@ static void op_done(struct op_run *r, int ok, const char *err)
     struct batch *b = r->b;
     b->results[r->i].ok = ok;
     if (!ok)
-        snprintf(b->results[r->i].error, sizeof b->results[r->i].error, "%s", err);
+        proxy_result_error(&b->results[r->i], "%s", err ? err : "failed");
     b->running--;
     b->done++;
     batch_pump(b);
@@ -773,16 +774,16 @@ static void batch_pump(struct batch *b)
             /* Removing while a replacement failed to go in could empty the
              * backend: the old servers stay until the adds succeed. */
             b->results[r->i].ok = 0;
-            snprintf(b->results[r->i].error, sizeof b->results[r->i].error,
-                     "kept: an add in the same change failed");
+            proxy_result_error(&b->results[r->i], "kept: an add in the same change failed");
             b->done++;
             continue;
         }
         if (!is_ip(op->target.host)) {
             b->results[r->i].ok = 0;
-            snprintf(b->results[r->i].error, sizeof b->results[r->i].error,
-                     "host names are not supported by HAProxy dynamic servers; register IP "
-                     "addresses in Consul");
+            proxy_result_error(
+                &b->results[r->i],
+                "host names are not supported by HAProxy dynamic servers; register IP "
+                "addresses in Consul");
             b->done++;
             continue;
         }

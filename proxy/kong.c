@@ -296,7 +296,7 @@ static void op_done(struct task *t, size_t i, int ok, const char *err)
 {
     t->results[i].ok = ok;
     if (!ok)
-        snprintf(t->results[i].error, sizeof t->results[i].error, "%s", err);
+        proxy_result_error(&t->results[i], "%s", err ? err : "failed");
     if (!ok && t->ops[i].kind == PROXY_OP_ADD)
         t->add_failed = 1;
     t->pending--;
@@ -353,15 +353,14 @@ static int send_next_op(struct task *t)
             /* A replacement failed to go in: removing now could empty the
              * upstream; the old targets stay until the adds work. */
             if (t->pass == 2 && t->add_failed) {
-                snprintf(t->results[i].error, sizeof t->results[i].error,
-                         "kept: an add in the same change failed");
+                proxy_result_error(&t->results[i], "kept: an add in the same change failed");
                 continue;
             }
             if (send_op(t, i, OP_SEND, err, sizeof err) == 0) {
                 t->pending++;
                 return 1;
             }
-            snprintf(t->results[i].error, sizeof t->results[i].error, "%s", err);
+            proxy_result_error(&t->results[i], "%s", err);
         }
         if (t->pending)
             return 0; /* this pass ends before the next begins */
@@ -685,7 +684,7 @@ static void task_free(struct task *t)
     for (size_t i = 0; t->ops && i < t->n; i++)
         free(t->ops[i].target.host);
     free(t->ops);
-    free(t->results);
+    proxy_results_free(t->results, t->n);
     free(t);
 }
 
@@ -702,13 +701,14 @@ static void task_report(struct task *t)
     int all = 1;
     char first[400] = "";
     for (size_t i = 0; i < t->n; i++) {
-        if (fatal && !t->results[i].ok && !t->results[i].error[0])
-            snprintf(t->results[i].error, sizeof t->results[i].error, "%s", fatal);
+        if (fatal && !t->results[i].ok && !t->results[i].error)
+            proxy_result_error(&t->results[i], "%s", fatal);
         if (!t->results[i].ok && all) {
             all = 0;
             char key[300];
             proxy_target_key(&t->ops[i].target, key, sizeof key);
-            snprintf(first, sizeof first, "%.80s: %.250s", key, t->results[i].error);
+            snprintf(first, sizeof first, "%.80s: %.250s", key,
+                     t->results[i].error ? t->results[i].error : "failed");
         }
     }
     if (fatal)

@@ -375,18 +375,18 @@ static void job_free(struct job *j)
     loop_timer_free(j->timer);
     buf_free(&j->output);
     free(j->old);
-    free(j->results);
+    proxy_results_free(j->results, j->n_ops);
     free(j);
 }
 
 static void job_finish(struct job *j, int ok, const char *err)
 {
     for (size_t i = 0; i < j->n_ops; i++) {
-        if (j->results[i].error[0])
+        if (j->results[i].error)
             continue; /* a skipped host name keeps its own error */
         j->results[i].ok = ok;
         if (!ok)
-            snprintf(j->results[i].error, sizeof j->results[i].error, "%s", err);
+            proxy_result_error(&j->results[i], "%s", err ? err : "failed");
     }
     int all = ok;
     for (size_t i = 0; i < j->n_ops; i++)
@@ -439,10 +439,11 @@ static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_o
         goto oom;
     for (size_t i = 0; i < n_ops; i++)
         if (!is_ip(ops[i].target.host))
-            snprintf(j->results[i].error, sizeof j->results[i].error,
-                     "skipped: nginx needs IP addresses, \"%s\" is a host name (it would fail "
-                     "the whole nginx configuration)",
-                     ops[i].target.host);
+            proxy_result_error(
+                &j->results[i],
+                "skipped: nginx needs IP addresses, \"%s\" is a host name (it would fail "
+                "the whole nginx configuration)",
+                ops[i].target.host);
     file_path(n, upstream, j->path, sizeof j->path);
     snprintf(j->bak, sizeof j->bak, "%s.bak", j->path);
     struct buf text;
@@ -492,7 +493,7 @@ static int ngx_apply(struct proxy *p, const char *upstream, const struct proxy_o
     return 0;
 oom:
     if (j) {
-        free(j->results);
+        proxy_results_free(j->results, n_ops);
         buf_free(&j->output);
         free(j);
     }

@@ -27,6 +27,9 @@ struct proxy_target {
 struct proxy_target_set {
     struct proxy_target *items;
     size_t n;
+    /* When set, every item's host points into it (one allocation for the
+     * set's strings, as copies make them); else each host is its own. */
+    char *arena;
 };
 
 enum proxy_op_kind { PROXY_OP_ADD, PROXY_OP_REMOVE, PROXY_OP_SET_WEIGHT };
@@ -38,8 +41,8 @@ struct proxy_op {
 
 /* Result of one operation, in the order given. */
 struct proxy_op_result {
-    int ok; /* 1 applied (or already so), 0 failed */
-    char error[256];
+    int ok;      /* 1 applied (or already so), 0 failed */
+    char *error; /* why, NULL while none (10,000 ops mostly have none) */
 };
 
 struct proxy;
@@ -91,8 +94,13 @@ struct proxy {
 
 /* Helpers shared by drivers and the reconciler. */
 void proxy_target_set_free(struct proxy_target_set *s);
-/* Deep copy; returns 0 or -1. */
+/* Deep copy, its hosts in one arena; returns 0 or -1. */
 int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_target_set *src);
+/* Sets r's error to the formatted text (its own copy; r->ok untouched). */
+void proxy_result_error(struct proxy_op_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Frees n results' errors and the array. */
+void proxy_results_free(struct proxy_op_result *r, size_t n);
 /* "10.0.0.1:80" or "[fd00::1]:80" into out. */
 const char *proxy_target_key(const struct proxy_target *t, char *out, size_t len);
 

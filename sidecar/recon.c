@@ -49,12 +49,12 @@ int recon_sets_equal(const struct proxy_target_set *a, const struct proxy_target
 
 int recon_desired_from_instances(const struct consul_instances *in, struct proxy_target_set *out)
 {
-    out->items = NULL;
-    out->n = 0;
+    *out = (struct proxy_target_set){0};
     if (in->n == 0)
         return 0;
-    out->items = calloc(in->n, sizeof *out->items);
-    if (out->items == NULL)
+    /* Built over the answer's own strings, then copied into one arena. */
+    struct proxy_target_set view = {calloc(in->n, sizeof *view.items), 0, NULL};
+    if (view.items == NULL)
         return -1;
     for (size_t i = 0; i < in->n; i++) {
         const struct consul_instance *ci = &in->items[i];
@@ -66,24 +66,21 @@ int recon_desired_from_instances(const struct consul_instances *in, struct proxy
         if (t.weight > 65535)
             t.weight = 65535;
         size_t j;
-        for (j = 0; j < out->n; j++)
-            if (recon_same_target(&out->items[j], &t))
+        for (j = 0; j < view.n; j++)
+            if (recon_same_target(&view.items[j], &t))
                 break;
-        if (j < out->n) {
+        if (j < view.n) {
             /* Two registrations of one address: the larger weight wins. */
-            if (t.weight > out->items[j].weight)
-                out->items[j].weight = t.weight;
+            if (t.weight > view.items[j].weight)
+                view.items[j].weight = t.weight;
             continue;
         }
-        t.host = strdup(ci->address);
-        if (t.host == NULL) {
-            proxy_target_set_free(out);
-            return -1;
-        }
-        out->items[out->n++] = t;
+        view.items[view.n++] = t;
     }
-    qsort(out->items, out->n, sizeof *out->items, target_cmp);
-    return 0;
+    qsort(view.items, view.n, sizeof *view.items, target_cmp);
+    int rc = proxy_target_set_copy(out, &view);
+    free(view.items);
+    return rc;
 }
 
 void recon_cap_weights(struct proxy_target_set *set, int max)

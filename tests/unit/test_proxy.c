@@ -259,13 +259,13 @@ START_TEST(test_nginx_renders_deterministically_and_reads_back)
 {
     struct proxy_target items[] = {
         {"10.0.0.2", 80, 5}, {"10.0.0.1", 80, 0}, {"fd00::1", 81, 2}, {"orders.internal", 80, 1}};
-    struct proxy_target_set set = {items, 4};
+    struct proxy_target_set set = {items, 4, NULL};
     struct buf a, b;
     buf_init(&a, 0);
     buf_init(&b, 0);
     ck_assert_int_eq(nginx_render("orders", &set, "max_fails=1", &a), 3); /* host name skipped */
     struct proxy_target rev[] = {items[3], items[2], items[1], items[0]};
-    struct proxy_target_set set2 = {rev, 4};
+    struct proxy_target_set set2 = {rev, 4, NULL};
     nginx_render("orders", &set2, "max_fails=1", &b);
     ck_assert_str_eq(a.data, b.data); /* order-independent: no change, no reload */
     ck_assert_ptr_nonnull(strstr(a.data, "server 10.0.0.1:80 down max_fails=1;"));
@@ -282,7 +282,7 @@ START_TEST(test_nginx_renders_deterministically_and_reads_back)
         found_down |= !strcmp(back.items[i].host, "10.0.0.1") && back.items[i].weight == 0;
     ck_assert(found_down);
     proxy_target_set_free(&back);
-    struct proxy_target_set none = {NULL, 0};
+    struct proxy_target_set none = {NULL, 0, NULL};
     buf_reset(&a);
     ck_assert_int_eq(nginx_render("orders", &none, NULL, &a),
                      0); /* the driver refuses to write it */

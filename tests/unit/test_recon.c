@@ -14,7 +14,7 @@
 /* Builds a set from "host:port=weight" strings (IPv6 in brackets). */
 static struct proxy_target_set set_of(const char *const *spec, size_t n)
 {
-    struct proxy_target_set s = {calloc(n ? n : 1, sizeof(struct proxy_target)), 0};
+    struct proxy_target_set s = {calloc(n ? n : 1, sizeof(struct proxy_target)), 0, NULL};
     for (size_t i = 0; i < n; i++) {
         char host[128];
         int port, weight;
