@@ -47,21 +47,24 @@ static int inst_cmp(const void *pa, const void *pb)
 
 static void inst_free(struct consul_instance *i)
 {
-    free(i->node);
-    free(i->service_id);
-    free(i->address);
+    free(i->node); /* and service_id and address: one block */
     for (size_t t = 0; t < i->n_tags; t++)
         free(i->tags[t]);
     free(i->tags);
 }
 
-void consul_instances_free(struct consul_instances *in)
+void consul_instances_keep_nodes(struct consul_instances *in)
 {
     for (size_t i = 0; i < in->n; i++)
         inst_free(&in->items[i]);
     free(in->items);
     in->items = NULL;
     in->n = 0;
+}
+
+void consul_instances_free(struct consul_instances *in)
+{
+    consul_instances_keep_nodes(in);
     consul_strings_free(in->nodes, in->n_nodes);
     in->nodes = NULL;
     in->n_nodes = 0;
@@ -161,9 +164,17 @@ static int instance_add(struct consul_instances *res, const struct entry *f, int
     if (addr[0] == '\0')
         return snprintf(err, errlen, "entry %d: no address", idx), -1;
     struct consul_instance *in = &res->items[res->n++];
-    in->node = strdup(f->nname->valuestring);
-    in->service_id = strdup(f->sid->valuestring);
-    in->address = strdup(addr);
+    /* Three strings, one allocation: 10,000 targets are 20,000 fewer. */
+    size_t ln = strlen(f->nname->valuestring) + 1, ls = strlen(f->sid->valuestring) + 1;
+    size_t la = strlen(addr) + 1;
+    in->node = malloc(ln + ls + la);
+    if (in->node) {
+        in->service_id = in->node + ln;
+        in->address = in->service_id + ls;
+        memcpy(in->node, f->nname->valuestring, ln);
+        memcpy(in->service_id, f->sid->valuestring, ls);
+        memcpy(in->address, addr, la);
+    }
     in->port = f->port;
     in->health = f->health;
     in->weight = f->health == CONSUL_WARNING ? f->wwarn : f->wpass;

@@ -22,6 +22,9 @@
 int consul_decode_health_service(const char *body, size_t len, int passing_only,
                                  struct consul_instances *out, char *err, size_t errlen);
 void consul_instances_free(struct consul_instances *in);
+/* Frees the instances and keeps the nodes (and the index): what a caller
+ * needs of an answer once it has been turned into targets. */
+void consul_instances_keep_nodes(struct consul_instances *in);
 /* Whether an instance of the answer, whatever its health, is on node. */
 int consul_instances_on_node(const struct consul_instances *in, const char *node);
 int consul_instances_equal(const struct consul_instances *a, const struct consul_instances *b);

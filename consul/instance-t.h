@@ -16,7 +16,7 @@ enum consul_health {
 };
 
 struct consul_instance {
-    char *node;
+    char *node; /* node, service_id and address: one allocation, node's */
     char *service_id;
     char *address; /* Service.Address, or Node.Address when empty */
     int port;

@@ -71,7 +71,6 @@ static void up_free(struct upstream *u)
     recon_policy_free(&u->policy);
     if (u->have_answer)
         consul_instances_free(&u->last_answer);
-    proxy_target_set_free(&u->actual);
     for (size_t i = 0; i < u->n_tags; i++)
         free(u->tags[i]);
     free(u->tags);
@@ -377,6 +376,8 @@ static int take_answer(struct upstream *u, const struct consul_response *r)
     u->have_answer = true;
     u->last_known_leader = r->known_leader;
     up_feed(u);
+    /* Its targets are in the policy now; the detector needs its nodes. */
+    consul_instances_keep_nodes(&u->last_answer);
     return 0;
 }
 
@@ -508,11 +509,6 @@ static void on_read(const struct proxy_target_set *actual, const char *err, void
     char e[300];
     if (actual == NULL) {
         up_failed(u, "reading the proxy failed", err);
-        return;
-    }
-    proxy_target_set_free(&u->actual);
-    if (proxy_target_set_copy(&u->actual, actual) < 0) {
-        up_failed(u, "out of memory", NULL);
         return;
     }
     if (!u->proxy->writer) {

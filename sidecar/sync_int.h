@@ -46,7 +46,7 @@
  *
  *   change_at is when UP_BEHIND was entered (the sync latency histogram).
  *
- * The Consul side: have_answer (last_answer holds one), read_owed (a fresh
+ * The Consul side: have_answer (last_answer holds one's nodes), read_owed (a fresh
  * read must be answered before a held empty answer can apply: set by an
  * error that broke a hold or by a failed read, cleared by any answer),
  * fetch_again (a read was asked while one was in flight), seen_once (the
@@ -94,7 +94,7 @@ struct upstream {
     bool seen_once;
     struct recon_policy policy;
     struct recon_quiesce quiesce;
-    struct consul_instances last_answer; /* for hold-down rechecks */
+    struct consul_instances last_answer; /* while fed, whole; then its nodes and index */
     bool have_answer;
     int last_known_leader;
     struct loop_timer *timer;  /* quiescence due, hold recheck, retry */
@@ -103,10 +103,9 @@ struct upstream {
     enum up_sync sync;
     bool rerun; /* up_sync() was called while busy */
     struct backoff backoff;
-    struct backoff read_backoff;    /* an owed read (read_owed) failing again */
-    uint64_t index;                 /* Consul index of last_good */
-    uint64_t change_at;             /* when UP_BEHIND was entered (ms) */
-    struct proxy_target_set actual; /* last read back */
+    struct backoff read_backoff; /* an owed read (read_owed) failing again */
+    uint64_t index;              /* Consul index of last_good */
+    uint64_t change_at;          /* when UP_BEHIND was entered (ms) */
     time_t last_sync;
     int last_ok; /* -1 none yet */
     /* The last failures, NULL while none (held by 1,000s of upstreams that
