@@ -83,18 +83,11 @@ static int logged(const char *needle)
 static void control(const char *path, const char *body)
 {
     char url[200];
-    long status;
     snprintf(url, sizeof url, "%s%s", T.d.control, path);
-    free(unit_http("POST", url, body, &status));
-    ck_assert_int_eq(status, 200);
+    unit_http_ok("POST", url, body);
 }
 
-#define RUN_UNTIL(ms, cond)                       \
-    do {                                          \
-        uint64_t end_ = loop_clock_ms() + (ms);   \
-        while (!(cond) && loop_clock_ms() < end_) \
-            loop_run_once(T.l, 20);               \
-    } while (0)
+#define RUN_UNTIL(ms, cond) UNIT_RUN_UNTIL(T.l, ms, cond)
 
 /* Runs the loop for n more polls of the leader (the view's clock). */
 static void polls(int n)

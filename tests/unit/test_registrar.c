@@ -94,18 +94,11 @@ static int agent_has(const char *id, const char *needle)
 static void agent_put(const char *path, const char *body)
 {
     char url[200];
-    long status;
     snprintf(url, sizeof url, "http://%s%s", T.d.agent, path);
-    free(unit_http("PUT", url, body, &status));
-    ck_assert_int_eq(status, 200);
+    unit_http_ok("PUT", url, body);
 }
 
-#define RUN_UNTIL(ms, cond)                       \
-    do {                                          \
-        uint64_t end_ = loop_clock_ms() + (ms);   \
-        while (!(cond) && loop_clock_ms() < end_) \
-            loop_run_once(T.l, 20);               \
-    } while (0)
+#define RUN_UNTIL(ms, cond) UNIT_RUN_UNTIL(T.l, ms, cond)
 
 /* Anti-entropy rounds the registrar has begun since the log was cleared. */
 static int rounds(void)

@@ -279,13 +279,8 @@ static int targets_are(const char *want)
     return strcmp(targets(b, sizeof b), want) == 0;
 }
 
-/* Runs the loop until cond(arg) holds or ms pass; cond's last value. */
-#define RUN_UNTIL(ms, cond)                       \
-    do {                                          \
-        uint64_t end_ = loop_clock_ms() + (ms);   \
-        while (!(cond) && loop_clock_ms() < end_) \
-            loop_run_once(T.l, 20);               \
-    } while (0)
+/* The suite's loop turned until cond holds or ms pass (unit.h). */
+#define RUN_UNTIL(ms, cond) UNIT_RUN_UNTIL(T.l, ms, cond)
 
 #define BOTH "10.0.0.1:8001=1 10.0.0.1:8002=1"
 

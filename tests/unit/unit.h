@@ -30,4 +30,14 @@ static inline struct MHD_Daemon *unit_server(MHD_AccessHandlerCallback fn, char 
     return d;
 }
 
+/* Turns loop l until cond holds or ms pass; cond is looked at before each
+ * turn, so a suite waits on what it checks, not on a sleep. Needs
+ * lib/loop.h where it is used. */
+#define UNIT_RUN_UNTIL(l, ms, cond)                    \
+    do {                                               \
+        uint64_t unit_end_ = loop_clock_ms() + (ms);   \
+        while (!(cond) && loop_clock_ms() < unit_end_) \
+            loop_run_once((l), 20);                    \
+    } while (0)
+
 #endif

@@ -110,6 +110,14 @@ static inline char *unit_http(const char *method, const char *url, const char *b
     return out;
 }
 
+/* One request that must answer 200; its body is dropped. */
+static inline void unit_http_ok(const char *method, const char *url, const char *body)
+{
+    long status;
+    free(unit_http(method, url, body, &status));
+    ck_assert_msg(status == 200, "%s %s: %ld", method, url, status);
+}
+
 /* How many logged requests to the double match method and start with
  * url_prefix (its request log, /requests). */
 static inline int unit_double_count(const struct unit_double *d, const char *method,
