@@ -229,11 +229,19 @@ static ssize_t big_body(void *cls, uint64_t pos, char *out, size_t max)
     return (ssize_t)n;
 }
 
-static struct fault *take_fault(const struct agent *a, const char *url)
+/* The first fault for a's url with a count left, taken (count-1); with
+ * replacing_only, only one of the kinds that replace the answer. */
+static struct fault *take_fault(const struct agent *a, const char *url, int replacing_only)
 {
+    static const char *const replacing[] = {"status", "garbage", "truncated", "big", "close", NULL};
     for (int i = 0; i < S.n_faults; i++) {
         struct fault *f = &S.faults[i];
         if (f->count <= 0)
+            continue;
+        int k = 0;
+        while (replacing_only && replacing[k] && strcmp(replacing[k], f->kind) != 0)
+            k++;
+        if (replacing_only && !replacing[k])
             continue;
         if (f->agent[0] && strcmp(f->agent, a->name) != 0)
             continue;
@@ -420,26 +428,15 @@ static _Thread_local const char *unfaulted_url;
 
 enum MHD_Result fault_after_wait(struct agent *a, struct MHD_Connection *c, int *handled)
 {
-    static const char *const replacing[] = {"status", "garbage", "truncated", "big", "close", NULL};
     *handled = 0;
-    for (int i = 0; i < S.n_faults && unfaulted_url; i++) {
-        struct fault *f = &S.faults[i];
-        if (f->count <= 0 || (f->agent[0] && strcmp(f->agent, a->name) != 0) ||
-            (f->path[0] && strncmp(unfaulted_url, f->path, strlen(f->path)) != 0))
-            continue;
-        int k = 0;
-        while (replacing[k] && strcmp(replacing[k], f->kind) != 0)
-            k++;
-        if (!replacing[k])
-            continue;
-        f->count--;
-        struct fault copy = *f;
-        pthread_mutex_unlock(&S.mu);
-        enum MHD_Result r = fault_reply(c, &copy, handled);
-        pthread_mutex_lock(&S.mu);
-        return r;
-    }
-    return MHD_YES;
+    struct fault *f = unfaulted_url ? take_fault(a, unfaulted_url, 1) : NULL;
+    if (f == NULL)
+        return MHD_YES;
+    struct fault copy = *f;
+    pthread_mutex_unlock(&S.mu);
+    enum MHD_Result r = fault_reply(c, &copy, handled);
+    pthread_mutex_lock(&S.mu);
+    return r;
 }
 
 static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char *url,
@@ -476,7 +473,7 @@ static enum MHD_Result on_agent(void *cls, struct MHD_Connection *c, const char 
         pthread_mutex_unlock(&S.mu);
         return MHD_NO;
     }
-    struct fault f, *fp = take_fault(a, url);
+    struct fault f, *fp = take_fault(a, url, 0);
     if (fp)
         f = *fp;
     pthread_mutex_unlock(&S.mu);
