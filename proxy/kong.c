@@ -724,18 +724,18 @@ static int upstream_running(const struct kong *k, const char *upstream)
     return 0;
 }
 
-/* Queued tasks start unless their upstream has one running: the tasks of an
- * upstream run one after the other, in the order given. At most 4 tasks a
- * request slot run at once: enough to keep every slot busy, and few enough
- * that each answer's round (admit, fill, finish) does not walk 1,000
- * tasks, as it did when an initial sync started them all (a quarter of
- * the sidecar's CPU for 10,000 targets). */
 static int admissible(const struct qlink *l, void *arg)
 {
     const struct kong *k = arg;
     return !upstream_running(k, QUEUE_CITEM(l, struct task, link)->upstream);
 }
 
+/* Queued tasks start unless their upstream has one running: the tasks of an
+ * upstream run one after the other, in the order given. At most 4 tasks a
+ * request slot run at once: enough to keep every slot busy, and few enough
+ * that each answer's round (admit, fill, finish) does not walk 1,000
+ * tasks, as it did when an initial sync started them all (a quarter of
+ * the sidecar's CPU for 10,000 targets). */
 static void admit(struct kong *k)
 {
     size_t cap = 4 * (size_t)k->max_in_flight;
