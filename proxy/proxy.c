@@ -24,19 +24,26 @@ void proxy_results_free(struct proxy_op_result *r, size_t n)
     free(r);
 }
 
+/* A copy's block: its reference count, then the items, then the hosts. */
+struct set_block {
+    size_t refs;
+    struct proxy_target items[];
+};
+
 void proxy_target_set_free(struct proxy_target_set *s)
 {
     if (s == NULL)
         return;
-    if (s->arena)
-        free(s->arena);
-    else
+    if (s->arena) {
+        struct set_block *b = (struct set_block *)(void *)s->arena;
+        if (--b->refs == 0)
+            free(b);
+    } else {
         for (size_t i = 0; i < s->n; i++)
             free(s->items[i].host);
-    free(s->items);
-    s->items = NULL;
-    s->n = 0;
-    s->arena = NULL;
+        free(s->items);
+    }
+    *s = (struct proxy_target_set){0};
 }
 
 int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_target_set *src)
@@ -44,25 +51,32 @@ int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_targe
     *dst = (struct proxy_target_set){0};
     if (src->n == 0)
         return 0;
-    size_t bytes = 0;
+    size_t bytes = sizeof(struct set_block) + src->n * sizeof(struct proxy_target);
     for (size_t i = 0; i < src->n; i++)
         bytes += strlen(src->items[i].host) + 1;
-    dst->items = calloc(src->n, sizeof *dst->items);
-    dst->arena = malloc(bytes);
-    if (dst->items == NULL || dst->arena == NULL) {
-        free(dst->items);
-        free(dst->arena);
-        *dst = (struct proxy_target_set){0};
+    struct set_block *b = malloc(bytes);
+    if (b == NULL)
         return -1;
-    }
-    char *p = dst->arena;
+    b->refs = 1;
+    char *p = (char *)(b->items + src->n);
     for (size_t i = 0; i < src->n; i++) {
         size_t len = strlen(src->items[i].host) + 1;
-        dst->items[i] = src->items[i];
-        dst->items[i].host = memcpy(p, src->items[i].host, len);
+        b->items[i] = src->items[i];
+        b->items[i].host = memcpy(p, src->items[i].host, len);
         p += len;
     }
+    dst->items = b->items;
     dst->n = src->n;
+    dst->arena = (char *)b;
+    return 0;
+}
+
+int proxy_target_set_share(struct proxy_target_set *dst, const struct proxy_target_set *src)
+{
+    if (src->arena == NULL)
+        return proxy_target_set_copy(dst, src);
+    ((struct set_block *)(void *)src->arena)->refs++;
+    *dst = *src;
     return 0;
 }
 

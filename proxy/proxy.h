@@ -27,8 +27,9 @@ struct proxy_target {
 struct proxy_target_set {
     struct proxy_target *items;
     size_t n;
-    /* When set, every item's host points into it (one allocation for the
-     * set's strings, as copies make them); else each host is its own. */
+    /* When set, the set is a copy: items and hosts live in this one
+     * counted block, shared by the sets that share it (read-only then);
+     * else items and each host are their own allocations. */
     char *arena;
 };
 
@@ -94,8 +95,13 @@ struct proxy {
 
 /* Helpers shared by drivers and the reconciler. */
 void proxy_target_set_free(struct proxy_target_set *s);
-/* Deep copy, its hosts in one arena; returns 0 or -1. */
+/* Deep copy, items and hosts in one block: dst is its own to change.
+ * Returns 0 or -1. */
 int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_target_set *src);
+/* The same targets for a holder that only reads them: a copy's block is
+ * shared (counted), anything else copied. Neither set may change after.
+ * Returns 0 or -1. */
+int proxy_target_set_share(struct proxy_target_set *dst, const struct proxy_target_set *src);
 /* Sets r's error to the formatted text (its own copy; r->ok untouched). */
 void proxy_result_error(struct proxy_op_result *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -47,7 +47,7 @@ int state_set(struct state *st, const char *name, const char *proxy, uint64_t in
 {
     struct proxy_target_set copy;
     char *pcopy = strdup(proxy ? proxy : "");
-    if (pcopy == NULL || proxy_target_set_copy(&copy, targets) < 0) {
+    if (pcopy == NULL || proxy_target_set_share(&copy, targets) < 0) {
         free(pcopy);
         return -1;
     }

@@ -44,7 +44,8 @@ int state_dir_prepare(const char *dir, char *err, size_t errlen);
 int state_load(const char *dir, struct state *st, char *err, size_t errlen);
 /* Writes atomically (temp file, fsync, rename, directory fsync). */
 int state_save(const char *dir, const struct state *st, char *err, size_t errlen);
-/* Sets (replacing) the entry of upstream name on proxy; copies everything. */
+/* Sets (replacing) the entry of upstream name on proxy: names copied,
+ * targets shared when they are a copy (proxy_target_set_share). */
 int state_set(struct state *st, const char *name, const char *proxy, uint64_t index,
               const struct proxy_target_set *targets);
 /* The entry of upstream name on proxy, or NULL. */

@@ -290,6 +290,31 @@ static void rm_tmp(void)
     rmdir(dir);
 }
 
+/* The state file keeps what was applied by sharing the applied copy (one
+ * block for both at 10,000 targets, not two); a copy to change is its own. */
+START_TEST(test_target_sets_share_copies_and_copy_to_change)
+{
+    struct proxy_target_set raw = SET("10.0.0.1:80=1", "10.0.0.2:80=300");
+    struct proxy_target_set applied, kept, want, from_raw;
+    ck_assert_int_eq(proxy_target_set_copy(&applied, &raw), 0);
+    ck_assert_int_eq(proxy_target_set_share(&kept, &applied), 0);
+    ck_assert_ptr_eq(kept.items, applied.items); /* no second block */
+    ck_assert_int_eq(proxy_target_set_share(&from_raw, &raw), 0);
+    ck_assert_ptr_ne(from_raw.items, raw.items); /* not a copy: copied */
+    ck_assert_int_eq(proxy_target_set_copy(&want, &applied), 0);
+    ck_assert_ptr_ne(want.items, applied.items);
+    recon_cap_weights(&want, 256);
+    ck_assert_int_eq(applied.items[1].weight, 300); /* the shared one is untouched */
+    proxy_target_set_free(&applied);                /* the holder that made it goes first */
+    ck_assert(recon_sets_equal(&kept, &raw));
+    ck_assert_str_eq(kept.items[1].host, "10.0.0.2");
+    proxy_target_set_free(&kept);
+    proxy_target_set_free(&want);
+    proxy_target_set_free(&from_raw);
+    proxy_target_set_free(&raw);
+}
+END_TEST
+
 START_TEST(test_state_round_trips_and_missing_file_is_empty)
 {
     mkdir_tmp();
@@ -476,6 +501,7 @@ int main(void)
     tcase_add_test(t, test_quiesce_applies_first_change_at_once_and_coalesces_the_rest);
     tcase_add_test(t, test_quiesce_off_is_immediate);
     tcase_add_test(t, test_quiesce_max_is_jittered_per_upstream);
+    tcase_add_test(t, test_target_sets_share_copies_and_copy_to_change);
     tcase_add_test(t, test_state_round_trips_and_missing_file_is_empty);
     tcase_add_test(t, test_state_tells_apart_the_same_name_on_two_proxies);
     tcase_add_test(t, test_state_reads_a_version_1_file_and_saves_version_2);
