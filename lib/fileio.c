@@ -11,8 +11,45 @@
 
 #include "lib/buf.h"
 
-int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
-                      size_t errlen)
+static int write_all(int fd, const char *p, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, p + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* One part at a time out of fill (see fileio.h), written out in pieces of
+ * about FLUSH_BYTES. -1 with errno set (ENOMEM when fill failed). */
+#define FLUSH_BYTES 65536
+static int write_parts(int fd, file_fill_fn fill, void *arg)
+{
+    struct buf b;
+    int more = 1, rc = 0;
+    buf_init(&b, 0);
+    while (more && rc == 0) {
+        more = fill(arg, &b);
+        if (more < 0 || b.overflow) {
+            errno = ENOMEM;
+            rc = -1;
+        } else if (b.len >= FLUSH_BYTES || !more) {
+            rc = write_all(fd, b.data, b.len);
+            buf_reset(&b);
+        }
+    }
+    buf_free(&b);
+    return rc;
+}
+
+/* The text is data (fill NULL) or what fill makes. */
+static int write_atomic(const char *path, const void *data, size_t len, file_fill_fn fill,
+                        void *arg, mode_t mode, char *err, size_t errlen)
 {
     char dir[4096], tmp[4200];
     snprintf(dir, sizeof dir, "%s", path);
@@ -31,16 +68,8 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
                  strerror(errno));
         return -1;
     }
-    const char *p = data;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, p + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            goto fail;
-        off += (size_t)w;
-    }
+    if ((fill ? write_parts(fd, fill, arg) : write_all(fd, data, len)) < 0)
+        goto fail;
     if (fsync(fd) < 0 || fchmod(fd, mode) < 0)
         goto fail;
     if (close(fd) < 0) {
@@ -62,6 +91,18 @@ fail:
         close(fd);
     unlink(tmp);
     return -1;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
+                      size_t errlen)
+{
+    return write_atomic(path, data, len, NULL, NULL, mode, err, errlen);
+}
+
+int file_write_atomic_parts(const char *path, file_fill_fn fill, void *arg, mode_t mode, char *err,
+                            size_t errlen)
+{
+    return write_atomic(path, NULL, 0, fill, arg, mode, err, errlen);
 }
 
 enum file_read_rc file_read_capped(const char *path, size_t max, char **data, size_t *len)

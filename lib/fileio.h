@@ -15,6 +15,16 @@
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
                       size_t errlen);
 
+struct buf;
+/* Appends the next part of a file's text to b: 1 while more follows, 0
+ * after the last, -1 when it failed (out of memory). */
+typedef int (*file_fill_fn)(void *arg, struct buf *b);
+/* The same, the text made by fill one part at a time and written out as it
+ * comes, so that a large file is never held whole in memory. A failing
+ * fill leaves the old file as it was. */
+int file_write_atomic_parts(const char *path, file_fill_fn fill, void *arg, mode_t mode, char *err,
+                            size_t errlen);
+
 enum file_read_rc {
     FILE_READ_OK = 0,
     FILE_READ_MISSING = 1, /* no such file (ENOENT) */

@@ -257,43 +257,45 @@ int state_load(const char *dir, struct state *st, char *err, size_t errlen)
     return rc;
 }
 
-/* The file's text, one upstream a line, written directly: it is rewritten
- * up to once a second while changes come, and a cJSON tree of 10,000
- * targets cost more than the changes themselves. */
-static int state_render(const struct state *st, struct buf *b)
+/* The file's text, one upstream a line, made one upstream at a time and
+ * written out as it goes (file_write_atomic_parts): it is rewritten up to
+ * once a second while changes come, and neither a cJSON tree nor the whole
+ * text of 10,000 targets (a megabyte) is worth holding for it. */
+struct render {
+    const struct state *st;
+    size_t next; /* the upstream to append; st->n: the end */
+};
+
+static int render_part(void *arg, struct buf *b)
 {
-    buf_puts(b, "{\"version\":2,\"upstreams\":[");
-    for (size_t i = 0; i < st->n; i++) {
-        const struct state_upstream *u = &st->items[i];
-        buf_puts(b, i ? ",\n{\"proxy\":" : "\n{\"proxy\":");
-        buf_json_string(b, u->proxy);
-        buf_puts(b, ",\"name\":");
-        buf_json_string(b, u->name);
-        buf_printf(b, ",\"index\":%llu,\"targets\":[", (unsigned long long)u->index);
-        for (size_t j = 0; j < u->targets.n; j++) {
-            const struct proxy_target *t = &u->targets.items[j];
-            buf_puts(b, j ? ",{\"host\":" : "{\"host\":");
-            buf_json_string(b, t->host);
-            buf_printf(b, ",\"port\":%d,\"weight\":%d}", t->port, t->weight);
-        }
-        buf_puts(b, "]}");
+    struct render *r = arg;
+    if (r->next == 0)
+        buf_puts(b, "{\"version\":2,\"upstreams\":[");
+    if (r->next == r->st->n) {
+        buf_puts(b, "\n]}\n");
+        return 0;
     }
-    buf_puts(b, "\n]}\n");
-    return b->overflow ? -1 : 0;
+    const struct state_upstream *u = &r->st->items[r->next];
+    buf_puts(b, r->next ? ",\n{\"proxy\":" : "\n{\"proxy\":");
+    buf_json_string(b, u->proxy);
+    buf_puts(b, ",\"name\":");
+    buf_json_string(b, u->name);
+    buf_printf(b, ",\"index\":%llu,\"targets\":[", (unsigned long long)u->index);
+    for (size_t j = 0; j < u->targets.n; j++) {
+        const struct proxy_target *t = &u->targets.items[j];
+        buf_puts(b, j ? ",{\"host\":" : "{\"host\":");
+        buf_json_string(b, t->host);
+        buf_printf(b, ",\"port\":%d,\"weight\":%d}", t->port, t->weight);
+    }
+    buf_puts(b, "]}");
+    r->next++;
+    return 1;
 }
 
 int state_save(const char *dir, const struct state *st, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    struct buf b;
-    buf_init(&b, 0);
-    if (state_render(st, &b) < 0) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        buf_free(&b);
-        return -1;
-    }
-    int rc = file_write_atomic(path, b.data, b.len, 0600, err, errlen);
-    buf_free(&b);
-    return rc;
+    struct render r = {st, 0};
+    return file_write_atomic_parts(path, render_part, &r, 0600, err, errlen);
 }

@@ -577,6 +577,52 @@ START_TEST(test_file_read_capped_reads_whole_files_up_to_the_cap)
 }
 END_TEST
 
+/* Parts of 1,000 bytes, numbered: fail_at stops with -1 at that part. */
+struct parts {
+    int next, last, fail_at;
+};
+
+static int fill_parts(void *arg, struct buf *b)
+{
+    struct parts *p = arg;
+    if (p->next == p->fail_at)
+        return -1;
+    buf_printf(b, "%04d", p->next);
+    for (int i = 4; i < 1000; i++)
+        buf_puts(b, "x");
+    return ++p->next < p->last;
+}
+
+/* A file written a part at a time (past several 64 kB flushes) reads back
+ * whole and in order; a part that fails leaves the old file as it was. */
+START_TEST(test_file_write_atomic_parts_streams_and_fails_whole)
+{
+    char dir[] = "/tmp/cs-fileio.XXXXXX", path[64], err[256], *data = NULL;
+    size_t len = 0;
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/f", dir);
+    struct parts p = {0, 300, -1};
+    ck_assert_int_eq(file_write_atomic_parts(path, fill_parts, &p, 0600, err, sizeof err), 0);
+    ck_assert_int_eq(file_read_capped(path, 1 << 20, &data, &len), FILE_READ_OK);
+    ck_assert_uint_eq(len, 300000);
+    for (int i = 0; i < 300; i++) {
+        char want[8];
+        snprintf(want, sizeof want, "%04d", i);
+        ck_assert_int_eq(memcmp(data + i * 1000, want, 4), 0);
+    }
+    free(data);
+    data = NULL;
+    struct parts bad = {0, 300, 200}; /* fails after three flushes went out */
+    ck_assert_int_eq(file_write_atomic_parts(path, fill_parts, &bad, 0600, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    ck_assert_int_eq(file_read_capped(path, 1 << 20, &data, &len), FILE_READ_OK);
+    ck_assert_uint_eq(len, 300000); /* the old file, and no temporary left */
+    free(data);
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 struct qitem {
     int v;
     struct qlink link;
@@ -745,6 +791,7 @@ int main(void)
                         (int)(sizeof dur_cases / sizeof dur_cases[0]));
     tcase_add_test(t, test_dur_formats_like_go);
     tcase_add_test(t, test_file_read_capped_reads_whole_files_up_to_the_cap);
+    tcase_add_test(t, test_file_write_atomic_parts_streams_and_fails_whole);
     tcase_add_loop_test(t, test_jread_section_walks_a_table_of_keys, 0,
                         (int)(sizeof tsec_cases / sizeof tsec_cases[0]));
     tcase_add_test(t, test_jread_table_stores_defaults_and_prints_redacted);
