@@ -510,9 +510,17 @@ static void follow_with(struct sync *s, int http2)
         log_info("Following %zu upstream(s) with a blocking query each (%s): %s", own,
                  http2 ? "streams on shared connections" : "a connection each", why);
     }
-    for (size_t i = 0; i < n; i++)
-        if (!s->ups[i]->det)
-            consul_watch_start(s->ups[i]->watch);
+    for (size_t i = 0; i < n; i++) {
+        struct upstream *u = s->ups[i];
+        char err[256];
+        if (u->det)
+            continue;
+        if (sync_up_open_watch(u, err, sizeof err) < 0) {
+            log_error("Upstream '%s': cannot follow service '%s': %s", u->name, u->service, err);
+            continue;
+        }
+        consul_watch_start(u->watch);
+    }
 }
 
 static void ask_protocol(struct sync *s);

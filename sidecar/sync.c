@@ -77,7 +77,6 @@ static void up_free(struct upstream *u)
     free(u->name);
     free(u->service);
     free(u->dc);
-    free(u->proxy_name);
     free(u->fetch_path);
     free(u->last_error);
     free(u->last_cause);
@@ -251,11 +250,10 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     u->passing_only = sp->passing_only;
     u->name = strdup(sp->name);
     u->service = strdup(sp->service);
-    u->proxy_name = strdup(sp->proxy);
+    u->proxy_name = p->name;
     u->dc = sp->datacenter ? strdup(sp->datacenter) : NULL;
     u->tags = sp->n_tags ? calloc(sp->n_tags, sizeof *u->tags) : NULL;
-    if (!u->name || !u->service || !u->proxy_name || (sp->datacenter && !u->dc) ||
-        (sp->n_tags && !u->tags))
+    if (!u->name || !u->service || (sp->datacenter && !u->dc) || (sp->n_tags && !u->tags))
         goto oom;
     for (size_t i = 0; i < sp->n_tags; i++) {
         if ((u->tags[i] = strdup(sp->tags[i])) == NULL)
@@ -281,6 +279,29 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
              s->o.watch.stale ? (query[0] ? "&stale" : "stale") : "");
     if ((u->fetch_path = strdup(fetch)) == NULL)
         goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* The upstream's own long-poll, made when it is to be followed by one
+ * (not by a change detector, which most are at scale: a watch each would
+ * be kept for nothing). 0, or -1 with err. */
+int sync_up_open_watch(struct upstream *u, char *err, size_t errlen)
+{
+    struct sync *s = u->s;
+    if (u->watch)
+        return 0;
+    struct sync_upstream_spec sp = {.service = u->service,
+                                    .tags = (const char *const *)u->tags,
+                                    .n_tags = u->n_tags,
+                                    .datacenter = u->dc};
+    char path[512], query[1024] = "";
+    if (health_query(s, &sp, path, sizeof path, query, sizeof query) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     struct consul_watch_opts wo = {
         .path = path,
         .query = query[0] ? query : NULL,
@@ -292,12 +313,7 @@ int sync_add_upstream(struct sync *s, const struct sync_upstream_spec *sp, char 
     };
     u->watch = consul_watch_new(s->o.loop, watch_get, watch_cancel, s->o.consul, &wo,
                                 on_watch_change, on_watch_error, u, err, errlen);
-    if (u->watch == NULL)
-        return -1;
-    return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    return u->watch ? 0 : -1;
 }
 
 /* ---- watch events --------------------------------------------------------- */
@@ -700,7 +716,8 @@ void sync_consul_recovered(struct sync *s)
 {
     follow_recovered(s);
     for (size_t i = 0; i < s->n_ups; i++) {
-        consul_watch_retry(s->ups[i]->watch);
+        if (s->ups[i]->watch)
+            consul_watch_retry(s->ups[i]->watch);
         if (s->ups[i]->read_owed)
             sync_up_fetch(s->ups[i]); /* a hold broken by the outage starts again now */
     }
@@ -785,7 +802,7 @@ void sync_collect(const struct sync *s, struct metrics *m)
         metrics_counter(m, "consul_sidecar_watch_index_resets_total",
                         "Blocking-query indexes reset because they went backwards", "upstream");
     for (size_t i = 0; i < s->n_ups; i++) {
-        if (s->ups[i]->det)
+        if (s->ups[i]->det || !s->ups[i]->watch)
             continue; /* followed by a detector: its long-polls count below */
         const struct consul_watch_stats *st = consul_watch_stats(s->ups[i]->watch);
         metrics_counter_set(restarts, s->ups[i]->name, (double)st->dead_restarts);

@@ -73,13 +73,14 @@ struct det_tally {
 
 struct upstream {
     struct sync *s;
-    char *name, *service, *dc, *proxy_name, **tags;
+    char *name, *service, *dc, **tags;
+    const char *proxy_name; /* its sync_proxy's */
     size_t n_tags;
     int passing_only;
     struct sync_proxy *proxy;
-    struct consul_watch *watch;
-    char *fetch_path;     /* the same query, non-blocking */
-    struct detector *det; /* followed by this change detector; NULL: own long-poll */
+    struct consul_watch *watch; /* its own long-poll, made when it needs one */
+    char *fetch_path;           /* the same query, non-blocking */
+    struct detector *det;       /* followed by this change detector; NULL: own long-poll */
     struct consul_call *fetch;
     bool fetch_again;
     struct det_tally seen[2]; /* detector: its critical, warning checks last seen */
@@ -189,6 +190,8 @@ struct sync {
 };
 
 /* sync.c: reads an upstream once, now (a detector saw it move). */
+/* Makes u's own long-poll if it has none (sync.c). 0, or -1 with err. */
+int sync_up_open_watch(struct upstream *u, char *err, size_t errlen);
 void sync_up_fetch(struct upstream *u);
 
 /* follow.c: chooses how the upstreams are followed (a long-poll each or a
