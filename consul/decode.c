@@ -65,7 +65,7 @@ void consul_instances_keep_nodes(struct consul_instances *in)
 void consul_instances_free(struct consul_instances *in)
 {
     consul_instances_keep_nodes(in);
-    consul_strings_free(in->nodes, in->n_nodes);
+    free(in->nodes); /* one block: collect_nodes */
     in->nodes = NULL;
     in->n_nodes = 0;
 }
@@ -75,30 +75,42 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* in->nodes: each instance's node once, sorted. -1: out of memory. */
+/* in->nodes: each instance's node once, sorted, in one block (the
+ * pointers, then the names): kept per followed service while it is
+ * followed, so it should cost one allocation, not one per node. -1: out of
+ * memory. */
 static int collect_nodes(struct consul_instances *in, const cJSON *root)
 {
     int n = cJSON_GetArraySize(root);
     const cJSON *e;
     if (n == 0)
         return 0;
-    if ((in->nodes = calloc((size_t)n, sizeof *in->nodes)) == NULL)
+    const char **tmp = calloc((size_t)n, sizeof *tmp);
+    size_t k = 0, bytes = 0;
+    if (tmp == NULL)
         return -1;
-    cJSON_ArrayForEach(e, root) {
-        const char *name = get(get(e, "Node"), "Node")->valuestring;
-        if ((in->nodes[in->n_nodes] = strdup(name)) == NULL)
-            return -1;
-        in->n_nodes++;
+    cJSON_ArrayForEach(e, root)
+        tmp[k++] = get(get(e, "Node"), "Node")->valuestring;
+    qsort(tmp, k, sizeof *tmp, str_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++)
+        if (m == 0 || strcmp(tmp[m - 1], tmp[i]) != 0) {
+            tmp[m++] = tmp[i];
+            bytes += strlen(tmp[i]) + 1;
+        }
+    in->nodes = malloc(m * sizeof *in->nodes + bytes);
+    if (in->nodes == NULL) {
+        free(tmp);
+        return -1;
     }
-    qsort(in->nodes, in->n_nodes, sizeof *in->nodes, str_cmp);
-    size_t k = 0;
-    for (size_t i = 0; i < in->n_nodes; i++) {
-        if (k > 0 && strcmp(in->nodes[k - 1], in->nodes[i]) == 0)
-            free(in->nodes[i]);
-        else
-            in->nodes[k++] = in->nodes[i];
+    char *p = (char *)(in->nodes + m);
+    for (size_t i = 0; i < m; i++) {
+        size_t len = strlen(tmp[i]) + 1;
+        in->nodes[i] = memcpy(p, tmp[i], len);
+        p += len;
     }
-    in->n_nodes = k;
+    in->n_nodes = m;
+    free(tmp);
     return 0;
 }
 

@@ -32,7 +32,8 @@ struct consul_instances {
     size_t n;
     uint64_t index; /* X-Consul-Index of the answer */
     /* The nodes of every instance in the answer, whatever its health or
-     * port (sorted, each once): where a node-level check can change it. */
+     * port (sorted, each once): where a node-level check can change it.
+     * One allocation, names included. */
     char **nodes;
     size_t n_nodes;
 };
