@@ -84,6 +84,16 @@ enum MHD_Result h_check_warn(const struct req *r);
 enum MHD_Result h_check_fail(const struct req *r);
 enum MHD_Result h_check_update(const struct req *r);
 enum MHD_Result h_node_maintenance(const struct req *r);
+/* api_node.c: a node's services and checks */
+struct service *svc_find(struct node *n, const char *id);
+struct check *check_find(struct node *n, const char *id);
+/* A free check slot of n, or NULL when all are taken. */
+struct check *check_slot(struct node *n);
+void check_free_slot(struct check *k);
+/* A check of a service went away: that service's index moves to idx. */
+void touch_check_service(struct node *n, const struct check *k, uint64_t idx);
+void check_update(struct check *k, enum cstatus st, const char *output);
+void remove_service(struct node *n, struct service *s);
 /* api_health.c */
 enum MHD_Result h_catalog_services(const struct req *r);
 enum MHD_Result h_catalog_nodes(const struct req *r);
