@@ -132,6 +132,22 @@ static void run_until(struct fake *f, int requests, uint64_t max_ms)
         loop_run_once(f->loop, 20);
 }
 
+/* Runs the loop for ms, polling every step ms. */
+static void run_for(struct fake *f, uint64_t ms, int step)
+{
+    uint64_t t0 = loop_clock_ms();
+    while (loop_clock_ms() - t0 < ms)
+        loop_run_once(f->loop, step);
+}
+
+/* A server whose index moves on every answer: 10, 11, 12, ... */
+static void script_rising(struct fake *f)
+{
+    for (int i = 0; i < 64; i++)
+        f->script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
+    f->n_script = 64;
+}
+
 static void fake_free(struct fake *f, struct consul_watch *w)
 {
     consul_watch_free(w);
@@ -196,9 +212,7 @@ START_TEST(test_watch_does_not_report_an_unchanged_index_and_rate_limits_requeri
     f.script[0] = (struct answer){200, 1, 9, HTTP_OK};
     f.n_script = 1; /* the server answers at once with the same index, forever */
     consul_watch_start(w);
-    uint64_t t0 = loop_clock_ms();
-    while (loop_clock_ms() - t0 < 1000)
-        loop_run_once(f.loop, 20);
+    run_for(&f, 1000, 20);
     ck_assert_int_eq(f.changes, 1);
     /* burst 2 + one per 100 ms over one second: no busy loop */
     ck_assert_int_le(f.n_requests, 14);
@@ -220,13 +234,9 @@ START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
                                   .backoff_min_ms = 10,
                                   .backoff_max_ms = 80};
     struct consul_watch *w = fake_watch_with(&f, &o);
-    for (int i = 0; i < 64; i++)
-        f.script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
-    f.n_script = 64;
+    script_rising(&f);
     consul_watch_start(w);
-    uint64_t t0 = loop_clock_ms();
-    while (loop_clock_ms() - t0 < 1000)
-        loop_run_once(f.loop, 5);
+    run_for(&f, 1000, 5);
     ck_assert_int_le(f.n_requests, 12); /* ~one per 100 ms, not hundreds */
     ck_assert_int_ge(f.n_requests, 8);
     fake_free(&f, w);
@@ -245,21 +255,15 @@ START_TEST(test_watch_rests_as_long_as_on_change_asks)
                                   .backoff_min_ms = 10,
                                   .backoff_max_ms = 80};
     struct consul_watch *w = fake_watch_with(&f, &o);
-    for (int i = 0; i < 64; i++)
-        f.script[i] = (struct answer){200, 1, (uint64_t)(10 + i), HTTP_OK};
-    f.n_script = 64;
+    script_rising(&f);
     f.rest_ms = 100;
     consul_watch_start(w);
-    uint64_t t0 = loop_clock_ms();
-    while (loop_clock_ms() - t0 < 1000)
-        loop_run_once(f.loop, 5);
+    run_for(&f, 1000, 5);
     ck_assert_int_le(f.n_requests, 12); /* ~one per 100 ms, not hundreds */
     ck_assert_int_ge(f.n_requests, 8);
     int before = f.n_requests;
     f.rest_ms = 0;
-    t0 = loop_clock_ms();
-    while (loop_clock_ms() - t0 < 300 && f.n_requests < before + 20)
-        loop_run_once(f.loop, 5);
+    run_until(&f, before + 20, 300);
     ck_assert_int_ge(f.n_requests, before + 20); /* the fake answers at once: so does it */
     fake_free(&f, w);
 }
@@ -272,9 +276,7 @@ START_TEST(test_watch_without_index_header_is_delivered_and_not_busy_looped)
     f.script[0] = (struct answer){200, 0, 0, HTTP_OK};
     f.n_script = 1;
     consul_watch_start(w);
-    uint64_t t0 = loop_clock_ms();
-    while (loop_clock_ms() - t0 < 500)
-        loop_run_once(f.loop, 20);
+    run_for(&f, 500, 20);
     ck_assert_int_ge(f.changes, 1);
     ck_assert_int_le(f.n_requests, 9);
     for (int i = 0; i < f.n_requests && i < 64; i++)
