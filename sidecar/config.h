@@ -74,8 +74,9 @@ struct config {
     char *datacenter;
     char *node;
     int64_t resync_ms;
-    struct http_tls tls; /* strings owned */
-    int http_ssl;        /* CONSUL_HTTP_SSL=true */
+    int64_t reregister_splay_ms; /* consul.reregister_splay */
+    struct http_tls tls;         /* strings owned */
+    int http_ssl;                /* CONSUL_HTTP_SSL=true */
     char *listen;
     char *state_dir;
     enum log_level log_level;

@@ -577,6 +577,7 @@ static int start_consul(struct daemon *d, char *err, size_t errlen)
         .node = d->cfg.node,
         .resync_ms = d->cfg.resync_ms,
         .drain_ms = d->cfg.drain_ms,
+        .reregister_splay_ms = d->cfg.reregister_splay_ms,
         .metrics = d->metrics,
     };
     d->reg = registrar_new(&ro);

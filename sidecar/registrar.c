@@ -52,6 +52,7 @@ static int svc_same(const struct consul_service *a, const struct consul_service 
 /* ---- lifecycle ----------------------------------------------------------- */
 
 static void on_retry_timer(void *arg);
+static void on_splay_timer(void *arg);
 
 struct registrar *registrar_new(const struct registrar_opts *o)
 {
@@ -64,7 +65,8 @@ struct registrar *registrar_new(const struct registrar_opts *o)
     backoff_init(&r->backoff, 500, 30000);
     r->resync_timer = loop_timer_new(o->loop, on_resync_timer, r);
     r->retry_timer = loop_timer_new(o->loop, on_retry_timer, r);
-    if (!r->resync_timer || !r->retry_timer || (o->node && !r->node)) {
+    r->splay_timer = loop_timer_new(o->loop, on_splay_timer, r);
+    if (!r->resync_timer || !r->retry_timer || !r->splay_timer || (o->node && !r->node)) {
         registrar_free(r);
         return NULL;
     }
@@ -117,6 +119,7 @@ void registrar_free(struct registrar *r)
     cJSON_Delete(r->agent_checks);
     loop_timer_free(r->resync_timer);
     loop_timer_free(r->retry_timer);
+    loop_timer_free(r->splay_timer);
     loop_timer_free(r->drain_timer);
     loop_timer_free(r->shutdown_deadline);
     free(r->maint_reason);
@@ -295,10 +298,45 @@ void reg_kick(struct registrar *r)
                 reg_schedule_retry(r);
             continue;
         }
-        if (s->state == REG_PENDING && !r->shutting_down && start_register(s) < 0)
+        if (s->state != REG_PENDING || r->shutting_down)
+            continue;
+        if (s->lost && loop_clock_ms() < r->rereg_at)
+            continue; /* the splay timer kicks again */
+        if (start_register(s) < 0)
             reg_schedule_retry(r);
+        else
+            s->lost = false;
     }
+    bool lost = false;
+    for (size_t i = 0; i < r->n_svcs; i++)
+        lost |= r->svcs[i]->lost;
+    if (!lost)
+        r->rereg_at = 0; /* the next loss draws its own splay */
     reg_check_shutdown(r);
+}
+
+void reg_mark_lost(struct reg_service *s, const char *how)
+{
+    struct registrar *r = s->r;
+    uint64_t now = loop_clock_ms();
+    if (r->rereg_at == 0) {
+        uint64_t w = r->o.reregister_splay_ms > 0 ? (uint64_t)r->o.reregister_splay_ms : 0;
+        r->rereg_at = now + (w ? rand_below(w) : 0);
+        if (r->rereg_at > now)
+            loop_timer_start(r->splay_timer, r->rereg_at - now);
+    }
+    s->state = REG_PENDING;
+    s->lost = true;
+    if (r->rereg_at > now)
+        log_warn("%s; re-registering service '%s' in %.1fs (consul.reregister_splay)", how,
+                 s->svc.id, (double)(r->rereg_at - now) / 1000.0);
+    else
+        log_warn("%s; re-registering service '%s' now", how, s->svc.id);
+}
+
+static void on_splay_timer(void *arg)
+{
+    reg_kick(arg);
 }
 
 void reg_schedule_retry(struct registrar *r)
@@ -457,10 +495,10 @@ static void on_check_update_done(const struct consul_response *resp, void *arg)
             /* The agent lost the check (restarted without persistence, or an
              * operator removed it): re-register now, not at the next resync. */
             struct reg_service *s = find_service(r, c->service_id);
-            log_warn("Check '%s' is unknown to the agent; re-registering service '%s' now",
-                     c->check_id, c->service_id);
+            char how[300];
+            snprintf(how, sizeof how, "Check '%s' is unknown to the agent", c->check_id);
             if (s && s->state == REG_SYNCED)
-                s->state = REG_PENDING;
+                reg_mark_lost(s, how);
             /* The agent just answered: a retry still waiting out the backoff
              * of an earlier outage must not hold this back. */
             if (r->cleaned) {

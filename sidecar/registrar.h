@@ -32,9 +32,14 @@
 struct registrar_opts {
     struct loop *loop;
     struct consul_client *consul;
-    const char *node;        /* ownership mark; NULL = any node's marks */
-    int64_t resync_ms;       /* anti-entropy period */
-    int64_t drain_ms;        /* maintenance period before deregistering */
+    const char *node;  /* ownership mark; NULL = any node's marks */
+    int64_t resync_ms; /* anti-entropy period */
+    int64_t drain_ms;  /* maintenance period before deregistering */
+    /* A registration the agent lost (restarted without persistence) goes
+     * back after a random delay below this (0: at once), so that the
+     * sidecars of a fleet whose agents come back together do not all
+     * register in the same instant. */
+    int64_t reregister_splay_ms;
     struct metrics *metrics; /* may be NULL */
 };
 

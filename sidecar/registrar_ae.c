@@ -151,8 +151,9 @@ static void on_ae_service(const struct consul_response *resp, void *arg)
     } else if (ae_eligible(s)) {
         char why[256] = "";
         if (missing) {
-            log_warn("Service '%s' is missing from the agent; re-registering", s->svc.id);
-            s->state = REG_PENDING;
+            char how[300];
+            snprintf(how, sizeof how, "Service '%s' is missing from the agent", s->svc.id);
+            reg_mark_lost(s, how);
         } else if (consul_service_drift(&s->svc, view, why, sizeof why) ||
                    consul_checks_drift(&s->svc, r->agent_checks, why, sizeof why)) {
             log_warn("Service '%s' drifted on the agent (%s); re-registering", s->svc.id, why);

@@ -9,6 +9,8 @@
 
 #include "sidecar/registrar.h"
 
+#include <stdbool.h>
+
 #include "health/ttl.h"
 #include "lib/rand.h"
 
@@ -40,6 +42,7 @@ struct reg_service {
     struct consul_call *read_call; /* anti-entropy: GET /v1/agent/service/:id */
     char last_error[256];
     int maint; /* maintenance as last set on the agent */
+    bool lost; /* the agent lost it: registered again at r->rereg_at */
     struct registrar *r;
 };
 
@@ -53,6 +56,8 @@ struct registrar {
     struct loop_timer *resync_timer;
     struct loop_timer *retry_timer;
     struct loop_timer *drain_timer;
+    struct loop_timer *splay_timer; /* lost registrations go back (rereg_at) */
+    uint64_t rereg_at;              /* ms; 0: nothing lost */
     struct backoff backoff;
     struct consul_call *list_call;   /* start-up cleanup read */
     struct consul_call *checks_call; /* anti-entropy: GET /v1/agent/checks */
@@ -78,6 +83,10 @@ struct registrar {
 /* Starts the writes that are due, one in flight per service. */
 void reg_kick(struct registrar *r);
 void reg_schedule_retry(struct registrar *r);
+/* The agent lost s (its TTL update was refused, or anti-entropy found it
+ * missing; how in `how`): logged, and registered again once the splay
+ * drawn for this loss is over (reregister_splay_ms). */
+void reg_mark_lost(struct reg_service *s, const char *how);
 void service_free(struct reg_service *s);
 struct reg_service *find_service(const struct registrar *r, const char *id);
 /* Notes what an agent answer says of the agent's reachability. */

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The agent comes and goes: a sidecar started while the agent is down
 # registers once it comes up (never exits); an agent restarted without
-# persistence (-dev) gets everything back within one resync; a TTL update
+# persistence (-dev) gets everything back within one resync (with
+# consul.reregister_splay 0s: at once once found missing); a TTL update
 # answered "Unknown check ID" re-registers at once; after a reconnect the
 # registrations are checked at once, not at the next resync.
 . "$(dirname "$0")/lib.sh"
@@ -9,7 +10,7 @@ start_consul || finish
 curl -s -X POST "$CONTROL/agents/node-1/down" >/dev/null
 cat > "$T/sidecar.json" <<JSON
 {
-  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "2s"},
+  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "2s", "reregister_splay": "0s"},
   "node": "node-1", "drain": "0s",
   "service": {"name": "web", "id": "web-1", "port": 8080}
 }
