@@ -16,6 +16,10 @@
 #   FLEET_SIZES   "50 200 500"   sidecars, one size after the other
 #   FLEET_AGENTS  10             agents the sidecars are spread over
 #   FLEET_RESYNC  30s            the sidecars' resync (anti-entropy) period
+#   FLEET_REJOIN_MS 1000         an agent restart: the process is gone 300 ms
+#                                (every connection dropped), then answers
+#                                reads from an empty view this long before
+#                                it has rejoined the servers
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export ROOT
 . "$ROOT/tests/integration/lib.sh"
@@ -24,6 +28,7 @@ BB=${BENCH_BIN:-$ROOT/build/rel/bin/bench}
 SIZES=${FLEET_SIZES:-50 200 500}
 K=${FLEET_AGENTS:-10}
 RESYNC=${FLEET_RESYNC:-30s}
+REJOIN_MS=${FLEET_REJOIN_MS:-1000}
 UPS=10
 PER=3
 OUT=$ROOT/bench/results
@@ -135,7 +140,7 @@ for N in $SIZES; do
     forget_requests; t0=$(ms)
     restarts=""
     for a in $(seq 1 "$K"); do
-        curl -s -X POST "$CONTROL/agents/a$a/restart" -d '{"persist": false}' >/dev/null &
+        curl -s -X POST "$CONTROL/agents/a$a/restart" -d "{\"persist\": false, \"rejoin_ms\": $REJOIN_MS}" >/dev/null &
         restarts="$restarts $!"
     done
     wait $restarts   # not a bare wait: the sidecars are this shell's children too
