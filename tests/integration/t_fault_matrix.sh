@@ -16,7 +16,7 @@ start_haproxy || finish
 start_kong || finish
 QMAX_MS=1000
 cat > "$T/sidecar.json" <<JSON
-{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "2s"}, "node": "node-1", "drain": "0s",
+{"consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "2s", "reregister_splay": "0s"}, "node": "node-1", "drain": "0s",
  "service": {"name": "gateway", "id": "gw-1", "port": 8000,
              "check": {"check_id": "gw-1-ttl", "ttl": "30s", "probe": {"tcp": "127.0.0.1:$FRONT_PORT", "interval": "1s"}}},
  "upstreams": [{"service": "orders", "proxy": "haproxy"},
@@ -83,7 +83,8 @@ set_check node-2 orders-a-ttl pass
 wait_for 10 "a back" serves_exactly "$FRONT" "$ALL"
 
 # Restart without persistence (-dev): gw-1 lost and restored at once (a
-# reconnect triggers anti-entropy), traffic unchanged meanwhile.
+# reconnect triggers anti-entropy; consul.reregister_splay is 0s here),
+# traffic unchanged meanwhile.
 curl -s -X POST "$CONTROL/agents/node-1/restart" -d '{"persist":false}' >/dev/null
 steady "restart without persistence" "$ALL"
 wait_for 4 "gw-1 restored within one resync" sh -c "curl -s '$(agent_url node-1)/v1/agent/services' | grep -q '\"gw-1\"'"

@@ -41,10 +41,11 @@ second_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$second_ms" -ge 1500 ] && ok || fail "second change was not coalesced (${second_ms} ms)"
 
 # 4. An agent that lost everything answers the next TTL update 404: the
-#    service is re-registered at once, long before the 60 s resync.
+#    service is re-registered after the splay (5 s at most), long before
+#    the 60 s resync.
 wait_for 10 "TTL check fed" sh -c "curl -s $CONSUL/v1/agent/checks | grep -q '\"gw-ttl\".*passing'"
 curl -s -X POST -d '{"persist": false}' "$CONTROL/agents/node-1/restart" >/dev/null
-wait_for 10 "re-registered after 404 Unknown check ID" catalog_has gw '"ID":"gw-1"'
+wait_for 15 "re-registered after 404 Unknown check ID" catalog_has gw '"ID":"gw-1"'
 expect_contains "logged" "Check 'gw-ttl' is unknown to the agent; re-registering service 'gw-1' in" "$(cat "$T/sidecar.log")"
 register_instance node-1 o1 orders 9001
 register_instance node-1 o2 orders 9002

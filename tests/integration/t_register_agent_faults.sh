@@ -48,7 +48,7 @@ stop_pid "$SIDECAR_PID" TERM
 # its "Unknown check ID" answer and "plain" by the resync the reconnect starts.
 cat > "$T/reconnect.json" <<JSON
 {
-  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1h"},
+  "consul": {"address": "127.0.0.1:$CONSUL_PORT", "resync": "1h", "reregister_splay": "0s"},
   "node": "node-1", "drain": "0s",
   "services": [
     {"name": "fed", "port": 8081,
