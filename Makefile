@@ -176,7 +176,7 @@ fuzz: deps-dev
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_NAMES); do \
 	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	    clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
+	    clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) \
 	        -DSIDECAR_VERSION='"$(VERSION)"' -o build/fuzz/$$t tests/fuzz/fuzz_$$t.c \
 	        $(CORE_SRC) $(PKG_LIBS) -lm -pthread || exit 1; \
 	    mkdir -p build/fuzz/corpus-$$t; \

@@ -66,12 +66,16 @@ int jread_bool(struct jread *c, const cJSON *v, const char *path, int *out)
 
 int jread_int(struct jread *c, const cJSON *v, const char *path, long min, long max, long *out)
 {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
+    if (!cJSON_IsNumber(v))
         return jread_fail(c, path, "expected an integer, got %s", jread_type_name(v));
-    if (v->valuedouble < (double)min || v->valuedouble > (double)max)
-        return jread_fail(c, path, "must be between %ld and %ld, got %.0f", min, max,
-                          v->valuedouble);
-    *out = (long)v->valuedouble;
+    /* Range first: a double past what a long holds (1e300) must never be
+     * converted to one. */
+    double d = v->valuedouble;
+    if (!(d >= (double)min && d <= (double)max))
+        return jread_fail(c, path, "must be between %ld and %ld, got %.0f", min, max, d);
+    if (d != (double)(long)d)
+        return jread_fail(c, path, "expected an integer, got %s", jread_type_name(v));
+    *out = (long)d;
     return 0;
 }
 
@@ -79,6 +83,9 @@ int jread_int(struct jread *c, const cJSON *v, const char *path, long min, long 
 int jread_dur(struct jread *c, const cJSON *v, const char *path, int64_t *out)
 {
     if (cJSON_IsNumber(v)) {
+        /* Nanoseconds; past about 292 years a duration is no longer one. */
+        if (!(v->valuedouble > -9.2e18 && v->valuedouble < 9.2e18))
+            return jread_fail(c, path, "duration out of range");
         *out = (int64_t)(v->valuedouble / 1e6);
         if (*out == 0 && v->valuedouble > 0)
             *out = 1;

@@ -107,6 +107,13 @@ static const struct {
      "proxy.kong.lock_delay: must be at most 60s"},
     {"{\"proxy\": {\"kong\": {\"max_in_flight\": 0}}}",
      "proxy.kong.max_in_flight: must be between 1 and 256"},
+    /* Past what a long or an int64 holds: refused, never converted. */
+    {"{\"proxy\": {\"kong\": {\"max_in_flight\": 8e75}}}",
+     "proxy.kong.max_in_flight: must be between 1 and 256"},
+    {"{\"service\": {\"name\": \"b\", \"port\": -1e300}}",
+     "service.port: must be between 0 and 65535"},
+    {"{\"service\": {\"name\": \"b\", \"port\": 80.5}}", "service.port: expected an integer"},
+    {"{\"consul\": {\"resync\": 1e300}}", "consul.resync: duration out of range"},
     {"{\"watch\": {\"max_streams\": 100001}}", "watch.max_streams: must be between 1 and 100000"},
     {"{\"watch\": {\"cluster_poll\": \"500ms\"}}",
      "watch.cluster_poll: must be between 1s and 10m"},
