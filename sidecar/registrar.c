@@ -300,18 +300,13 @@ void reg_kick(struct registrar *r)
         }
         if (s->state != REG_PENDING || r->shutting_down)
             continue;
-        if (s->lost && loop_clock_ms() < r->rereg_at)
+        if (s->lost && loop_timer_active(r->splay_timer))
             continue; /* the splay timer kicks again */
         if (start_register(s) < 0)
             reg_schedule_retry(r);
         else
             s->lost = false;
     }
-    bool lost = false;
-    for (size_t i = 0; i < r->n_svcs; i++)
-        lost |= r->svcs[i]->lost;
-    if (!lost)
-        r->rereg_at = 0; /* the next loss draws its own splay */
     reg_check_shutdown(r);
 }
 
@@ -319,7 +314,7 @@ void reg_mark_lost(struct reg_service *s, const char *how)
 {
     struct registrar *r = s->r;
     uint64_t now = loop_clock_ms();
-    if (r->rereg_at == 0) {
+    if (!loop_timer_active(r->splay_timer)) { /* a new loss: its own delay */
         uint64_t w = r->o.reregister_splay_ms > 0 ? (uint64_t)r->o.reregister_splay_ms : 0;
         r->rereg_at = now + (w ? rand_below(w) : 0);
         if (r->rereg_at > now)
@@ -493,7 +488,8 @@ static void on_check_update_done(const struct consul_response *resp, void *arg)
         ttl_mark_failed(&c->feeder, now);
         if (resp->err == HTTP_OK && resp->status == 404) {
             /* The agent lost the check (restarted without persistence, or an
-             * operator removed it): re-register now, not at the next resync. */
+             * operator removed it): re-register after the splay, not at the
+             * next resync. */
             struct reg_service *s = find_service(r, c->service_id);
             char how[300];
             snprintf(how, sizeof how, "Check '%s' is unknown to the agent", c->check_id);

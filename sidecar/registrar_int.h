@@ -56,8 +56,8 @@ struct registrar {
     struct loop_timer *resync_timer;
     struct loop_timer *retry_timer;
     struct loop_timer *drain_timer;
-    struct loop_timer *splay_timer; /* lost registrations go back (rereg_at) */
-    uint64_t rereg_at;              /* ms; 0: nothing lost */
+    struct loop_timer *splay_timer; /* running: lost registrations wait for it */
+    uint64_t rereg_at;              /* ms: when it runs out (for the log) */
     struct backoff backoff;
     struct consul_call *list_call;   /* start-up cleanup read */
     struct consul_call *checks_call; /* anti-entropy: GET /v1/agent/checks */
