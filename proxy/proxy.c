@@ -25,7 +25,7 @@ void proxy_results_free(struct proxy_op_result *r, size_t n)
 }
 
 /* A copy's block: its reference count, then the items, then the hosts. */
-struct set_block {
+struct proxy_set_block {
     size_t refs;
     struct proxy_target items[];
 };
@@ -34,10 +34,9 @@ void proxy_target_set_free(struct proxy_target_set *s)
 {
     if (s == NULL)
         return;
-    if (s->arena) {
-        struct set_block *b = (struct set_block *)(void *)s->arena;
-        if (--b->refs == 0)
-            free(b);
+    if (s->block) {
+        if (--s->block->refs == 0)
+            free(s->block);
     } else {
         for (size_t i = 0; i < s->n; i++)
             free(s->items[i].host);
@@ -51,10 +50,10 @@ int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_targe
     *dst = (struct proxy_target_set){0};
     if (src->n == 0)
         return 0;
-    size_t bytes = sizeof(struct set_block) + src->n * sizeof(struct proxy_target);
+    size_t bytes = sizeof(struct proxy_set_block) + src->n * sizeof(struct proxy_target);
     for (size_t i = 0; i < src->n; i++)
         bytes += strlen(src->items[i].host) + 1;
-    struct set_block *b = malloc(bytes);
+    struct proxy_set_block *b = malloc(bytes);
     if (b == NULL)
         return -1;
     b->refs = 1;
@@ -67,15 +66,15 @@ int proxy_target_set_copy(struct proxy_target_set *dst, const struct proxy_targe
     }
     dst->items = b->items;
     dst->n = src->n;
-    dst->arena = (char *)b;
+    dst->block = b;
     return 0;
 }
 
 int proxy_target_set_share(struct proxy_target_set *dst, const struct proxy_target_set *src)
 {
-    if (src->arena == NULL)
+    if (src->block == NULL)
         return proxy_target_set_copy(dst, src);
-    ((struct set_block *)(void *)src->arena)->refs++;
+    src->block->refs++;
     *dst = *src;
     return 0;
 }

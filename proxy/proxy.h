@@ -24,13 +24,15 @@ struct proxy_target {
     int weight;
 };
 
+struct proxy_set_block; /* proxy.c */
+
 struct proxy_target_set {
     struct proxy_target *items;
     size_t n;
     /* When set, the set is a copy: items and hosts live in this one
      * counted block, shared by the sets that share it (read-only then);
      * else items and each host are their own allocations. */
-    char *arena;
+    struct proxy_set_block *block;
 };
 
 enum proxy_op_kind { PROXY_OP_ADD, PROXY_OP_REMOVE, PROXY_OP_SET_WEIGHT };

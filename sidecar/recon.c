@@ -52,7 +52,7 @@ int recon_desired_from_instances(const struct consul_instances *in, struct proxy
     *out = (struct proxy_target_set){0};
     if (in->n == 0)
         return 0;
-    /* Built over the answer's own strings, then copied into one arena. */
+    /* Built over the answer's own strings, then copied into one block. */
     struct proxy_target_set view = {calloc(in->n, sizeof *view.items), 0, NULL};
     if (view.items == NULL)
         return -1;
