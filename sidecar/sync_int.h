@@ -189,9 +189,9 @@ struct sync {
     struct metrics_counter *m_saves;
 };
 
-/* sync.c: reads an upstream once, now (a detector saw it move). */
-/* Makes u's own long-poll if it has none (sync.c). 0, or -1 with err. */
+/* sync.c: makes u's own long-poll if it has none. 0, or -1 with err. */
 int sync_up_open_watch(struct upstream *u, char *err, size_t errlen);
+/* sync.c: reads an upstream once, now (a detector saw it move). */
 void sync_up_fetch(struct upstream *u);
 
 /* follow.c: chooses how the upstreams are followed (a long-poll each or a
