@@ -148,6 +148,31 @@ static void script_rising(struct fake *f)
     f->n_script = 64;
 }
 
+/* A watch on a server whose index moves on every answer, with min_gap
+ * and a rest that on_change asks for. */
+static struct consul_watch *rising_watch(struct fake *f, int64_t min_gap_ms, int64_t rest_ms)
+{
+    struct consul_watch_opts o = {.path = "/v1/health/state/any",
+                                  .wait_ms = 60000,
+                                  .min_interval_ms = 1000,
+                                  .min_gap_ms = min_gap_ms,
+                                  .backoff_min_ms = 10,
+                                  .backoff_max_ms = 80};
+    struct consul_watch *w = fake_watch_with(f, &o);
+    script_rising(f);
+    f->rest_ms = rest_ms;
+    return w;
+}
+
+/* Started, w asks about once per 100 ms over a second, not hundreds. */
+static void expect_one_per_100ms(struct fake *f, struct consul_watch *w)
+{
+    consul_watch_start(w);
+    run_for(f, 1000, 5);
+    ck_assert_int_le(f->n_requests, 12);
+    ck_assert_int_ge(f->n_requests, 8);
+}
+
 static void fake_free(struct fake *f, struct consul_watch *w)
 {
     consul_watch_free(w);
@@ -227,18 +252,8 @@ END_TEST
 START_TEST(test_watch_min_gap_coalesces_a_burst_of_changes)
 {
     struct fake f;
-    struct consul_watch_opts o = {.path = "/v1/health/state/any",
-                                  .wait_ms = 60000,
-                                  .min_interval_ms = 1000,
-                                  .min_gap_ms = 100,
-                                  .backoff_min_ms = 10,
-                                  .backoff_max_ms = 80};
-    struct consul_watch *w = fake_watch_with(&f, &o);
-    script_rising(&f);
-    consul_watch_start(w);
-    run_for(&f, 1000, 5);
-    ck_assert_int_le(f.n_requests, 12); /* ~one per 100 ms, not hundreds */
-    ck_assert_int_ge(f.n_requests, 8);
+    struct consul_watch *w = rising_watch(&f, 100, 0);
+    expect_one_per_100ms(&f, w);
     fake_free(&f, w);
 }
 END_TEST
@@ -249,18 +264,8 @@ END_TEST
 START_TEST(test_watch_rests_as_long_as_on_change_asks)
 {
     struct fake f;
-    struct consul_watch_opts o = {.path = "/v1/health/state/any",
-                                  .wait_ms = 60000,
-                                  .min_interval_ms = 1000,
-                                  .backoff_min_ms = 10,
-                                  .backoff_max_ms = 80};
-    struct consul_watch *w = fake_watch_with(&f, &o);
-    script_rising(&f);
-    f.rest_ms = 100;
-    consul_watch_start(w);
-    run_for(&f, 1000, 5);
-    ck_assert_int_le(f.n_requests, 12); /* ~one per 100 ms, not hundreds */
-    ck_assert_int_ge(f.n_requests, 8);
+    struct consul_watch *w = rising_watch(&f, 0, 100);
+    expect_one_per_100ms(&f, w);
     int before = f.n_requests;
     f.rest_ms = 0;
     run_until(&f, before + 20, 300);
