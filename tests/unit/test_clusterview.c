@@ -80,13 +80,6 @@ static int logged(const char *needle)
     return n;
 }
 
-static void control(const char *path, const char *body)
-{
-    char url[200];
-    snprintf(url, sizeof url, "%s%s", T.d.control, path);
-    unit_http_ok("POST", url, body);
-}
-
 #define RUN_UNTIL(ms, cond) UNIT_RUN_UNTIL(T.l, ms, cond)
 
 /* Runs the loop for n more polls of the leader (the view's clock). */
@@ -104,15 +97,15 @@ START_TEST(test_clusterview_follows_the_leader_and_logs_each_change_once)
                         view_has("\"10.0.0.3:8300\"]"));
     ck_assert(view_has("\"leader\":\"10.0.0.1:8300\""));
     ck_assert(view_has("\"peers\":[\"10.0.0.1:8300\",\"10.0.0.2:8300\",\"10.0.0.3:8300\"]"));
-    control("/leader", "{\"leader\":\"server-2\"}");
+    unit_double_control(&T.d, "/leader", "{\"leader\":\"server-2\"}");
     RUN_UNTIL(5000, view_has("\"leader\":\"10.0.0.2:8300\""));
     ck_assert(view_has("\"leader\":\"10.0.0.2:8300\""));
-    control("/leader", "{\"leader\":\"\"}");
+    unit_double_control(&T.d, "/leader", "{\"leader\":\"\"}");
     RUN_UNTIL(5000, view_has("\"leader\":\"\""));
     ck_assert(view_has("\"leader\":\"\""));
     polls(3); /* still no leader: not logged again */
     ck_assert_int_eq(logged("[WARN] sidecar: No cluster leader"), 1);
-    control("/leader", "{\"leader\":\"server-3\"}");
+    unit_double_control(&T.d, "/leader", "{\"leader\":\"server-3\"}");
     RUN_UNTIL(5000, view_has("\"leader\":\"10.0.0.3:8300\""));
     polls(3);
     ck_assert_int_eq(logged("New leader elected: 10.0.0.1:8300"), 1);
@@ -127,12 +120,12 @@ START_TEST(test_clusterview_reports_members_failing_and_leaving)
     setup();
     RUN_UNTIL(5000, view_has("{\"name\":\"server-3\",\"addr\":\"10.0.0.3\",\"status\":\"alive\"}"));
     ck_assert(view_has("{\"name\":\"server-3\",\"addr\":\"10.0.0.3\",\"status\":\"alive\"}"));
-    control("/members/server-3", "{\"status\":\"failed\"}");
+    unit_double_control(&T.d, "/members/server-3", "{\"status\":\"failed\"}");
     RUN_UNTIL(5000, view_has("\"server-3\",\"addr\":\"10.0.0.3\",\"status\":\"failed\""));
     ck_assert(view_has("\"server-3\",\"addr\":\"10.0.0.3\",\"status\":\"failed\""));
     polls(3);
     ck_assert_int_eq(logged("member 'server-3' failed"), 1);
-    control("/members/server-3", "{\"status\":\"left\"}");
+    unit_double_control(&T.d, "/members/server-3", "{\"status\":\"left\"}");
     RUN_UNTIL(5000, view_has("\"server-3\",\"addr\":\"10.0.0.3\",\"status\":\"left\"") ||
                         !view_has("\"server-3\""));
     polls(2);
@@ -150,11 +143,11 @@ START_TEST(test_clusterview_reads_the_peers_only_after_a_change)
     RUN_UNTIL(5000, view_has("\"peers\":[\"10.0.0.1:8300\""));
     polls(4);
     ck_assert_int_eq(unit_double_count(&T.d, "GET", "/v1/status/peers"), 1);
-    control("/leader", "{\"leader\":\"server-2\"}");
+    unit_double_control(&T.d, "/leader", "{\"leader\":\"server-2\"}");
     RUN_UNTIL(5000, unit_double_count(&T.d, "GET", "/v1/status/peers") >= 2);
     polls(3);
     ck_assert_int_eq(unit_double_count(&T.d, "GET", "/v1/status/peers"), 2);
-    control("/members/server-3", "{\"status\":\"failed\"}");
+    unit_double_control(&T.d, "/members/server-3", "{\"status\":\"failed\"}");
     RUN_UNTIL(5000, unit_double_count(&T.d, "GET", "/v1/status/peers") >= 3);
     polls(3);
     ck_assert_int_eq(unit_double_count(&T.d, "GET", "/v1/status/peers"), 3);

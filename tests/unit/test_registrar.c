@@ -91,13 +91,6 @@ static int agent_has(const char *id, const char *needle)
     return yes;
 }
 
-static void agent_put(const char *path, const char *body)
-{
-    char url[200];
-    snprintf(url, sizeof url, "http://%s%s", T.d.agent, path);
-    unit_http_ok("PUT", url, body);
-}
-
 #define RUN_UNTIL(ms, cond) UNIT_RUN_UNTIL(T.l, ms, cond)
 
 /* Anti-entropy rounds the registrar has begun since the log was cleared. */
@@ -135,9 +128,9 @@ START_TEST(test_registrar_repairs_only_what_the_agent_lost_or_changed)
     unit_double_clear_log(&T.d);
     /* The agent lost one service; someone re-registered the other with
      * another port. */
-    agent_put("/v1/agent/service/deregister/web-1", NULL);
-    agent_put("/v1/agent/service/register",
-              "{\"Name\":\"api\",\"ID\":\"api-1\",\"Port\":1,\"Tags\":[\"v1\"]}");
+    unit_double_agent_put(&T.d, "/v1/agent/service/deregister/web-1", NULL);
+    unit_double_agent_put(&T.d, "/v1/agent/service/register",
+                          "{\"Name\":\"api\",\"ID\":\"api-1\",\"Port\":1,\"Tags\":[\"v1\"]}");
     RUN_UNTIL(5000, agent_has("web-1", "\"Port\":8080") && agent_has("api-1", "\"Port\":9090"));
     ck_assert(agent_has("web-1", "\"Port\":8080"));
     ck_assert(agent_has("api-1", "\"Port\":9090"));

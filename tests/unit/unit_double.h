@@ -118,6 +118,25 @@ static inline void unit_http_ok(const char *method, const char *url, const char 
     ck_assert_msg(status == 200, "%s %s: %ld", method, url, status);
 }
 
+/* POST to the double's control API (path "/leader", "/members/NAME",
+ * ...); it must answer 200. */
+static inline void unit_double_control(const struct unit_double *d, const char *path,
+                                       const char *body)
+{
+    char url[200];
+    snprintf(url, sizeof url, "%s%s", d->control, path);
+    unit_http_ok("POST", url, body);
+}
+
+/* PUT to agent node-1's HTTP API; it must answer 200. */
+static inline void unit_double_agent_put(const struct unit_double *d, const char *path,
+                                         const char *body)
+{
+    char url[200];
+    snprintf(url, sizeof url, "http://%s%s", d->agent, path);
+    unit_http_ok("PUT", url, body);
+}
+
 /* How many logged requests to the double match method and start with
  * url_prefix (its request log, /requests). */
 static inline int unit_double_count(const struct unit_double *d, const char *method,
