@@ -15,7 +15,10 @@
  *    reconnect during a round asks for another round right after it.
  *  - TTL checks fed by local probes: an update is sent only on change or
  *    before the TTL would lapse; a 404 "Unknown check ID" (an agent that lost
- *    its state) re-registers the service at once.
+ *    its state) re-registers the service.
+ *  - what the agent lost (missing, or its TTL update refused) goes back
+ *    after one random delay below reregister_splay_ms drawn per loss, so a
+ *    fleet whose agents restart together does not register at one instant.
  *  - shutdown: maintenance, drain period, deregistration.
  */
 #ifndef SIDECAR_REGISTRAR_H
